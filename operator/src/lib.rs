@@ -1,0 +1,1 @@
+//! Kubernetes operator for Habitat service groups (see issue: operator).
