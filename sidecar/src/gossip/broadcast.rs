@@ -1,1 +1,176 @@
-//! TODO
+//! Which rumors ride on which datagram. Each new rumor version is queued with a retransmit
+//! budget of about `mult * log10(N + 1)` sends (not Habitat's per-member heat, which costs
+//! O(N^2) messages); the least-sent rumors go first, and a rumor leaves the queue when its budget
+//! is spent or a newer version of the same key replaces it.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use super::rumor::RumorKey;
+use super::wire::varint_len;
+
+/// Retransmit budget for a cluster of `members` (at least 1 send).
+pub fn retransmit_limit(mult: u32, members: usize) -> u32 {
+    let log = ((members as f64) + 1.0).log10();
+    ((f64::from(mult) * log).ceil() as u32).max(1)
+}
+
+#[derive(Debug)]
+struct Queued {
+    key: RumorKey,
+    bytes: Arc<[u8]>,
+    sent: u32,
+}
+
+#[derive(Debug, Default)]
+pub struct BroadcastQueue {
+    items: Vec<Queued>,
+    index: HashMap<RumorKey, usize>,
+    limit: u32,
+}
+
+impl BroadcastQueue {
+    pub fn new(limit: u32) -> Self {
+        BroadcastQueue {
+            limit: limit.max(1),
+            ..Default::default()
+        }
+    }
+
+    pub fn set_limit(&mut self, limit: u32) {
+        self.limit = limit.max(1);
+    }
+
+    pub const fn limit(&self) -> u32 {
+        self.limit
+    }
+
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    /// Queues an encoded rumor, replacing any queued older version of the same key.
+    pub fn push(&mut self, key: RumorKey, bytes: Arc<[u8]>) {
+        match self.index.get(&key) {
+            Some(&i) => {
+                self.items[i].bytes = bytes;
+                self.items[i].sent = 0;
+            }
+            None => {
+                self.index.insert(key.clone(), self.items.len());
+                self.items.push(Queued {
+                    key,
+                    bytes,
+                    sent: 0,
+                });
+            }
+        }
+    }
+
+    /// Picks rumors for one datagram with `budget` bytes free (length prefixes included),
+    /// least-sent first, and charges each one send.
+    pub fn take_for_datagram(&mut self, budget: usize) -> Vec<Arc<[u8]>> {
+        if self.items.is_empty() {
+            return Vec::new();
+        }
+        let mut order: Vec<usize> = (0..self.items.len()).collect();
+        order.sort_by_key(|&i| self.items[i].sent);
+        let mut left = budget;
+        let mut chosen = Vec::new();
+        for i in order {
+            let len = self.items[i].bytes.len();
+            let cost = len + varint_len(len as u64);
+            if cost > left {
+                continue;
+            }
+            left -= cost;
+            self.items[i].sent += 1;
+            chosen.push(Arc::clone(&self.items[i].bytes));
+        }
+        self.retire_spent();
+        chosen
+    }
+
+    fn retire_spent(&mut self) {
+        let limit = self.limit;
+        if self.items.iter().all(|q| q.sent < limit) {
+            return;
+        }
+        self.items.retain(|q| q.sent < limit);
+        self.index = self
+            .items
+            .iter()
+            .enumerate()
+            .map(|(i, q)| (q.key.clone(), i))
+            .collect();
+    }
+
+    /// Drops rumors that can never fit in a datagram of `budget` bytes.
+    pub fn drop_larger_than(&mut self, budget: usize) {
+        self.items
+            .retain(|q| q.bytes.len() + varint_len(q.bytes.len() as u64) <= budget);
+        self.index = self
+            .items
+            .iter()
+            .enumerate()
+            .map(|(i, q)| (q.key.clone(), i))
+            .collect();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::gossip::member::MemberId;
+
+    fn key(n: u8) -> RumorKey {
+        RumorKey::Departure {
+            member: MemberId([n; 16]),
+        }
+    }
+
+    #[test]
+    fn limit_grows_with_log_of_cluster_size() {
+        assert_eq!(retransmit_limit(4, 1), 2);
+        assert_eq!(retransmit_limit(4, 9), 4);
+        assert_eq!(retransmit_limit(4, 999), 12);
+        assert!(retransmit_limit(4, 100_000) <= 21);
+    }
+
+    #[test]
+    fn a_rumor_is_sent_exactly_limit_times() {
+        let mut q = BroadcastQueue::new(3);
+        q.push(key(1), Arc::from(&b"abc"[..]));
+        let sends: usize = (0..10).map(|_| q.take_for_datagram(100).len()).sum();
+        assert_eq!(sends, 3);
+        assert!(q.is_empty());
+    }
+
+    #[test]
+    fn least_sent_goes_first_when_space_is_short() {
+        let mut q = BroadcastQueue::new(10);
+        q.push(key(1), Arc::from(&[1u8; 50][..]));
+        q.take_for_datagram(100);
+        q.push(key(2), Arc::from(&[2u8; 50][..]));
+        let picked = q.take_for_datagram(60);
+        assert_eq!(picked.len(), 1);
+        assert_eq!(picked[0][0], 2);
+    }
+
+    #[test]
+    fn a_newer_version_replaces_the_queued_one_and_resets_its_budget() {
+        let mut q = BroadcastQueue::new(2);
+        q.push(key(1), Arc::from(&b"old"[..]));
+        q.take_for_datagram(100);
+        q.push(key(1), Arc::from(&b"new"[..]));
+        assert_eq!(q.len(), 1);
+        assert_eq!(&*q.take_for_datagram(100)[0], b"new");
+        assert_eq!(q.take_for_datagram(100).len(), 1);
+        assert!(q.is_empty());
+    }
+}

@@ -1,1 +1,185 @@
-//! TODO
+//! Members of the ring: the identity every SWIM message carries, and health as Habitat shows it.
+//!
+//! A member's `incarnation` is persisted and only ever grows (it is at least the wall-clock second
+//! of its start), so a restarted member always wins over its previous self and over an older
+//! member that used the same node name or address.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::str::FromStr;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+/// A member's random 128-bit id, shown as 32 lowercase hex characters as in Habitat.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default, Serialize, Deserialize)]
+pub struct MemberId(pub [u8; 16]);
+
+impl MemberId {
+    pub fn random(rng: &mut impl rand::Rng) -> MemberId {
+        let mut bytes = [0u8; 16];
+        rng.fill_bytes(&mut bytes);
+        MemberId(bytes)
+    }
+
+    pub const fn is_nil(&self) -> bool {
+        u128::from_be_bytes(self.0) == 0
+    }
+}
+
+impl fmt::Display for MemberId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for byte in self.0 {
+            write!(f, "{byte:02x}")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for MemberId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl FromStr for MemberId {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let text = text.trim();
+        if text.len() != 32 || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(format!(
+                "expected a member id of 32 hex characters, found {text:?}"
+            ));
+        }
+        let mut bytes = [0u8; 16];
+        for (i, byte) in bytes.iter_mut().enumerate() {
+            *byte = u8::from_str_radix(&text[2 * i..2 * i + 2], 16)
+                .map_err(|e| format!("member id {text:?}: {e}"))?;
+        }
+        Ok(MemberId(bytes))
+    }
+}
+
+/// What every SWIM message says about its sender. Kept small: it travels in every datagram.
+#[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Identity {
+    pub id: MemberId,
+    /// Persisted, grows on every start and every rejoin.
+    pub incarnation: u64,
+    /// Host or pod name: a newer member with the same node name replaces the older one at once.
+    pub node: Arc<str>,
+    /// Where the member's gossip (UDP and TCP) listens, as peers reach it.
+    pub addr: SocketAddr,
+    /// Started with `--permanent-peer`: kept being contacted while it is down.
+    pub persistent: bool,
+}
+
+impl Identity {
+    /// Orders two identities claiming the same address or node name: the newer one wins.
+    pub fn is_newer_than(&self, other: &Identity) -> bool {
+        (self.incarnation, self.id) > (other.incarnation, other.id)
+    }
+}
+
+impl fmt::Debug for Identity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}@{}/{}#{}",
+            self.id, self.addr, self.node, self.incarnation
+        )
+    }
+}
+
+impl foca::Identity for Identity {
+    type Addr = SocketAddr;
+
+    fn renew(&self) -> Option<Self> {
+        Some(Identity {
+            incarnation: self.incarnation.saturating_add(1),
+            ..self.clone()
+        })
+    }
+
+    fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    fn win_addr_conflict(&self, adversary: &Self) -> bool {
+        self.is_newer_than(adversary)
+    }
+}
+
+/// Health as Habitat's gateway shows it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Health {
+    Alive,
+    Suspect,
+    Confirmed,
+    Departed,
+}
+
+impl Health {
+    pub const ALL: [Health; 4] = [
+        Health::Alive,
+        Health::Suspect,
+        Health::Confirmed,
+        Health::Departed,
+    ];
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Health::Alive => "Alive",
+            Health::Suspect => "Suspect",
+            Health::Confirmed => "Confirmed",
+            Health::Departed => "Departed",
+        }
+    }
+
+    pub const fn is_up(self) -> bool {
+        matches!(self, Health::Alive | Health::Suspect)
+    }
+}
+
+/// A member as the rest of the sidecar sees it (census, gateway, elections).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MemberView {
+    pub identity: Identity,
+    pub health: Health,
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn member_id_round_trips_through_hex() {
+        let id = MemberId([0xab; 16]);
+        let text = id.to_string();
+        assert_eq!(text.len(), 32);
+        assert_eq!(text.parse::<MemberId>().unwrap(), id);
+    }
+
+    #[test]
+    fn member_id_parse_names_the_expected_form() {
+        let err = "xyz".parse::<MemberId>().unwrap_err();
+        assert!(err.contains("32 hex characters"), "{err}");
+    }
+
+    #[test]
+    fn newer_incarnation_wins_address_conflicts() {
+        use foca::Identity as _;
+        let old = Identity {
+            id: MemberId([1; 16]),
+            incarnation: 10,
+            node: "a".into(),
+            addr: "127.0.0.1:9638".parse().unwrap(),
+            persistent: false,
+        };
+        let new = old.renew().unwrap();
+        assert!(new.win_addr_conflict(&old));
+        assert!(!old.win_addr_conflict(&new));
+    }
+}

@@ -1,1 +1,644 @@
-//! TODO
+//! The seam over foca (SWIM): the rest of the ring never touches foca types. It owns the foca
+//! instance, our compact wire codec for SWIM messages, the timing profile, and Lifeguard's local
+//! health multiplier (LHM), which stretches this node's probe interval and timeouts while it is
+//! itself slow, so a struggling node stops accusing healthy peers.
+//!
+//! foca is sans-io: calls in, `SwimOutput` out (datagrams to send, timers to arm, events).
+
+use std::collections::HashSet;
+use std::net::{IpAddr, SocketAddr};
+use std::num::{NonZeroU8, NonZeroUsize};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::{Buf, BufMut};
+use foca::{Foca, Header, Member, Message, Notification, State, Timer};
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+
+use super::member::{Health, Identity, MemberId};
+use super::wire::WireError;
+
+/// Timings of the ring. `lan()` is the default profile; every field is configurable.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SwimConfig {
+    pub probe_period: Duration,
+    pub probe_timeout: Duration,
+    pub indirect_probes: usize,
+    /// Suspicion lasts `suspicion_mult * max(1, log10 N) * probe_period`.
+    pub suspicion_mult: f64,
+    /// Membership updates are sent this many times `* log10(N + 1)`.
+    pub retransmit_mult: u32,
+    /// How often pending membership updates are pushed to `gossip_fanout` members.
+    pub gossip_interval: Duration,
+    pub gossip_fanout: usize,
+    /// A confirmed-dead member is forgotten after this long.
+    pub dead_member_ttl: Duration,
+    /// Largest SWIM message (the envelope and piggybacked rumors come on top).
+    pub max_swim_packet: usize,
+    /// Highest Lifeguard local health multiplier.
+    pub max_lhm: u32,
+}
+
+impl SwimConfig {
+    /// LAN profile: probe 1 s, probe timeout 500 ms, 3 indirect helpers, suspicion ~4*log10(N) s.
+    pub fn lan() -> SwimConfig {
+        SwimConfig {
+            probe_period: Duration::from_secs(1),
+            probe_timeout: Duration::from_millis(500),
+            indirect_probes: 3,
+            suspicion_mult: 4.0,
+            retransmit_mult: 4,
+            gossip_interval: Duration::from_millis(200),
+            gossip_fanout: 3,
+            dead_member_ttl: Duration::from_secs(60 * 60),
+            max_swim_packet: 1200,
+            max_lhm: 8,
+        }
+    }
+
+    fn foca_config(&self, cluster_size: usize) -> foca::Config {
+        let n = cluster_size.max(1) as f64;
+        let suspicion = self.suspicion_mult * n.log10().max(1.0) * self.probe_period.as_secs_f64();
+        let max_tx = (f64::from(self.retransmit_mult) * (n + 1.0).log10())
+            .ceil()
+            .clamp(1.0, 255.0) as u8;
+        foca::Config {
+            probe_period: self.probe_period,
+            probe_rtt: self.probe_timeout,
+            num_indirect_probes: NonZeroUsize::new(self.indirect_probes.max(1))
+                .unwrap_or(NonZeroUsize::MIN),
+            max_transmissions: NonZeroU8::new(max_tx).unwrap_or(NonZeroU8::MIN),
+            suspect_to_down_after: Duration::from_secs_f64(suspicion.max(0.001)),
+            remove_down_after: Some(self.dead_member_ttl),
+            max_packet_size: NonZeroUsize::new(self.max_swim_packet.max(256))
+                .unwrap_or(NonZeroUsize::MIN),
+            notify_down_members: true,
+            // Re-announcing (and healing) is driven by the node: it knows the permanent peers.
+            periodic_announce: None,
+            periodic_announce_to_down_members: None,
+            periodic_gossip: Some(foca::PeriodicParams {
+                frequency: self.gossip_interval,
+                num_members: NonZeroUsize::new(self.gossip_fanout.max(1))
+                    .unwrap_or(NonZeroUsize::MIN),
+            }),
+        }
+    }
+}
+
+/// A timer foca asked for, opaque to the rest of the ring.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SwimTimer(Timer<Identity>);
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MembershipEvent {
+    Up(Identity),
+    Down(Identity),
+    /// This node was declared down and rejoined under a renewed identity.
+    Rejoined(Identity),
+    /// This node lost every peer.
+    Isolated,
+}
+
+#[derive(Default, Debug)]
+pub struct SwimOutput {
+    pub sends: Vec<(SocketAddr, Vec<u8>)>,
+    pub timers: Vec<(SwimTimer, Duration)>,
+    pub events: Vec<MembershipEvent>,
+}
+
+/// Why foca refused a datagram (counted in metrics).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SwimDrop {
+    Malformed,
+    FromDeparted,
+    FromOurselves,
+    Other,
+}
+
+impl SwimDrop {
+    pub const fn reason(&self) -> &'static str {
+        match self {
+            SwimDrop::Malformed => "malformed",
+            SwimDrop::FromDeparted => "departed_sender",
+            SwimDrop::FromOurselves => "from_ourselves",
+            SwimDrop::Other => "rejected",
+        }
+    }
+}
+
+#[derive(Default)]
+struct CodecState {
+    me: Option<Identity>,
+    banned: HashSet<MemberId>,
+}
+
+/// Compact SWIM encoding. The destination is sent as id + incarnation only: a receiver that
+/// matches it (or any `Announce`, which is addressed to whoever listens at the address) takes
+/// itself as the destination. This saves ~20 bytes on every probe and lets a member behind a
+/// different advertised address still be announced to.
+struct WireCodec {
+    state: Arc<Mutex<CodecState>>,
+}
+
+const MSG_PING: u8 = 1;
+const MSG_ACK: u8 = 2;
+const MSG_PING_REQ: u8 = 3;
+const MSG_INDIRECT_PING: u8 = 4;
+const MSG_INDIRECT_ACK: u8 = 5;
+const MSG_FORWARDED_ACK: u8 = 6;
+const MSG_ANNOUNCE: u8 = 7;
+const MSG_FEED: u8 = 8;
+const MSG_GOSSIP: u8 = 9;
+const MSG_BROADCAST: u8 = 10;
+const MSG_TURN_UNDEAD: u8 = 11;
+
+const FLAG_PERSISTENT: u8 = 1;
+const FLAG_IPV6: u8 = 2;
+const MAX_NODE_NAME: usize = 253;
+
+fn put_varint(buf: &mut impl BufMut, mut v: u64) {
+    while v >= 0x80 {
+        buf.put_u8((v as u8) | 0x80);
+        v >>= 7;
+    }
+    buf.put_u8(v as u8);
+}
+
+fn get_u8(buf: &mut impl Buf) -> Result<u8, WireError> {
+    if buf.remaining() < 1 {
+        return Err(WireError::Truncated { needed: 1 });
+    }
+    Ok(buf.get_u8())
+}
+
+fn get_exact<const N: usize>(buf: &mut impl Buf) -> Result<[u8; N], WireError> {
+    if buf.remaining() < N {
+        return Err(WireError::Truncated {
+            needed: N - buf.remaining(),
+        });
+    }
+    let mut out = [0u8; N];
+    buf.copy_to_slice(&mut out);
+    Ok(out)
+}
+
+fn get_varint(buf: &mut impl Buf) -> Result<u64, WireError> {
+    let mut value = 0u64;
+    for shift in (0..70).step_by(7) {
+        let byte = get_u8(buf)?;
+        if shift == 63 && byte > 1 {
+            return Err(WireError::BadVarint);
+        }
+        value |= u64::from(byte & 0x7f) << shift;
+        if byte & 0x80 == 0 {
+            return Ok(value);
+        }
+    }
+    Err(WireError::BadVarint)
+}
+
+fn put_identity(buf: &mut impl BufMut, id: &Identity) {
+    buf.put_slice(&id.id.0);
+    put_varint(buf, id.incarnation);
+    let mut flags = 0;
+    if id.persistent {
+        flags |= FLAG_PERSISTENT;
+    }
+    if id.addr.is_ipv6() {
+        flags |= FLAG_IPV6;
+    }
+    buf.put_u8(flags);
+    match id.addr.ip() {
+        IpAddr::V4(ip) => buf.put_slice(&ip.octets()),
+        IpAddr::V6(ip) => buf.put_slice(&ip.octets()),
+    }
+    buf.put_u16(id.addr.port());
+    let node = id.node.as_bytes();
+    let node = &node[..node.len().min(MAX_NODE_NAME)];
+    buf.put_u8(node.len() as u8);
+    buf.put_slice(node);
+}
+
+fn get_identity(buf: &mut impl Buf) -> Result<Identity, WireError> {
+    let id = MemberId(get_exact::<16>(buf)?);
+    let incarnation = get_varint(buf)?;
+    let flags = get_u8(buf)?;
+    let ip = if flags & FLAG_IPV6 != 0 {
+        IpAddr::from(get_exact::<16>(buf)?)
+    } else {
+        IpAddr::from(get_exact::<4>(buf)?)
+    };
+    let port = u16::from_be_bytes(get_exact::<2>(buf)?);
+    let len = usize::from(get_u8(buf)?);
+    if buf.remaining() < len {
+        return Err(WireError::Truncated {
+            needed: len - buf.remaining(),
+        });
+    }
+    let mut node = vec![0u8; len];
+    buf.copy_to_slice(&mut node);
+    let node = String::from_utf8(node).map_err(|_| WireError::Invalid("node name"))?;
+    Ok(Identity {
+        id,
+        incarnation,
+        node: node.into(),
+        addr: SocketAddr::new(ip, port),
+        persistent: flags & FLAG_PERSISTENT != 0,
+    })
+}
+
+impl foca::Codec<Identity> for WireCodec {
+    type Error = WireError;
+
+    fn encode_header(
+        &mut self,
+        header: &Header<Identity>,
+        mut buf: impl BufMut,
+    ) -> Result<(), WireError> {
+        let (tag, probe, extra) = match &header.message {
+            Message::Ping(p) => (MSG_PING, Some(*p), None),
+            Message::Ack(p) => (MSG_ACK, Some(*p), None),
+            Message::PingReq {
+                target,
+                probe_number,
+            } => (MSG_PING_REQ, Some(*probe_number), Some(target)),
+            Message::IndirectPing {
+                origin,
+                probe_number,
+            } => (MSG_INDIRECT_PING, Some(*probe_number), Some(origin)),
+            Message::IndirectAck {
+                target,
+                probe_number,
+            } => (MSG_INDIRECT_ACK, Some(*probe_number), Some(target)),
+            Message::ForwardedAck {
+                origin,
+                probe_number,
+            } => (MSG_FORWARDED_ACK, Some(*probe_number), Some(origin)),
+            Message::Announce => (MSG_ANNOUNCE, None, None),
+            Message::Feed => (MSG_FEED, None, None),
+            Message::Gossip => (MSG_GOSSIP, None, None),
+            Message::Broadcast => (MSG_BROADCAST, None, None),
+            Message::TurnUndead => (MSG_TURN_UNDEAD, None, None),
+        };
+        buf.put_u8(tag);
+        if let Some(p) = probe {
+            buf.put_u8(p);
+        }
+        if let Some(other) = extra {
+            put_identity(&mut buf, other);
+        }
+        put_identity(&mut buf, &header.src);
+        buf.put_u16(header.src_incarnation);
+        buf.put_slice(&header.dst.id.0);
+        put_varint(&mut buf, header.dst.incarnation);
+        Ok(())
+    }
+
+    fn decode_header(&mut self, mut buf: impl Buf) -> Result<Header<Identity>, WireError> {
+        let tag = get_u8(&mut buf)?;
+        let mut probe = || get_u8(&mut buf);
+        let message = match tag {
+            MSG_PING => Message::Ping(probe()?),
+            MSG_ACK => Message::Ack(probe()?),
+            MSG_PING_REQ | MSG_INDIRECT_PING | MSG_INDIRECT_ACK | MSG_FORWARDED_ACK => {
+                let probe_number = probe()?;
+                let other = get_identity(&mut buf)?;
+                match tag {
+                    MSG_PING_REQ => Message::PingReq {
+                        target: other,
+                        probe_number,
+                    },
+                    MSG_INDIRECT_PING => Message::IndirectPing {
+                        origin: other,
+                        probe_number,
+                    },
+                    MSG_INDIRECT_ACK => Message::IndirectAck {
+                        target: other,
+                        probe_number,
+                    },
+                    _ => Message::ForwardedAck {
+                        origin: other,
+                        probe_number,
+                    },
+                }
+            }
+            MSG_ANNOUNCE => Message::Announce,
+            MSG_FEED => Message::Feed,
+            MSG_GOSSIP => Message::Gossip,
+            MSG_BROADCAST => Message::Broadcast,
+            MSG_TURN_UNDEAD => Message::TurnUndead,
+            tag => {
+                return Err(WireError::UnknownTag {
+                    what: "swim message",
+                    tag,
+                })
+            }
+        };
+        let src = get_identity(&mut buf)?;
+        let src_incarnation = u16::from_be_bytes(get_exact::<2>(&mut buf)?);
+        let dst_id = MemberId(get_exact::<16>(&mut buf)?);
+        let dst_incarnation = get_varint(&mut buf)?;
+        let state = self
+            .state
+            .lock()
+            .map_err(|_| WireError::Invalid("codec state"))?;
+        if state.banned.contains(&src.id) {
+            return Err(WireError::Invalid("departed sender"));
+        }
+        let dst = match &state.me {
+            Some(me)
+                if message == Message::Announce
+                    || (me.id == dst_id && me.incarnation == dst_incarnation) =>
+            {
+                me.clone()
+            }
+            // Addressed to someone else (or an older self): foca will drop it.
+            _ => Identity {
+                id: dst_id,
+                incarnation: dst_incarnation,
+                node: Arc::from(""),
+                addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+                persistent: false,
+            },
+        };
+        Ok(Header {
+            src,
+            src_incarnation,
+            dst,
+            message,
+        })
+    }
+
+    fn encode_member(
+        &mut self,
+        member: &Member<Identity>,
+        mut buf: impl BufMut,
+    ) -> Result<(), WireError> {
+        put_identity(&mut buf, member.id());
+        buf.put_u16(member.incarnation());
+        buf.put_u8(match member.state() {
+            State::Alive => 0,
+            State::Suspect => 1,
+            State::Down => 2,
+        });
+        Ok(())
+    }
+
+    fn decode_member(&mut self, mut buf: impl Buf) -> Result<Member<Identity>, WireError> {
+        let id = get_identity(&mut buf)?;
+        let incarnation = u16::from_be_bytes(get_exact::<2>(&mut buf)?);
+        let state = match get_u8(&mut buf)? {
+            0 => State::Alive,
+            1 => State::Suspect,
+            2 => State::Down,
+            tag => {
+                return Err(WireError::UnknownTag {
+                    what: "member state",
+                    tag,
+                })
+            }
+        };
+        Ok(Member::new(id, incarnation, state))
+    }
+}
+
+/// Collects what foca wants done during one call.
+struct Collector<'a> {
+    out: &'a mut SwimOutput,
+    lhm_delta: &'a mut i32,
+}
+
+impl foca::Runtime<Identity> for Collector<'_> {
+    fn notify(&mut self, notification: Notification<'_, Identity>) {
+        match notification {
+            Notification::MemberUp(id) => self.out.events.push(MembershipEvent::Up(id.clone())),
+            Notification::MemberDown(id) => {
+                self.out.events.push(MembershipEvent::Down(id.clone()));
+            }
+            Notification::Rename(old, new) => {
+                self.out.events.push(MembershipEvent::Down(old.clone()));
+                self.out.events.push(MembershipEvent::Up(new.clone()));
+            }
+            Notification::Rejoin(id) => {
+                self.out.events.push(MembershipEvent::Rejoined(id.clone()));
+            }
+            Notification::Idle => self.out.events.push(MembershipEvent::Isolated),
+            // Lifeguard: a failed probe may mean we are the slow one; an ack means we are not.
+            Notification::ProbeFailed(..) => *self.lhm_delta += 1,
+            Notification::DataReceived(header) => {
+                if matches!(
+                    header.message,
+                    Message::Ack(_) | Message::ForwardedAck { .. }
+                ) {
+                    *self.lhm_delta -= 1;
+                }
+            }
+            Notification::Active | Notification::Defunct | Notification::DataSent(_) => {}
+        }
+    }
+
+    fn send_to(&mut self, to: Identity, data: &[u8]) {
+        self.out.sends.push((to.addr, data.to_vec()));
+    }
+
+    fn submit_after(&mut self, event: Timer<Identity>, after: Duration) {
+        self.out.timers.push((SwimTimer(event), after));
+    }
+}
+
+pub struct Membership {
+    foca: Foca<Identity, WireCodec, StdRng, foca::NoCustomBroadcast>,
+    codec: Arc<Mutex<CodecState>>,
+    config: SwimConfig,
+    sized_for: usize,
+    lhm: u32,
+    out: SwimOutput,
+}
+
+impl Membership {
+    pub fn new(identity: Identity, config: SwimConfig, seed: u64) -> Membership {
+        let codec = Arc::new(Mutex::new(CodecState {
+            me: Some(identity.clone()),
+            banned: HashSet::new(),
+        }));
+        let foca = Foca::new(
+            identity,
+            config.foca_config(1),
+            StdRng::seed_from_u64(seed),
+            WireCodec {
+                state: Arc::clone(&codec),
+            },
+        );
+        Membership {
+            foca,
+            codec,
+            config,
+            sized_for: 1,
+            lhm: 0,
+            out: SwimOutput::default(),
+        }
+    }
+
+    pub fn identity(&self) -> &Identity {
+        self.foca.identity()
+    }
+
+    pub const fn config(&self) -> &SwimConfig {
+        &self.config
+    }
+
+    /// Lifeguard local health multiplier (0 = healthy).
+    pub const fn local_health(&self) -> u32 {
+        self.lhm
+    }
+
+    /// Runs one foca call with a collector, then applies Lifeguard and identity bookkeeping.
+    fn run<R>(
+        &mut self,
+        call: impl FnOnce(
+            &mut Foca<Identity, WireCodec, StdRng, foca::NoCustomBroadcast>,
+            &mut Collector<'_>,
+        ) -> R,
+    ) -> R {
+        let mut lhm_delta = 0;
+        let result = {
+            let mut collector = Collector {
+                out: &mut self.out,
+                lhm_delta: &mut lhm_delta,
+            };
+            call(&mut self.foca, &mut collector)
+        };
+        if lhm_delta != 0 {
+            let next = i64::from(self.lhm) + i64::from(lhm_delta);
+            self.lhm = next.clamp(0, i64::from(self.config.max_lhm)) as u32;
+        }
+        if self
+            .out
+            .events
+            .iter()
+            .any(|e| matches!(e, MembershipEvent::Rejoined(_)))
+        {
+            let me = self.foca.identity().clone();
+            if let Ok(mut state) = self.codec.lock() {
+                state.me = Some(me);
+            }
+        }
+        self.resize_if_needed();
+        result
+    }
+
+    /// Suspicion time and retransmissions follow the cluster size (log10 N).
+    fn resize_if_needed(&mut self) {
+        let n = self.foca.num_members() + 1;
+        let bucket = |n: usize| (n as f64).log10().ceil() as i64;
+        if bucket(n) != bucket(self.sized_for) {
+            if self.foca.set_config(self.config.foca_config(n)).is_ok() {
+                self.sized_for = n;
+            }
+        }
+    }
+
+    pub fn start(&mut self) {
+        // foca arms its periodic gossip timer on the first call that connects; nothing else.
+    }
+
+    pub fn handle_data(&mut self, data: &[u8]) -> Result<(), SwimDrop> {
+        let result = self.run(|foca, rt| foca.handle_data(data, rt));
+        result.map_err(|e| match e {
+            foca::Error::DataFromOurselves => SwimDrop::FromOurselves,
+            foca::Error::Decode(inner) if inner.to_string().contains("departed") => {
+                SwimDrop::FromDeparted
+            }
+            foca::Error::Decode(_) | foca::Error::MalformedPacket | foca::Error::DataTooBig => {
+                SwimDrop::Malformed
+            }
+            _ => SwimDrop::Other,
+        })
+    }
+
+    pub fn handle_timer(&mut self, timer: SwimTimer) {
+        if let Err(e) = self.run(|foca, rt| foca.handle_timer(timer.0, rt)) {
+            tracing::debug!(error = %e, "swim timer");
+        }
+    }
+
+    /// Scales a timer foca asked for by Lifeguard's multiplier: while this node is slow it
+    /// probes less often and waits longer before suspecting anyone.
+    pub fn stretch(&self, timer: &SwimTimer, after: Duration) -> Duration {
+        match timer.0 {
+            Timer::ProbeRandomMember(_)
+            | Timer::SendIndirectProbe { .. }
+            | Timer::ChangeSuspectToDown { .. } => after * (1 + self.lhm),
+            _ => after,
+        }
+    }
+
+    /// Sends a join request to whoever listens at `addr` (its id is not known yet).
+    pub fn announce(&mut self, addr: SocketAddr) {
+        let target = Identity {
+            id: MemberId::default(),
+            incarnation: 0,
+            node: Arc::from(""),
+            addr,
+            persistent: false,
+        };
+        if let Err(e) = self.run(|foca, rt| foca.announce(target, rt)) {
+            tracing::debug!(%addr, error = %e, "announce");
+        }
+    }
+
+    /// Announces to a known member (used to re-contact permanent peers while they are down).
+    pub fn announce_to(&mut self, identity: Identity) {
+        if let Err(e) = self.run(|foca, rt| foca.announce(identity, rt)) {
+            tracing::debug!(error = %e, "announce");
+        }
+    }
+
+    /// Declares a member down at once and spreads it (a newer member took its node name, or it
+    /// departed).
+    pub fn declare_down(&mut self, identity: Identity) {
+        let update = Member::new(identity, u16::MAX, State::Down);
+        if let Err(e) = self.run(|foca, rt| foca.apply_many(std::iter::once(update), true, rt)) {
+            tracing::debug!(error = %e, "declare down");
+        }
+    }
+
+    /// Drops everything a departed member sends from now on.
+    pub fn ban(&mut self, member: MemberId) {
+        if let Ok(mut state) = self.codec.lock() {
+            state.banned.insert(member);
+        }
+    }
+
+    /// Leaves the ring gracefully: peers see this member down at once.
+    pub fn leave(&mut self) {
+        if let Err(e) = self.run(|foca, rt| foca.leave_cluster(rt)) {
+            tracing::debug!(error = %e, "leave");
+        }
+    }
+
+    pub fn num_up(&self) -> usize {
+        self.foca.num_members()
+    }
+
+    /// Every member foca knows (not ourselves), with health.
+    pub fn members(&self) -> impl Iterator<Item = (&Identity, Health)> {
+        self.foca.iter_membership_state().map(|m| {
+            let health = match m.state() {
+                State::Alive => Health::Alive,
+                State::Suspect => Health::Suspect,
+                State::Down => Health::Confirmed,
+            };
+            (m.id(), health)
+        })
+    }
+
+    pub fn up_members(&self) -> impl Iterator<Item = &Identity> {
+        self.foca.iter_members().map(|m| m.id())
+    }
+
+    pub fn take_output(&mut self) -> SwimOutput {
+        std::mem::take(&mut self.out)
+    }
+}

@@ -9,6 +9,5 @@ pub mod node;
 pub mod rumor;
 pub mod sim;
 pub mod store;
-pub mod sync;
 pub mod transport;
 pub mod wire;

@@ -1,1 +1,937 @@
-//! TODO
+//! One ring member as a pure state machine: SWIM membership (through `Membership`), the rumor
+//! store, piggyback dissemination, push-pull anti-entropy and the envelope. The real transport
+//! (`transport.rs`) and the simulator (`sim.rs`) drive the very same code: calls in with the
+//! current time, `Output`s out (datagrams, TCP frames, timers to arm) plus `NodeEvent`s.
+//!
+//! Invariants: nothing here reads a clock or a socket; every datagram we accept passed the
+//! envelope's authentication and the replay window; malformed input is counted, never a panic.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand::rngs::StdRng;
+use rand::{Rng, RngExt, SeedableRng};
+
+use super::broadcast::{retransmit_limit, BroadcastQueue};
+use super::crypto::{Keyring, ReplayGuard, ENVELOPE_OVERHEAD};
+use super::member::{Health, Identity, MemberId, MemberView};
+use super::membership::{Membership, MembershipEvent, SwimConfig, SwimTimer};
+use super::rumor::{Rumor, RumorKey};
+use super::store::{Insert, Store};
+use super::wire::{self, Datagram, Frame, Writer, FRAME_SOFT_LIMIT, MAX_DATAGRAM, SYNC_BUCKETS};
+
+/// Every timing and limit of the ring.
+#[derive(Clone, Debug)]
+pub struct GossipConfig {
+    pub swim: SwimConfig,
+    /// Rumors are sent this many times `* log10(N + 1)` by each member that learns them.
+    pub rumor_retransmit_mult: u32,
+    /// Members a rumor-only datagram (or a TCP push of a large rumor) goes to.
+    pub rumor_fanout: usize,
+    /// How often each member runs push-pull anti-entropy with a random peer.
+    pub sync_interval: Duration,
+    /// How often configured and permanent peers that are not up are re-contacted.
+    pub heal_interval: Duration,
+    /// How often expiry (tombstones, dead members) runs.
+    pub maintenance_interval: Duration,
+    pub tombstone_ttl: Duration,
+    pub replay_window: Duration,
+    pub max_datagram: usize,
+}
+
+impl GossipConfig {
+    pub fn lan() -> GossipConfig {
+        GossipConfig {
+            swim: SwimConfig::lan(),
+            rumor_retransmit_mult: 4,
+            rumor_fanout: 3,
+            sync_interval: Duration::from_secs(10),
+            heal_interval: Duration::from_secs(5),
+            maintenance_interval: Duration::from_secs(5),
+            tombstone_ttl: Duration::from_secs(60 * 60),
+            replay_window: Duration::from_secs(120),
+            max_datagram: MAX_DATAGRAM,
+        }
+    }
+
+    /// Bytes free for piggybacked rumors in a datagram carrying `swim_len` bytes of SWIM.
+    fn rumor_budget(&self, swim_len: usize) -> usize {
+        self.max_datagram
+            .saturating_sub(ENVELOPE_OVERHEAD + wire::datagram_overhead(swim_len))
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum NodeTimer {
+    Swim(SwimTimer),
+    RumorGossip,
+    Sync,
+    Heal,
+    Maintenance,
+}
+
+/// A TCP conversation started by this node; 0 means "no reply expected".
+pub type SessionId = u64;
+
+#[derive(Debug)]
+pub enum Output {
+    Datagram {
+        to: SocketAddr,
+        bytes: Vec<u8>,
+    },
+    /// Send a frame on the TCP session (opening a connection to `to` if the session is new).
+    /// When `expect_reply`, the transport reads one frame back and calls `handle_reply`.
+    Frame {
+        to: SocketAddr,
+        session: SessionId,
+        bytes: Vec<u8>,
+        expect_reply: bool,
+    },
+    Schedule {
+        after: Duration,
+        timer: NodeTimer,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NodeEvent {
+    MemberUp(Identity),
+    MemberDown(Identity),
+    /// A newer member took this one's node name; the old id is gone at once.
+    MemberReplaced {
+        old: Identity,
+        new: Identity,
+    },
+    RumorChanged(RumorKey),
+    /// This node was declared down and rejoined with a higher incarnation (persist it).
+    Rejoined(Identity),
+    /// This node was departed (`hab sup depart`): it has left the ring for good.
+    DepartedSelf,
+}
+
+/// Counters for `/metrics` and the simulator.
+#[derive(Debug, Default, Clone)]
+pub struct NodeStats {
+    pub datagrams_sent: u64,
+    pub datagrams_received: u64,
+    pub frames_sent: u64,
+    pub frames_received: u64,
+    pub bytes_sent: u64,
+    pub bytes_received: u64,
+    /// Rumor transmissions (one rumor in one datagram or frame counts one).
+    pub rumors_sent: u64,
+    pub rumors_received: u64,
+    pub rumors_accepted: u64,
+    /// Dropped datagrams/frames/rumors by reason.
+    pub dropped: BTreeMap<&'static str, u64>,
+}
+
+impl NodeStats {
+    fn drop(&mut self, reason: &'static str) {
+        *self.dropped.entry(reason).or_default() += 1;
+    }
+}
+
+#[derive(Debug, Clone)]
+struct MemberRecord {
+    identity: Identity,
+    health: Health,
+    since_ms: u64,
+}
+
+#[derive(Debug)]
+enum SyncStage {
+    AwaitHelloReply,
+    AwaitExchange,
+}
+
+#[derive(Debug)]
+struct SyncSession {
+    peer: SocketAddr,
+    stage: SyncStage,
+    started_ms: u64,
+}
+
+pub struct Node {
+    config: GossipConfig,
+    membership: Membership,
+    keyring: Keyring,
+    replay: ReplayGuard,
+    store: Store,
+    queue: BroadcastQueue,
+    rng: StdRng,
+    members: HashMap<MemberId, MemberRecord>,
+    /// Up members other than us, for O(1) random choice.
+    up: Vec<MemberId>,
+    peers: Vec<SocketAddr>,
+    sessions: HashMap<SessionId, SyncSession>,
+    next_session: SessionId,
+    gossip_armed: bool,
+    wrong_key_logged: HashSet<SocketAddr>,
+    outputs: Vec<Output>,
+    events: Vec<NodeEvent>,
+    stats: NodeStats,
+    now_ms: u64,
+    left: bool,
+}
+
+impl Node {
+    pub fn new(
+        identity: Identity,
+        config: GossipConfig,
+        keyring: Keyring,
+        store: Store,
+        seed: u64,
+    ) -> Node {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let membership = Membership::new(identity.clone(), config.swim.clone(), rng.random());
+        let mut members = HashMap::new();
+        members.insert(
+            identity.id,
+            MemberRecord {
+                identity,
+                health: Health::Alive,
+                since_ms: 0,
+            },
+        );
+        let replay = ReplayGuard::new(config.replay_window);
+        let queue = BroadcastQueue::new(retransmit_limit(config.rumor_retransmit_mult, 1));
+        let mut node = Node {
+            config,
+            membership,
+            keyring,
+            replay,
+            store,
+            queue,
+            rng,
+            members,
+            up: Vec::new(),
+            peers: Vec::new(),
+            sessions: HashMap::new(),
+            next_session: 1,
+            gossip_armed: false,
+            wrong_key_logged: HashSet::new(),
+            outputs: Vec::new(),
+            events: Vec::new(),
+            stats: NodeStats::default(),
+            now_ms: 0,
+            left: false,
+        };
+        let departed: Vec<MemberId> = node
+            .store
+            .iter()
+            .filter_map(|r| match r {
+                Rumor::Departure(d) => Some(d.member_id),
+                _ => None,
+            })
+            .collect();
+        for id in departed {
+            node.membership.ban(id);
+        }
+        node
+    }
+
+    pub fn identity(&self) -> &Identity {
+        self.membership.identity()
+    }
+
+    pub const fn config(&self) -> &GossipConfig {
+        &self.config
+    }
+
+    pub const fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub const fn stats(&self) -> &NodeStats {
+        &self.stats
+    }
+
+    pub const fn local_health(&self) -> u32 {
+        self.membership.local_health()
+    }
+
+    pub fn drain_outputs(&mut self) -> std::vec::Drain<'_, Output> {
+        self.outputs.drain(..)
+    }
+
+    pub fn drain_events(&mut self) -> std::vec::Drain<'_, NodeEvent> {
+        self.events.drain(..)
+    }
+
+    pub fn set_keyring(&mut self, keyring: Keyring) {
+        self.keyring = keyring;
+    }
+
+    /// Joins the ring: contacts the peers, pulls their rumors once, arms the periodic timers.
+    pub fn start(&mut self, now_ms: u64, peers: Vec<SocketAddr>) {
+        self.now_ms = now_ms;
+        let me = self.identity().addr;
+        self.peers = peers.into_iter().filter(|p| *p != me).collect();
+        for peer in self.peers.clone() {
+            self.membership.announce(peer);
+        }
+        self.flush_swim();
+        if let Some(&first) = self.peers.first() {
+            self.start_sync(first);
+        }
+        for (timer, base) in [
+            (NodeTimer::Sync, self.config.sync_interval),
+            (NodeTimer::Heal, self.config.heal_interval),
+            (NodeTimer::Maintenance, self.config.maintenance_interval),
+        ] {
+            // Spread the periodic work so members started together do not act in lockstep.
+            let after = base.mul_f64(self.rng.random_range(0.5..1.0));
+            self.outputs.push(Output::Schedule { after, timer });
+        }
+        self.queue_all_own_rumors();
+    }
+
+    /// Replaces the configured peers (from `--peer-watch-file`); new ones are announced to.
+    pub fn set_peers(&mut self, now_ms: u64, peers: Vec<SocketAddr>) {
+        self.now_ms = now_ms;
+        let me = self.identity().addr;
+        let fresh: Vec<SocketAddr> = peers
+            .iter()
+            .copied()
+            .filter(|p| *p != me && !self.peers.contains(p))
+            .collect();
+        self.peers = peers.into_iter().filter(|p| *p != me).collect();
+        for peer in fresh {
+            self.membership.announce(peer);
+        }
+        self.flush_swim();
+    }
+
+    fn queue_all_own_rumors(&mut self) {
+        let me = self.identity().id;
+        let own: Vec<Rumor> = self
+            .store
+            .iter()
+            .filter(|r| matches!(r, Rumor::Service(s) if s.member_id == me))
+            .cloned()
+            .collect();
+        for rumor in own {
+            self.disseminate(&rumor);
+        }
+    }
+
+    /// Publishes a rumor created here (a loaded service, `hab config apply`, an election vote).
+    pub fn publish(&mut self, now_ms: u64, rumor: Rumor) -> crate::error::Result<Insert> {
+        self.now_ms = now_ms;
+        rumor.check_limits()?;
+        let outcome = self.accept(rumor);
+        self.flush_swim();
+        Ok(outcome)
+    }
+
+    /// Leaves the ring gracefully (peers see this member confirmed down at once).
+    pub fn leave(&mut self, now_ms: u64) {
+        self.now_ms = now_ms;
+        self.left = true;
+        self.membership.leave();
+        self.flush_swim();
+    }
+
+    pub fn handle_timer(&mut self, now_ms: u64, timer: NodeTimer) {
+        self.now_ms = now_ms;
+        match timer {
+            NodeTimer::Swim(t) => self.membership.handle_timer(t),
+            NodeTimer::RumorGossip => self.gossip_rumors(),
+            NodeTimer::Sync => {
+                self.reschedule(NodeTimer::Sync, self.config.sync_interval);
+                if let Some(peer) = self.random_up_member() {
+                    self.start_sync(peer.addr);
+                } else if !self.peers.is_empty() {
+                    let i = self.rng.random_range(0..self.peers.len());
+                    self.start_sync(self.peers[i]);
+                }
+            }
+            NodeTimer::Heal => {
+                self.reschedule(NodeTimer::Heal, self.config.heal_interval);
+                self.heal();
+            }
+            NodeTimer::Maintenance => {
+                self.reschedule(NodeTimer::Maintenance, self.config.maintenance_interval);
+                self.maintenance();
+            }
+        }
+        self.flush_swim();
+    }
+
+    fn reschedule(&mut self, timer: NodeTimer, base: Duration) {
+        if self.left {
+            return;
+        }
+        let after = base.mul_f64(self.rng.random_range(0.9..1.1));
+        self.outputs.push(Output::Schedule { after, timer });
+    }
+
+    /// A UDP datagram arrived.
+    pub fn handle_datagram(&mut self, now_ms: u64, from: SocketAddr, bytes: &[u8]) {
+        self.now_ms = now_ms;
+        self.stats.datagrams_received += 1;
+        self.stats.bytes_received += bytes.len() as u64;
+        if bytes.len() > self.config.max_datagram {
+            self.stats.drop("too_big");
+            return;
+        }
+        let Some(body) = self.open(from, bytes) else {
+            return;
+        };
+        let datagram = match Datagram::decode(&body) {
+            Ok(d) => d,
+            Err(e) => {
+                self.stats.drop(e.reason());
+                return;
+            }
+        };
+        if let Some(swim) = datagram.swim {
+            if let Err(drop) = self.membership.handle_data(swim) {
+                self.stats.drop(drop.reason());
+                if drop.reason() == "departed_sender" {
+                    return;
+                }
+            }
+        }
+        for encoded in datagram.rumors {
+            self.stats.rumors_received += 1;
+            match wire::decode_rumor(encoded) {
+                Ok(rumor) => {
+                    self.accept(rumor);
+                }
+                Err(_) => self.stats.drop("malformed_rumor"),
+            }
+        }
+        self.flush_swim();
+    }
+
+    /// Opens an envelope: authenticates it and applies the replay window.
+    fn open(&mut self, from: SocketAddr, bytes: &[u8]) -> Option<Vec<u8>> {
+        let opened = match self.keyring.open(bytes) {
+            Ok(opened) => opened,
+            Err(e) => {
+                self.stats.drop(e.reason());
+                if self.wrong_key_logged.insert(from) {
+                    tracing::warn!(
+                        peer = %from, reason = e.reason(),
+                        "dropping packets from a peer that does not share our ring key \
+                         (logged once per peer)"
+                    );
+                }
+                return None;
+            }
+        };
+        if let Err(e) = self
+            .replay
+            .check(self.now_ms, opened.timestamp_ms, &opened.nonce)
+        {
+            self.stats.drop(e.reason());
+            return None;
+        }
+        Some(opened.body)
+    }
+
+    fn seal(&mut self, body: &[u8]) -> Vec<u8> {
+        let mut random = [0u8; 16];
+        self.rng.fill_bytes(&mut random);
+        self.keyring.seal(body, self.now_ms, random)
+    }
+
+    /// A TCP frame arrived on a connection a peer opened; returns the sealed reply, if any.
+    pub fn handle_frame(&mut self, now_ms: u64, from: SocketAddr, bytes: &[u8]) -> Option<Vec<u8>> {
+        self.now_ms = now_ms;
+        self.stats.frames_received += 1;
+        self.stats.bytes_received += bytes.len() as u64;
+        let body = self.open(from, bytes)?;
+        let frame = match Frame::decode(&body) {
+            Ok(f) => f,
+            Err(e) => {
+                self.stats.drop(e.reason());
+                return None;
+            }
+        };
+        let reply = match frame {
+            Frame::SyncHello { root, .. } => Some(if root == self.store.root() {
+                Frame::SyncInSync
+            } else {
+                Frame::SyncBuckets {
+                    buckets: self.store.bucket_hashes().to_vec(),
+                }
+            }),
+            Frame::SyncDigest { buckets, entries } => {
+                let (ours, want) = self.store.diff(&buckets, &entries);
+                let rumors = cap_frame(ours.into_iter().cloned());
+                self.stats.rumors_sent += rumors.len() as u64;
+                Some(Frame::SyncExchange { rumors, want })
+            }
+            Frame::Push { rumors, .. } => {
+                self.accept_all(rumors);
+                None
+            }
+            Frame::SyncInSync | Frame::SyncBuckets { .. } | Frame::SyncExchange { .. } => {
+                self.stats.drop("unexpected_frame");
+                None
+            }
+        };
+        let sealed = reply.map(|frame| self.seal_frame(&frame));
+        self.flush_swim();
+        sealed
+    }
+
+    /// The reply to a frame this node sent on `session` arrived.
+    pub fn handle_reply(&mut self, now_ms: u64, session: SessionId, bytes: &[u8]) {
+        self.now_ms = now_ms;
+        self.stats.frames_received += 1;
+        self.stats.bytes_received += bytes.len() as u64;
+        let Some(state) = self.sessions.remove(&session) else {
+            return;
+        };
+        let Some(body) = self.open(state.peer, bytes) else {
+            return;
+        };
+        let frame = match Frame::decode(&body) {
+            Ok(f) => f,
+            Err(e) => {
+                self.stats.drop(e.reason());
+                return;
+            }
+        };
+        match (state.stage, frame) {
+            (SyncStage::AwaitHelloReply, Frame::SyncInSync) => {}
+            (SyncStage::AwaitHelloReply, Frame::SyncBuckets { buckets }) => {
+                let ours = self.store.bucket_hashes();
+                let differing: Vec<u8> = (0..SYNC_BUCKETS)
+                    .filter(|&b| buckets.get(b) != ours.get(b))
+                    .map(|b| b as u8)
+                    .collect();
+                let entries = self.store.digest(&differing);
+                let frame = Frame::SyncDigest {
+                    buckets: differing,
+                    entries,
+                };
+                self.send_frame(state.peer, session, &frame, true);
+                self.sessions.insert(
+                    session,
+                    SyncSession {
+                        stage: SyncStage::AwaitExchange,
+                        ..state
+                    },
+                );
+            }
+            (SyncStage::AwaitExchange, Frame::SyncExchange { rumors, want }) => {
+                self.accept_all(rumors);
+                let wanted = cap_frame(
+                    want.iter()
+                        .filter_map(|kh| self.store.key_for_hash(*kh))
+                        .filter_map(|k| self.store.get(k))
+                        .cloned(),
+                );
+                if !wanted.is_empty() {
+                    self.stats.rumors_sent += wanted.len() as u64;
+                    let frame = Frame::Push {
+                        from: self.identity().id,
+                        rumors: wanted,
+                    };
+                    self.send_frame(state.peer, session, &frame, false);
+                }
+            }
+            _ => self.stats.drop("unexpected_frame"),
+        }
+        self.flush_swim();
+    }
+
+    /// A TCP session could not be opened or broke.
+    pub fn session_failed(&mut self, session: SessionId) {
+        self.sessions.remove(&session);
+    }
+
+    fn start_sync(&mut self, peer: SocketAddr) {
+        let session = self.next_session;
+        self.next_session += 1;
+        self.sessions.insert(
+            session,
+            SyncSession {
+                peer,
+                stage: SyncStage::AwaitHelloReply,
+                started_ms: self.now_ms,
+            },
+        );
+        let frame = Frame::SyncHello {
+            from: self.identity().id,
+            root: self.store.root(),
+        };
+        self.send_frame(peer, session, &frame, true);
+    }
+
+    fn seal_frame(&mut self, frame: &Frame) -> Vec<u8> {
+        let mut w = Writer::default();
+        frame.encode_into(&mut w);
+        let sealed = self.seal(&w.buf);
+        self.stats.frames_sent += 1;
+        self.stats.bytes_sent += sealed.len() as u64;
+        sealed
+    }
+
+    fn send_frame(&mut self, to: SocketAddr, session: SessionId, frame: &Frame, expect_reply: bool) {
+        let bytes = self.seal_frame(frame);
+        self.outputs.push(Output::Frame {
+            to,
+            session,
+            bytes,
+            expect_reply,
+        });
+    }
+
+    fn accept_all(&mut self, rumors: Vec<Rumor>) {
+        for rumor in rumors {
+            self.stats.rumors_received += 1;
+            self.accept(rumor);
+        }
+    }
+
+    /// Merges a rumor into the store; a change is spread further and reported.
+    fn accept(&mut self, rumor: Rumor) -> Insert {
+        if let Rumor::Service(s) = &rumor {
+            // Rumors about members we already forgot as departed stay out.
+            if self.store.departed(s.member_id) {
+                self.stats.drop("departed_member");
+                return Insert::Stale;
+            }
+        }
+        let key = rumor.key();
+        let outcome = self.store.insert(rumor, self.now_ms);
+        match outcome {
+            Insert::Conflict => self.stats.drop("conflict"),
+            Insert::New | Insert::Updated => {
+                self.stats.rumors_accepted += 1;
+                if let Some(stored) = self.store.get(&key).cloned() {
+                    self.disseminate(&stored);
+                    if let Rumor::Departure(d) = &stored {
+                        self.on_departure(d.member_id);
+                    }
+                }
+                self.events.push(NodeEvent::RumorChanged(key));
+            }
+            Insert::Stale => {}
+        }
+        outcome
+    }
+
+    fn on_departure(&mut self, member: MemberId) {
+        if member == self.identity().id {
+            tracing::warn!("this member was departed from the ring; leaving for good");
+            self.events.push(NodeEvent::DepartedSelf);
+            self.membership.leave();
+            self.left = true;
+            return;
+        }
+        self.membership.ban(member);
+        if let Some(record) = self.members.get_mut(&member) {
+            record.health = Health::Departed;
+            record.since_ms = self.now_ms;
+            let identity = record.identity.clone();
+            self.membership.declare_down(identity);
+        }
+        self.up.retain(|id| *id != member);
+    }
+
+    /// Small rumors ride on datagrams; large ones are pushed over TCP to a few members.
+    fn disseminate(&mut self, rumor: &Rumor) {
+        let encoded: Arc<[u8]> = wire::encode_rumor(rumor).into();
+        let fits = encoded.len() + wire::varint_len(encoded.len() as u64)
+            <= self.config.rumor_budget(0);
+        if fits {
+            self.queue.push(rumor.key(), encoded);
+            self.arm_rumor_gossip();
+        } else {
+            let from = self.identity().id;
+            for _ in 0..self.config.rumor_fanout {
+                if let Some(peer) = self.random_up_member() {
+                    self.stats.rumors_sent += 1;
+                    let frame = Frame::Push {
+                        from,
+                        rumors: vec![rumor.clone()],
+                    };
+                    self.send_frame(peer.addr, 0, &frame, false);
+                }
+            }
+        }
+    }
+
+    fn arm_rumor_gossip(&mut self) {
+        if !self.gossip_armed && !self.queue.is_empty() && !self.left {
+            self.gossip_armed = true;
+            self.outputs.push(Output::Schedule {
+                after: self.config.swim.gossip_interval,
+                timer: NodeTimer::RumorGossip,
+            });
+        }
+    }
+
+    fn gossip_rumors(&mut self) {
+        self.gossip_armed = false;
+        if self.queue.is_empty() || self.left {
+            return;
+        }
+        let mut targets: Vec<MemberId> = Vec::with_capacity(self.config.rumor_fanout);
+        for _ in 0..self.config.rumor_fanout * 2 {
+            if targets.len() >= self.config.rumor_fanout {
+                break;
+            }
+            if let Some(peer) = self.random_up_member() {
+                if !targets.contains(&peer.id) {
+                    targets.push(peer.id);
+                }
+            }
+        }
+        for id in targets {
+            let Some(addr) = self.members.get(&id).map(|r| r.identity.addr) else {
+                continue;
+            };
+            let rumors = self.queue.take_for_datagram(self.config.rumor_budget(0));
+            if rumors.is_empty() {
+                break;
+            }
+            self.send_datagram(addr, None, &rumors);
+        }
+        self.arm_rumor_gossip();
+    }
+
+    fn random_up_member(&mut self) -> Option<Identity> {
+        if self.up.is_empty() {
+            return None;
+        }
+        let i = self.rng.random_range(0..self.up.len());
+        self.members.get(&self.up[i]).map(|r| r.identity.clone())
+    }
+
+    fn send_datagram(&mut self, to: SocketAddr, swim: Option<&[u8]>, rumors: &[Arc<[u8]>]) {
+        let datagram = Datagram {
+            swim,
+            rumors: rumors.iter().map(|r| &r[..]).collect(),
+        };
+        let mut w = Writer::with_capacity(self.config.max_datagram);
+        datagram.encode_into(&mut w);
+        let bytes = self.seal(&w.buf);
+        self.stats.datagrams_sent += 1;
+        self.stats.bytes_sent += bytes.len() as u64;
+        self.stats.rumors_sent += rumors.len() as u64;
+        self.outputs.push(Output::Datagram { to, bytes });
+    }
+
+    /// Turns what foca asked for into datagrams (with piggybacked rumors), timers and events.
+    fn flush_swim(&mut self) {
+        loop {
+            let out = self.membership.take_output();
+            if out.sends.is_empty() && out.timers.is_empty() && out.events.is_empty() {
+                break;
+            }
+            for (to, swim) in out.sends {
+                let rumors = if self.left {
+                    Vec::new()
+                } else {
+                    self.queue
+                        .take_for_datagram(self.config.rumor_budget(swim.len()))
+                };
+                self.send_datagram(to, Some(&swim), &rumors);
+            }
+            for (timer, after) in out.timers {
+                let after = self.membership.stretch(&timer, after);
+                self.outputs.push(Output::Schedule {
+                    after,
+                    timer: NodeTimer::Swim(timer),
+                });
+            }
+            for event in out.events {
+                self.on_membership_event(event);
+            }
+        }
+        self.queue.set_limit(retransmit_limit(
+            self.config.rumor_retransmit_mult,
+            self.up.len() + 1,
+        ));
+    }
+
+    fn on_membership_event(&mut self, event: MembershipEvent) {
+        match event {
+            MembershipEvent::Up(identity) => self.member_up(identity),
+            MembershipEvent::Down(identity) => {
+                let id = identity.id;
+                if let Some(record) = self.members.get_mut(&id) {
+                    if record.identity == identity && record.health != Health::Departed {
+                        record.health = Health::Confirmed;
+                        record.since_ms = self.now_ms;
+                        self.up.retain(|m| *m != id);
+                        self.events.push(NodeEvent::MemberDown(identity));
+                    }
+                }
+            }
+            MembershipEvent::Rejoined(identity) => {
+                if let Some(record) = self.members.get_mut(&identity.id) {
+                    record.identity = identity.clone();
+                }
+                self.events.push(NodeEvent::Rejoined(identity));
+            }
+            MembershipEvent::Isolated => {
+                tracing::debug!("no peer is up; announcing to configured peers");
+                for peer in self.peers.clone() {
+                    self.membership.announce(peer);
+                }
+            }
+        }
+    }
+
+    fn member_up(&mut self, identity: Identity) {
+        let id = identity.id;
+        if self.store.departed(id) {
+            return;
+        }
+        if let Some(existing) = self.members.get(&id) {
+            if existing.identity.incarnation > identity.incarnation {
+                return;
+            }
+        }
+        // A newer member with the same node name replaces the older one at once.
+        let replaced: Vec<Identity> = self
+            .members
+            .values()
+            .filter(|r| r.identity.id != id && r.identity.node == identity.node)
+            .filter(|r| !identity.node.is_empty() && identity.is_newer_than(&r.identity))
+            .map(|r| r.identity.clone())
+            .collect();
+        for old in replaced {
+            if old.id == self.identity().id {
+                continue;
+            }
+            self.members.remove(&old.id);
+            self.up.retain(|m| *m != old.id);
+            self.store.forget_member(old.id);
+            self.membership.declare_down(old.clone());
+            self.events.push(NodeEvent::MemberReplaced {
+                old,
+                new: identity.clone(),
+            });
+        }
+        self.members.insert(
+            id,
+            MemberRecord {
+                identity: identity.clone(),
+                health: Health::Alive,
+                since_ms: self.now_ms,
+            },
+        );
+        if !self.up.contains(&id) {
+            self.up.push(id);
+        }
+        self.events.push(NodeEvent::MemberUp(identity));
+    }
+
+    /// Re-contacts configured peers and permanent members that are not up: partitions heal.
+    fn heal(&mut self) {
+        if self.left {
+            return;
+        }
+        let up_addrs: HashSet<SocketAddr> = self
+            .up
+            .iter()
+            .filter_map(|id| self.members.get(id))
+            .map(|r| r.identity.addr)
+            .collect();
+        for peer in self.peers.clone() {
+            if !up_addrs.contains(&peer) {
+                self.membership.announce(peer);
+            }
+        }
+        let down_permanent: Vec<Identity> = self
+            .members
+            .values()
+            .filter(|r| r.identity.persistent && r.health == Health::Confirmed)
+            .map(|r| r.identity.clone())
+            .collect();
+        for identity in down_permanent {
+            self.membership.announce_to(identity);
+        }
+    }
+
+    fn maintenance(&mut self) {
+        let ttl = self.config.swim.dead_member_ttl.as_millis() as u64;
+        let now = self.now_ms;
+        let expired: Vec<MemberId> = self
+            .members
+            .values()
+            .filter(|r| r.health == Health::Confirmed && now.saturating_sub(r.since_ms) >= ttl)
+            .map(|r| r.identity.id)
+            .collect();
+        for id in expired {
+            self.members.remove(&id);
+            for key in self.store.forget_member(id) {
+                self.events.push(NodeEvent::RumorChanged(key));
+            }
+        }
+        let tombstone_ttl = self.config.tombstone_ttl.as_millis() as u64;
+        for key in self.store.expire_tombstones(now, tombstone_ttl) {
+            self.events.push(NodeEvent::RumorChanged(key));
+        }
+        // A sync whose peer never answered is forgotten.
+        let stale = 4 * self.config.sync_interval.as_millis() as u64;
+        self.sessions
+            .retain(|_, s| now.saturating_sub(s.started_ms) < stale);
+    }
+
+    /// Every member we know, ourselves included, with Habitat's health.
+    pub fn members(&self) -> Vec<MemberView> {
+        let swim: HashMap<MemberId, Health> = self
+            .membership
+            .members()
+            .map(|(identity, health)| (identity.id, health))
+            .collect();
+        self.members
+            .values()
+            .map(|r| {
+                let health = match (r.health, swim.get(&r.identity.id)) {
+                    (Health::Alive, Some(Health::Suspect)) => Health::Suspect,
+                    (health, _) => health,
+                };
+                MemberView {
+                    identity: r.identity.clone(),
+                    health,
+                }
+            })
+            .collect()
+    }
+
+    pub fn health_of(&self, id: MemberId) -> Option<Health> {
+        let record = self.members.get(&id)?;
+        if record.health == Health::Alive
+            && self
+                .membership
+                .members()
+                .any(|(i, h)| i.id == id && h == Health::Suspect)
+        {
+            return Some(Health::Suspect);
+        }
+        Some(record.health)
+    }
+
+    pub fn up_count(&self) -> usize {
+        self.up.len()
+    }
+}
+
+/// Takes rumors until a frame's soft limit; the rest waits for the next sync round.
+fn cap_frame(rumors: impl Iterator<Item = Rumor>) -> Vec<Rumor> {
+    let mut size = 0;
+    let mut out = Vec::new();
+    for rumor in rumors {
+        let len = wire::encode_rumor(&rumor).len();
+        if size + len > FRAME_SOFT_LIMIT && !out.is_empty() {
+            break;
+        }
+        size += len;
+        out.push(rumor);
+    }
+    out
+}

@@ -1,1 +1,432 @@
-//! TODO
+//! The rumor store: at most one rumor per key, merged by the rumor's own rule, with the
+//! per-bucket hashes anti-entropy compares, Habitat's per-kind update counters, expiry of
+//! tombstones, and a versioned snapshot format for persistence in the data dir.
+//!
+//! Invariant: `buckets[b]` is always the XOR of the entry hashes of the keys in bucket `b`, so
+//! two stores with the same rumors have the same hashes whatever order they learned them in.
+
+use std::collections::HashMap;
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+use super::member::MemberId;
+use super::rumor::{Merge, Rumor, RumorKey, RumorKind};
+use super::wire::{self, SYNC_BUCKETS};
+use crate::error::{Error, Result};
+
+const SNAPSHOT_MAGIC: &[u8; 8] = b"HABRUMR1";
+
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub rumor: Rumor,
+    pub key_hash: u64,
+    pub content_hash: u64,
+    /// When this node stored the current version (ms, node clock).
+    pub updated_ms: u64,
+}
+
+/// What `insert` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Insert {
+    New,
+    Updated,
+    Stale,
+    Conflict,
+}
+
+impl Insert {
+    pub const fn changed(self) -> bool {
+        matches!(self, Insert::New | Insert::Updated)
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct Store {
+    entries: HashMap<RumorKey, Entry>,
+    by_hash: HashMap<u64, RumorKey>,
+    buckets: Vec<u64>,
+    update_counters: [u64; 6],
+    conflicts: u64,
+}
+
+fn hash64(parts: &[&[u8]]) -> u64 {
+    let mut hasher = Sha256::new();
+    for part in parts {
+        hasher.update(part);
+    }
+    let digest = hasher.finalize();
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    u64::from_be_bytes(first)
+}
+
+pub fn key_hash(key: &RumorKey) -> u64 {
+    hash64(&[b"key", &postcard::to_stdvec(key).unwrap_or_default()])
+}
+
+pub fn content_hash(encoded_rumor: &[u8]) -> u64 {
+    hash64(&[b"rumor", encoded_rumor])
+}
+
+pub const fn bucket_of(key_hash: u64) -> usize {
+    (key_hash % SYNC_BUCKETS as u64) as usize
+}
+
+const fn entry_hash(key_hash: u64, content_hash: u64) -> u64 {
+    key_hash.rotate_left(17) ^ content_hash
+}
+
+const fn kind_index(kind: RumorKind) -> usize {
+    kind as usize
+}
+
+impl Store {
+    pub fn new() -> Store {
+        Store {
+            buckets: vec![0; SYNC_BUCKETS],
+            ..Store::default()
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    pub fn get(&self, key: &RumorKey) -> Option<&Rumor> {
+        self.entries.get(key).map(|e| &e.rumor)
+    }
+
+    pub fn entry(&self, key: &RumorKey) -> Option<&Entry> {
+        self.entries.get(key)
+    }
+
+    pub fn key_for_hash(&self, key_hash: u64) -> Option<&RumorKey> {
+        self.by_hash.get(&key_hash)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Rumor> {
+        self.entries.values().map(|e| &e.rumor)
+    }
+
+    pub fn entries(&self) -> impl Iterator<Item = &Entry> {
+        self.entries.values()
+    }
+
+    pub fn update_counter(&self, kind: RumorKind) -> u64 {
+        self.update_counters[kind_index(kind)]
+    }
+
+    /// Equal-version-different-content rumors rejected so far.
+    pub const fn conflicts(&self) -> u64 {
+        self.conflicts
+    }
+
+    /// Offers a rumor; the stored result may differ from the input (an election absorbs votes).
+    pub fn insert(&mut self, incoming: Rumor, now_ms: u64) -> Insert {
+        let key = incoming.key();
+        let (merged, outcome) = match self.entries.get(&key) {
+            None => (incoming, Insert::New),
+            Some(existing) => match existing.rumor.merge(&incoming) {
+                Merge::Replace(merged) => (merged, Insert::Updated),
+                Merge::Stale => return Insert::Stale,
+                Merge::Conflict => {
+                    self.conflicts += 1;
+                    return Insert::Conflict;
+                }
+            },
+        };
+        self.put(key, merged, now_ms);
+        outcome
+    }
+
+    fn put(&mut self, key: RumorKey, rumor: Rumor, now_ms: u64) {
+        let content = content_hash(&wire::encode_rumor(&rumor));
+        let kh = match self.entries.get(&key) {
+            Some(old) => {
+                let kh = old.key_hash;
+                self.buckets[bucket_of(kh)] ^= entry_hash(kh, old.content_hash);
+                kh
+            }
+            None => key_hash(&key),
+        };
+        self.buckets[bucket_of(kh)] ^= entry_hash(kh, content);
+        self.update_counters[kind_index(key.kind())] += 1;
+        self.by_hash.insert(kh, key.clone());
+        self.entries.insert(
+            key,
+            Entry {
+                rumor,
+                key_hash: kh,
+                content_hash: content,
+                updated_ms: now_ms,
+            },
+        );
+    }
+
+    pub fn remove(&mut self, key: &RumorKey) -> Option<Rumor> {
+        let entry = self.entries.remove(key)?;
+        self.buckets[bucket_of(entry.key_hash)] ^= entry_hash(entry.key_hash, entry.content_hash);
+        self.by_hash.remove(&entry.key_hash);
+        self.update_counters[kind_index(key.kind())] += 1;
+        Some(entry.rumor)
+    }
+
+    /// Hash of the whole store; equal roots mean (with overwhelming probability) equal stores.
+    pub fn root(&self) -> u64 {
+        self.buckets
+            .iter()
+            .enumerate()
+            .fold(0u64, |acc, (i, h)| acc ^ h.rotate_left(i as u32))
+    }
+
+    pub fn bucket_hashes(&self) -> &[u64] {
+        &self.buckets
+    }
+
+    /// (key hash, content hash) of every rumor in the given buckets.
+    pub fn digest(&self, buckets: &[u8]) -> Vec<(u64, u64)> {
+        let mut wanted = [false; SYNC_BUCKETS];
+        for &b in buckets {
+            if let Some(slot) = wanted.get_mut(usize::from(b)) {
+                *slot = true;
+            }
+        }
+        self.entries
+            .values()
+            .filter(|e| wanted[bucket_of(e.key_hash)])
+            .map(|e| (e.key_hash, e.content_hash))
+            .collect()
+    }
+
+    /// Rumors in `buckets` that the peer, whose digest is `theirs`, does not hold as we do,
+    /// and the key hashes of the peer's entries we lack or hold differently.
+    pub fn diff(&self, buckets: &[u8], theirs: &[(u64, u64)]) -> (Vec<&Rumor>, Vec<u64>) {
+        let theirs_map: HashMap<u64, u64> = theirs.iter().copied().collect();
+        let mut wanted = [false; SYNC_BUCKETS];
+        for &b in buckets {
+            if let Some(slot) = wanted.get_mut(usize::from(b)) {
+                *slot = true;
+            }
+        }
+        let ours: Vec<&Rumor> = self
+            .entries
+            .values()
+            .filter(|e| wanted[bucket_of(e.key_hash)])
+            .filter(|e| theirs_map.get(&e.key_hash) != Some(&e.content_hash))
+            .map(|e| &e.rumor)
+            .collect();
+        let want: Vec<u64> = theirs
+            .iter()
+            .filter(|(kh, ch)| {
+                self.by_hash
+                    .get(kh)
+                    .and_then(|k| self.entries.get(k))
+                    .is_none_or(|e| e.content_hash != *ch)
+            })
+            .map(|(kh, _)| *kh)
+            .collect();
+        (ours, want)
+    }
+
+    /// Removes service tombstones stored longer than `ttl_ms` ago; returns their keys.
+    pub fn expire_tombstones(&mut self, now_ms: u64, ttl_ms: u64) -> Vec<RumorKey> {
+        let expired: Vec<RumorKey> = self
+            .entries
+            .iter()
+            .filter(|(_, e)| matches!(&e.rumor, Rumor::Service(s) if s.tombstone))
+            .filter(|(_, e)| now_ms.saturating_sub(e.updated_ms) >= ttl_ms)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in &expired {
+            self.remove(key);
+        }
+        expired
+    }
+
+    /// Removes every rumor that only describes `member` (its service rumors).
+    pub fn forget_member(&mut self, member: MemberId) -> Vec<RumorKey> {
+        let keys: Vec<RumorKey> = self
+            .entries
+            .keys()
+            .filter(|k| matches!(k, RumorKey::Service { member: m, .. } if *m == member))
+            .cloned()
+            .collect();
+        for key in &keys {
+            self.remove(key);
+        }
+        keys
+    }
+
+    pub fn departed(&self, member: MemberId) -> bool {
+        self.entries
+            .contains_key(&RumorKey::Departure { member })
+    }
+
+    /// Versioned snapshot: magic, then postcard of every rumor.
+    pub fn snapshot(&self) -> Vec<u8> {
+        let mut rumors: Vec<&Rumor> = self.iter().collect();
+        rumors.sort_by_key(|r| r.key());
+        let mut out = SNAPSHOT_MAGIC.to_vec();
+        out.extend(postcard::to_stdvec(&rumors).unwrap_or_default());
+        out
+    }
+
+    pub fn from_snapshot(bytes: &[u8], now_ms: u64) -> std::result::Result<Store, String> {
+        let body = bytes
+            .strip_prefix(SNAPSHOT_MAGIC.as_slice())
+            .ok_or_else(|| "expected the header HABRUMR1".to_string())?;
+        let rumors: Vec<Rumor> =
+            postcard::from_bytes(body).map_err(|e| format!("undecodable rumors: {e}"))?;
+        let mut store = Store::new();
+        for rumor in rumors {
+            store.insert(rumor, now_ms);
+        }
+        Ok(store)
+    }
+}
+
+/// Writes `bytes` to `path` atomically: temp file in the same dir, fsync, rename.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    let tmp = path.with_extension("tmp");
+    let mut file = fs::File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
+    file.write_all(bytes).map_err(|e| Error::io(&tmp, e))?;
+    file.sync_all().map_err(|e| Error::io(&tmp, e))?;
+    fs::rename(&tmp, path).map_err(|e| Error::io(path, e))?;
+    Ok(())
+}
+
+/// Loads the persisted store. A missing file is an empty store; a corrupt one is moved aside
+/// (`<file>.corrupt-<ms>`) with a warning so the member still starts and relearns from peers.
+pub fn load_or_quarantine(path: &Path, now_ms: u64) -> (Store, Option<PathBuf>) {
+    let bytes = match fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return (Store::new(), None),
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "cannot read the rumor store; starting empty");
+            return (Store::new(), None);
+        }
+    };
+    match Store::from_snapshot(&bytes, now_ms) {
+        Ok(store) => (store, None),
+        Err(problem) => {
+            let aside = path.with_extension(format!("corrupt-{now_ms}"));
+            tracing::warn!(
+                path = %path.display(), moved_to = %aside.display(), %problem,
+                "rumor store is corrupt; moved aside, starting empty and relearning from peers"
+            );
+            let moved = fs::rename(path, &aside).is_ok();
+            (Store::new(), moved.then_some(aside))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::gossip::rumor::tests::config;
+    use crate::gossip::rumor::{ServiceRumor, SysInfo};
+    use proptest::prelude::*;
+
+    fn service(member: u8, incarnation: u64, tombstone: bool) -> Rumor {
+        Rumor::Service(ServiceRumor {
+            member_id: MemberId([member; 16]),
+            service_group: crate::gossip::rumor::tests::group("redis.default"),
+            incarnation,
+            package: "core/redis/1/2".into(),
+            initialized: false,
+            sys: SysInfo::default(),
+            cfg: vec![],
+            tombstone,
+        })
+    }
+
+    #[test]
+    fn conflicts_are_counted_and_do_not_change_the_store() {
+        let mut store = Store::new();
+        assert_eq!(store.insert(config(1, b"a"), 0), Insert::New);
+        let root = store.root();
+        assert_eq!(store.insert(config(1, b"b"), 0), Insert::Conflict);
+        assert_eq!(store.conflicts(), 1);
+        assert_eq!(store.root(), root);
+    }
+
+    #[test]
+    fn tombstones_expire_after_their_ttl() {
+        let mut store = Store::new();
+        store.insert(service(1, 2, true), 1_000);
+        store.insert(service(2, 2, false), 1_000);
+        assert!(store.expire_tombstones(5_000, 10_000).is_empty());
+        assert_eq!(store.expire_tombstones(11_000, 10_000).len(), 1);
+        assert_eq!(store.len(), 1);
+    }
+
+    #[test]
+    fn diff_sends_what_the_peer_lacks_and_asks_for_what_we_lack() {
+        let mut a = Store::new();
+        let mut b = Store::new();
+        a.insert(service(1, 1, false), 0);
+        b.insert(service(2, 1, false), 0);
+        let all: Vec<u8> = (0..SYNC_BUCKETS as u8).collect();
+        let (send, want) = b.diff(&all, &a.digest(&all));
+        assert_eq!(send.len(), 1);
+        assert_eq!(want.len(), 1);
+        for r in send.into_iter().cloned().collect::<Vec<_>>() {
+            a.insert(r, 0);
+        }
+        let key = a.key_for_hash(want[0]).unwrap().clone();
+        b.insert(a.get(&key).unwrap().clone(), 0);
+        assert_eq!(a.root(), b.root());
+    }
+
+    #[test]
+    fn snapshot_round_trips_and_rejects_garbage() {
+        let mut store = Store::new();
+        store.insert(service(1, 1, false), 0);
+        store.insert(config(4, b"x = 1"), 0);
+        let back = Store::from_snapshot(&store.snapshot(), 0).unwrap();
+        assert_eq!(back.root(), store.root());
+        assert!(Store::from_snapshot(b"nonsense", 0).unwrap_err().contains("HABRUMR1"));
+    }
+
+    #[test]
+    fn a_corrupt_store_file_is_moved_aside() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("rumors.dat");
+        std::fs::write(&path, b"HABRUMR1\xff\xff\xff").unwrap();
+        let (store, aside) = load_or_quarantine(&path, 42);
+        assert!(store.is_empty());
+        let aside = aside.unwrap();
+        assert!(aside.exists() && !path.exists());
+    }
+
+    #[test]
+    fn atomic_write_replaces_the_whole_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub/rumors.dat");
+        write_atomically(&path, b"one").unwrap();
+        write_atomically(&path, b"two").unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"two");
+    }
+
+    proptest! {
+        #[test]
+        fn root_is_independent_of_arrival_order(incs in proptest::collection::vec((0u8..6, 0u64..4), 1..20)) {
+            let rumors: Vec<Rumor> = incs.iter().map(|(m, i)| service(*m, *i, false)).collect();
+            let mut forward = Store::new();
+            for r in &rumors { forward.insert(r.clone(), 0); }
+            let mut backward = Store::new();
+            for r in rumors.iter().rev() { backward.insert(r.clone(), 0); }
+            prop_assert_eq!(forward.root(), backward.root());
+        }
+    }
+}

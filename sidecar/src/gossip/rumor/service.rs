@@ -1,0 +1,71 @@
+//! Service rumor: one member runs one service in one service group. Keyed by (group, member);
+//! a higher incarnation wins. Unloading is gossiped as a tombstone (a newer incarnation with
+//! `tombstone = true`) so every census drops the member at once; tombstones expire later.
+
+use serde::{Deserialize, Serialize};
+
+use super::ServiceGroup;
+use crate::gossip::member::MemberId;
+
+/// Where a member's service can be reached, with Habitat's field names.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SysInfo {
+    pub ip: String,
+    pub hostname: String,
+    pub gossip_ip: String,
+    pub gossip_port: u16,
+    pub http_gateway_ip: String,
+    pub http_gateway_port: u16,
+    pub ctl_gateway_ip: String,
+    pub ctl_gateway_port: u16,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceRumor {
+    pub member_id: MemberId,
+    pub service_group: ServiceGroup,
+    pub incarnation: u64,
+    /// Fully qualified package ident, `origin/name/version/release`.
+    pub package: String,
+    pub initialized: bool,
+    pub sys: SysInfo,
+    /// Exported configuration, as TOML text.
+    pub cfg: Vec<u8>,
+    /// The service was unloaded.
+    pub tombstone: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::gossip::rumor::tests::group;
+    use crate::gossip::rumor::{Merge, Rumor};
+
+    pub(crate) fn service(incarnation: u64, tombstone: bool) -> Rumor {
+        Rumor::Service(ServiceRumor {
+            member_id: MemberId([1; 16]),
+            service_group: group("redis.default"),
+            incarnation,
+            package: "core/redis/7.0.0/20260101000000".into(),
+            initialized: false,
+            sys: SysInfo::default(),
+            cfg: Vec::new(),
+            tombstone,
+        })
+    }
+
+    #[test]
+    fn a_tombstone_replaces_the_live_rumor_it_supersedes() {
+        assert!(matches!(
+            service(1, false).merge(&service(2, true)),
+            Merge::Replace(_)
+        ));
+        assert_eq!(service(2, true).merge(&service(1, false)), Merge::Stale);
+    }
+
+    #[test]
+    fn same_incarnation_tombstone_is_a_conflict_not_a_flip() {
+        assert_eq!(service(2, false).merge(&service(2, true)), Merge::Conflict);
+    }
+}
