@@ -1,1 +1,873 @@
-//! TODO
+//! The census: who runs what, who leads, and which config and files each service group has,
+//! built from the rumor store and member health, plus the JSON of Habitat's `GET /census` and
+//! `GET /butterfly` with Habitat's field names and shapes. Pure functions: no I/O, no clock.
+//! Invariants: tombstoned service rumors never appear, undecodable TOML shows as `{}` (never a
+//! panic), and every map is keyed and ordered by its string key, so equal input gives equal JSON.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use serde_json::{json, Map, Value};
+
+use crate::gossip::member::{Health, Identity, MemberId, MemberView};
+use crate::gossip::rumor::{
+    DepartureRumor, ElectionRumor, ElectionStatus, Rumor, RumorKind, ServiceConfigRumor,
+    ServiceFileRumor, ServiceGroup, ServiceRumor, SysInfo,
+};
+use crate::gossip::store::Store;
+
+/// `election_status` / `update_election_status` when the group has no election rumor.
+pub const ELECTION_NONE: &str = "None";
+/// The group's election rumor is `Running`.
+pub const ELECTION_IN_PROGRESS: &str = "ElectionInProgress";
+/// The group's election rumor is `NoQuorum`.
+pub const ELECTION_NO_QUORUM: &str = "ElectionNoQuorum";
+/// The group's election rumor is `Finished`.
+pub const ELECTION_FINISHED: &str = "ElectionFinished";
+
+/// Everything the census is built from: one consistent view of the ring, taken by the caller.
+pub struct CensusInput<'a> {
+    /// This supervisor.
+    pub local: &'a Identity,
+    /// Every member we know, ourselves included, with health.
+    pub members: &'a [MemberView],
+    pub store: &'a Store,
+}
+
+/// A package identifier split into its parts, as Habitat's census shows it under `pkg`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct CensusPkg {
+    pub origin: String,
+    pub name: String,
+    pub version: Option<String>,
+    pub release: Option<String>,
+}
+
+impl CensusPkg {
+    /// Parses `origin/name[/version[/release]]`; `None` for anything else.
+    pub fn parse(ident: &str) -> Option<CensusPkg> {
+        let parts: Vec<&str> = ident.split('/').collect();
+        if !(2..=4).contains(&parts.len()) || parts.iter().any(|p| p.trim().is_empty()) {
+            return None;
+        }
+        let part = |i: usize| parts.get(i).map(|p| (*p).to_string());
+        Some(CensusPkg {
+            origin: parts[0].to_string(),
+            name: parts[1].to_string(),
+            version: part(2),
+            release: part(3),
+        })
+    }
+}
+
+/// A file uploaded to a service group (`hab file upload`), as the census keeps it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CensusFile {
+    pub filename: String,
+    pub incarnation: u64,
+    pub encrypted: bool,
+    pub body: Vec<u8>,
+}
+
+/// One member of a service group, as templates (`svc.members`), elections and readiness see it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CensusMember {
+    pub member_id: MemberId,
+    /// The package ident as gossiped (`origin/name/version/release`).
+    pub package: String,
+    /// `package` split; `None` when it is not a valid ident.
+    pub pkg: Option<CensusPkg>,
+    /// Incarnation of this member's service rumor.
+    pub incarnation: u64,
+    pub initialized: bool,
+    /// Departed when the member says so or a departure rumor names it.
+    pub health: Health,
+    pub persistent: bool,
+    /// The winner of the group's finished election.
+    pub leader: bool,
+    /// Any other member of a group whose election finished with a known winner.
+    pub follower: bool,
+    pub update_leader: bool,
+    pub update_follower: bool,
+    /// The member's exported config (`cfg` of its service rumor), parsed; `{}` if undecodable.
+    pub cfg: toml::Table,
+    /// As the service rumor says, with `gossip_ip`/`gossip_port` taken from the member's ring
+    /// address, as Habitat does (the rumor often says `0.0.0.0`).
+    pub sys: SysInfo,
+}
+
+impl CensusMember {
+    pub const fn alive(&self) -> bool {
+        matches!(self.health, Health::Alive)
+    }
+}
+
+/// One service group of the census.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CensusGroup {
+    pub service_group: ServiceGroup,
+    pub local_member_id: MemberId,
+    /// Sorted by member id.
+    pub members: Vec<CensusMember>,
+    /// The finished election's winner, when that member is in `members`.
+    pub leader_id: Option<MemberId>,
+    /// One of `ELECTION_NONE`, `ELECTION_IN_PROGRESS`, `ELECTION_NO_QUORUM`, `ELECTION_FINISHED`.
+    pub election_status: &'static str,
+    /// Term of the group's election rumor (our addition to Habitat's census).
+    pub election_term: Option<u64>,
+    pub update_leader_id: Option<MemberId>,
+    pub update_election_status: &'static str,
+    pub update_election_term: Option<u64>,
+    /// Incarnation and parsed value of the gossiped config (`hab config apply`).
+    pub service_config: Option<(u64, toml::Table)>,
+    /// Sorted by file name.
+    pub service_files: Vec<CensusFile>,
+}
+
+impl CensusGroup {
+    pub fn member(&self, id: MemberId) -> Option<&CensusMember> {
+        self.members.iter().find(|m| m.member_id == id)
+    }
+
+    /// This supervisor's own entry, if it runs a service of this group.
+    pub fn me(&self) -> Option<&CensusMember> {
+        self.member(self.local_member_id)
+    }
+
+    pub fn leader(&self) -> Option<&CensusMember> {
+        self.leader_id.and_then(|id| self.member(id))
+    }
+
+    /// The group as Habitat's `/census` shows it under `census_groups.<group>`.
+    pub fn to_json(&self) -> Value {
+        let population: Map<String, Value> = self
+            .members
+            .iter()
+            .map(|m| (m.member_id.to_string(), self.member_json(m)))
+            .collect();
+        let service_config = match &self.service_config {
+            Some((incarnation, value)) => json!({
+                "incarnation": incarnation,
+                "value": toml_table_to_json(value),
+            }),
+            None => Value::Null,
+        };
+        let service_files: Map<String, Value> = self
+            .service_files
+            .iter()
+            .map(|f| {
+                (
+                    f.filename.clone(),
+                    json!({
+                        "body": f.body,
+                        "filename": f.filename,
+                        "incarnation": f.incarnation,
+                    }),
+                )
+            })
+            .collect();
+        json!({
+            "changed_service_files": [],
+            "election_status": self.election_status,
+            "election_term": self.election_term,
+            "leader_id": self.leader_id.map(|id| id.to_string()),
+            "local_member_id": self.local_member_id.to_string(),
+            "population": population,
+            "service_config": service_config,
+            "service_files": service_files,
+            "service_group": self.service_group.as_str(),
+            "update_election_status": self.update_election_status,
+            "update_election_term": self.update_election_term,
+            "update_leader_id": self.update_leader_id.map(|id| id.to_string()),
+        })
+    }
+
+    fn member_json(&self, m: &CensusMember) -> Value {
+        // Habitat shows an ident it cannot parse as an empty one rather than dropping `pkg`.
+        let pkg = m.pkg.clone().unwrap_or_default();
+        let status =
+            |s: &'static str| (s == self.election_status, s == self.update_election_status);
+        let (running, update_running) = status(ELECTION_IN_PROGRESS);
+        let (no_quorum, update_no_quorum) = status(ELECTION_NO_QUORUM);
+        let (finished, update_finished) = status(ELECTION_FINISHED);
+        json!({
+            "alive": m.health == Health::Alive,
+            "cfg": toml_table_to_json(&m.cfg),
+            "confirmed": m.health == Health::Confirmed,
+            "departed": m.health == Health::Departed,
+            "election_is_finished": finished,
+            "election_is_no_quorum": no_quorum,
+            "election_is_running": running,
+            "follower": m.follower,
+            "group": self.service_group.group(),
+            "leader": m.leader,
+            "member_id": m.member_id.to_string(),
+            "org": self.service_group.org(),
+            "package": m.package,
+            "persistent": m.persistent,
+            "pkg": pkg,
+            "service": self.service_group.service(),
+            "suspect": m.health == Health::Suspect,
+            "sys": m.sys,
+            "update_election_is_finished": update_finished,
+            "update_election_is_no_quorum": update_no_quorum,
+            "update_election_is_running": update_running,
+            "update_follower": m.update_follower,
+            "update_leader": m.update_leader,
+        })
+    }
+}
+
+/// The members the census may list, by id: `members`, plus ourselves (alive) if the caller left
+/// us out. A departure rumor makes a member `Departed` whatever its SWIM health says.
+fn known_members<'a>(input: &CensusInput<'a>) -> BTreeMap<MemberId, (&'a Identity, Health)> {
+    let mut known: BTreeMap<MemberId, (&'a Identity, Health)> = input
+        .members
+        .iter()
+        .map(|m| (m.identity.id, (&m.identity, m.health)))
+        .collect();
+    known
+        .entry(input.local.id)
+        .or_insert((input.local, Health::Alive));
+    for (id, (_, health)) in known.iter_mut() {
+        if input.store.departed(*id) {
+            *health = Health::Departed;
+        }
+    }
+    known
+}
+
+/// Rumors of one service group, gathered in one pass over the store.
+#[derive(Default)]
+struct GroupRumors<'a> {
+    services: Vec<&'a ServiceRumor>,
+    config: Option<&'a ServiceConfigRumor>,
+    files: Vec<&'a ServiceFileRumor>,
+    election: Option<&'a ElectionRumor>,
+    update_election: Option<&'a ElectionRumor>,
+}
+
+fn group_rumors(store: &Store) -> BTreeMap<ServiceGroup, GroupRumors<'_>> {
+    let mut groups: BTreeMap<ServiceGroup, GroupRumors<'_>> = BTreeMap::new();
+    for rumor in store.iter() {
+        match rumor {
+            Rumor::Service(r) if !r.tombstone => groups
+                .entry(r.service_group.clone())
+                .or_default()
+                .services
+                .push(r),
+            Rumor::ServiceConfig(r) => {
+                groups.entry(r.service_group.clone()).or_default().config = Some(r);
+            }
+            Rumor::ServiceFile(r) => groups
+                .entry(r.service_group.clone())
+                .or_default()
+                .files
+                .push(r),
+            Rumor::Election(r) => {
+                groups.entry(r.service_group.clone()).or_default().election = Some(r);
+            }
+            Rumor::ElectionUpdate(r) => {
+                groups
+                    .entry(r.service_group.clone())
+                    .or_default()
+                    .update_election = Some(r);
+            }
+            Rumor::Service(_) | Rumor::Departure(_) => {}
+        }
+    }
+    groups
+}
+
+const fn election_status_name(election: Option<&ElectionRumor>) -> &'static str {
+    match election {
+        None => ELECTION_NONE,
+        Some(e) => match e.status {
+            ElectionStatus::Running => ELECTION_IN_PROGRESS,
+            ElectionStatus::NoQuorum => ELECTION_NO_QUORUM,
+            ElectionStatus::Finished => ELECTION_FINISHED,
+        },
+    }
+}
+
+/// The finished election's winner, if that member is in the population.
+fn winner(election: Option<&ElectionRumor>, members: &[CensusMember]) -> Option<MemberId> {
+    election
+        .filter(|e| e.status == ElectionStatus::Finished)
+        .map(|e| e.member_id)
+        .filter(|id| members.iter().any(|m| m.member_id == *id))
+}
+
+/// The census, one entry per service group that has at least one listed member, sorted by group.
+///
+/// Choices where Habitat's behaviour depends on history a snapshot does not have:
+/// - A service rumor whose member we do not know at all (not in `members`, not us) is left out:
+///   without an address or health it cannot be bound to; `/butterfly` still lists the rumor.
+///   Departed members stay listed, with `departed: true`, as in Habitat.
+/// - `leader`/`follower` come only from a *finished* election whose winner is in the group;
+///   while a new election runs nobody is leader (Habitat keeps the previous flags until the
+///   new election finishes, which a snapshot cannot know). The update election works alike.
+/// - Config and files encrypted for the service group show as `{}` / raw bytes: the census
+///   holds no keys.
+pub fn census_groups(input: &CensusInput<'_>) -> Vec<CensusGroup> {
+    let known = known_members(input);
+    group_rumors(input.store)
+        .into_iter()
+        .filter_map(|(service_group, rumors)| {
+            let mut members: Vec<CensusMember> = rumors
+                .services
+                .iter()
+                .filter_map(|r| {
+                    let (identity, health) = known.get(&r.member_id)?;
+                    Some(census_member(r, identity, *health))
+                })
+                .collect();
+            if members.is_empty() {
+                return None;
+            }
+            members.sort_by_key(|m| m.member_id);
+            let leader_id = winner(rumors.election, &members);
+            let update_leader_id = winner(rumors.update_election, &members);
+            for m in &mut members {
+                m.leader = leader_id == Some(m.member_id);
+                m.follower = leader_id.is_some() && !m.leader;
+                m.update_leader = update_leader_id == Some(m.member_id);
+                m.update_follower = update_leader_id.is_some() && !m.update_leader;
+            }
+            let mut service_files: Vec<CensusFile> = rumors
+                .files
+                .iter()
+                .map(|f| CensusFile {
+                    filename: f.filename.clone(),
+                    incarnation: f.incarnation,
+                    encrypted: f.encrypted,
+                    body: f.body.clone(),
+                })
+                .collect();
+            service_files.sort_by(|a, b| a.filename.cmp(&b.filename));
+            Some(CensusGroup {
+                service_group,
+                local_member_id: input.local.id,
+                members,
+                leader_id,
+                election_status: election_status_name(rumors.election),
+                election_term: rumors.election.map(|e| e.term),
+                update_leader_id,
+                update_election_status: election_status_name(rumors.update_election),
+                update_election_term: rumors.update_election.map(|e| e.term),
+                service_config: rumors
+                    .config
+                    .map(|c| (c.incarnation, parse_toml_table(&c.config))),
+                service_files,
+            })
+        })
+        .collect()
+}
+
+fn census_member(rumor: &ServiceRumor, identity: &Identity, health: Health) -> CensusMember {
+    let mut sys = rumor.sys.clone();
+    sys.gossip_ip = identity.addr.ip().to_string();
+    sys.gossip_port = identity.addr.port();
+    CensusMember {
+        member_id: rumor.member_id,
+        package: rumor.package.clone(),
+        pkg: CensusPkg::parse(&rumor.package),
+        incarnation: rumor.incarnation,
+        initialized: rumor.initialized,
+        health,
+        persistent: identity.persistent,
+        leader: false,
+        follower: false,
+        update_leader: false,
+        update_follower: false,
+        cfg: parse_toml_table(&rumor.cfg),
+        sys,
+    }
+}
+
+/// `GET /census`: Habitat's `CensusRing` document.
+///
+/// The deprecated top-level fields are kept for old clients: the `last_*_counter`s are the
+/// store's per-kind update counters; `last_membership_counter` is the number of members known
+/// (membership changes are not counted in the store); `changed` is always `true`, which is what
+/// Habitat's gateway shows (it only republishes the census when it changed).
+pub fn census(input: &CensusInput<'_>) -> Value {
+    let groups: Map<String, Value> = census_groups(input)
+        .iter()
+        .map(|g| (g.service_group.as_str().to_string(), g.to_json()))
+        .collect();
+    let counter = |kind| input.store.update_counter(kind);
+    json!({
+        "census_groups": groups,
+        "changed": true,
+        "last_election_counter": counter(RumorKind::Election),
+        "last_election_update_counter": counter(RumorKind::ElectionUpdate),
+        "last_membership_counter": known_members(input).len(),
+        "last_service_config_counter": counter(RumorKind::ServiceConfig),
+        "last_service_counter": counter(RumorKind::Service),
+        "last_service_file_counter": counter(RumorKind::ServiceFile),
+        "local_member_id": input.local.id.to_string(),
+    })
+}
+
+/// `GET /butterfly`: the ring's raw state, Habitat's `member`, `service`, `service_config`,
+/// `service_file`, `election`, `election_update` and `departure`, each with `list` and
+/// `update_counter`.
+///
+/// Unlike the census this lists every live rumor, including service rumors of members we do not
+/// know; tombstoned service rumors are left out. `member.update_counter` is the number of members
+/// known (the store does not count membership changes).
+pub fn butterfly(input: &CensusInput<'_>) -> Value {
+    let known = known_members(input);
+    let mut members = Map::new();
+    let mut health = Map::new();
+    for (id, (identity, h)) in &known {
+        members.insert(id.to_string(), member_json(identity, *h));
+        health.insert(id.to_string(), json!(h.as_str()));
+    }
+
+    let mut services: BTreeMap<String, Map<String, Value>> = BTreeMap::new();
+    let mut configs = Map::new();
+    let mut files: BTreeMap<String, Map<String, Value>> = BTreeMap::new();
+    let mut elections = Map::new();
+    let mut updates = Map::new();
+    let mut departures = Map::new();
+    for rumor in input.store.iter() {
+        match rumor {
+            Rumor::Service(r) if !r.tombstone => {
+                services
+                    .entry(r.service_group.to_string())
+                    .or_default()
+                    .insert(r.member_id.to_string(), service_json(r));
+            }
+            Rumor::Service(_) => {}
+            Rumor::ServiceConfig(r) => {
+                configs.insert(
+                    r.service_group.to_string(),
+                    json!({ "service_config": service_config_json(r) }),
+                );
+            }
+            Rumor::ServiceFile(r) => {
+                files
+                    .entry(r.service_group.to_string())
+                    .or_default()
+                    .insert(r.filename.clone(), service_file_json(r));
+            }
+            Rumor::Election(r) => {
+                elections.insert(
+                    r.service_group.to_string(),
+                    json!({ "election": election_json(r) }),
+                );
+            }
+            Rumor::ElectionUpdate(r) => {
+                updates.insert(
+                    r.service_group.to_string(),
+                    json!({ "election": election_json(r) }),
+                );
+            }
+            Rumor::Departure(r) => {
+                departures.insert(r.member_id.to_string(), departure_json(r));
+            }
+        }
+    }
+    let departure_list = if departures.is_empty() {
+        Map::new()
+    } else {
+        Map::from_iter([("departure".to_string(), Value::Object(departures))])
+    };
+    let counter = |kind| input.store.update_counter(kind);
+    json!({
+        "departure": { "list": departure_list, "update_counter": counter(RumorKind::Departure) },
+        "election": { "list": elections, "update_counter": counter(RumorKind::Election) },
+        "election_update": {
+            "list": updates,
+            "update_counter": counter(RumorKind::ElectionUpdate),
+        },
+        "member": { "health": health, "members": members, "update_counter": known.len() },
+        "service": { "list": services, "update_counter": counter(RumorKind::Service) },
+        "service_config": {
+            "list": configs,
+            "update_counter": counter(RumorKind::ServiceConfig),
+        },
+        "service_file": { "list": files, "update_counter": counter(RumorKind::ServiceFile) },
+    })
+}
+
+fn member_json(identity: &Identity, health: Health) -> Value {
+    json!({
+        "address": identity.addr.ip().to_string(),
+        "departed": health == Health::Departed,
+        "gossip_port": identity.addr.port(),
+        "id": identity.id.to_string(),
+        "incarnation": identity.incarnation,
+        "persistent": identity.persistent,
+        "swim_port": identity.addr.port(),
+    })
+}
+
+fn service_json(r: &ServiceRumor) -> Value {
+    json!({
+        "cfg": toml_table_to_json(&parse_toml_table(&r.cfg)),
+        "incarnation": r.incarnation,
+        "initialized": r.initialized,
+        "member_id": r.member_id.to_string(),
+        "package": r.package,
+        "service_group": r.service_group.as_str(),
+        "sys": r.sys,
+    })
+}
+
+fn service_config_json(r: &ServiceConfigRumor) -> Value {
+    json!({
+        "config": r.config,
+        "encrypted": r.encrypted,
+        "from_id": r.from_id,
+        "incarnation": r.incarnation,
+        "service_group": r.service_group.as_str(),
+    })
+}
+
+fn service_file_json(r: &ServiceFileRumor) -> Value {
+    json!({
+        "body": r.body,
+        "encrypted": r.encrypted,
+        "filename": r.filename,
+        "from_id": r.from_id,
+        "incarnation": r.incarnation,
+        "service_group": r.service_group.as_str(),
+    })
+}
+
+fn election_json(r: &ElectionRumor) -> Value {
+    json!({
+        "from_id": r.from_id.to_string(),
+        "member_id": r.member_id.to_string(),
+        "service_group": r.service_group.as_str(),
+        "status": r.status.as_str(),
+        "suitability": r.suitability,
+        "term": r.term,
+        "votes": r.votes.iter().map(ToString::to_string).collect::<Vec<_>>(),
+    })
+}
+
+fn departure_json(r: &DepartureRumor) -> Value {
+    json!({ "member_id": r.member_id.to_string() })
+}
+
+/// Parses TOML text bytes into a table; empty, non-UTF-8 or invalid TOML gives an empty table
+/// (a bad export from one member must not break the census for everyone).
+pub fn parse_toml_table(bytes: &[u8]) -> toml::Table {
+    std::str::from_utf8(bytes)
+        .ok()
+        .and_then(|text| toml::from_str::<toml::Table>(text).ok())
+        .unwrap_or_default()
+}
+
+/// A TOML table as a JSON object. Datetimes become their TOML text; non-finite floats `null`.
+pub fn toml_table_to_json(table: &toml::Table) -> Value {
+    Value::Object(
+        table
+            .iter()
+            .map(|(k, v)| (k.clone(), toml_to_json(v)))
+            .collect(),
+    )
+}
+
+/// A TOML value as JSON (see [`toml_table_to_json`]).
+pub fn toml_to_json(value: &toml::Value) -> Value {
+    match value {
+        toml::Value::String(s) => Value::String(s.clone()),
+        toml::Value::Integer(i) => json!(i),
+        toml::Value::Float(f) => {
+            serde_json::Number::from_f64(*f).map_or(Value::Null, Value::Number)
+        }
+        toml::Value::Boolean(b) => Value::Bool(*b),
+        toml::Value::Datetime(d) => Value::String(d.to_string()),
+        toml::Value::Array(items) => Value::Array(items.iter().map(toml_to_json).collect()),
+        toml::Value::Table(table) => toml_table_to_json(table),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::gossip::rumor::ServiceFileRumor;
+
+    fn id(n: u8) -> MemberId {
+        MemberId([n; 16])
+    }
+
+    fn identity(n: u8, persistent: bool) -> Identity {
+        Identity {
+            id: id(n),
+            incarnation: 100 + u64::from(n),
+            node: format!("node-{n}").into(),
+            addr: format!("10.0.0.{n}:9638").parse().unwrap(),
+            persistent,
+        }
+    }
+
+    fn view(n: u8, health: Health) -> MemberView {
+        MemberView {
+            identity: identity(n, n == 2),
+            health,
+        }
+    }
+
+    fn group(name: &str) -> ServiceGroup {
+        ServiceGroup::parse(name).unwrap()
+    }
+
+    fn service(n: u8, sg: &str, cfg: &str) -> Rumor {
+        Rumor::Service(ServiceRumor {
+            member_id: id(n),
+            service_group: group(sg),
+            incarnation: 1,
+            package: "core/redis/7.0.0/20260101000000".into(),
+            initialized: true,
+            sys: SysInfo {
+                ip: format!("10.0.0.{n}"),
+                hostname: format!("node-{n}"),
+                gossip_ip: "0.0.0.0".into(),
+                gossip_port: 9638,
+                http_gateway_ip: "0.0.0.0".into(),
+                http_gateway_port: 9631,
+                ctl_gateway_ip: "127.0.0.1".into(),
+                ctl_gateway_port: 9632,
+            },
+            cfg: cfg.as_bytes().to_vec(),
+            tombstone: false,
+        })
+    }
+
+    fn finished(sg: &str, winner: u8, term: u64) -> ElectionRumor {
+        let mut e = ElectionRumor::new(id(winner), group(sg), term, 0);
+        e.status = ElectionStatus::Finished;
+        e
+    }
+
+    struct Fixture {
+        local: Identity,
+        members: Vec<MemberView>,
+        store: Store,
+    }
+
+    impl Fixture {
+        fn new() -> Fixture {
+            let members = vec![
+                view(1, Health::Alive),
+                view(2, Health::Alive),
+                view(3, Health::Suspect),
+                view(4, Health::Confirmed),
+                view(5, Health::Alive),
+            ];
+            let mut store = Store::new();
+            for rumor in [
+                service(1, "redis.default", "port = 6379\n[tls]\nenabled = true\n"),
+                service(2, "redis.default", "port = 6380"),
+                service(3, "redis.default", "this is = not toml ["),
+                service(4, "web.prod@acme", ""),
+                service(5, "web.prod@acme", ""),
+                service(9, "redis.default", "port = 1"),
+                Rumor::ServiceConfig(ServiceConfigRumor {
+                    from_id: "cli".into(),
+                    service_group: group("redis.default"),
+                    incarnation: 7,
+                    encrypted: false,
+                    config: b"maxmemory = \"1gb\"".to_vec(),
+                }),
+                Rumor::ServiceFile(ServiceFileRumor {
+                    from_id: "cli".into(),
+                    service_group: group("redis.default"),
+                    incarnation: 2,
+                    encrypted: false,
+                    filename: "ca.pem".into(),
+                    body: b"PEM".to_vec(),
+                }),
+                Rumor::Election(finished("redis.default", 2, 3)),
+                Rumor::ElectionUpdate(ElectionRumor::new(id(4), group("web.prod@acme"), 1, 0)),
+                Rumor::Departure(DepartureRumor { member_id: id(5) }),
+            ] {
+                store.insert(rumor, 0);
+            }
+            Fixture {
+                local: identity(1, false),
+                members,
+                store,
+            }
+        }
+
+        fn input(&self) -> CensusInput<'_> {
+            CensusInput {
+                local: &self.local,
+                members: &self.members,
+                store: &self.store,
+            }
+        }
+    }
+
+    #[test]
+    fn finished_election_makes_its_winner_leader_and_the_rest_followers() {
+        let f = Fixture::new();
+        let groups = census_groups(&f.input());
+        let redis = &groups[0];
+        assert_eq!(redis.service_group.as_str(), "redis.default");
+        assert_eq!(redis.election_status, ELECTION_FINISHED);
+        assert_eq!(redis.election_term, Some(3));
+        assert_eq!(redis.leader_id, Some(id(2)));
+        assert_eq!(redis.leader().unwrap().member_id, id(2));
+        for m in &redis.members {
+            assert_eq!(m.leader, m.member_id == id(2), "{m:?}");
+            assert_eq!(m.follower, m.member_id != id(2), "{m:?}");
+            assert!(!m.update_leader && !m.update_follower);
+        }
+        assert_eq!(redis.update_election_status, ELECTION_NONE);
+    }
+
+    #[test]
+    fn running_update_election_has_no_leader_and_no_followers() {
+        let f = Fixture::new();
+        let web = census_groups(&f.input()).pop().unwrap();
+        assert_eq!(web.service_group.as_str(), "web.prod@acme");
+        assert_eq!(web.update_election_status, ELECTION_IN_PROGRESS);
+        assert_eq!(web.update_election_term, Some(1));
+        assert_eq!(web.update_leader_id, None);
+        assert!(web
+            .members
+            .iter()
+            .all(|m| !m.update_leader && !m.update_follower));
+        assert_eq!(web.election_status, ELECTION_NONE);
+        assert_eq!(web.election_term, None);
+    }
+
+    #[test]
+    fn members_unknown_to_the_ring_are_left_out_of_the_census() {
+        let f = Fixture::new();
+        let redis = &census_groups(&f.input())[0];
+        let ids: Vec<MemberId> = redis.members.iter().map(|m| m.member_id).collect();
+        assert_eq!(ids, vec![id(1), id(2), id(3)]);
+        let listed = &butterfly(&f.input())["service"]["list"]["redis.default"];
+        assert!(listed.get(id(9).to_string()).is_some());
+    }
+
+    #[test]
+    fn a_departure_rumor_marks_the_member_departed() {
+        let f = Fixture::new();
+        let web = census_groups(&f.input()).pop().unwrap();
+        assert_eq!(web.member(id(5)).unwrap().health, Health::Departed);
+        let doc = census(&f.input());
+        let five = &doc["census_groups"]["web.prod@acme"]["population"][id(5).to_string()];
+        assert_eq!(five["departed"], true);
+        assert_eq!(five["alive"], false);
+        let b = butterfly(&f.input());
+        assert_eq!(b["member"]["health"][id(5).to_string()], "Departed");
+        assert_eq!(b["member"]["members"][id(5).to_string()]["departed"], true);
+    }
+
+    #[test]
+    fn health_booleans_follow_member_health() {
+        let f = Fixture::new();
+        let doc = census(&f.input());
+        let pop = &doc["census_groups"]["redis.default"]["population"];
+        let flags = |n: u8| {
+            let m = &pop[id(n).to_string()];
+            (
+                m["alive"].clone(),
+                m["suspect"].clone(),
+                m["confirmed"].clone(),
+                m["departed"].clone(),
+            )
+        };
+        assert_eq!(
+            flags(1),
+            (json!(true), json!(false), json!(false), json!(false))
+        );
+        assert_eq!(
+            flags(3),
+            (json!(false), json!(true), json!(false), json!(false))
+        );
+        let web = &doc["census_groups"]["web.prod@acme"]["population"];
+        assert_eq!(web[id(4).to_string()]["confirmed"], true);
+    }
+
+    #[test]
+    fn undecodable_cfg_shows_as_an_empty_object() {
+        let f = Fixture::new();
+        let redis = &census_groups(&f.input())[0];
+        assert!(redis.member(id(3)).unwrap().cfg.is_empty());
+        let cfg = &redis.member(id(1)).unwrap().cfg;
+        assert_eq!(cfg["port"].as_integer(), Some(6379));
+        let b = butterfly(&f.input());
+        assert_eq!(
+            b["service"]["list"]["redis.default"][id(3).to_string()]["cfg"],
+            json!({})
+        );
+        assert_eq!(parse_toml_table(&[0xff, 0xfe]), toml::Table::new());
+    }
+
+    #[test]
+    fn package_ident_is_split_into_its_parts() {
+        let pkg = CensusPkg::parse("core/redis/7.0.0/20260101000000").unwrap();
+        assert_eq!((pkg.origin.as_str(), pkg.name.as_str()), ("core", "redis"));
+        assert_eq!(pkg.version.as_deref(), Some("7.0.0"));
+        assert_eq!(pkg.release.as_deref(), Some("20260101000000"));
+        let short = CensusPkg::parse("core/redis").unwrap();
+        assert_eq!((short.version, short.release), (None, None));
+        for bad in ["", "redis", "core//1", "a/b/c/d/e"] {
+            assert_eq!(CensusPkg::parse(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn census_sys_takes_gossip_address_from_the_ring() {
+        let f = Fixture::new();
+        let me = census_groups(&f.input())[0].me().cloned().unwrap();
+        assert_eq!(me.sys.gossip_ip, "10.0.0.1");
+        assert_eq!(me.sys.ip, "10.0.0.1");
+        let b = butterfly(&f.input());
+        assert_eq!(
+            b["service"]["list"]["redis.default"][id(1).to_string()]["sys"]["gossip_ip"],
+            "0.0.0.0"
+        );
+    }
+
+    #[test]
+    fn local_member_is_listed_even_when_the_caller_leaves_it_out() {
+        let mut f = Fixture::new();
+        f.members.retain(|m| m.identity.id != id(1));
+        let redis = &census_groups(&f.input())[0];
+        assert_eq!(redis.me().unwrap().health, Health::Alive);
+    }
+
+    #[test]
+    fn tombstoned_services_are_not_listed() {
+        let mut f = Fixture::new();
+        let Rumor::Service(mut gone) = service(2, "redis.default", "") else {
+            unreachable!()
+        };
+        gone.incarnation = 2;
+        gone.tombstone = true;
+        f.store.insert(Rumor::Service(gone), 1);
+        let redis = &census_groups(&f.input())[0];
+        assert!(redis.member(id(2)).is_none());
+        // The finished election's winner is gone: nobody leads, nobody follows.
+        assert_eq!(redis.leader_id, None);
+        assert!(redis.members.iter().all(|m| !m.leader && !m.follower));
+        let b = butterfly(&f.input());
+        assert!(b["service"]["list"]["redis.default"]
+            .get(id(2).to_string())
+            .is_none());
+    }
+
+    #[test]
+    fn toml_values_convert_to_json() {
+        let table: toml::Table =
+            toml::from_str("a = 1\nb = 1.5\nc = [\"x\", true]\nd = 1979-05-27\n[e]\nf = \"g\"")
+                .unwrap();
+        assert_eq!(
+            toml_table_to_json(&table),
+            json!({"a": 1, "b": 1.5, "c": ["x", true], "d": "1979-05-27", "e": {"f": "g"}})
+        );
+    }
+}

@@ -16,7 +16,10 @@ pub enum Error {
     },
     /// A key file (or key given through the environment) is malformed.
     #[error("key {source_name}: {problem}")]
-    KeyFile { source_name: String, problem: String },
+    KeyFile {
+        source_name: String,
+        problem: String,
+    },
     /// No key of the requested name exists.
     #[error("no {kind} key named {name} in {dir}")]
     KeyNotFound {

@@ -3,7 +3,6 @@
 
 use std::time::Duration;
 
-use habitat_sidecar::gossip::member::Health;
 use habitat_sidecar::gossip::sim::{Sim, SimConfig};
 
 const SECOND: Duration = Duration::from_secs(1);
@@ -13,7 +12,8 @@ fn ring(n: usize, seed: u64) -> Sim {
     sim.start_all();
     let all: Vec<usize> = (0..n).collect();
     assert!(
-        sim.run_until(Duration::from_secs(30), SECOND / 10, |s| s.all_see_alive(&all)),
+        sim.run_until(Duration::from_secs(30), SECOND / 10, |s| s
+            .all_see_alive(&all)),
         "seed {seed}: ring of {n} did not converge"
     );
     sim

@@ -133,7 +133,7 @@ struct CodecState {
     banned: HashSet<MemberId>,
 }
 
-/// Compact SWIM encoding. The destination is sent as id + incarnation only: a receiver that
+/// Compact SWIM encoding. The destination is sent as its member id only: a receiver that
 /// matches it (or any `Announce`, which is addressed to whoever listens at the address) takes
 /// itself as the destination. This saves ~20 bytes on every probe and lets a member behind a
 /// different advertised address still be announced to.
@@ -155,6 +155,9 @@ const MSG_TURN_UNDEAD: u8 = 11;
 
 const FLAG_PERSISTENT: u8 = 1;
 const FLAG_IPV6: u8 = 2;
+/// The port is Habitat's 9638 and is not sent (2 bytes off every identity on the wire).
+const FLAG_DEFAULT_PORT: u8 = 4;
+const DEFAULT_GOSSIP_PORT: u16 = 9638;
 const MAX_NODE_NAME: usize = 253;
 
 fn put_varint(buf: &mut impl BufMut, mut v: u64) {
@@ -198,6 +201,32 @@ fn get_varint(buf: &mut impl Buf) -> Result<u64, WireError> {
     Err(WireError::BadVarint)
 }
 
+fn identity_len(id: &Identity) -> usize {
+    let ip = if id.addr.is_ipv6() { 16 } else { 4 };
+    let port = if id.addr.port() == DEFAULT_GOSSIP_PORT {
+        0
+    } else {
+        2
+    };
+    16 + super::wire::varint_len(id.incarnation)
+        + 1
+        + ip
+        + port
+        + 1
+        + id.node.len().min(MAX_NODE_NAME)
+}
+
+fn ensure_room(buf: &impl BufMut, needed: usize) -> Result<(), WireError> {
+    if buf.remaining_mut() < needed {
+        return Err(WireError::TooLong {
+            what: "swim message",
+            len: needed,
+            limit: buf.remaining_mut(),
+        });
+    }
+    Ok(())
+}
+
 fn put_identity(buf: &mut impl BufMut, id: &Identity) {
     buf.put_slice(&id.id.0);
     put_varint(buf, id.incarnation);
@@ -208,12 +237,17 @@ fn put_identity(buf: &mut impl BufMut, id: &Identity) {
     if id.addr.is_ipv6() {
         flags |= FLAG_IPV6;
     }
+    if id.addr.port() == DEFAULT_GOSSIP_PORT {
+        flags |= FLAG_DEFAULT_PORT;
+    }
     buf.put_u8(flags);
     match id.addr.ip() {
         IpAddr::V4(ip) => buf.put_slice(&ip.octets()),
         IpAddr::V6(ip) => buf.put_slice(&ip.octets()),
     }
-    buf.put_u16(id.addr.port());
+    if id.addr.port() != DEFAULT_GOSSIP_PORT {
+        buf.put_u16(id.addr.port());
+    }
     let node = id.node.as_bytes();
     let node = &node[..node.len().min(MAX_NODE_NAME)];
     buf.put_u8(node.len() as u8);
@@ -229,7 +263,11 @@ fn get_identity(buf: &mut impl Buf) -> Result<Identity, WireError> {
     } else {
         IpAddr::from(get_exact::<4>(buf)?)
     };
-    let port = u16::from_be_bytes(get_exact::<2>(buf)?);
+    let port = if flags & FLAG_DEFAULT_PORT != 0 {
+        DEFAULT_GOSSIP_PORT
+    } else {
+        u16::from_be_bytes(get_exact::<2>(buf)?)
+    };
     let len = usize::from(get_u8(buf)?);
     if buf.remaining() < len {
         return Err(WireError::Truncated {
@@ -281,6 +319,13 @@ impl foca::Codec<Identity> for WireCodec {
             Message::Broadcast => (MSG_BROADCAST, None, None),
             Message::TurnUndead => (MSG_TURN_UNDEAD, None, None),
         };
+        let needed = 1
+            + 1
+            + extra.map_or(0, identity_len)
+            + identity_len(&header.src)
+            + super::wire::varint_len(u64::from(header.src_incarnation))
+            + 16;
+        ensure_room(&buf, needed)?;
         buf.put_u8(tag);
         if let Some(p) = probe {
             buf.put_u8(p);
@@ -289,9 +334,8 @@ impl foca::Codec<Identity> for WireCodec {
             put_identity(&mut buf, other);
         }
         put_identity(&mut buf, &header.src);
-        buf.put_u16(header.src_incarnation);
+        put_varint(&mut buf, u64::from(header.src_incarnation));
         buf.put_slice(&header.dst.id.0);
-        put_varint(&mut buf, header.dst.incarnation);
         Ok(())
     }
 
@@ -336,9 +380,9 @@ impl foca::Codec<Identity> for WireCodec {
             }
         };
         let src = get_identity(&mut buf)?;
-        let src_incarnation = u16::from_be_bytes(get_exact::<2>(&mut buf)?);
+        let src_incarnation = u16::try_from(get_varint(&mut buf)?)
+            .map_err(|_| WireError::Invalid("swim incarnation"))?;
         let dst_id = MemberId(get_exact::<16>(&mut buf)?);
-        let dst_incarnation = get_varint(&mut buf)?;
         let state = self
             .state
             .lock()
@@ -347,16 +391,11 @@ impl foca::Codec<Identity> for WireCodec {
             return Err(WireError::Invalid("departed sender"));
         }
         let dst = match &state.me {
-            Some(me)
-                if message == Message::Announce
-                    || (me.id == dst_id && me.incarnation == dst_incarnation) =>
-            {
-                me.clone()
-            }
+            Some(me) if message == Message::Announce || me.id == dst_id => me.clone(),
             // Addressed to someone else (or an older self): foca will drop it.
             _ => Identity {
                 id: dst_id,
-                incarnation: dst_incarnation,
+                incarnation: 0,
                 node: Arc::from(""),
                 addr: SocketAddr::from(([0, 0, 0, 0], 0)),
                 persistent: false,
@@ -375,6 +414,7 @@ impl foca::Codec<Identity> for WireCodec {
         member: &Member<Identity>,
         mut buf: impl BufMut,
     ) -> Result<(), WireError> {
+        ensure_room(&buf, identity_len(member.id()) + 3)?;
         put_identity(&mut buf, member.id());
         buf.put_u16(member.incarnation());
         buf.put_u8(match member.state() {
@@ -531,12 +571,19 @@ impl Membership {
     /// Suspicion time and retransmissions follow the cluster size (log10 N).
     fn resize_if_needed(&mut self) {
         let n = self.foca.num_members() + 1;
-        let bucket = |n: usize| (n as f64).log10().ceil() as i64;
-        if bucket(n) != bucket(self.sized_for) {
-            if self.foca.set_config(self.config.foca_config(n)).is_ok() {
-                self.sized_for = n;
-            }
+        if n == self.sized_for {
+            return;
         }
+        let (now, then) = (
+            self.config.foca_config(n),
+            self.config.foca_config(self.sized_for),
+        );
+        let changed = now.max_transmissions != then.max_transmissions
+            || now.suspect_to_down_after != then.suspect_to_down_after;
+        if changed && self.foca.set_config(now).is_err() {
+            return;
+        }
+        self.sized_for = n;
     }
 
     pub fn start(&mut self) {
@@ -567,9 +614,7 @@ impl Membership {
     /// probes less often and waits longer before suspecting anyone.
     pub fn stretch(&self, timer: &SwimTimer, after: Duration) -> Duration {
         match timer.0 {
-            Timer::ProbeRandomMember(_)
-            | Timer::SendIndirectProbe { .. }
-            | Timer::ChangeSuspectToDown { .. } => after * (1 + self.lhm),
+            Timer::ProbeRandomMember(_) | Timer::SendIndirectProbe { .. } => after * (1 + self.lhm),
             _ => after,
         }
     }
@@ -601,6 +646,14 @@ impl Membership {
         let update = Member::new(identity, u16::MAX, State::Down);
         if let Err(e) = self.run(|foca, rt| foca.apply_many(std::iter::once(update), true, rt)) {
             tracing::debug!(error = %e, "declare down");
+        }
+    }
+
+    /// Records members as alive without any traffic (simulator warm start).
+    pub fn assume_alive(&mut self, identities: Vec<Identity>) {
+        let updates = identities.into_iter().map(Member::alive);
+        if let Err(e) = self.run(|foca, rt| foca.apply_many(updates, false, rt)) {
+            tracing::debug!(error = %e, "assume alive");
         }
     }
 

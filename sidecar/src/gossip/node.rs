@@ -30,8 +30,10 @@ pub struct GossipConfig {
     pub rumor_retransmit_mult: u32,
     /// Members a rumor-only datagram (or a TCP push of a large rumor) goes to.
     pub rumor_fanout: usize,
-    /// How often each member runs push-pull anti-entropy with a random peer.
+    /// How often each member runs push-pull anti-entropy with a random peer while rumors are
+    /// changing; each sync that finds nothing new doubles the pause, up to `sync_max_interval`.
     pub sync_interval: Duration,
+    pub sync_max_interval: Duration,
     /// How often configured and permanent peers that are not up are re-contacted.
     pub heal_interval: Duration,
     /// How often expiry (tombstones, dead members) runs.
@@ -47,7 +49,8 @@ impl GossipConfig {
             swim: SwimConfig::lan(),
             rumor_retransmit_mult: 4,
             rumor_fanout: 3,
-            sync_interval: Duration::from_secs(10),
+            sync_interval: Duration::from_secs(5),
+            sync_max_interval: Duration::from_secs(60),
             heal_interval: Duration::from_secs(5),
             maintenance_interval: Duration::from_secs(5),
             tombstone_ttl: Duration::from_secs(60 * 60),
@@ -164,11 +167,18 @@ pub struct Node {
     rng: StdRng,
     members: HashMap<MemberId, MemberRecord>,
     /// Up members other than us, for O(1) random choice.
-    up: Vec<MemberId>,
+    up: UpSet,
+    /// Node name -> the member currently holding it.
+    by_node: HashMap<Arc<str>, MemberId>,
+    /// Gossip address -> the member last seen there.
+    by_addr: HashMap<SocketAddr, MemberId>,
     peers: Vec<SocketAddr>,
     sessions: HashMap<SessionId, SyncSession>,
     next_session: SessionId,
     gossip_armed: bool,
+    /// Anti-entropy runs no earlier than this; pushed out while syncs find nothing new.
+    next_sync_ms: u64,
+    sync_quiet_rounds: u32,
     wrong_key_logged: HashSet<SocketAddr>,
     outputs: Vec<Output>,
     events: Vec<NodeEvent>,
@@ -207,11 +217,15 @@ impl Node {
             queue,
             rng,
             members,
-            up: Vec::new(),
+            up: UpSet::default(),
+            by_node: HashMap::new(),
+            by_addr: HashMap::new(),
             peers: Vec::new(),
             sessions: HashMap::new(),
             next_session: 1,
             gossip_armed: false,
+            next_sync_ms: 0,
+            sync_quiet_rounds: 0,
             wrong_key_logged: HashSet::new(),
             outputs: Vec::new(),
             events: Vec::new(),
@@ -342,6 +356,15 @@ impl Node {
             NodeTimer::RumorGossip => self.gossip_rumors(),
             NodeTimer::Sync => {
                 self.reschedule(NodeTimer::Sync, self.config.sync_interval);
+                if now_ms < self.next_sync_ms {
+                    return self.flush_swim();
+                }
+                let pause = self
+                    .config
+                    .sync_interval
+                    .saturating_mul(1 << self.sync_quiet_rounds.min(16))
+                    .min(self.config.sync_max_interval);
+                self.next_sync_ms = now_ms + pause.as_millis() as u64;
                 if let Some(peer) = self.random_up_member() {
                     self.start_sync(peer.addr);
                 } else if !self.peers.is_empty() {
@@ -500,8 +523,11 @@ impl Node {
             }
         };
         match (state.stage, frame) {
-            (SyncStage::AwaitHelloReply, Frame::SyncInSync) => {}
+            (SyncStage::AwaitHelloReply, Frame::SyncInSync) => {
+                self.sync_quiet_rounds = self.sync_quiet_rounds.saturating_add(1);
+            }
             (SyncStage::AwaitHelloReply, Frame::SyncBuckets { buckets }) => {
+                self.sync_soon();
                 let ours = self.store.bucket_hashes();
                 let differing: Vec<u8> = (0..SYNC_BUCKETS)
                     .filter(|&b| buckets.get(b) != ours.get(b))
@@ -548,6 +574,13 @@ impl Node {
         self.sessions.remove(&session);
     }
 
+    /// Rumors are moving: anti-entropy returns to its base interval.
+    fn sync_soon(&mut self) {
+        self.sync_quiet_rounds = 0;
+        let soon = self.now_ms + self.config.sync_interval.as_millis() as u64;
+        self.next_sync_ms = self.next_sync_ms.min(soon);
+    }
+
     fn start_sync(&mut self, peer: SocketAddr) {
         let session = self.next_session;
         self.next_session += 1;
@@ -575,7 +608,13 @@ impl Node {
         sealed
     }
 
-    fn send_frame(&mut self, to: SocketAddr, session: SessionId, frame: &Frame, expect_reply: bool) {
+    fn send_frame(
+        &mut self,
+        to: SocketAddr,
+        session: SessionId,
+        frame: &Frame,
+        expect_reply: bool,
+    ) {
         let bytes = self.seal_frame(frame);
         self.outputs.push(Output::Frame {
             to,
@@ -607,6 +646,7 @@ impl Node {
             Insert::Conflict => self.stats.drop("conflict"),
             Insert::New | Insert::Updated => {
                 self.stats.rumors_accepted += 1;
+                self.sync_soon();
                 if let Some(stored) = self.store.get(&key).cloned() {
                     self.disseminate(&stored);
                     if let Rumor::Departure(d) = &stored {
@@ -635,14 +675,14 @@ impl Node {
             let identity = record.identity.clone();
             self.membership.declare_down(identity);
         }
-        self.up.retain(|id| *id != member);
+        self.up.remove(member);
     }
 
     /// Small rumors ride on datagrams; large ones are pushed over TCP to a few members.
     fn disseminate(&mut self, rumor: &Rumor) {
         let encoded: Arc<[u8]> = wire::encode_rumor(rumor).into();
-        let fits = encoded.len() + wire::varint_len(encoded.len() as u64)
-            <= self.config.rumor_budget(0);
+        let fits =
+            encoded.len() + wire::varint_len(encoded.len() as u64) <= self.config.rumor_budget(0);
         if fits {
             self.queue.push(rumor.key(), encoded);
             self.arm_rumor_gossip();
@@ -701,11 +741,8 @@ impl Node {
     }
 
     fn random_up_member(&mut self) -> Option<Identity> {
-        if self.up.is_empty() {
-            return None;
-        }
-        let i = self.rng.random_range(0..self.up.len());
-        self.members.get(&self.up[i]).map(|r| r.identity.clone())
+        let id = self.up.choose(&mut self.rng)?;
+        self.members.get(&id).map(|r| r.identity.clone())
     }
 
     fn send_datagram(&mut self, to: SocketAddr, swim: Option<&[u8]>, rumors: &[Arc<[u8]>]) {
@@ -764,7 +801,7 @@ impl Node {
                     if record.identity == identity && record.health != Health::Departed {
                         record.health = Health::Confirmed;
                         record.since_ms = self.now_ms;
-                        self.up.retain(|m| *m != id);
+                        self.up.remove(id);
                         self.events.push(NodeEvent::MemberDown(identity));
                     }
                 }
@@ -795,19 +832,20 @@ impl Node {
             }
         }
         // A newer member with the same node name replaces the older one at once.
-        let replaced: Vec<Identity> = self
-            .members
-            .values()
-            .filter(|r| r.identity.id != id && r.identity.node == identity.node)
-            .filter(|r| !identity.node.is_empty() && identity.is_newer_than(&r.identity))
-            .map(|r| r.identity.clone())
-            .collect();
-        for old in replaced {
-            if old.id == self.identity().id {
-                continue;
+        let holder = self
+            .by_node
+            .get(&identity.node)
+            .filter(|holder| **holder != id && **holder != self.identity().id)
+            .and_then(|holder| self.members.get(holder))
+            .map(|r| r.identity.clone());
+        if let Some(old) = holder {
+            if !identity.is_newer_than(&old) {
+                // The older claim stands; keep tracking this member under its id only.
+                self.insert_up(identity);
+                return;
             }
             self.members.remove(&old.id);
-            self.up.retain(|m| *m != old.id);
+            self.up.remove(old.id);
             self.store.forget_member(old.id);
             self.membership.declare_down(old.clone());
             self.events.push(NodeEvent::MemberReplaced {
@@ -815,6 +853,15 @@ impl Node {
                 new: identity.clone(),
             });
         }
+        if !identity.node.is_empty() {
+            self.by_node.insert(Arc::clone(&identity.node), id);
+        }
+        self.insert_up(identity);
+    }
+
+    fn insert_up(&mut self, identity: Identity) {
+        let id = identity.id;
+        self.by_addr.insert(identity.addr, id);
         self.members.insert(
             id,
             MemberRecord {
@@ -823,10 +870,18 @@ impl Node {
                 since_ms: self.now_ms,
             },
         );
-        if !self.up.contains(&id) {
-            self.up.push(id);
-        }
+        self.up.insert(id);
         self.events.push(NodeEvent::MemberUp(identity));
+    }
+
+    /// Fills the membership table as if the ring had been joined already (simulator warm
+    /// start for large rings; joining itself is exercised by the ring tests).
+    pub fn assume_members(&mut self, now_ms: u64, identities: &[Identity]) {
+        self.now_ms = now_ms;
+        let me = self.identity().id;
+        let others: Vec<Identity> = identities.iter().filter(|i| i.id != me).cloned().collect();
+        self.membership.assume_alive(others);
+        self.flush_swim();
     }
 
     /// Re-contacts configured peers and permanent members that are not up: partitions heal.
@@ -834,14 +889,12 @@ impl Node {
         if self.left {
             return;
         }
-        let up_addrs: HashSet<SocketAddr> = self
-            .up
-            .iter()
-            .filter_map(|id| self.members.get(id))
-            .map(|r| r.identity.addr)
-            .collect();
         for peer in self.peers.clone() {
-            if !up_addrs.contains(&peer) {
+            let peer_is_up = self
+                .by_addr
+                .get(&peer)
+                .is_some_and(|id| self.up.index.contains_key(id));
+            if !peer_is_up {
                 self.membership.announce(peer);
             }
         }
@@ -918,6 +971,42 @@ impl Node {
 
     pub fn up_count(&self) -> usize {
         self.up.len()
+    }
+}
+
+/// A set of member ids with O(1) insert, remove and uniform random choice.
+#[derive(Debug, Default)]
+struct UpSet {
+    ids: Vec<MemberId>,
+    index: HashMap<MemberId, usize>,
+}
+
+impl UpSet {
+    fn insert(&mut self, id: MemberId) {
+        if !self.index.contains_key(&id) {
+            self.index.insert(id, self.ids.len());
+            self.ids.push(id);
+        }
+    }
+
+    fn remove(&mut self, id: MemberId) {
+        if let Some(i) = self.index.remove(&id) {
+            self.ids.swap_remove(i);
+            if let Some(moved) = self.ids.get(i) {
+                self.index.insert(*moved, i);
+            }
+        }
+    }
+
+    fn choose(&self, rng: &mut StdRng) -> Option<MemberId> {
+        if self.ids.is_empty() {
+            return None;
+        }
+        Some(self.ids[rng.random_range(0..self.ids.len())])
+    }
+
+    fn len(&self) -> usize {
+        self.ids.len()
     }
 }
 

@@ -111,7 +111,8 @@ impl Sim {
         for i in 0..n {
             identities.push(Identity {
                 id: MemberId::random(&mut rng),
-                incarnation: 1,
+                // Realistic size on the wire: incarnations start at the wall-clock second.
+                incarnation: 1_790_000_000 + i as u64,
                 node: Arc::from(format!("m{i}").as_str()),
                 addr: sim_addr(i),
                 persistent: false,
@@ -214,6 +215,20 @@ impl Sim {
                 peers.push(self.rng.random_range(1..i));
             }
             self.start(i, &peers);
+        }
+    }
+
+    /// Starts every member with a membership table already filled, as after a completed join
+    /// (for large rings, where the join storm itself is not what is being measured).
+    pub fn start_all_formed(&mut self) {
+        let all = self.identities.clone();
+        for i in 0..self.len() {
+            self.start(i, &[0]);
+            let now = self.now_ms;
+            if let Some(node) = self.nodes[i].as_mut() {
+                node.assume_members(now, &all);
+            }
+            self.collect(i);
         }
     }
 

@@ -134,7 +134,7 @@ impl Store {
         let (merged, outcome) = match self.entries.get(&key) {
             None => (incoming, Insert::New),
             Some(existing) => match existing.rumor.merge(&incoming) {
-                Merge::Replace(merged) => (merged, Insert::Updated),
+                Merge::Replace(merged) => (*merged, Insert::Updated),
                 Merge::Stale => return Insert::Stale,
                 Merge::Conflict => {
                     self.conflicts += 1;
@@ -265,8 +265,7 @@ impl Store {
     }
 
     pub fn departed(&self, member: MemberId) -> bool {
-        self.entries
-            .contains_key(&RumorKey::Departure { member })
+        self.entries.contains_key(&RumorKey::Departure { member })
     }
 
     /// Versioned snapshot: magic, then postcard of every rumor.
@@ -395,7 +394,9 @@ mod tests {
         store.insert(config(4, b"x = 1"), 0);
         let back = Store::from_snapshot(&store.snapshot(), 0).unwrap();
         assert_eq!(back.root(), store.root());
-        assert!(Store::from_snapshot(b"nonsense", 0).unwrap_err().contains("HABRUMR1"));
+        assert!(Store::from_snapshot(b"nonsense", 0)
+            .unwrap_err()
+            .contains("HABRUMR1"));
     }
 
     #[test]

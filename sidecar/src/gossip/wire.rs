@@ -18,7 +18,8 @@ pub const FRAME_SOFT_LIMIT: usize = 1024 * 1024;
 /// Number of digest buckets used by anti-entropy.
 pub const SYNC_BUCKETS: usize = 64;
 
-pub const BODY_DATAGRAM: u8 = 1;
+/// First byte of a TCP frame's body (UDP bodies are always datagrams and carry no kind byte:
+/// one byte on every probe is 1% of the idle traffic).
 pub const BODY_FRAME: u8 = 2;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -171,7 +172,6 @@ pub struct Datagram<'a> {
 
 impl<'a> Datagram<'a> {
     pub fn encode_into(&self, w: &mut Writer) {
-        w.u8(BODY_DATAGRAM);
         w.blob(self.swim.unwrap_or_default());
         for rumor in &self.rumors {
             w.blob(rumor);
@@ -180,10 +180,6 @@ impl<'a> Datagram<'a> {
 
     pub fn decode(body: &'a [u8]) -> Result<Datagram<'a>, WireError> {
         let mut r = Reader::new(body);
-        match r.u8()? {
-            BODY_DATAGRAM => {}
-            other => return Err(WireError::UnknownKind(other)),
-        }
         let swim = r.blob("swim message", MAX_DATAGRAM)?;
         let mut rumors = Vec::new();
         while !r.is_empty() {
@@ -196,10 +192,9 @@ impl<'a> Datagram<'a> {
     }
 }
 
-/// Bytes a datagram adds around its rumors: the kind byte, the swim length and one length
-/// prefix per rumor (at most 2 bytes each below 16 KiB).
+/// Bytes a datagram spends before its rumors: the swim length prefix and the swim message.
 pub const fn datagram_overhead(swim_len: usize) -> usize {
-    1 + varint_len(swim_len as u64) + swim_len
+    varint_len(swim_len as u64) + swim_len
 }
 
 pub const fn varint_len(mut v: u64) -> usize {

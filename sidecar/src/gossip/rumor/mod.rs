@@ -45,8 +45,7 @@ impl ServiceGroup {
                     .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
         };
         let parts: Vec<&str> = body.split('.').collect();
-        if parts.len() != 2 || !parts.iter().all(|p| valid_part(p)) || !org.is_none_or(valid_part)
-        {
+        if parts.len() != 2 || !parts.iter().all(|p| valid_part(p)) || !org.is_none_or(valid_part) {
             return Err(format!(
                 "service group {text:?}: expected SERVICE.GROUP or SERVICE.GROUP@ORG \
                  (letters, digits, '-' and '_')"
@@ -178,7 +177,7 @@ pub enum Rumor {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Merge {
     /// The incoming rumor is newer: store it (it may have absorbed parts of the stored one).
-    Replace(Rumor),
+    Replace(Box<Rumor>),
     /// Nothing new.
     Stale,
     /// Same version, different content: rejected and counted.
@@ -239,11 +238,11 @@ impl Rumor {
                 by_incarnation(a.incarnation, b.incarnation, a == b, incoming)
             }
             (Rumor::Election(a), Rumor::Election(b)) => match a.merge(b) {
-                Some(merged) => Merge::Replace(Rumor::Election(merged)),
+                Some(merged) => Merge::Replace(Box::new(Rumor::Election(merged))),
                 None => Merge::Stale,
             },
             (Rumor::ElectionUpdate(a), Rumor::ElectionUpdate(b)) => match a.merge(b) {
-                Some(merged) => Merge::Replace(Rumor::ElectionUpdate(merged)),
+                Some(merged) => Merge::Replace(Box::new(Rumor::ElectionUpdate(merged))),
                 None => Merge::Stale,
             },
             // A departure is permanent: the first one stands.
@@ -278,7 +277,7 @@ impl Rumor {
 fn by_incarnation(stored: u64, incoming: u64, same_content: bool, rumor: &Rumor) -> Merge {
     use std::cmp::Ordering;
     match incoming.cmp(&stored) {
-        Ordering::Greater => Merge::Replace(rumor.clone()),
+        Ordering::Greater => Merge::Replace(Box::new(rumor.clone())),
         Ordering::Less => Merge::Stale,
         Ordering::Equal if same_content => Merge::Stale,
         Ordering::Equal => Merge::Conflict,
@@ -313,12 +312,17 @@ pub(crate) mod tests {
             ("redis", "prod", Some("acme"))
         );
         let sg = group("redis.default");
-        assert_eq!((sg.service(), sg.group(), sg.org()), ("redis", "default", None));
+        assert_eq!(
+            (sg.service(), sg.group(), sg.org()),
+            ("redis", "default", None)
+        );
     }
 
     #[test]
     fn service_group_rejects_malformed_names_with_the_expected_form() {
-        for bad in ["redis", "redis.", ".default", "a.b.c", "a b.c", "a.b@", "a.b@c@d"] {
+        for bad in [
+            "redis", "redis.", ".default", "a.b.c", "a b.c", "a.b@", "a.b@c@d",
+        ] {
             let err = ServiceGroup::parse(bad).unwrap_err();
             assert!(err.contains("SERVICE.GROUP"), "{bad}: {err}");
         }
@@ -336,8 +340,13 @@ pub(crate) mod tests {
             .check_limits()
             .unwrap_err()
             .to_string();
-        assert!(err.contains("65537 bytes") && err.contains("65536"), "{err}");
-        assert!(config(1, &vec![0; MAX_PAYLOAD_BYTES]).check_limits().is_ok());
+        assert!(
+            err.contains("65537 bytes") && err.contains("65536"),
+            "{err}"
+        );
+        assert!(config(1, &vec![0; MAX_PAYLOAD_BYTES])
+            .check_limits()
+            .is_ok());
     }
 
     proptest! {
@@ -346,7 +355,7 @@ pub(crate) mod tests {
             let stored = config(a, &x);
             let incoming = config(b, &y);
             match stored.merge(&incoming) {
-                Merge::Replace(r) => { prop_assert!(b > a); prop_assert_eq!(r, incoming); }
+                Merge::Replace(r) => { prop_assert!(b > a); prop_assert_eq!(*r, incoming); }
                 Merge::Stale => prop_assert!(b < a || (a == b && x == y)),
                 Merge::Conflict => prop_assert!(a == b && x != y),
             }
@@ -357,7 +366,7 @@ pub(crate) mod tests {
             // Whichever order two versions arrive in, the store ends at the higher one.
             let (ra, rb) = (config(a, b"same"), config(b, b"same"));
             let apply = |stored: Rumor, incoming: &Rumor| match stored.merge(incoming) {
-                Merge::Replace(r) => r,
+                Merge::Replace(r) => *r,
                 _ => stored,
             };
             let ab = apply(ra.clone(), &rb);

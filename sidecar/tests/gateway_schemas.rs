@@ -1,0 +1,561 @@
+//! `/census` and `/butterfly` against Habitat's own JSON Schemas (shared/reference/habitat/),
+//! relaxed as its README says: extra fields allowed, topology `initializer` allowed. Habitat's
+//! sample outputs must pass the relaxed schemas too, so the relaxing is shown not to hide a bug.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::PathBuf;
+
+use habitat_sidecar::census::{self, CensusInput, ELECTION_FINISHED};
+use habitat_sidecar::gossip::member::{Health, Identity, MemberId, MemberView};
+use habitat_sidecar::gossip::rumor::{
+    DepartureRumor, ElectionRumor, ElectionStatus, Rumor, ServiceConfigRumor, ServiceFileRumor,
+    ServiceGroup, ServiceRumor, SysInfo,
+};
+use habitat_sidecar::gossip::store::Store;
+use jsonschema::{Registry, Validator};
+use serde_json::{json, Value};
+
+const SCHEMA_FILES: [&str; 4] = [
+    "http_gateway_butterfly_schema.json",
+    "http_gateway_census_schema.json",
+    "http_gateway_services_schema.json",
+    "render_context_schema.json",
+];
+const BASE: &str = "https://habitat-reference.invalid/";
+
+fn reference_dir() -> PathBuf {
+    PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../shared/reference/habitat/"
+    ))
+}
+
+fn load(file: &str) -> Value {
+    let path = reference_dir().join(file);
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path:?}: {e}"));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path:?}: {e}"))
+}
+
+/// Drops `additionalProperties: false`, adds `initializer` to the topology enum, and points the
+/// services schema's dangling `#/definitions/package_identifier` at the render context schema.
+fn relax(value: &mut Value, file: &str) {
+    match value {
+        Value::Object(map) => {
+            if map.get("additionalProperties") == Some(&Value::Bool(false)) {
+                map.remove("additionalProperties");
+            }
+            if let Some(Value::Array(variants)) = map.get_mut("enum") {
+                if variants.contains(&json!("standalone")) && variants.contains(&json!("leader")) {
+                    variants.push(json!("initializer"));
+                }
+            }
+            fix_dangling_ref(map, file);
+            for child in map.values_mut() {
+                relax(child, file);
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(|v| relax(v, file)),
+        _ => {}
+    }
+}
+
+fn fix_dangling_ref(map: &mut serde_json::Map<String, Value>, file: &str) {
+    if file == "http_gateway_services_schema.json"
+        && map.get("$ref") == Some(&json!("#/definitions/package_identifier"))
+    {
+        map.insert(
+            "$ref".into(),
+            json!("render_context_schema.json#/definitions/package_identifier"),
+        );
+    }
+}
+
+/// Every schema, with its file name as `$id` under one base, so their cross-references resolve.
+fn schemas(relaxed: bool) -> Vec<(String, Value)> {
+    SCHEMA_FILES
+        .iter()
+        .map(|file| {
+            let mut schema = load(file);
+            if relaxed {
+                relax(&mut schema, file);
+            } else if let Value::Object(map) = &mut schema {
+                // Even the strict set needs the dangling reference pointed somewhere.
+                fix_dangling_ref_everywhere(map, file);
+            }
+            let uri = format!("{BASE}{file}");
+            schema["$id"] = json!(uri);
+            (uri, schema)
+        })
+        .collect()
+}
+
+fn fix_dangling_ref_everywhere(map: &mut serde_json::Map<String, Value>, file: &str) {
+    fix_dangling_ref(map, file);
+    for child in map.values_mut() {
+        match child {
+            Value::Object(inner) => fix_dangling_ref_everywhere(inner, file),
+            Value::Array(items) => {
+                for item in items {
+                    if let Value::Object(inner) = item {
+                        fix_dangling_ref_everywhere(inner, file);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+struct Schemas {
+    all: Vec<(String, Value)>,
+}
+
+impl Schemas {
+    fn new(relaxed: bool) -> Schemas {
+        Schemas {
+            all: schemas(relaxed),
+        }
+    }
+
+    fn validator(&self, file: &str) -> Validator {
+        let registry = Registry::new()
+            .extend(
+                self.all
+                    .iter()
+                    .map(|(uri, schema)| (uri.clone(), schema.clone())),
+            )
+            .expect("schema uris")
+            .prepare()
+            .expect("registry of Habitat's schemas");
+        let (_, schema) = self
+            .all
+            .iter()
+            .find(|(uri, _)| uri.ends_with(file))
+            .expect("known schema");
+        jsonschema::options()
+            .offline()
+            .with_registry(&registry)
+            .build(schema)
+            .unwrap_or_else(|e| panic!("{file}: {e}"))
+    }
+
+    fn errors(&self, file: &str, doc: &Value) -> Vec<String> {
+        self.validator(file)
+            .iter_errors(doc)
+            .map(|e| format!("{} at {}", e, e.instance_path()))
+            .collect()
+    }
+}
+
+fn assert_valid(schemas: &Schemas, file: &str, doc: &Value) {
+    let errors = schemas.errors(file, doc);
+    assert!(errors.is_empty(), "{file}: {errors:#?}");
+}
+
+// --- A small ring: 5 members, services in 2 groups, a config, a file, elections, a departure.
+
+fn id(n: u8) -> MemberId {
+    MemberId([n; 16])
+}
+
+fn identity(n: u8) -> Identity {
+    Identity {
+        id: id(n),
+        incarnation: 1_700_000_000 + u64::from(n),
+        node: format!("node-{n}").into(),
+        addr: format!("172.26.0.{n}:9638").parse().unwrap(),
+        persistent: n == 2,
+    }
+}
+
+fn group(name: &str) -> ServiceGroup {
+    ServiceGroup::parse(name).unwrap()
+}
+
+fn service(n: u8, sg: &str, package: &str, cfg: &str) -> Rumor {
+    Rumor::Service(ServiceRumor {
+        member_id: id(n),
+        service_group: group(sg),
+        incarnation: 1,
+        package: package.into(),
+        initialized: false,
+        sys: SysInfo {
+            ip: format!("172.26.0.{n}"),
+            hostname: format!("node-{n}"),
+            gossip_ip: "0.0.0.0".into(),
+            gossip_port: 9638,
+            http_gateway_ip: "0.0.0.0".into(),
+            http_gateway_port: 9631,
+            ctl_gateway_ip: "127.0.0.1".into(),
+            ctl_gateway_port: 9632,
+        },
+        cfg: cfg.as_bytes().to_vec(),
+        tombstone: false,
+    })
+}
+
+struct Ring {
+    local: Identity,
+    members: Vec<MemberView>,
+    store: Store,
+}
+
+impl Ring {
+    fn new() -> Ring {
+        let health = [
+            Health::Alive,
+            Health::Alive,
+            Health::Suspect,
+            Health::Confirmed,
+            Health::Alive,
+        ];
+        let members = (1..=5)
+            .zip(health)
+            .map(|(n, health)| MemberView {
+                identity: identity(n),
+                health,
+            })
+            .collect();
+        let mut election = ElectionRumor::new(id(2), group("postgres.default"), 4, 10);
+        election.status = ElectionStatus::Finished;
+        election.votes = vec![id(1), id(2), id(3)];
+        let mut tombstoned = service(5, "postgres.default", "core/postgresql/15.2/1", "");
+        if let Rumor::Service(r) = &mut tombstoned {
+            r.tombstone = true;
+        }
+        let mut store = Store::new();
+        for rumor in [
+            service(
+                1,
+                "postgres.default",
+                "core/postgresql/15.2/20260101000000",
+                "port = 5432\n[replication]\nuser = \"repl\"\nslots = [\"a\", \"b\"]\n",
+            ),
+            service(
+                2,
+                "postgres.default",
+                "core/postgresql/15.2/20260101000000",
+                "port = 5433",
+            ),
+            service(
+                3,
+                "postgres.default",
+                "core/postgresql/15.2/20260101000000",
+                "broken = = toml",
+            ),
+            tombstoned,
+            service(
+                4,
+                "web.prod@acme",
+                "acme/web/2.1.0/20260202020202",
+                "url = \"http://web\"",
+            ),
+            service(5, "web.prod@acme", "acme/web/2.1.0/20260202020202", ""),
+            Rumor::ServiceConfig(ServiceConfigRumor {
+                from_id: "butterflyclient".into(),
+                service_group: group("postgres.default"),
+                incarnation: 1_534_943_508,
+                encrypted: false,
+                config: b"max_connections = 200\n[log]\nlevel = \"info\"\n".to_vec(),
+            }),
+            Rumor::ServiceFile(ServiceFileRumor {
+                from_id: "butterflyclient".into(),
+                service_group: group("postgres.default"),
+                incarnation: 3,
+                encrypted: false,
+                filename: "server.crt".into(),
+                body: b"CERT".to_vec(),
+            }),
+            Rumor::Election(election),
+            Rumor::ElectionUpdate(ElectionRumor::new(id(4), group("web.prod@acme"), 1, 0)),
+            Rumor::Departure(DepartureRumor { member_id: id(5) }),
+        ] {
+            store.insert(rumor, 0);
+        }
+        Ring {
+            local: identity(1),
+            members,
+            store,
+        }
+    }
+
+    fn input(&self) -> CensusInput<'_> {
+        CensusInput {
+            local: &self.local,
+            members: &self.members,
+            store: &self.store,
+        }
+    }
+}
+
+// --- The reference data itself.
+
+#[test]
+fn habitat_samples_validate_against_the_relaxed_schemas() {
+    let relaxed = Schemas::new(true);
+    for (schema, sample) in [
+        (
+            "http_gateway_butterfly_schema.json",
+            "sample-butterfly-output.json",
+        ),
+        (
+            "http_gateway_census_schema.json",
+            "sample-census-output.json",
+        ),
+        (
+            "http_gateway_services_schema.json",
+            "sample-services-with-cfg-output.json",
+        ),
+        (
+            "http_gateway_services_schema.json",
+            "sample-services-without-cfg-output.json",
+        ),
+    ] {
+        assert_valid(&relaxed, schema, &load(sample));
+    }
+}
+
+#[test]
+fn habitat_samples_validate_against_the_strict_schemas_too() {
+    let strict = Schemas::new(false);
+    assert_valid(
+        &strict,
+        "http_gateway_butterfly_schema.json",
+        &load("sample-butterfly-output.json"),
+    );
+    assert_valid(
+        &strict,
+        "http_gateway_census_schema.json",
+        &load("sample-census-output.json"),
+    );
+}
+
+#[test]
+fn initializer_topology_is_accepted_only_by_the_widened_enum() {
+    let mut services = load("sample-services-with-cfg-output.json");
+    services[0]["topology"] = json!("initializer");
+    let file = "http_gateway_services_schema.json";
+    assert!(!Schemas::new(false).errors(file, &services).is_empty());
+    assert_valid(&Schemas::new(true), file, &services);
+}
+
+// --- Our documents.
+
+#[test]
+fn our_butterfly_document_matches_habitats_schema() {
+    let ring = Ring::new();
+    assert_valid(
+        &Schemas::new(true),
+        "http_gateway_butterfly_schema.json",
+        &census::butterfly(&ring.input()),
+    );
+}
+
+#[test]
+fn our_census_document_matches_habitats_schema() {
+    let ring = Ring::new();
+    assert_valid(
+        &Schemas::new(true),
+        "http_gateway_census_schema.json",
+        &census::census(&ring.input()),
+    );
+}
+
+#[test]
+fn renaming_a_required_field_fails_validation() {
+    let ring = Ring::new();
+    let schemas = Schemas::new(true);
+
+    let mut doc = census::census(&ring.input());
+    let group = doc["census_groups"]["postgres.default"]
+        .as_object_mut()
+        .unwrap();
+    let value = group.remove("leader_id").unwrap();
+    group.insert("leaderId".into(), value);
+    let errors = schemas.errors("http_gateway_census_schema.json", &doc);
+    assert!(
+        errors.iter().any(|e| e.contains("leader_id")),
+        "{errors:#?}"
+    );
+
+    let mut doc = census::butterfly(&ring.input());
+    let member = doc["member"]["members"][id(1).to_string()]
+        .as_object_mut()
+        .unwrap();
+    let value = member.remove("swim_port").unwrap();
+    member.insert("swimPort".into(), value);
+    let errors = schemas.errors("http_gateway_butterfly_schema.json", &doc);
+    assert!(
+        errors.iter().any(|e| e.contains("swim_port")),
+        "{errors:#?}"
+    );
+}
+
+#[test]
+fn butterfly_has_habitats_top_level_and_member_fields() {
+    let ring = Ring::new();
+    let ours = census::butterfly(&ring.input());
+    let sample = load("sample-butterfly-output.json");
+    let keys = |v: &Value| v.as_object().unwrap().keys().cloned().collect::<Vec<_>>();
+    assert_eq!(keys(&ours), keys(&sample));
+    for section in keys(&sample) {
+        assert_eq!(keys(&ours[&section]), keys(&sample[&section]), "{section}");
+    }
+    let one = |v: &Value, path: &str| {
+        v.pointer(path)
+            .and_then(Value::as_object)
+            .and_then(|m| m.values().next())
+            .cloned()
+            .unwrap()
+    };
+    assert_eq!(
+        keys(&one(&ours, "/member/members")),
+        keys(&one(&sample, "/member/members"))
+    );
+    let member = &ours["member"]["members"][id(3).to_string()];
+    assert_eq!(member["address"], "172.26.0.3");
+    assert_eq!(
+        (member["swim_port"].clone(), member["gossip_port"].clone()),
+        (json!(9638), json!(9638))
+    );
+    assert_eq!(ours["member"]["health"][id(3).to_string()], "Suspect");
+    assert_eq!(ours["member"]["health"][id(4).to_string()], "Confirmed");
+    assert_eq!(
+        ours["departure"]["list"]["departure"][id(5).to_string()]["member_id"],
+        id(5).to_string()
+    );
+    let election = &ours["election"]["list"]["postgres.default"]["election"];
+    assert_eq!(election["status"], "Finished");
+    assert_eq!(election["term"], 4);
+    assert_eq!(election["votes"].as_array().unwrap().len(), 3);
+    let config = &ours["service_config"]["list"]["postgres.default"]["service_config"];
+    assert_eq!(config["config"][0], json!(u8::try_from('m').unwrap()));
+    assert_eq!(
+        ours["service_file"]["list"]["postgres.default"]["server.crt"]["body"],
+        json!(b"CERT".to_vec())
+    );
+    // The tombstoned postgres rumor of member 5 is not listed; its web rumor is.
+    let services = &ours["service"]["list"];
+    assert!(services["postgres.default"]
+        .get(id(5).to_string())
+        .is_none());
+    assert!(services["web.prod@acme"].get(id(5).to_string()).is_some());
+    assert_eq!(
+        services["postgres.default"][id(1).to_string()]["cfg"]["replication"]["slots"],
+        json!(["a", "b"])
+    );
+}
+
+#[test]
+fn census_population_has_every_field_of_habitats_sample() {
+    let ring = Ring::new();
+    let ours = census::census(&ring.input());
+    let sample = load("sample-census-output.json");
+    let first_member = |doc: &Value| {
+        doc["census_groups"]
+            .as_object()
+            .and_then(|groups| groups.values().next())
+            .and_then(|g| g["population"].as_object())
+            .and_then(|p| p.values().next())
+            .and_then(Value::as_object)
+            .cloned()
+            .unwrap()
+    };
+    let ours_member = first_member(&ours);
+    for key in first_member(&sample).keys() {
+        assert!(
+            ours_member.contains_key(key),
+            "population member lacks {key}"
+        );
+    }
+    for key in sample.as_object().unwrap().keys() {
+        assert!(ours.get(key).is_some(), "census lacks {key}");
+    }
+}
+
+#[test]
+fn census_shows_leader_health_pkg_and_parsed_config() {
+    let ring = Ring::new();
+    let doc = census::census(&ring.input());
+    let pg = &doc["census_groups"]["postgres.default"];
+    assert_eq!(pg["election_status"], ELECTION_FINISHED);
+    assert_eq!(pg["election_term"], 4);
+    assert_eq!(pg["leader_id"], id(2).to_string());
+    assert_eq!(pg["local_member_id"], id(1).to_string());
+    assert_eq!(pg["update_election_status"], "None");
+    assert_eq!(pg["update_leader_id"], Value::Null);
+    assert_eq!(pg["changed_service_files"], json!([]));
+    assert_eq!(pg["service_config"]["incarnation"], 1_534_943_508);
+    assert_eq!(
+        pg["service_config"]["value"],
+        json!({"max_connections": 200, "log": {"level": "info"}})
+    );
+    assert_eq!(pg["service_files"]["server.crt"]["incarnation"], 3);
+    assert_eq!(pg["service_files"]["server.crt"]["filename"], "server.crt");
+
+    let pop = &pg["population"];
+    assert_eq!(
+        pop.as_object().unwrap().len(),
+        3,
+        "tombstoned member 5 is not in postgres"
+    );
+    let leader = &pop[id(2).to_string()];
+    assert_eq!(
+        (leader["leader"].clone(), leader["follower"].clone()),
+        (json!(true), json!(false))
+    );
+    assert_eq!(leader["persistent"], true);
+    assert_eq!(leader["election_is_finished"], true);
+    assert_eq!(leader["election_is_running"], false);
+    let me = &pop[id(1).to_string()];
+    assert_eq!(
+        (me["leader"].clone(), me["follower"].clone()),
+        (json!(false), json!(true))
+    );
+    assert_eq!(me["alive"], true);
+    assert_eq!(me["cfg"]["replication"]["user"], "repl");
+    assert_eq!(me["sys"]["gossip_ip"], "172.26.0.1");
+    assert_eq!(
+        me["pkg"],
+        json!({"origin": "core", "name": "postgresql", "version": "15.2", "release": "20260101000000"})
+    );
+    assert_eq!(
+        (
+            me["service"].clone(),
+            me["group"].clone(),
+            me["org"].clone()
+        ),
+        (json!("postgres"), json!("default"), Value::Null)
+    );
+    let suspect = &pop[id(3).to_string()];
+    assert_eq!(
+        (suspect["alive"].clone(), suspect["suspect"].clone()),
+        (json!(false), json!(true))
+    );
+    assert_eq!(suspect["cfg"], json!({}), "undecodable cfg shows as {{}}");
+
+    let web = &doc["census_groups"]["web.prod@acme"];
+    assert_eq!(
+        web["org"],
+        Value::Null,
+        "org is a member field, not a group field"
+    );
+    assert_eq!(web["update_election_status"], "ElectionInProgress");
+    assert_eq!(web["update_election_term"], 1);
+    let departed = &web["population"][id(5).to_string()];
+    assert_eq!(
+        (departed["departed"].clone(), departed["alive"].clone()),
+        (json!(true), json!(false))
+    );
+    assert_eq!(departed["org"], "acme");
+    assert_eq!(departed["update_election_is_running"], true);
+    assert_eq!(web["population"][id(4).to_string()]["confirmed"], true);
+
+    let typed = census::census_groups(&ring.input());
+    assert_eq!(typed.len(), 2);
+    assert_eq!(typed[0].leader().map(|m| m.member_id), Some(id(2)));
+    assert_eq!(
+        typed[0].me().and_then(|m| m.cfg["port"].as_integer()),
+        Some(5432)
+    );
+}
