@@ -1,1 +1,189 @@
-//! TODO
+//! The `hab` command tree (clap), with Habitat's commands and flags. Parsing only: each command
+//! is carried out in `main.rs`. Bad input exits 1 with a message naming the flag and the form.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::gossip::node::GossipConfig;
+use crate::manager::PeerSpec;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "hab",
+    version,
+    about = "Habitat supervisor and CLI (habitat-rs)"
+)]
+pub struct Cli {
+    /// Root of the supervisor's files.
+    #[arg(long, global = true, env = "HAB_ROOT", default_value = "/hab")]
+    pub root: PathBuf,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// The supervisor.
+    #[command(subcommand)]
+    Sup(SupCommand),
+    /// Ring (gossip) keys.
+    #[command(subcommand)]
+    Ring(RingCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SupCommand {
+    /// Runs a supervisor that joins a ring, optionally loading a package.
+    Run(Box<RunArgs>),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum RingCommand {
+    #[command(subcommand)]
+    Key(RingKeyCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum RingKeyCommand {
+    /// Writes a new ring key `<root>/cache/keys/NAME-<YYYYMMDDhhmmss>.sym.key`.
+    Generate {
+        /// Ring name: letters, digits, '-' and '_'.
+        name: String,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Topology {
+    Standalone,
+    Leader,
+    Initializer,
+}
+
+impl Topology {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Topology::Standalone => "standalone",
+            Topology::Leader => "leader",
+            Topology::Initializer => "initializer",
+        }
+    }
+}
+
+fn parse_peer(text: &str) -> Result<PeerSpec, String> {
+    text.parse()
+}
+
+fn parse_secs(text: &str) -> Result<Duration, String> {
+    text.parse::<f64>()
+        .ok()
+        .filter(|s| s.is_finite() && *s > 0.0)
+        .map(Duration::from_secs_f64)
+        .ok_or_else(|| format!("expected a positive number of seconds, found {text:?}"))
+}
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// A package directory (Habitat layout) or ORIGIN/NAME installed under <root>/pkgs.
+    pub pkg: Option<String>,
+    /// Where gossip (UDP and TCP) listens, IP:PORT.
+    #[arg(long, default_value = "0.0.0.0:9638", value_name = "IP:PORT")]
+    pub listen_gossip: SocketAddr,
+    /// Where the HTTP gateway listens, IP:PORT.
+    #[arg(long, default_value = "0.0.0.0:9631", value_name = "IP:PORT")]
+    pub listen_http: SocketAddr,
+    /// Where the control gateway listens, IP:PORT.
+    #[arg(long, default_value = "127.0.0.1:9632", value_name = "IP:PORT")]
+    pub listen_ctl: SocketAddr,
+    /// A member of the ring to join through (repeatable), IP[:PORT] or HOST[:PORT].
+    #[arg(long = "peer", value_name = "IP[:PORT]", value_parser = parse_peer)]
+    pub peers: Vec<PeerSpec>,
+    /// A file of peers, one IP[:PORT] per line, re-read while running.
+    #[arg(long, value_name = "FILE")]
+    pub peer_watch_file: Option<PathBuf>,
+    /// This member is permanent: others keep contacting it while it is down.
+    #[arg(long)]
+    pub permanent_peer: bool,
+    /// Ring key name: every revision in <root>/cache/keys is accepted, the newest sealed with.
+    #[arg(long, value_name = "NAME")]
+    pub ring: Option<String>,
+    /// Content of a ring key file (alternative to --ring).
+    #[arg(long, env = "HAB_RING_KEY", hide_env_values = true, hide = true)]
+    pub ring_key: Option<String>,
+    /// A ring key file younger than this is accepted but not yet sealed with, so a new key can
+    /// be copied to every member before anyone depends on it.
+    #[arg(long, value_name = "SECS", default_value = "60", value_parser = parse_secs)]
+    pub ring_key_activation: Duration,
+    /// Service group name.
+    #[arg(long, default_value = "default")]
+    pub group: String,
+    #[arg(long, value_enum, default_value = "standalone")]
+    pub topology: Topology,
+    /// This member's node name (host or pod name); a newer member with the same node name
+    /// replaces the older one at once. Defaults to the host name.
+    #[arg(long, env = "HAB_NODE_NAME")]
+    pub node_name: Option<String>,
+    /// The IP address peers reach this member at (default: the listen address, or the host
+    /// name's address).
+    #[arg(long, value_name = "IP")]
+    pub sys_ip_address: Option<IpAddr>,
+    #[command(flatten)]
+    pub timing: TimingArgs,
+}
+
+/// Every timing of the ring, LAN profile by default.
+#[derive(Args, Debug)]
+pub struct TimingArgs {
+    /// SWIM probe interval.
+    #[arg(long, value_name = "SECS", default_value = "1", value_parser = parse_secs)]
+    pub probe_interval: Duration,
+    /// SWIM probe timeout before indirect probes.
+    #[arg(long, value_name = "SECS", default_value = "0.5", value_parser = parse_secs)]
+    pub probe_timeout: Duration,
+    /// Suspicion lasts MULT * max(1, log10 N) probe intervals.
+    #[arg(long, value_name = "MULT", default_value_t = 4.0)]
+    pub suspicion_mult: f64,
+    /// Interval of rumor and membership gossip.
+    #[arg(long, value_name = "SECS", default_value = "0.2", value_parser = parse_secs)]
+    pub gossip_interval: Duration,
+    /// Base interval of push-pull anti-entropy.
+    #[arg(long, value_name = "SECS", default_value = "5", value_parser = parse_secs)]
+    pub sync_interval: Duration,
+    /// How often configured and permanent peers that are down are re-contacted.
+    #[arg(long, value_name = "SECS", default_value = "5", value_parser = parse_secs)]
+    pub heal_interval: Duration,
+    /// Confirmed-dead members are forgotten after this long.
+    #[arg(long, value_name = "SECS", default_value = "3600", value_parser = parse_secs)]
+    pub dead_member_ttl: Duration,
+    /// Tombstones of unloaded services are forgotten after this long.
+    #[arg(long, value_name = "SECS", default_value = "3600", value_parser = parse_secs)]
+    pub tombstone_ttl: Duration,
+    /// Envelopes older or newer than this (clock skew) are rejected as replays.
+    #[arg(long, value_name = "SECS", default_value = "120", value_parser = parse_secs)]
+    pub replay_window: Duration,
+}
+
+impl TimingArgs {
+    pub fn gossip_config(&self) -> Result<GossipConfig, String> {
+        if !(self.suspicion_mult.is_finite() && self.suspicion_mult > 0.0) {
+            return Err(format!(
+                "--suspicion-mult: expected a positive number, found {}",
+                self.suspicion_mult
+            ));
+        }
+        let mut config = GossipConfig::lan();
+        config.swim.probe_period = self.probe_interval;
+        config.swim.probe_timeout = self.probe_timeout;
+        config.swim.suspicion_mult = self.suspicion_mult;
+        config.swim.gossip_interval = self.gossip_interval;
+        config.swim.dead_member_ttl = self.dead_member_ttl;
+        config.sync_interval = self.sync_interval;
+        config.heal_interval = self.heal_interval;
+        config.maintenance_interval = self.heal_interval;
+        config.tombstone_ttl = self.tombstone_ttl;
+        config.replay_window = self.replay_window;
+        Ok(config)
+    }
+}

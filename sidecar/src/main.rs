@@ -1,1 +1,94 @@
-fn main() {}
+//! `hab`: the supervisor (`hab sup run`) and the CLI. Exit codes: 0 success, 1 any error
+//! (bad flag, bad address, unreadable key, ...), with a message naming what was wrong.
+
+use std::process::ExitCode;
+use std::time::SystemTime;
+
+use clap::Parser;
+use habitat_sidecar::cli::{Cli, Command, RingCommand, RingKeyCommand, RunArgs, SupCommand};
+use habitat_sidecar::keys;
+use habitat_sidecar::manager::{self, SupervisorConfig};
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("hab: error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Ring(RingCommand::Key(RingKeyCommand::Generate { name })) => {
+            let mut secret = [0u8; 32];
+            rand::Rng::fill_bytes(&mut rand::rng(), &mut secret);
+            let (key, path) = keys::generate_ring_key(
+                &keys::keys_dir(&cli.root),
+                &name,
+                SystemTime::now(),
+                secret,
+            )?;
+            println!(
+                "Generated ring key {} at {}",
+                key.name_with_rev(),
+                path.display()
+            );
+            Ok(())
+        }
+        Command::Sup(SupCommand::Run(args)) => {
+            let config = supervisor_config(cli.root, *args)?;
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()?;
+            runtime.block_on(manager::run(config))
+        }
+    }
+}
+
+fn supervisor_config(root: std::path::PathBuf, args: RunArgs) -> anyhow::Result<SupervisorConfig> {
+    let gossip = args.timing.gossip_config().map_err(anyhow::Error::msg)?;
+    if let Some(name) = &args.ring {
+        keys::validate_key_name(name).map_err(|e| anyhow::anyhow!("--ring: {e}"))?;
+    }
+    Ok(SupervisorConfig {
+        root,
+        listen_gossip: args.listen_gossip,
+        listen_http: args.listen_http,
+        listen_ctl: args.listen_ctl,
+        peers: args.peers,
+        peer_watch_file: args.peer_watch_file,
+        permanent_peer: args.permanent_peer,
+        ring: args.ring,
+        ring_key_env: args.ring_key.filter(|k| !k.trim().is_empty()),
+        ring_key_activation: args.ring_key_activation,
+        package: args.pkg,
+        group: args.group,
+        topology: args.topology.as_str().to_string(),
+        node_name: args.node_name,
+        sys_ip: args.sys_ip_address,
+        gossip,
+        http_auth_token: std::env::var("HAB_SUP_GATEWAY_AUTH_TOKEN").ok(),
+    })
+}

@@ -1,1 +1,739 @@
-//! TODO
+//! The supervisor loop: one task owns the gossip `Node` and feeds it socket input, timers and
+//! requests from the HTTP gateway; it persists identity and rumors (atomically, debounced),
+//! reloads ring keys, re-reads the peer watch file, and leaves the ring cleanly on SIGTERM.
+//!
+//! Nothing else holds gossip state: other tasks talk to this one through channels.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use rand::RngExt;
+use tokio::net::{TcpListener, UdpSocket};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::census::{self, CensusInput};
+use crate::error::{Error, Result};
+use crate::gossip::crypto::{Keyring, RingKey};
+use crate::gossip::member::{Identity, MemberId};
+use crate::gossip::node::{GossipConfig, Node, NodeEvent, NodeTimer, Output, SessionId};
+use crate::gossip::rumor::{Rumor, ServiceGroup, ServiceRumor, SysInfo};
+use crate::gossip::store::{self, Store};
+use crate::gossip::transport::{self, Inbound, Outgoing};
+use crate::keys;
+use crate::metrics::Metrics;
+use crate::package::Package;
+
+/// Everything `hab sup run` was told.
+#[derive(Clone, Debug)]
+pub struct SupervisorConfig {
+    pub root: PathBuf,
+    pub listen_gossip: SocketAddr,
+    pub listen_http: SocketAddr,
+    pub listen_ctl: SocketAddr,
+    pub peers: Vec<PeerSpec>,
+    pub peer_watch_file: Option<PathBuf>,
+    pub permanent_peer: bool,
+    pub ring: Option<String>,
+    /// Content of a key file given through `HAB_RING_KEY`.
+    pub ring_key_env: Option<String>,
+    /// A newly appeared ring key is only accepted (not sealed with) for this long.
+    pub ring_key_activation: Duration,
+    pub package: Option<String>,
+    pub group: String,
+    pub topology: String,
+    pub node_name: Option<String>,
+    pub sys_ip: Option<IpAddr>,
+    pub gossip: GossipConfig,
+    pub http_auth_token: Option<String>,
+}
+
+/// `IP[:PORT]` or `HOST[:PORT]` (port defaults to 9638).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PeerSpec {
+    pub host: String,
+    pub port: u16,
+}
+
+impl std::str::FromStr for PeerSpec {
+    type Err = String;
+
+    fn from_str(text: &str) -> std::result::Result<Self, Self::Err> {
+        let text = text.trim();
+        if let Ok(addr) = text.parse::<SocketAddr>() {
+            return Ok(PeerSpec {
+                host: addr.ip().to_string(),
+                port: addr.port(),
+            });
+        }
+        if let Ok(ip) = text.parse::<IpAddr>() {
+            return Ok(PeerSpec {
+                host: ip.to_string(),
+                port: 9638,
+            });
+        }
+        let (host, port) = match text.rsplit_once(':') {
+            Some((host, port)) => (
+                host,
+                port.parse::<u16>().map_err(|_| {
+                    format!("peer {text:?}: expected IP[:PORT] or HOST[:PORT] with a port 1-65535")
+                })?,
+            ),
+            None => (text, 9638),
+        };
+        let valid_host = !host.is_empty()
+            && host
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_');
+        if !valid_host || port == 0 {
+            return Err(format!(
+                "peer {text:?}: expected IP[:PORT] or HOST[:PORT] with a port 1-65535"
+            ));
+        }
+        Ok(PeerSpec {
+            host: host.to_string(),
+            port,
+        })
+    }
+}
+
+/// Requests other tasks make of the supervisor loop.
+pub enum Request {
+    Butterfly(oneshot::Sender<serde_json::Value>),
+    Census(oneshot::Sender<serde_json::Value>),
+    Metrics(oneshot::Sender<String>),
+    Publish(Rumor, oneshot::Sender<Result<()>>),
+}
+
+/// Handle used by the HTTP gateway.
+#[derive(Clone)]
+pub struct SupervisorHandle {
+    requests: mpsc::Sender<Request>,
+}
+
+impl SupervisorHandle {
+    pub async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Request) -> Option<T> {
+        let (tx, rx) = oneshot::channel();
+        self.requests.send(make(tx)).await.ok()?;
+        rx.await.ok()
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// The data dir layout of the supervisor.
+pub struct SupDirs {
+    pub sup: PathBuf,
+    pub data: PathBuf,
+}
+
+impl SupDirs {
+    pub fn new(root: &Path) -> SupDirs {
+        let sup = root.join("sup").join("default");
+        SupDirs {
+            data: sup.join("data"),
+            sup,
+        }
+    }
+
+    fn member_id_file(&self) -> PathBuf {
+        self.sup.join("MEMBER_ID")
+    }
+
+    fn incarnation_file(&self) -> PathBuf {
+        self.sup.join("INCARNATION")
+    }
+
+    pub fn rumor_file(&self) -> PathBuf {
+        self.data.join("rumors.dat")
+    }
+}
+
+/// Loads the persisted member id (or makes one) and the next incarnation, which is above every
+/// earlier one and at least the current wall-clock second.
+pub fn load_identity(dirs: &SupDirs) -> Result<(MemberId, u64)> {
+    std::fs::create_dir_all(&dirs.data).map_err(|e| Error::io(&dirs.data, e))?;
+    let id_file = dirs.member_id_file();
+    let id = match std::fs::read_to_string(&id_file) {
+        Ok(text) => match text.parse::<MemberId>() {
+            Ok(id) => id,
+            Err(problem) => {
+                let aside = id_file.with_extension(format!("corrupt-{}", now_ms()));
+                tracing::warn!(file = %id_file.display(), %problem, moved_to = %aside.display(),
+                    "member id file is corrupt; moved aside, starting as a new member");
+                let _ = std::fs::rename(&id_file, &aside);
+                new_member_id(&id_file)?
+            }
+        },
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => new_member_id(&id_file)?,
+        Err(e) => return Err(Error::io(&id_file, e)),
+    };
+    let inc_file = dirs.incarnation_file();
+    let previous = std::fs::read_to_string(&inc_file)
+        .ok()
+        .and_then(|t| t.trim().parse::<u64>().ok())
+        .unwrap_or(0);
+    let incarnation = (previous + 1).max(now_ms() / 1000);
+    persist_incarnation(dirs, incarnation)?;
+    Ok((id, incarnation))
+}
+
+fn new_member_id(path: &Path) -> Result<MemberId> {
+    let id = MemberId::random(&mut rand::rng());
+    store::write_atomically(path, format!("{id}\n").as_bytes())?;
+    Ok(id)
+}
+
+fn persist_incarnation(dirs: &SupDirs, incarnation: u64) -> Result<()> {
+    store::write_atomically(
+        &dirs.incarnation_file(),
+        format!("{incarnation}\n").as_bytes(),
+    )
+}
+
+/// Ring keys: `--ring NAME` from the keys dir (reloaded while running) and/or `HAB_RING_KEY`.
+struct RingKeys {
+    name: Option<String>,
+    env_key: Option<RingKey>,
+    dir: PathBuf,
+    activation: Duration,
+    loaded: Vec<String>,
+}
+
+impl RingKeys {
+    fn new(config: &SupervisorConfig) -> Result<RingKeys> {
+        let env_key = config
+            .ring_key_env
+            .as_deref()
+            .map(|content| keys::parse_sym_key(content, "HAB_RING_KEY"))
+            .transpose()?;
+        let name = config
+            .ring
+            .clone()
+            .or_else(|| env_key.as_ref().map(|k| k.name().to_string()));
+        Ok(RingKeys {
+            name,
+            env_key,
+            dir: keys::keys_dir(&config.root),
+            activation: config.ring_key_activation,
+            loaded: Vec::new(),
+        })
+    }
+
+    /// Every revision held; revisions whose file is younger than the activation delay are only
+    /// accepted, so a key copied to all members is not sealed with before they all hold it.
+    fn keyring(&mut self, strict: bool) -> Result<Keyring> {
+        let Some(name) = self.name.clone() else {
+            return Ok(Keyring::cleartext());
+        };
+        let mut keys = match keys::load_ring_keys(&self.dir, &name) {
+            Ok(keys) => keys,
+            Err(Error::KeyNotFound { .. }) if self.env_key.is_some() || !strict => Vec::new(),
+            Err(e) => return Err(e),
+        };
+        let mut pending = Vec::new();
+        for key in &keys {
+            let age = std::fs::metadata(keys::sym_key_path(&self.dir, key))
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| SystemTime::now().duration_since(t).ok())
+                .unwrap_or(Duration::MAX);
+            if age < self.activation {
+                pending.push(key.revision().to_string());
+            }
+        }
+        if let Some(env_key) = &self.env_key {
+            keys.retain(|k| k.revision() != env_key.revision());
+            keys.push(env_key.clone());
+        }
+        if keys.is_empty() {
+            return Err(Error::KeyNotFound {
+                kind: "ring",
+                name,
+                dir: self.dir.clone(),
+            });
+        }
+        let mut names: Vec<String> = keys
+            .iter()
+            .map(|k| {
+                let state = if pending.contains(&k.revision().to_string()) {
+                    "pending"
+                } else {
+                    "active"
+                };
+                format!("{}:{state}", k.name_with_rev())
+            })
+            .collect();
+        names.sort();
+        if names != self.loaded {
+            tracing::info!(keys = ?names, "ring keys loaded");
+            self.loaded = names;
+        }
+        Ok(Keyring::with_pending(keys, &pending))
+    }
+}
+
+/// Picks the address peers reach this member at.
+fn advertised_ip(config: &SupervisorConfig) -> IpAddr {
+    if let Some(ip) = config.sys_ip {
+        return ip;
+    }
+    if !config.listen_gossip.ip().is_unspecified() {
+        return config.listen_gossip.ip();
+    }
+    // The host name resolving to a non-loopback address is how pods and most VMs find theirs.
+    let host = hostname();
+    let resolved = std::net::ToSocketAddrs::to_socket_addrs(&(host.as_str(), 0))
+        .ok()
+        .and_then(|mut addrs| addrs.find(|a| a.is_ipv4() && !a.ip().is_loopback()))
+        .map(|a| a.ip());
+    resolved.unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST))
+}
+
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "localhost".to_string())
+}
+
+async fn resolve_peers(specs: &[PeerSpec]) -> Vec<SocketAddr> {
+    let mut out = Vec::new();
+    for spec in specs {
+        match tokio::net::lookup_host((spec.host.as_str(), spec.port)).await {
+            Ok(addrs) => {
+                if let Some(addr) = addrs.into_iter().find(|a| a.is_ipv4()) {
+                    out.push(addr);
+                }
+            }
+            Err(e) => tracing::debug!(peer = %spec.host, error = %e, "peer does not resolve yet"),
+        }
+    }
+    out
+}
+
+fn read_peer_watch_file(path: &Path) -> Vec<PeerSpec> {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return Vec::new();
+    };
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .filter_map(|l| match l.parse::<PeerSpec>() {
+            Ok(p) => Some(p),
+            Err(problem) => {
+                tracing::warn!(file = %path.display(), %problem, "ignoring a peer line");
+                None
+            }
+        })
+        .collect()
+}
+
+/// The service rumor for the loaded package, if any.
+fn service_rumor(
+    config: &SupervisorConfig,
+    identity: &Identity,
+    package: &Package,
+) -> Result<ServiceRumor> {
+    let group = ServiceGroup::new(package.name(), &config.group)
+        .map_err(|problem| Error::invalid("--group", problem))?;
+    let exported = package.exported_cfg(&package.default_toml);
+    let ip = identity.addr.ip().to_string();
+    Ok(ServiceRumor {
+        member_id: identity.id,
+        service_group: group,
+        incarnation: identity.incarnation,
+        package: package.ident.to_string(),
+        initialized: false,
+        sys: SysInfo {
+            ip: ip.clone(),
+            hostname: hostname(),
+            gossip_ip: config.listen_gossip.ip().to_string(),
+            gossip_port: identity.addr.port(),
+            http_gateway_ip: config.listen_http.ip().to_string(),
+            http_gateway_port: config.listen_http.port(),
+            ctl_gateway_ip: config.listen_ctl.ip().to_string(),
+            ctl_gateway_port: config.listen_ctl.port(),
+        },
+        cfg: toml::to_string(&exported).unwrap_or_default().into_bytes(),
+        tombstone: false,
+    })
+}
+
+/// Timers the node asked for, in due order.
+#[derive(Default)]
+struct TimerQueue {
+    heap: BinaryHeap<Reverse<(Instant, u64)>>,
+    timers: HashMap<u64, NodeTimer>,
+    seq: u64,
+}
+
+impl TimerQueue {
+    fn push(&mut self, at: Instant, timer: NodeTimer) {
+        self.seq += 1;
+        self.heap.push(Reverse((at, self.seq)));
+        self.timers.insert(self.seq, timer);
+    }
+
+    fn next_due(&self) -> Option<Instant> {
+        self.heap.peek().map(|Reverse((at, _))| *at)
+    }
+
+    fn pop_due(&mut self, now: Instant) -> Option<NodeTimer> {
+        let Reverse((at, seq)) = *self.heap.peek()?;
+        if at > now {
+            return None;
+        }
+        self.heap.pop();
+        self.timers.remove(&seq)
+    }
+}
+
+/// Runs the supervisor until SIGTERM/SIGINT. Returns once the departure has been sent.
+pub async fn run(config: SupervisorConfig) -> anyhow::Result<()> {
+    let dirs = SupDirs::new(&config.root);
+    let (member_id, incarnation) = load_identity(&dirs)?;
+    let mut ring_keys = RingKeys::new(&config)?;
+    let keyring = ring_keys.keyring(true)?;
+    let package = config
+        .package
+        .as_deref()
+        .map(|spec| Package::resolve(&config.root, spec))
+        .transpose()?;
+
+    let udp = UdpSocket::bind(config.listen_gossip)
+        .await
+        .map_err(|e| anyhow::anyhow!("--listen-gossip {}: {e}", config.listen_gossip))?;
+    let tcp = TcpListener::bind(config.listen_gossip)
+        .await
+        .map_err(|e| anyhow::anyhow!("--listen-gossip {} (tcp): {e}", config.listen_gossip))?;
+    let http_listener = TcpListener::bind(config.listen_http)
+        .await
+        .map_err(|e| anyhow::anyhow!("--listen-http {}: {e}", config.listen_http))?;
+    let gossip_port = udp.local_addr()?.port();
+    let identity = Identity {
+        id: member_id,
+        incarnation,
+        node: Arc::from(config.node_name.clone().unwrap_or_else(hostname).as_str()),
+        addr: SocketAddr::new(advertised_ip(&config), gossip_port),
+        persistent: config.permanent_peer,
+    };
+    let span = tracing::info_span!("sup", member = %identity.id);
+    let _entered = span.enter();
+    tracing::info!(
+        addr = %identity.addr, node = %identity.node, incarnation,
+        encrypted = keyring.is_encrypted(), "supervisor starting"
+    );
+
+    let (mut store, quarantined) = store::load_or_quarantine(&dirs.rumor_file(), now_ms());
+    if let Some(aside) = quarantined {
+        tracing::warn!(moved_to = %aside.display(), "corrupt rumor store moved aside");
+    }
+    // Our own rumors from an earlier life are re-published fresh below.
+    store.forget_member(identity.id);
+    let mut node = Node::new(
+        identity.clone(),
+        config.gossip.clone(),
+        keyring,
+        store,
+        rand::rng().random(),
+    );
+
+    let (inbound_tx, mut inbound_rx) = mpsc::channel::<Inbound>(4096);
+    let (request_tx, mut request_rx) = mpsc::channel::<Request>(64);
+    let udp = Arc::new(udp);
+    transport::spawn_udp_receiver(Arc::clone(&udp), inbound_tx.clone());
+    transport::spawn_tcp_listener(tcp, inbound_tx.clone());
+    let handle = SupervisorHandle {
+        requests: request_tx,
+    };
+    crate::http::spawn(http_listener, handle, config.http_auth_token.clone());
+
+    let mut peer_specs = config.peers.clone();
+    if let Some(file) = &config.peer_watch_file {
+        peer_specs.extend(read_peer_watch_file(file));
+    }
+    let peers = resolve_peers(&peer_specs).await;
+    let mut resolved_peers = peers.clone();
+    node.start(now_ms(), peers);
+    if let Some(package) = &package {
+        let rumor = service_rumor(&config, &identity, package)?;
+        tracing::info!(service_group = %rumor.service_group, package = %rumor.package, "service loaded");
+        node.publish(now_ms(), Rumor::Service(rumor))?;
+    }
+
+    let mut loop_state = LoopState {
+        node,
+        udp,
+        inbound: inbound_tx,
+        sessions: HashMap::new(),
+        timers: TimerQueue::default(),
+        metrics: Metrics::new(),
+        dirs,
+        store_dirty: false,
+        last_persist: Instant::now(),
+    };
+    loop_state.process_outputs();
+
+    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut housekeeping = tokio::time::interval(Duration::from_secs(5));
+    housekeeping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut persist_tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        let next_timer = loop_state
+            .timers
+            .next_due()
+            .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+        tokio::select! {
+            Some(message) = inbound_rx.recv() => loop_state.on_inbound(message),
+            Some(request) = request_rx.recv() => loop_state.on_request(request),
+            _ = tokio::time::sleep_until(next_timer.into()) => {
+                let now = Instant::now();
+                while let Some(timer) = loop_state.timers.pop_due(now) {
+                    loop_state.node.handle_timer(now_ms(), timer);
+                }
+            }
+            _ = housekeeping.tick() => {
+                match ring_keys.keyring(false) {
+                    Ok(keyring) => loop_state.node.set_keyring(keyring),
+                    Err(e) => tracing::warn!(error = %e, "ring keys"),
+                }
+                let mut specs = config.peers.clone();
+                if let Some(file) = &config.peer_watch_file {
+                    specs.extend(read_peer_watch_file(file));
+                }
+                let peers = resolve_peers(&specs).await;
+                if peers != resolved_peers {
+                    resolved_peers = peers.clone();
+                    loop_state.node.set_peers(now_ms(), peers);
+                }
+            }
+            _ = persist_tick.tick() => loop_state.persist_if_dirty(),
+            _ = sigterm.recv() => break,
+            _ = tokio::signal::ctrl_c() => break,
+        }
+        loop_state.process_outputs();
+    }
+    tracing::info!("shutting down: leaving the ring");
+    loop_state.node.leave(now_ms());
+    loop_state.process_outputs();
+    loop_state.store_dirty = true;
+    loop_state.persist_if_dirty();
+    Ok(())
+}
+
+struct LoopState {
+    node: Node,
+    udp: Arc<UdpSocket>,
+    inbound: mpsc::Sender<Inbound>,
+    sessions: HashMap<SessionId, mpsc::Sender<Outgoing>>,
+    timers: TimerQueue,
+    metrics: Metrics,
+    dirs: SupDirs,
+    store_dirty: bool,
+    last_persist: Instant,
+}
+
+impl LoopState {
+    fn on_inbound(&mut self, message: Inbound) {
+        let now = now_ms();
+        match message {
+            Inbound::Datagram { from, bytes } => self.node.handle_datagram(now, from, &bytes),
+            Inbound::Frame { from, bytes, reply } => {
+                let answer = self.node.handle_frame(now, from, &bytes);
+                let _ = reply.send(answer);
+            }
+            Inbound::Reply { session, bytes } => {
+                self.node.handle_reply(now, session, &bytes);
+                // A conversation the node does not continue is over.
+                let continues = self.node_outputs_mention(session);
+                if !continues {
+                    self.sessions.remove(&session);
+                }
+            }
+            Inbound::SessionFailed { session } => {
+                self.sessions.remove(&session);
+                self.node.session_failed(session);
+            }
+            Inbound::Oversized => {
+                // Counted like any other oversized input (the node never saw it).
+                self.node.count_drop("too_big");
+            }
+        }
+    }
+
+    fn node_outputs_mention(&self, session: SessionId) -> bool {
+        self.node
+            .pending_outputs()
+            .iter()
+            .any(|o| matches!(o, Output::Frame { session: s, .. } if *s == session))
+    }
+
+    fn on_request(&mut self, request: Request) {
+        match request {
+            Request::Butterfly(reply) => {
+                let members = self.node.members();
+                let input = CensusInput {
+                    local: self.node.identity(),
+                    members: &members,
+                    store: self.node.store(),
+                };
+                let _ = reply.send(census::butterfly(&input));
+            }
+            Request::Census(reply) => {
+                let members = self.node.members();
+                let input = CensusInput {
+                    local: self.node.identity(),
+                    members: &members,
+                    store: self.node.store(),
+                };
+                let _ = reply.send(census::census(&input));
+            }
+            Request::Metrics(reply) => {
+                let members = self.node.members();
+                let text = self.metrics.render(
+                    self.node.stats(),
+                    &members,
+                    self.node.local_health(),
+                    self.node.store().len(),
+                );
+                let _ = reply.send(text);
+            }
+            Request::Publish(rumor, reply) => {
+                let result = self.node.publish(now_ms(), rumor).map(|_| ());
+                let _ = reply.send(result);
+            }
+        }
+    }
+
+    fn process_outputs(&mut self) {
+        let outputs: Vec<Output> = self.node.drain_outputs().collect();
+        for output in outputs {
+            match output {
+                Output::Datagram { to, bytes } => {
+                    if let Err(e) = self.udp.try_send_to(&bytes, to) {
+                        tracing::debug!(%to, error = %e, "udp send");
+                    }
+                }
+                Output::Schedule { after, timer } => {
+                    self.timers.push(Instant::now() + after, timer);
+                }
+                Output::Frame {
+                    to,
+                    session,
+                    bytes,
+                    expect_reply,
+                } => {
+                    let sender = self.sessions.entry(session).or_insert_with(|| {
+                        transport::spawn_session(to, session, self.inbound.clone())
+                    });
+                    let outgoing = Outgoing {
+                        bytes,
+                        expect_reply,
+                    };
+                    if sender.try_send(outgoing).is_err() {
+                        self.node.session_failed(session);
+                    }
+                    if !expect_reply || session == 0 {
+                        self.sessions.remove(&session);
+                    }
+                }
+            }
+        }
+        let events: Vec<NodeEvent> = self.node.drain_events().collect();
+        for event in events {
+            match event {
+                NodeEvent::RumorChanged(_) => self.store_dirty = true,
+                NodeEvent::Rejoined(identity) => {
+                    if let Err(e) = persist_incarnation(&self.dirs, identity.incarnation) {
+                        tracing::warn!(error = %e, "cannot persist the incarnation");
+                    }
+                }
+                NodeEvent::MemberUp(identity) => {
+                    tracing::info!(member = %identity.id, addr = %identity.addr, node = %identity.node, "member alive");
+                }
+                NodeEvent::MemberDown(identity) => {
+                    tracing::info!(member = %identity.id, addr = %identity.addr, "member confirmed down");
+                }
+                NodeEvent::MemberReplaced { old, new } => {
+                    tracing::info!(old = %old.id, new = %new.id, node = %new.node, "member replaced by a newer one with the same node name");
+                }
+                NodeEvent::DepartedSelf => {
+                    tracing::error!("this supervisor was departed from the ring");
+                }
+            }
+        }
+    }
+
+    /// Writes the rumor store at most once a second, atomically.
+    fn persist_if_dirty(&mut self) {
+        if !self.store_dirty || self.last_persist.elapsed() < Duration::from_millis(900) {
+            return;
+        }
+        self.store_dirty = false;
+        self.last_persist = Instant::now();
+        let bytes = self.node.store().snapshot();
+        if let Err(e) = store::write_atomically(&self.dirs.rumor_file(), &bytes) {
+            tracing::warn!(error = %e, "cannot persist the rumor store");
+        }
+    }
+}
+
+/// Used by tests and the CLI: a store file's rumors.
+pub fn read_persisted_store(root: &Path) -> Store {
+    store::load_or_quarantine(&SupDirs::new(root).rumor_file(), now_ms()).0
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn peers_parse_in_habitat_forms_and_bad_ones_are_named() {
+        let p: PeerSpec = "10.0.0.1".parse().unwrap();
+        assert_eq!((p.host.as_str(), p.port), ("10.0.0.1", 9638));
+        let p: PeerSpec = "10.0.0.1:9000".parse().unwrap();
+        assert_eq!(p.port, 9000);
+        let p: PeerSpec = "web-0.web-peers:9638".parse().unwrap();
+        assert_eq!(p.host, "web-0.web-peers");
+        for bad in ["", "host:99999", "host:0", "a b", "host:port"] {
+            let err = bad.parse::<PeerSpec>().unwrap_err();
+            assert!(err.contains("IP[:PORT]"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn incarnation_grows_across_restarts_and_member_id_is_kept() {
+        let root = tempfile::tempdir().unwrap();
+        let dirs = SupDirs::new(root.path());
+        let (id1, inc1) = load_identity(&dirs).unwrap();
+        let (id2, inc2) = load_identity(&dirs).unwrap();
+        assert_eq!(id1, id2);
+        assert!(inc2 > inc1);
+    }
+
+    #[test]
+    fn a_corrupt_member_id_file_is_moved_aside() {
+        let root = tempfile::tempdir().unwrap();
+        let dirs = SupDirs::new(root.path());
+        std::fs::create_dir_all(&dirs.sup).unwrap();
+        std::fs::write(dirs.member_id_file(), "garbage").unwrap();
+        let (id, _) = load_identity(&dirs).unwrap();
+        assert!(!id.is_nil());
+        let moved = std::fs::read_dir(&dirs.sup)
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .any(|e| e.file_name().to_string_lossy().contains("corrupt"));
+        assert!(moved);
+    }
+}

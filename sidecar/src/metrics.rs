@@ -1,1 +1,215 @@
-//! TODO
+//! Prometheus metrics of the supervisor (`GET /metrics`): members by health, rumors sent,
+//! received and dropped by reason, bytes and packets in and out, Lifeguard's local health.
+//! Counters mirror the gossip node's own counters, so they only ever grow.
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+use crate::gossip::member::{Health, MemberView};
+use crate::gossip::node::NodeStats;
+
+type Labels = Vec<(&'static str, String)>;
+
+pub struct Metrics {
+    registry: Registry,
+    members: Family<Labels, Gauge>,
+    bytes: Family<Labels, Counter>,
+    packets: Family<Labels, Counter>,
+    rumors: Family<Labels, Counter>,
+    dropped: Family<Labels, Counter>,
+    local_health: Gauge,
+    rumors_stored: Gauge,
+    last: NodeStats,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+fn advance(counter: &Counter, last: u64, now: u64) {
+    counter.inc_by(now.saturating_sub(last));
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("hab_gossip");
+        let members = Family::<Labels, Gauge>::default();
+        let bytes = Family::<Labels, Counter>::default();
+        let packets = Family::<Labels, Counter>::default();
+        let rumors = Family::<Labels, Counter>::default();
+        let dropped = Family::<Labels, Counter>::default();
+        let local_health = Gauge::default();
+        let rumors_stored = Gauge::default();
+        registry.register("members", "Ring members by health", members.clone());
+        registry.register("bytes", "Gossip bytes by direction", bytes.clone());
+        registry.register(
+            "packets",
+            "Gossip datagrams and frames by kind and direction",
+            packets.clone(),
+        );
+        registry.register(
+            "rumors",
+            "Rumor transmissions by event (sent, received, accepted)",
+            rumors.clone(),
+        );
+        registry.register(
+            "dropped",
+            "Packets and rumors dropped, by reason",
+            dropped.clone(),
+        );
+        registry.register(
+            "local_health",
+            "Lifeguard local health multiplier (0 = healthy)",
+            local_health.clone(),
+        );
+        registry.register(
+            "rumors_stored",
+            "Rumors held in the store",
+            rumors_stored.clone(),
+        );
+        Metrics {
+            registry,
+            members,
+            bytes,
+            packets,
+            rumors,
+            dropped,
+            local_health,
+            rumors_stored,
+            last: NodeStats::default(),
+        }
+    }
+
+    /// Brings the metrics up to date and renders them in Prometheus' text format.
+    pub fn render(
+        &mut self,
+        stats: &NodeStats,
+        members: &[MemberView],
+        local_health: u32,
+        rumors_stored: usize,
+    ) -> String {
+        for health in Health::ALL {
+            let count = members.iter().filter(|m| m.health == health).count();
+            self.members
+                .get_or_create(&vec![("health", health.as_str().to_lowercase())])
+                .set(count as i64);
+        }
+        let last = &self.last;
+        let pairs: [(&Family<Labels, Counter>, Labels, u64, u64); 9] = [
+            (
+                &self.bytes,
+                vec![("direction", "in".into())],
+                last.bytes_received,
+                stats.bytes_received,
+            ),
+            (
+                &self.bytes,
+                vec![("direction", "out".into())],
+                last.bytes_sent,
+                stats.bytes_sent,
+            ),
+            (
+                &self.packets,
+                vec![("kind", "datagram".into()), ("direction", "in".into())],
+                last.datagrams_received,
+                stats.datagrams_received,
+            ),
+            (
+                &self.packets,
+                vec![("kind", "datagram".into()), ("direction", "out".into())],
+                last.datagrams_sent,
+                stats.datagrams_sent,
+            ),
+            (
+                &self.packets,
+                vec![("kind", "frame".into()), ("direction", "in".into())],
+                last.frames_received,
+                stats.frames_received,
+            ),
+            (
+                &self.packets,
+                vec![("kind", "frame".into()), ("direction", "out".into())],
+                last.frames_sent,
+                stats.frames_sent,
+            ),
+            (
+                &self.rumors,
+                vec![("event", "sent".into())],
+                last.rumors_sent,
+                stats.rumors_sent,
+            ),
+            (
+                &self.rumors,
+                vec![("event", "received".into())],
+                last.rumors_received,
+                stats.rumors_received,
+            ),
+            (
+                &self.rumors,
+                vec![("event", "accepted".into())],
+                last.rumors_accepted,
+                stats.rumors_accepted,
+            ),
+        ];
+        for (family, labels, before, now) in pairs {
+            advance(&family.get_or_create(&labels), before, now);
+        }
+        for (reason, now) in &stats.dropped {
+            let before = last.dropped.get(reason).copied().unwrap_or(0);
+            advance(
+                &self
+                    .dropped
+                    .get_or_create(&vec![("reason", (*reason).to_string())]),
+                before,
+                *now,
+            );
+        }
+        self.local_health.set(i64::from(local_health));
+        self.rumors_stored.set(rumors_stored as i64);
+        self.last = stats.clone();
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = encode(&mut out, &self.registry);
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_follow_the_node_and_only_grow() {
+        let mut metrics = Metrics::new();
+        let mut stats = NodeStats {
+            bytes_sent: 100,
+            ..NodeStats::default()
+        };
+        stats.dropped.insert("unknown_key", 3);
+        let text = metrics.render(&stats, &[], 0, 0);
+        assert!(
+            text.contains("hab_gossip_bytes_total{direction=\"out\"} 100"),
+            "{text}"
+        );
+        assert!(
+            text.contains("hab_gossip_dropped_total{reason=\"unknown_key\"} 3"),
+            "{text}"
+        );
+        assert!(
+            text.contains("hab_gossip_members{health=\"alive\"} 0"),
+            "{text}"
+        );
+        stats.bytes_sent = 150;
+        let text = metrics.render(&stats, &[], 2, 5);
+        assert!(
+            text.contains("hab_gossip_bytes_total{direction=\"out\"} 150"),
+            "{text}"
+        );
+        assert!(text.contains("hab_gossip_local_health 2"), "{text}");
+    }
+}

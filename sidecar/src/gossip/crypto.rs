@@ -128,6 +128,8 @@ impl fmt::Debug for RingKey {
 pub struct Keyring {
     /// Newest revision first; empty for a cleartext ring.
     keys: Vec<RingKey>,
+    /// Index of the key envelopes are sealed with (the newest revision not held back).
+    sealing: usize,
 }
 
 impl Keyring {
@@ -136,18 +138,29 @@ impl Keyring {
         Keyring::default()
     }
 
-    pub fn new(mut keys: Vec<RingKey>) -> Keyring {
+    pub fn new(keys: Vec<RingKey>) -> Keyring {
+        Keyring::with_pending(keys, &[])
+    }
+
+    /// Like `new`, but the revisions in `pending` are only accepted, not sealed with (unless
+    /// nothing else is held). A new key is held back like this until every member can be
+    /// expected to hold it, so a rotation never cuts anyone off.
+    pub fn with_pending(mut keys: Vec<RingKey>, pending: &[String]) -> Keyring {
         keys.sort_by(|a, b| b.revision.cmp(&a.revision));
-        Keyring { keys }
+        let sealing = keys
+            .iter()
+            .position(|k| !pending.contains(&k.revision))
+            .unwrap_or(0);
+        Keyring { keys, sealing }
     }
 
     pub fn is_encrypted(&self) -> bool {
         !self.keys.is_empty()
     }
 
-    /// The key new envelopes are sealed with: the newest revision held.
+    /// The key new envelopes are sealed with: the newest revision held and not pending.
     pub fn sealing_key(&self) -> Option<&RingKey> {
-        self.keys.first()
+        self.keys.get(self.sealing)
     }
 
     /// Every key held, newest revision first.
@@ -454,6 +467,19 @@ mod tests {
 
     fn key(name: &str, revision: &str, byte: u8) -> RingKey {
         RingKey::new(name, revision, [byte; KEY_LEN])
+    }
+
+    #[test]
+    fn a_pending_key_is_accepted_but_not_sealed_with() {
+        let old = RingKey::new("ring", "20260101000000", [1; KEY_LEN]);
+        let new = RingKey::new("ring", "20260201000000", [2; KEY_LEN]);
+        let ring = Keyring::with_pending(
+            vec![old.clone(), new.clone()],
+            &[new.revision().to_string()],
+        );
+        assert_eq!(ring.sealing_key().unwrap().id(), old.id());
+        let from_new = Keyring::new(vec![new]).seal(b"x", NOW, [0; 16]);
+        assert_eq!(ring.open(&from_new).unwrap().body, b"x");
     }
 
     fn ring(keys: &[&RingKey]) -> Keyring {

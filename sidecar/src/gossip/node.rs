@@ -15,7 +15,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, RngExt, SeedableRng};
 
 use super::broadcast::{retransmit_limit, BroadcastQueue};
-use super::crypto::{Keyring, ReplayGuard, ENVELOPE_OVERHEAD};
+use super::crypto::{KeyId, Keyring, RingKey, ReplayGuard, ENVELOPE_OVERHEAD};
 use super::member::{Health, Identity, MemberId, MemberView};
 use super::membership::{Membership, MembershipEvent, SwimConfig, SwimTimer};
 use super::rumor::{Rumor, RumorKey};
@@ -161,6 +161,11 @@ pub struct Node {
     config: GossipConfig,
     membership: Membership,
     keyring: Keyring,
+    /// One single-key keyring per key held, to seal with a chosen key (see `seal`).
+    sealers: Vec<Keyring>,
+    /// Gossip address -> the ring key that peer last sealed a datagram to us with. Sealing to a
+    /// peer with a key it is known to hold lets keys rotate without a flag day (see `seal`).
+    peer_keys: HashMap<SocketAddr, KeyId>,
     replay: ReplayGuard,
     store: Store,
     queue: BroadcastQueue,
@@ -208,10 +213,13 @@ impl Node {
         );
         let replay = ReplayGuard::new(config.replay_window);
         let queue = BroadcastQueue::new(retransmit_limit(config.rumor_retransmit_mult, 1));
+        let sealers = single_key_sealers(&keyring);
         let mut node = Node {
             config,
             membership,
             keyring,
+            sealers,
+            peer_keys: HashMap::new(),
             replay,
             store,
             queue,
@@ -275,8 +283,30 @@ impl Node {
         self.events.drain(..)
     }
 
+    /// Swaps the ring keys (a rotation step). Every up member is sent an empty datagram sealed
+    /// with our sealing key, so those that hold it switch to it for us at once; this matters
+    /// when we just dropped the key they were using with us.
     pub fn set_keyring(&mut self, keyring: Keyring) {
+        self.sealers = single_key_sealers(&keyring);
         self.keyring = keyring;
+        if !self.keyring.is_encrypted() || self.left {
+            return;
+        }
+        let up: Vec<SocketAddr> = self
+            .up
+            .ids
+            .iter()
+            .filter_map(|id| self.members.get(id))
+            .map(|r| r.identity.addr)
+            .collect();
+        for to in up {
+            let mut w = Writer::default();
+            Datagram::default().encode_into(&mut w);
+            let bytes = self.seal(None, &w.buf);
+            self.stats.datagrams_sent += 1;
+            self.stats.bytes_sent += bytes.len() as u64;
+            self.outputs.push(Output::Datagram { to, bytes });
+        }
     }
 
     /// Joins the ring: contacts the peers, pulls their rumors once, arms the periodic timers.
@@ -401,9 +431,12 @@ impl Node {
             self.stats.drop("too_big");
             return;
         }
-        let Some(body) = self.open(from, bytes) else {
+        let Some((body, key)) = self.open(from, bytes) else {
             return;
         };
+        if self.keyring.is_encrypted() {
+            self.peer_keys.insert(from, key);
+        }
         let datagram = match Datagram::decode(&body) {
             Ok(d) => d,
             Err(e) => {
@@ -432,7 +465,8 @@ impl Node {
     }
 
     /// Opens an envelope: authenticates it and applies the replay window.
-    fn open(&mut self, from: SocketAddr, bytes: &[u8]) -> Option<Vec<u8>> {
+    /// Returns the body and the id of the key it was sealed with.
+    fn open(&mut self, from: SocketAddr, bytes: &[u8]) -> Option<(Vec<u8>, KeyId)> {
         let opened = match self.keyring.open(bytes) {
             Ok(opened) => opened,
             Err(e) => {
@@ -454,13 +488,26 @@ impl Node {
             self.stats.drop(e.reason());
             return None;
         }
-        Some(opened.body)
+        Some((opened.body, opened.key_id))
     }
 
-    fn seal(&mut self, body: &[u8]) -> Vec<u8> {
+    /// Seals with `key` while we hold it, else with the keyring's sealing key.
+    ///
+    /// `key` is the key the peer last sealed with to us (or the key of the request we answer):
+    /// a member that has just been handed a newer key keeps talking to peers that do not hold
+    /// it yet in the key they use, instead of cutting them off until every member holds the new
+    /// key. Peers that do hold it learn of it from `set_keyring`'s hint and answer in kind.
+    fn seal(&mut self, key: Option<KeyId>, body: &[u8]) -> Vec<u8> {
         let mut random = [0u8; 16];
         self.rng.fill_bytes(&mut random);
-        self.keyring.seal(body, self.now_ms, random)
+        let sealer = key
+            .and_then(|id| {
+                self.sealers
+                    .iter()
+                    .find(|s| s.sealing_key().map(RingKey::id) == Some(id))
+            })
+            .unwrap_or(&self.keyring);
+        sealer.seal(body, self.now_ms, random)
     }
 
     /// A TCP frame arrived on a connection a peer opened; returns the sealed reply, if any.
@@ -468,7 +515,7 @@ impl Node {
         self.now_ms = now_ms;
         self.stats.frames_received += 1;
         self.stats.bytes_received += bytes.len() as u64;
-        let body = self.open(from, bytes)?;
+        let (body, key) = self.open(from, bytes)?;
         let frame = match Frame::decode(&body) {
             Ok(f) => f,
             Err(e) => {
@@ -499,7 +546,8 @@ impl Node {
                 None
             }
         };
-        let sealed = reply.map(|frame| self.seal_frame(&frame));
+        // Answered in the request's key: the asker surely holds it.
+        let sealed = reply.map(|frame| self.seal_frame(Some(key), &frame));
         self.flush_swim();
         sealed
     }
@@ -512,7 +560,7 @@ impl Node {
         let Some(state) = self.sessions.remove(&session) else {
             return;
         };
-        let Some(body) = self.open(state.peer, bytes) else {
+        let Some((body, _)) = self.open(state.peer, bytes) else {
             return;
         };
         let frame = match Frame::decode(&body) {
@@ -599,10 +647,10 @@ impl Node {
         self.send_frame(peer, session, &frame, true);
     }
 
-    fn seal_frame(&mut self, frame: &Frame) -> Vec<u8> {
+    fn seal_frame(&mut self, key: Option<KeyId>, frame: &Frame) -> Vec<u8> {
         let mut w = Writer::default();
         frame.encode_into(&mut w);
-        let sealed = self.seal(&w.buf);
+        let sealed = self.seal(key, &w.buf);
         self.stats.frames_sent += 1;
         self.stats.bytes_sent += sealed.len() as u64;
         sealed
@@ -615,7 +663,8 @@ impl Node {
         frame: &Frame,
         expect_reply: bool,
     ) {
-        let bytes = self.seal_frame(frame);
+        let key = self.peer_keys.get(&to).copied();
+        let bytes = self.seal_frame(key, frame);
         self.outputs.push(Output::Frame {
             to,
             session,
@@ -752,7 +801,8 @@ impl Node {
         };
         let mut w = Writer::with_capacity(self.config.max_datagram);
         datagram.encode_into(&mut w);
-        let bytes = self.seal(&w.buf);
+        let key = self.peer_keys.get(&to).copied();
+        let bytes = self.seal(key, &w.buf);
         self.stats.datagrams_sent += 1;
         self.stats.bytes_sent += bytes.len() as u64;
         self.stats.rumors_sent += rumors.len() as u64;
@@ -932,6 +982,10 @@ impl Node {
         let stale = 4 * self.config.sync_interval.as_millis() as u64;
         self.sessions
             .retain(|_, s| now.saturating_sub(s.started_ms) < stale);
+        // Keys are remembered for members and configured peers only.
+        let (by_addr, peers) = (&self.by_addr, &self.peers);
+        self.peer_keys
+            .retain(|addr, _| by_addr.contains_key(addr) || peers.contains(addr));
     }
 
     /// Every member we know, ourselves included, with Habitat's health.
@@ -967,6 +1021,16 @@ impl Node {
             return Some(Health::Suspect);
         }
         Some(record.health)
+    }
+
+    /// Outputs produced but not yet drained.
+    pub fn pending_outputs(&self) -> &[Output] {
+        &self.outputs
+    }
+
+    /// Counts input the transport refused before the node saw it.
+    pub fn count_drop(&mut self, reason: &'static str) {
+        self.stats.drop(reason);
     }
 
     pub fn up_count(&self) -> usize {
@@ -1008,6 +1072,15 @@ impl UpSet {
     fn len(&self) -> usize {
         self.ids.len()
     }
+}
+
+/// A keyring per key held, each sealing with that key only.
+fn single_key_sealers(keyring: &Keyring) -> Vec<Keyring> {
+    keyring
+        .keys()
+        .iter()
+        .map(|k| Keyring::new(vec![k.clone()]))
+        .collect()
 }
 
 /// Takes rumors until a frame's soft limit; the rest waits for the next sync round.
