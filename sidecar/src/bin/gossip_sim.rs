@@ -3,7 +3,7 @@
 //! deaths, failure detection, wall time, peak RSS). Same seed, same figures.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -48,7 +48,10 @@ struct Observed {
     detected_at: HashMap<usize, u64>,
     crashed: Option<MemberId>,
     counting_false_deaths: bool,
-    false_deaths: u64,
+    /// Live members (by id and incarnation) that some member declared down.
+    false_deaths: HashSet<(MemberId, u64)>,
+    /// Declarations of those deaths, summed over observers.
+    false_death_observations: u64,
 }
 
 fn percentile_ms(mut samples: Vec<u64>, p: f64) -> Option<u64> {
@@ -118,7 +121,8 @@ fn main() -> Result<()> {
                 if Some(identity.id) == o.crashed {
                     o.detected_at.entry(member).or_insert(now);
                 } else if o.counting_false_deaths {
-                    o.false_deaths += 1;
+                    o.false_deaths.insert((identity.id, identity.incarnation));
+                    o.false_death_observations += 1;
                 }
             }
             _ => {}
@@ -221,7 +225,8 @@ fn main() -> Result<()> {
         sim.run_for(steady - elapsed);
     }
     let steady_minutes = (sim.now_ms() - steady_start) as f64 / 60_000.0;
-    let false_deaths = observed.borrow().false_deaths;
+    let false_deaths = observed.borrow().false_deaths.len() as u64;
+    let false_death_observations = observed.borrow().false_death_observations;
     let survivors_alive = (0..n)
         .filter(|&i| i != victim)
         .filter(|&i| {
@@ -240,6 +245,7 @@ fn main() -> Result<()> {
         "idle_bytes_per_member_per_s": (idle_bytes_per_member_per_s * 10.0).round() / 10.0,
         "false_deaths_per_member_per_min": false_deaths as f64 / n as f64 / steady_minutes,
         "false_deaths": false_deaths,
+        "false_death_observations": false_death_observations,
         "detection_p999_s": detection_p999_s,
         "ring_formed_s": (formed_s - 1_000_000) as f64 / 1000.0,
         "steady_minutes": (steady_minutes * 100.0).round() / 100.0,

@@ -605,9 +605,30 @@ impl Membership {
     }
 
     pub fn handle_timer(&mut self, timer: SwimTimer) {
+        if self.is_stale_suspicion(&timer) {
+            return;
+        }
         if let Err(e) = self.run(|foca, rt| foca.handle_timer(timer.0, rt)) {
             tracing::debug!(error = %e, "swim timer");
         }
+    }
+
+    /// foca 2.0.0 answers every expiring suspicion timer with `TurnUndead` to the suspect, even
+    /// when the suspect refuted in time (the incarnation check only guards the state change), and
+    /// `TurnUndead` forces the suspect to rejoin under a new identity: a false death for every
+    /// refuted suspicion. Such a timer has no other effect, so it is not handed to foca.
+    fn is_stale_suspicion(&self, timer: &SwimTimer) -> bool {
+        let Timer::ChangeSuspectToDown {
+            member_id,
+            incarnation,
+            ..
+        } = &timer.0
+        else {
+            return false;
+        };
+        !self.foca.iter_membership_state().any(|m| {
+            m.id() == member_id && m.incarnation() == *incarnation && m.state() == State::Suspect
+        })
     }
 
     /// Scales a timer foca asked for by Lifeguard's multiplier: while this node is slow it

@@ -17,7 +17,8 @@ use rand::{RngExt, SeedableRng};
 use super::crypto::Keyring;
 use super::member::{Identity, MemberId};
 use super::node::{GossipConfig, Node, NodeEvent, NodeTimer, Output, SessionId};
-use super::store::Store;
+use super::rumor::Rumor;
+use super::store::{Insert, Store};
 
 #[derive(Clone, Debug)]
 pub struct SimConfig {
@@ -176,6 +177,7 @@ impl Sim {
             node.set_keyring(keyring.clone());
         }
         self.keyrings[i] = keyring;
+        self.collect(i);
     }
 
     pub fn node(&self, i: usize) -> Option<&Node> {
@@ -242,6 +244,32 @@ impl Sim {
     pub fn restart(&mut self, i: usize, peers: &[usize]) {
         self.identities[i].incarnation += 1;
         self.start(i, peers);
+    }
+
+    /// Replaces member `i` with a new member under the same node name and address: a fresh id
+    /// and a higher incarnation, as when a host is rebuilt and its data dir is lost. Returns the
+    /// old id.
+    pub fn replace_member(&mut self, i: usize, peers: &[usize]) -> MemberId {
+        let old = self.identities[i].id;
+        self.crash(i);
+        self.identities[i].id = MemberId::random(&mut self.rng);
+        self.identities[i].incarnation += 1;
+        self.start(i, peers);
+        old
+    }
+
+    /// Publishes a rumor at member `i` and sends whatever that triggers at once.
+    pub fn publish(&mut self, i: usize, rumor: Rumor) -> crate::error::Result<Insert> {
+        let now = self.now_ms;
+        let Some(node) = self.nodes[i].as_mut() else {
+            return Err(crate::error::Error::invalid(
+                format!("sim member {i}"),
+                "expected a running member to publish at, found it stopped",
+            ));
+        };
+        let outcome = node.publish(now, rumor);
+        self.collect(i);
+        outcome
     }
 
     /// Graceful shutdown.
@@ -416,6 +444,14 @@ impl Sim {
 
     fn deliver(&mut self, delivery: Delivery) {
         let now = self.now_ms;
+        let target = match &delivery {
+            Delivery::Timer { node, .. } => *node,
+            Delivery::Datagram { to, .. }
+            | Delivery::Frame { to, .. }
+            | Delivery::Reply { to, .. }
+            | Delivery::SessionFailed { to, .. } => *to,
+        };
+        let _span = tracing::debug_span!("sim", member = target, t = now).entered();
         match delivery {
             Delivery::Timer { node, epoch, timer } => {
                 if epoch != self.epochs[node] {
