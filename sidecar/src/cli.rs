@@ -113,7 +113,8 @@ pub struct RunArgs {
     #[arg(long, env = "HAB_RING_KEY", hide_env_values = true, hide = true)]
     pub ring_key: Option<String>,
     /// A ring key file younger than this is accepted but not yet sealed with, so a new key can
-    /// be copied to every member before anyone depends on it.
+    /// be copied to every member before anyone depends on it (at least 6 s: keys are re-read
+    /// every 5 s).
     #[arg(long, value_name = "SECS", default_value = "60", value_parser = parse_secs)]
     pub ring_key_activation: Duration,
     /// Service group name.

@@ -105,7 +105,7 @@ pub enum Request {
     Butterfly(oneshot::Sender<serde_json::Value>),
     Census(oneshot::Sender<serde_json::Value>),
     Metrics(oneshot::Sender<String>),
-    Publish(Rumor, oneshot::Sender<Result<()>>),
+    Publish(Box<Rumor>, oneshot::Sender<Result<()>>),
 }
 
 /// Handle used by the HTTP gateway.
@@ -198,6 +198,9 @@ fn persist_incarnation(dirs: &SupDirs, incarnation: u64) -> Result<()> {
     )
 }
 
+/// How often ring keys, peers and the peer watch file are re-read.
+const KEY_RELOAD_INTERVAL: Duration = Duration::from_secs(5);
+
 /// Ring keys: `--ring NAME` from the keys dir (reloaded while running) and/or `HAB_RING_KEY`.
 struct RingKeys {
     name: Option<String>,
@@ -222,7 +225,10 @@ impl RingKeys {
             name,
             env_key,
             dir: keys::keys_dir(&config.root),
-            activation: config.ring_key_activation,
+            // A key must stay pending until every member has re-read its keys at least once.
+            activation: config
+                .ring_key_activation
+                .max(KEY_RELOAD_INTERVAL + Duration::from_secs(1)),
             loaded: Vec::new(),
         })
     }
@@ -485,7 +491,7 @@ pub async fn run(config: SupervisorConfig) -> anyhow::Result<()> {
     loop_state.process_outputs();
 
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    let mut housekeeping = tokio::time::interval(Duration::from_secs(5));
+    let mut housekeeping = tokio::time::interval(KEY_RELOAD_INTERVAL);
     housekeeping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut persist_tick = tokio::time::interval(Duration::from_secs(1));
     loop {
@@ -526,8 +532,8 @@ pub async fn run(config: SupervisorConfig) -> anyhow::Result<()> {
     tracing::info!("shutting down: leaving the ring");
     loop_state.node.leave(now_ms());
     loop_state.process_outputs();
-    loop_state.store_dirty = true;
-    loop_state.persist_if_dirty();
+    // The last word on disk, whatever the debounce says.
+    loop_state.persist();
     Ok(())
 }
 
@@ -609,7 +615,7 @@ impl LoopState {
                 let _ = reply.send(text);
             }
             Request::Publish(rumor, reply) => {
-                let result = self.node.publish(now_ms(), rumor).map(|_| ());
+                let result = self.node.publish(now_ms(), *rumor).map(|_| ());
                 let _ = reply.send(result);
             }
         }
@@ -679,6 +685,10 @@ impl LoopState {
         if !self.store_dirty || self.last_persist.elapsed() < Duration::from_millis(900) {
             return;
         }
+        self.persist();
+    }
+
+    fn persist(&mut self) {
         self.store_dirty = false;
         self.last_persist = Instant::now();
         let bytes = self.node.store().snapshot();

@@ -142,15 +142,16 @@ impl Keyring {
         Keyring::with_pending(keys, &[])
     }
 
-    /// Like `new`, but the revisions in `pending` are only accepted, not sealed with (unless
-    /// nothing else is held). A new key is held back like this until every member can be
+    /// Like `new`, but the revisions in `pending` are only accepted, not sealed with (when all
+    /// are pending, the oldest is sealed with). A new key is held back like this until every member can be
     /// expected to hold it, so a rotation never cuts anyone off.
     pub fn with_pending(mut keys: Vec<RingKey>, pending: &[String]) -> Keyring {
         keys.sort_by(|a, b| b.revision.cmp(&a.revision));
+        // With every key still pending, the oldest is the one most likely held by everyone.
         let sealing = keys
             .iter()
             .position(|k| !pending.contains(&k.revision))
-            .unwrap_or(0);
+            .unwrap_or(keys.len().saturating_sub(1));
         Keyring { keys, sealing }
     }
 
@@ -478,8 +479,13 @@ mod tests {
             &[new.revision().to_string()],
         );
         assert_eq!(ring.sealing_key().unwrap().id(), old.id());
-        let from_new = Keyring::new(vec![new]).seal(b"x", NOW, [0; 16]);
+        let from_new = Keyring::new(vec![new.clone()]).seal(b"x", NOW, [0; 16]);
         assert_eq!(ring.open(&from_new).unwrap().body, b"x");
+        let all_pending = Keyring::with_pending(
+            vec![new.clone(), old.clone()],
+            &[new.revision().to_string(), old.revision().to_string()],
+        );
+        assert_eq!(all_pending.sealing_key().unwrap().id(), old.id());
     }
 
     fn ring(keys: &[&RingKey]) -> Keyring {

@@ -1,7 +1,8 @@
 //! The seam over foca (SWIM): the rest of the ring never touches foca types. It owns the foca
 //! instance, our compact wire codec for SWIM messages, the timing profile, and Lifeguard's local
 //! health multiplier (LHM), which stretches this node's probe interval and timeouts while it is
-//! itself slow, so a struggling node stops accusing healthy peers.
+//! itself slow, so a struggling node stops accusing healthy peers, and Lifeguard's buddy system:
+//! a member we suspect hears it from us directly, so it can refute in time.
 //!
 //! foca is sans-io: calls in, `SwimOutput` out (datagrams to send, timers to arm, events).
 
@@ -38,6 +39,10 @@ pub struct SwimConfig {
     pub max_swim_packet: usize,
     /// Highest Lifeguard local health multiplier.
     pub max_lhm: u32,
+    /// How often a member asks one random member for a sample of the members it knows (foca's
+    /// periodic announce). Membership updates are retransmitted a bounded number of times, so
+    /// two members that both missed each other's join would otherwise never meet.
+    pub announce_interval: Duration,
 }
 
 impl SwimConfig {
@@ -54,6 +59,7 @@ impl SwimConfig {
             dead_member_ttl: Duration::from_secs(60 * 60),
             max_swim_packet: 1200,
             max_lhm: 8,
+            announce_interval: Duration::from_secs(30),
         }
     }
 
@@ -74,8 +80,13 @@ impl SwimConfig {
             max_packet_size: NonZeroUsize::new(self.max_swim_packet.max(256))
                 .unwrap_or(NonZeroUsize::MIN),
             notify_down_members: true,
-            // Re-announcing (and healing) is driven by the node: it knows the permanent peers.
-            periodic_announce: None,
+            // Discovery: a Feed answer carries as many random members as fit in one packet.
+            periodic_announce: Some(foca::PeriodicParams {
+                frequency: self.announce_interval,
+                num_members: NonZeroUsize::MIN,
+            }),
+            // Re-announcing to down members (healing) is driven by the node: it knows the
+            // permanent peers.
             periodic_announce_to_down_members: None,
             periodic_gossip: Some(foca::PeriodicParams {
                 frequency: self.gossip_interval,
@@ -131,6 +142,8 @@ impl SwimDrop {
 struct CodecState {
     me: Option<Identity>,
     banned: HashSet<MemberId>,
+    /// foca's own (SWIM) incarnation, as last written into a header we sent.
+    my_swim_incarnation: u16,
 }
 
 /// Compact SWIM encoding. The destination is sent as its member id only: a receiver that
@@ -336,6 +349,11 @@ impl foca::Codec<Identity> for WireCodec {
         put_identity(&mut buf, &header.src);
         put_varint(&mut buf, u64::from(header.src_incarnation));
         buf.put_slice(&header.dst.id.0);
+        if let Ok(mut state) = self.state.lock() {
+            if state.me.as_ref() == Some(&header.src) {
+                state.my_swim_incarnation = header.src_incarnation;
+            }
+        }
         Ok(())
     }
 
@@ -447,6 +465,7 @@ impl foca::Codec<Identity> for WireCodec {
 struct Collector<'a> {
     out: &'a mut SwimOutput,
     lhm_delta: &'a mut i32,
+    probe_failed: &'a mut Vec<Identity>,
 }
 
 impl foca::Runtime<Identity> for Collector<'_> {
@@ -465,7 +484,10 @@ impl foca::Runtime<Identity> for Collector<'_> {
             }
             Notification::Idle => self.out.events.push(MembershipEvent::Isolated),
             // Lifeguard: a failed probe may mean we are the slow one; an ack means we are not.
-            Notification::ProbeFailed(..) => *self.lhm_delta += 1,
+            Notification::ProbeFailed(_, id) => {
+                *self.lhm_delta += 1;
+                self.probe_failed.push(id.clone());
+            }
             Notification::DataReceived(header) => {
                 if matches!(
                     header.message,
@@ -494,14 +516,22 @@ pub struct Membership {
     sized_for: usize,
     lhm: u32,
     out: SwimOutput,
+    /// Current periodic announce interval (see `back_off_announce`).
+    announce_every: Duration,
+    /// Members known when the last periodic announce went out.
+    members_at_announce: usize,
 }
+
+/// The periodic announce backs off to at most this many times `SwimConfig::announce_interval`.
+const MAX_ANNOUNCE_BACKOFF: u32 = 8;
 
 impl Membership {
     pub fn new(identity: Identity, config: SwimConfig, seed: u64) -> Membership {
         let codec = Arc::new(Mutex::new(CodecState {
             me: Some(identity.clone()),
-            banned: HashSet::new(),
+            ..CodecState::default()
         }));
+        let announce_every = config.announce_interval;
         let foca = Foca::new(
             identity,
             config.foca_config(1),
@@ -517,6 +547,39 @@ impl Membership {
             sized_for: 1,
             lhm: 0,
             out: SwimOutput::default(),
+            announce_every,
+            members_at_announce: 0,
+        }
+    }
+
+    /// foca's settings for a cluster of `n`, with the current announce interval.
+    fn foca_config(&self, n: usize) -> foca::Config {
+        let mut config = self.config.foca_config(n);
+        if let Some(announce) = config.periodic_announce.as_mut() {
+            announce.frequency = self.announce_every;
+        }
+        config
+    }
+
+    /// Discovery backs off while it finds nothing: a periodic announce that finds the member
+    /// count unchanged since the previous one doubles the interval (up to
+    /// `MAX_ANNOUNCE_BACKOFF` times the base), any change returns it to the base. A formed,
+    /// quiet ring so spends a few bytes per second on Feed answers instead of ~45 (N >= 35).
+    fn back_off_announce(&mut self) {
+        let n = self.foca.num_members();
+        let base = self.config.announce_interval;
+        let next = if n == self.members_at_announce {
+            (self.announce_every * 2).min(base * MAX_ANNOUNCE_BACKOFF)
+        } else {
+            base
+        };
+        self.members_at_announce = n;
+        if next != self.announce_every {
+            self.announce_every = next;
+            // Takes effect as foca re-arms the announce timer that is firing now.
+            if let Err(e) = self.foca.set_config(self.foca_config(self.sized_for)) {
+                tracing::debug!(error = %e, "announce interval");
+            }
         }
     }
 
@@ -542,10 +605,12 @@ impl Membership {
         ) -> R,
     ) -> R {
         let mut lhm_delta = 0;
+        let mut probe_failed = Vec::new();
         let result = {
             let mut collector = Collector {
                 out: &mut self.out,
                 lhm_delta: &mut lhm_delta,
+                probe_failed: &mut probe_failed,
             };
             call(&mut self.foca, &mut collector)
         };
@@ -564,8 +629,49 @@ impl Membership {
                 state.me = Some(me);
             }
         }
+        for suspect in probe_failed {
+            self.tell_suspect(&suspect);
+        }
         self.resize_if_needed();
         result
+    }
+
+    /// Lifeguard's buddy system: a member we just suspected hears it from us directly, in a
+    /// Gossip message carrying that one update, so it can refute in time. foca leaves this to
+    /// its piggybacked updates, which are sent a bounded number of times to random members and
+    /// can all miss the suspect (then an alive member is declared down and must rejoin).
+    fn tell_suspect(&mut self, suspect: &Identity) {
+        use foca::Codec as _;
+        let Some(member) = self
+            .foca
+            .iter_membership_state()
+            .find(|m| m.id() == suspect && m.state() == State::Suspect)
+            .cloned()
+        else {
+            return;
+        };
+        let src_incarnation = self
+            .codec
+            .lock()
+            .map_or(0, |state| state.my_swim_incarnation);
+        let header = Header {
+            src: self.foca.identity().clone(),
+            src_incarnation,
+            dst: suspect.clone(),
+            message: Message::Gossip,
+        };
+        let mut codec = WireCodec {
+            state: Arc::clone(&self.codec),
+        };
+        let mut buf = Vec::with_capacity(self.config.max_swim_packet);
+        let encoded = codec.encode_header(&header, &mut buf).and_then(|()| {
+            buf.put_u16(1);
+            codec.encode_member(&member, &mut buf)
+        });
+        match encoded {
+            Ok(()) => self.out.sends.push((suspect.addr, buf)),
+            Err(e) => tracing::debug!(error = %e, "suspicion notice"),
+        }
     }
 
     /// Suspicion time and retransmissions follow the cluster size (log10 N).
@@ -574,10 +680,7 @@ impl Membership {
         if n == self.sized_for {
             return;
         }
-        let (now, then) = (
-            self.config.foca_config(n),
-            self.config.foca_config(self.sized_for),
-        );
+        let (now, then) = (self.foca_config(n), self.foca_config(self.sized_for));
         let changed = now.max_transmissions != then.max_transmissions
             || now.suspect_to_down_after != then.suspect_to_down_after;
         if changed && self.foca.set_config(now).is_err() {
@@ -607,6 +710,9 @@ impl Membership {
     pub fn handle_timer(&mut self, timer: SwimTimer) {
         if self.is_stale_suspicion(&timer) {
             return;
+        }
+        if matches!(timer.0, Timer::PeriodicAnnounce(_)) {
+            self.back_off_announce();
         }
         if let Err(e) = self.run(|foca, rt| foca.handle_timer(timer.0, rt)) {
             tracing::debug!(error = %e, "swim timer");
@@ -714,5 +820,145 @@ impl Membership {
 
     pub fn take_output(&mut self) -> SwimOutput {
         std::mem::take(&mut self.out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use foca::Codec;
+
+    fn identity(n: u8, incarnation: u64) -> Identity {
+        Identity {
+            id: MemberId([n; 16]),
+            incarnation,
+            node: Arc::from(format!("n{n}").as_str()),
+            addr: SocketAddr::from(([127, 0, 0, n], 9638)),
+            persistent: false,
+        }
+    }
+
+    /// A datagram from `src` to `dst` carrying one membership update about `about`.
+    fn update(src: &Identity, dst: &Identity, about: Member<Identity>) -> Vec<u8> {
+        let mut codec = WireCodec {
+            state: Arc::new(Mutex::new(CodecState::default())),
+        };
+        let mut buf = Vec::new();
+        let header = Header {
+            src: src.clone(),
+            src_incarnation: 0,
+            dst: dst.clone(),
+            message: Message::Gossip,
+        };
+        codec.encode_header(&header, &mut buf).unwrap();
+        buf.put_u16(1);
+        codec.encode_member(&about, &mut buf).unwrap();
+        buf
+    }
+
+    fn health_of(m: &Membership, who: &Identity) -> Health {
+        m.members().find(|(i, _)| *i == who).unwrap().1
+    }
+
+    #[test]
+    fn health_follows_swim_precedence() {
+        let (me, peer, x) = (identity(1, 10), identity(2, 10), identity(3, 10));
+        let mut m = Membership::new(me.clone(), SwimConfig::lan(), 7);
+        m.assume_alive(vec![peer.clone(), x.clone()]);
+        let mut apply = |inc, state| {
+            let bytes = update(&peer, &me, Member::new(x.clone(), inc, state));
+            m.handle_data(&bytes).unwrap();
+            health_of(&m, &x)
+        };
+        // Same incarnation: Suspect outranks Alive.
+        assert_eq!(apply(0, State::Suspect), Health::Suspect);
+        assert_eq!(apply(0, State::Alive), Health::Suspect);
+        // A higher incarnation refutes the suspicion.
+        assert_eq!(apply(1, State::Alive), Health::Alive);
+        // Down outranks everything for this identity, whatever the incarnation.
+        assert_eq!(apply(1, State::Down), Health::Confirmed);
+        assert_eq!(apply(9, State::Alive), Health::Confirmed);
+    }
+
+    #[test]
+    fn identities_round_trip_through_the_codec() {
+        let mut codec = WireCodec {
+            state: Arc::new(Mutex::new(CodecState::default())),
+        };
+        for (addr, persistent) in [
+            ("127.0.0.1:9638", false),
+            ("127.0.0.1:4000", true),
+            ("[::1]:9638", false),
+        ] {
+            let id = Identity {
+                addr: addr.parse().unwrap(),
+                persistent,
+                ..identity(4, 1_790_000_000)
+            };
+            let mut buf = Vec::new();
+            codec
+                .encode_member(&Member::new(id.clone(), 3, State::Suspect), &mut buf)
+                .unwrap();
+            let back = codec.decode_member(&buf[..]).unwrap();
+            assert_eq!(back.id(), &id);
+            assert_eq!((back.incarnation(), back.state()), (3, State::Suspect));
+        }
+    }
+
+    #[test]
+    fn an_expired_suspicion_that_was_refuted_does_not_force_a_rejoin() {
+        let (me, x) = (identity(1, 10), identity(3, 10));
+        let mut m = Membership::new(me, SwimConfig::lan(), 7);
+        m.assume_alive(vec![x.clone()]);
+        let stale = SwimTimer(Timer::ChangeSuspectToDown {
+            member_id: x.clone(),
+            incarnation: 0,
+            token: 0,
+        });
+        assert!(m.is_stale_suspicion(&stale), "x is alive, not suspect");
+        m.take_output();
+        m.handle_timer(stale);
+        assert!(m.take_output().sends.is_empty(), "no TurnUndead is sent");
+    }
+
+    #[test]
+    fn a_member_whose_probe_failed_is_told_it_is_suspected() {
+        let (me, x) = (identity(1, 10), identity(3, 10));
+        let mut m = Membership::new(me, SwimConfig::lan(), 7);
+        m.assume_alive(vec![x.clone()]);
+        // x never answers: run the probe timers until the probe fails.
+        let mut told = false;
+        for _ in 0..20 {
+            let out = m.take_output();
+            for (to, bytes) in &out.sends {
+                let mut codec = WireCodec {
+                    state: Arc::new(Mutex::new(CodecState {
+                        me: Some(x.clone()),
+                        ..CodecState::default()
+                    })),
+                };
+                let mut buf = &bytes[..];
+                let header = codec.decode_header(&mut buf).unwrap();
+                if *to == x.addr && header.message == Message::Gossip && buf.len() > 2 {
+                    buf.advance(2);
+                    let update = codec.decode_member(&mut buf).unwrap();
+                    told |= update.id() == &x && update.state() == State::Suspect;
+                }
+            }
+            if told {
+                break;
+            }
+            for (timer, _) in out.timers {
+                if matches!(
+                    timer.0,
+                    Timer::ProbeRandomMember(_) | Timer::SendIndirectProbe { .. }
+                ) {
+                    m.handle_timer(timer);
+                }
+            }
+        }
+        assert!(told, "the suspect should get a Gossip naming it Suspect");
+        assert_eq!(health_of(&m, &x), Health::Suspect);
     }
 }

@@ -15,7 +15,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, RngExt, SeedableRng};
 
 use super::broadcast::{retransmit_limit, BroadcastQueue};
-use super::crypto::{KeyId, Keyring, RingKey, ReplayGuard, ENVELOPE_OVERHEAD};
+use super::crypto::{KeyId, Keyring, ReplayGuard, RingKey, ENVELOPE_OVERHEAD};
 use super::member::{Health, Identity, MemberId, MemberView};
 use super::membership::{Membership, MembershipEvent, SwimConfig, SwimTimer};
 use super::rumor::{Rumor, RumorKey};
@@ -283,13 +283,20 @@ impl Node {
         self.events.drain(..)
     }
 
-    /// Swaps the ring keys (a rotation step). Every up member is sent an empty datagram sealed
-    /// with our sealing key, so those that hold it switch to it for us at once; this matters
-    /// when we just dropped the key they were using with us.
+    /// Swaps the ring keys (a rotation step). When the keys held or the sealing key changed,
+    /// every up member is sent an empty datagram sealed with our sealing key, so those that
+    /// hold it switch to it for us at once; this matters when we just dropped the key they were
+    /// using with us. Setting the same keys again (the supervisor reloads them periodically)
+    /// sends nothing.
     pub fn set_keyring(&mut self, keyring: Keyring) {
+        let ids = |k: &Keyring| {
+            let held: Vec<KeyId> = k.keys().iter().map(RingKey::id).collect();
+            (k.sealing_key().map(RingKey::id), held)
+        };
+        let changed = ids(&keyring) != ids(&self.keyring);
         self.sealers = single_key_sealers(&keyring);
         self.keyring = keyring;
-        if !self.keyring.is_encrypted() || self.left {
+        if !changed || !self.keyring.is_encrypted() || self.left {
             return;
         }
         let up: Vec<SocketAddr> = self
@@ -351,12 +358,13 @@ impl Node {
 
     fn queue_all_own_rumors(&mut self) {
         let me = self.identity().id;
-        let own: Vec<Rumor> = self
+        let mut own: Vec<Rumor> = self
             .store
             .iter()
             .filter(|r| matches!(r, Rumor::Service(s) if s.member_id == me))
             .cloned()
             .collect();
+        own.sort_by_cached_key(Rumor::key); // Queued in a fixed order, not the store's.
         for rumor in own {
             self.disseminate(&rumor);
         }
@@ -532,7 +540,10 @@ impl Node {
                 }
             }),
             Frame::SyncDigest { buckets, entries } => {
-                let (ours, want) = self.store.diff(&buckets, &entries);
+                let (mut ours, want) = self.store.diff(&buckets, &entries);
+                // The store iterates in hash-map order, which differs from run to run; sorted,
+                // a simulation replays from its seed (and the frame cap cuts the same rumors).
+                ours.sort_by_cached_key(|r| r.key());
                 let rumors = cap_frame(ours.into_iter().cloned());
                 self.stats.rumors_sent += rumors.len() as u64;
                 Some(Frame::SyncExchange { rumors, want })
@@ -581,7 +592,8 @@ impl Node {
                     .filter(|&b| buckets.get(b) != ours.get(b))
                     .map(|b| b as u8)
                     .collect();
-                let entries = self.store.digest(&differing);
+                let mut entries = self.store.digest(&differing);
+                entries.sort_unstable(); // Fixed order, as in `handle_frame`'s `SyncDigest` arm.
                 let frame = Frame::SyncDigest {
                     buckets: differing,
                     entries,
@@ -682,6 +694,10 @@ impl Node {
 
     /// Merges a rumor into the store; a change is spread further and reported.
     fn accept(&mut self, rumor: Rumor) -> Insert {
+        if rumor.check_limits().is_err() {
+            self.stats.drop("too_big");
+            return Insert::Stale;
+        }
         if let Rumor::Service(s) = &rumor {
             // Rumors about members we already forgot as departed stay out.
             if self.store.departed(s.member_id) {
@@ -948,12 +964,14 @@ impl Node {
                 self.membership.announce(peer);
             }
         }
-        let down_permanent: Vec<Identity> = self
+        let mut down_permanent: Vec<Identity> = self
             .members
             .values()
             .filter(|r| r.identity.persistent && r.health == Health::Confirmed)
             .map(|r| r.identity.clone())
             .collect();
+        // In a fixed order, not the map's: the simulator draws delays per datagram sent.
+        down_permanent.sort_by_key(|i| i.id);
         for identity in down_permanent {
             self.membership.announce_to(identity);
         }
@@ -962,20 +980,26 @@ impl Node {
     fn maintenance(&mut self) {
         let ttl = self.config.swim.dead_member_ttl.as_millis() as u64;
         let now = self.now_ms;
-        let expired: Vec<MemberId> = self
+        let mut expired: Vec<MemberId> = self
             .members
             .values()
             .filter(|r| r.health == Health::Confirmed && now.saturating_sub(r.since_ms) >= ttl)
             .map(|r| r.identity.id)
             .collect();
+        // Events in a fixed order, not the maps' (same seed, same run).
+        expired.sort_unstable();
         for id in expired {
             self.members.remove(&id);
-            for key in self.store.forget_member(id) {
+            let mut keys = self.store.forget_member(id);
+            keys.sort_unstable();
+            for key in keys {
                 self.events.push(NodeEvent::RumorChanged(key));
             }
         }
         let tombstone_ttl = self.config.tombstone_ttl.as_millis() as u64;
-        for key in self.store.expire_tombstones(now, tombstone_ttl) {
+        let mut keys = self.store.expire_tombstones(now, tombstone_ttl);
+        keys.sort_unstable();
+        for key in keys {
             self.events.push(NodeEvent::RumorChanged(key));
         }
         // A sync whose peer never answered is forgotten.

@@ -147,13 +147,10 @@ async fn serve_connection(
         if inbound.send(message).await.is_err() {
             return Ok(());
         }
-        match reply_rx.await {
-            Ok(Some(reply)) => {
-                tokio::time::timeout(IO_DEADLINE, write_frame(&mut stream, &reply))
-                    .await
-                    .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
-            }
-            Ok(None) | Err(_) => {}
+        if let Ok(Some(reply)) = reply_rx.await {
+            tokio::time::timeout(IO_DEADLINE, write_frame(&mut stream, &reply))
+                .await
+                .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
         }
     }
 }
