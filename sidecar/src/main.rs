@@ -69,6 +69,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 
 fn supervisor_config(root: std::path::PathBuf, args: RunArgs) -> anyhow::Result<SupervisorConfig> {
     let gossip = args.timing.gossip_config().map_err(anyhow::Error::msg)?;
+    if let Some(node) = &args.node_name {
+        if node.is_empty() || node.len() > 253 {
+            anyhow::bail!("--node-name {node:?}: expected 1 to 253 bytes (a host or pod name)");
+        }
+    }
     if let Some(name) = &args.ring {
         keys::validate_key_name(name).map_err(|e| anyhow::anyhow!("--ring: {e}"))?;
     }

@@ -694,8 +694,9 @@ fn the_harness_counts_what_it_delivers() {
     assert!(stats.dropped.is_empty(), "{:?}", stats.dropped);
 }
 
-/// Reproduces a bug found by this file (not fixed here: `member.rs` / `membership.rs`): on a
-/// cleartext ring one forged datagram, a real Ping or Ack of member 3 replayed with a higher
+/// Regression test for a bug found by this file (fixed in `membership.rs`: TurnUndead is acted on
+/// at most once a second, and a rejoin goes above the highest incarnation seen for our id or
+/// address). Before the fix, on a cleartext ring one forged datagram, a real Ping or Ack of member 3 replayed with a higher
 /// identity incarnation, makes the ring hold the forged identity for member 3's address. From
 /// then on every message of the real member 3 loses the address conflict and is answered with
 /// TurnUndead; each TurnUndead makes it rejoin with incarnation + 1 (still lower) and gossip
@@ -703,7 +704,6 @@ fn the_harness_counts_what_it_delivers() {
 /// 150,000 queued datagrams within 120 ms of virtual time). A ring key only narrows the
 /// attacker to key holders. Bounded, so it fails fast instead of hanging.
 #[test]
-#[ignore = "fails: a forged higher incarnation sets off a TurnUndead/rejoin storm (bug report)"]
 fn a_forged_higher_incarnation_does_not_set_off_a_rejoin_storm() {
     let mut ring = formed_ring(Keyring::cleartext(), 13);
     let victim = ring.nodes[3].identity().clone();
@@ -734,9 +734,17 @@ fn a_forged_higher_incarnation_does_not_set_off_a_rejoin_storm() {
     ring.nodes[0].handle_datagram(now, victim.addr, &forged);
     ring.collect(0);
 
+    // Rejoins are counted as changes of the victim's identity (one rejoin may jump the
+    // incarnation above the forged one).
+    let mut last = victim.incarnation;
+    let mut rejoins = 0;
     for _ in 0..400 {
         ring.run_for_ms(5);
-        let rejoins = ring.nodes[3].identity().incarnation - victim.incarnation;
+        let current = ring.nodes[3].identity().incarnation;
+        if current != last {
+            rejoins += 1;
+            last = current;
+        }
         assert!(
             ring.queue.len() < 10_000 && rejoins < 10,
             "at t+{} ms: {} datagrams queued, member 3 rejoined {rejoins} times",

@@ -453,6 +453,7 @@ impl Node {
             }
         };
         if let Some(swim) = datagram.swim {
+            self.membership.set_now(now_ms);
             if let Err(drop) = self.membership.handle_data(swim) {
                 self.stats.drop(drop.reason());
                 if drop.reason() == "departed_sender" {
@@ -547,6 +548,10 @@ impl Node {
                 let rumors = cap_frame(ours.into_iter().cloned());
                 self.stats.rumors_sent += rumors.len() as u64;
                 Some(Frame::SyncExchange { rumors, want })
+            }
+            Frame::Push { from, .. } if self.store.departed(from) => {
+                self.stats.drop("departed_sender");
+                None
             }
             Frame::Push { rumors, .. } => {
                 self.accept_all(rumors);
@@ -753,15 +758,24 @@ impl Node {
             self.arm_rumor_gossip();
         } else {
             let from = self.identity().id;
-            for _ in 0..self.config.rumor_fanout {
-                if let Some(peer) = self.random_up_member() {
-                    self.stats.rumors_sent += 1;
-                    let frame = Frame::Push {
-                        from,
-                        rumors: vec![rumor.clone()],
-                    };
-                    self.send_frame(peer.addr, 0, &frame, false);
+            let mut targets: Vec<SocketAddr> = Vec::with_capacity(self.config.rumor_fanout);
+            for _ in 0..self.config.rumor_fanout * 2 {
+                if targets.len() >= self.config.rumor_fanout {
+                    break;
                 }
+                if let Some(peer) = self.random_up_member() {
+                    if !targets.contains(&peer.addr) {
+                        targets.push(peer.addr);
+                    }
+                }
+            }
+            for addr in targets {
+                self.stats.rumors_sent += 1;
+                let frame = Frame::Push {
+                    from,
+                    rumors: vec![rumor.clone()],
+                };
+                self.send_frame(addr, 0, &frame, false);
             }
         }
     }
@@ -912,7 +926,7 @@ impl Node {
             }
             self.members.remove(&old.id);
             self.up.remove(old.id);
-            self.store.forget_member(old.id);
+            self.store.forget_member_for_good(old.id, self.now_ms);
             self.membership.declare_down(old.clone());
             self.events.push(NodeEvent::MemberReplaced {
                 old,
@@ -990,7 +1004,7 @@ impl Node {
         expired.sort_unstable();
         for id in expired {
             self.members.remove(&id);
-            let mut keys = self.store.forget_member(id);
+            let mut keys = self.store.forget_member_for_good(id, now);
             keys.sort_unstable();
             for key in keys {
                 self.events.push(NodeEvent::RumorChanged(key));

@@ -43,9 +43,12 @@ impl Insert {
     }
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Store {
     entries: HashMap<RumorKey, Entry>,
+    /// Rumors expired or forgotten here, by (key hash, content hash), with when: a peer that has
+    /// not expired them yet cannot hand them back through anti-entropy.
+    expired: HashMap<(u64, u64), u64>,
     by_hash: HashMap<u64, RumorKey>,
     buckets: Vec<u64>,
     update_counters: [u64; 6],
@@ -83,11 +86,21 @@ const fn kind_index(kind: RumorKind) -> usize {
     kind as usize
 }
 
+impl Default for Store {
+    fn default() -> Self {
+        Store::new()
+    }
+}
+
 impl Store {
     pub fn new() -> Store {
         Store {
+            entries: HashMap::new(),
+            expired: HashMap::new(),
+            by_hash: HashMap::new(),
             buckets: vec![0; SYNC_BUCKETS],
-            ..Store::default()
+            update_counters: [0; 6],
+            conflicts: 0,
         }
     }
 
@@ -131,6 +144,12 @@ impl Store {
     /// Offers a rumor; the stored result may differ from the input (an election absorbs votes).
     pub fn insert(&mut self, incoming: Rumor, now_ms: u64) -> Insert {
         let key = incoming.key();
+        if !self.expired.is_empty() {
+            let hashes = (key_hash(&key), content_hash(&wire::encode_rumor(&incoming)));
+            if self.expired.contains_key(&hashes) {
+                return Insert::Stale;
+            }
+        }
         let (merged, outcome) = match self.entries.get(&key) {
             None => (incoming, Insert::New),
             Some(existing) => match existing.rumor.merge(&incoming) {
@@ -235,8 +254,11 @@ impl Store {
         (ours, want)
     }
 
-    /// Removes service tombstones stored longer than `ttl_ms` ago; returns their keys.
+    /// Removes service tombstones stored longer than `ttl_ms` ago; returns their keys. They are
+    /// remembered for another `ttl_ms` so anti-entropy cannot bring them back.
     pub fn expire_tombstones(&mut self, now_ms: u64, ttl_ms: u64) -> Vec<RumorKey> {
+        self.expired
+            .retain(|_, at| now_ms.saturating_sub(*at) < ttl_ms);
         let expired: Vec<RumorKey> = self
             .entries
             .iter()
@@ -245,9 +267,32 @@ impl Store {
             .map(|(k, _)| k.clone())
             .collect();
         for key in &expired {
-            self.remove(key);
+            self.remove_for_good(key, now_ms);
         }
         expired
+    }
+
+    fn remove_for_good(&mut self, key: &RumorKey, now_ms: u64) {
+        if let Some(entry) = self.entries.get(key) {
+            self.expired
+                .insert((entry.key_hash, entry.content_hash), now_ms);
+        }
+        self.remove(key);
+    }
+
+    /// Like `forget_member`, for a member that is gone (expired, replaced): its rumors are also
+    /// kept from coming back through anti-entropy.
+    pub fn forget_member_for_good(&mut self, member: MemberId, now_ms: u64) -> Vec<RumorKey> {
+        let keys: Vec<RumorKey> = self
+            .entries
+            .keys()
+            .filter(|k| matches!(k, RumorKey::Service { member: m, .. } if *m == member))
+            .cloned()
+            .collect();
+        for key in &keys {
+            self.remove_for_good(key, now_ms);
+        }
+        keys
     }
 
     /// Removes every rumor that only describes `member` (its service rumors).
@@ -367,6 +412,24 @@ mod tests {
         assert!(store.expire_tombstones(5_000, 10_000).is_empty());
         assert_eq!(store.expire_tombstones(11_000, 10_000).len(), 1);
         assert_eq!(store.len(), 1);
+    }
+
+    #[test]
+    fn an_expired_tombstone_cannot_come_back_through_anti_entropy() {
+        let mut store = Store::new();
+        store.insert(service(1, 2, true), 1_000);
+        assert_eq!(store.expire_tombstones(20_000, 10_000).len(), 1);
+        assert_eq!(store.insert(service(1, 2, true), 20_500), Insert::Stale);
+        // A newer version is news, and the memory fades after another ttl.
+        assert_eq!(store.insert(service(1, 3, false), 21_000), Insert::New);
+        store.expire_tombstones(40_000, 10_000);
+        assert!(store.expired.is_empty());
+    }
+
+    #[test]
+    fn a_default_store_is_usable() {
+        let mut store = Store::default();
+        assert_eq!(store.insert(service(1, 1, false), 0), Insert::New);
     }
 
     #[test]

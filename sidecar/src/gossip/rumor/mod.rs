@@ -29,7 +29,17 @@ pub const MAX_PAYLOAD_BYTES: usize = 64 * 1024;
 
 /// `<service>.<group>[@<org>]`, Habitat's service group name.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String")]
 pub struct ServiceGroup(String);
+
+impl TryFrom<String> for ServiceGroup {
+    type Error = String;
+
+    /// Names arriving from the network are validated like names typed by a user.
+    fn try_from(text: String) -> Result<Self, Self::Error> {
+        ServiceGroup::parse(&text)
+    }
+}
 
 impl ServiceGroup {
     /// Validates `svc.group` or `svc.group@org`.
@@ -250,8 +260,23 @@ impl Rumor {
         }
     }
 
-    /// Validates limits before a locally created rumor is gossiped.
+    /// Validates a rumor, created here or received: payload limits and safe file names (a file
+    /// rumor's name becomes a path under the service's `files/`).
     pub fn check_limits(&self) -> Result<(), crate::error::Error> {
+        if let Rumor::ServiceFile(r) = self {
+            let name = &r.filename;
+            let safe = !name.is_empty()
+                && name.len() <= 255
+                && name != "."
+                && name != ".."
+                && !name.contains(['/', '\\', '\0']);
+            if !safe {
+                return Err(crate::error::Error::invalid(
+                    format!("file name {name:?} for {}", r.service_group),
+                    "expected a plain file name (no '/', not '.' or '..', at most 255 bytes)",
+                ));
+            }
+        }
         let (what, size) = match self {
             Rumor::ServiceConfig(r) => (format!("config for {}", r.service_group), r.config.len()),
             Rumor::ServiceFile(r) => (
@@ -325,6 +350,36 @@ pub(crate) mod tests {
         ] {
             let err = ServiceGroup::parse(bad).unwrap_err();
             assert!(err.contains("SERVICE.GROUP"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn service_groups_from_the_network_are_validated() {
+        let bytes = postcard::to_stdvec(&"no-dot".to_string()).unwrap();
+        assert!(postcard::from_bytes::<ServiceGroup>(&bytes).is_err());
+        let bytes = postcard::to_stdvec(&"redis.default".to_string()).unwrap();
+        assert_eq!(
+            postcard::from_bytes::<ServiceGroup>(&bytes).unwrap(),
+            group("redis.default")
+        );
+    }
+
+    #[test]
+    fn file_rumors_must_name_a_plain_file() {
+        let file = |name: &str| {
+            Rumor::ServiceFile(ServiceFileRumor {
+                from_id: "t".into(),
+                service_group: group("redis.default"),
+                incarnation: 1,
+                encrypted: false,
+                filename: name.into(),
+                body: vec![],
+            })
+        };
+        assert!(file("redis.conf").check_limits().is_ok());
+        for bad in ["", ".", "..", "../etc/passwd", "a/b", "a\\b"] {
+            let err = file(bad).check_limits().unwrap_err().to_string();
+            assert!(err.contains("plain file name"), "{bad}: {err}");
         }
     }
 
