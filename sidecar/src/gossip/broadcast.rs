@@ -101,18 +101,10 @@ impl BroadcastQueue {
             return;
         }
         self.items.retain(|q| q.sent < limit);
-        self.index = self
-            .items
-            .iter()
-            .enumerate()
-            .map(|(i, q)| (q.key.clone(), i))
-            .collect();
+        self.reindex();
     }
 
-    /// Drops rumors that can never fit in a datagram of `budget` bytes.
-    pub fn drop_larger_than(&mut self, budget: usize) {
-        self.items
-            .retain(|q| q.bytes.len() + varint_len(q.bytes.len() as u64) <= budget);
+    fn reindex(&mut self) {
         self.index = self
             .items
             .iter()

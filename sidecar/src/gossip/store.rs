@@ -283,26 +283,25 @@ impl Store {
     /// Like `forget_member`, for a member that is gone (expired, replaced): its rumors are also
     /// kept from coming back through anti-entropy.
     pub fn forget_member_for_good(&mut self, member: MemberId, now_ms: u64) -> Vec<RumorKey> {
-        let keys: Vec<RumorKey> = self
-            .entries
-            .keys()
-            .filter(|k| matches!(k, RumorKey::Service { member: m, .. } if *m == member))
-            .cloned()
-            .collect();
+        let keys = self.keys_of_member(member);
         for key in &keys {
             self.remove_for_good(key, now_ms);
         }
         keys
     }
 
-    /// Removes every rumor that only describes `member` (its service rumors).
-    pub fn forget_member(&mut self, member: MemberId) -> Vec<RumorKey> {
-        let keys: Vec<RumorKey> = self
-            .entries
+    /// Keys of the rumors that only describe `member` (its service rumors).
+    fn keys_of_member(&self, member: MemberId) -> Vec<RumorKey> {
+        self.entries
             .keys()
             .filter(|k| matches!(k, RumorKey::Service { member: m, .. } if *m == member))
             .cloned()
-            .collect();
+            .collect()
+    }
+
+    /// Removes every rumor that only describes `member` (its service rumors).
+    pub fn forget_member(&mut self, member: MemberId) -> Vec<RumorKey> {
+        let keys = self.keys_of_member(member);
         for key in &keys {
             self.remove(key);
         }
