@@ -5,6 +5,7 @@
 
 pub mod census;
 pub mod cli;
+pub mod election;
 pub mod error;
 pub mod gossip;
 pub mod http;

@@ -76,6 +76,11 @@ enum Delivery {
 /// Called for every node event: (time ms, member index, event).
 pub type Observer = Box<dyn FnMut(u64, usize, &NodeEvent)>;
 
+/// The application beside each member (an election engine, a census): called with (time ms,
+/// member index, its node) after every delivery to a running, unpaused member and after it
+/// starts; the rumors it returns are published at that member.
+pub type AppHook = Box<dyn FnMut(u64, usize, &Node) -> Vec<Rumor>>;
+
 pub struct Sim {
     config: SimConfig,
     now_ms: u64,
@@ -92,6 +97,9 @@ pub struct Sim {
     blocked: HashSet<(usize, usize)>,
     paused: HashSet<usize>,
     observer: Option<Observer>,
+    app: Option<AppHook>,
+    /// The rumor store of each crashed member as it was at the crash (its data dir).
+    disk: Vec<Option<Vec<u8>>>,
     /// Datagrams dropped by the simulated loss.
     pub lost: u64,
 }
@@ -139,6 +147,8 @@ impl Sim {
             blocked: HashSet::new(),
             paused: HashSet::new(),
             observer: None,
+            app: None,
+            disk: vec![None; n],
             lost: 0,
             config,
         }
@@ -162,6 +172,45 @@ impl Sim {
 
     pub fn set_observer(&mut self, observer: Observer) {
         self.observer = Some(observer);
+    }
+
+    /// Installs the application run beside every member (see `AppHook`).
+    pub fn set_app_hook(&mut self, hook: AppHook) {
+        self.app = Some(hook);
+    }
+
+    /// Runs the application hook of member `i` now (also done after every delivery).
+    pub fn run_app(&mut self, i: usize) {
+        let now = self.now_ms;
+        if self.paused.contains(&i) {
+            return;
+        }
+        let (Some(hook), Some(node)) = (self.app.as_mut(), self.nodes[i].as_mut()) else {
+            return;
+        };
+        let rumors = hook(now, i, node);
+        if rumors.is_empty() {
+            return;
+        }
+        for rumor in rumors {
+            if let Err(e) = node.publish(now, rumor) {
+                tracing::warn!(member = i, error = %e, "sim application rumor refused");
+            }
+        }
+        self.collect(i);
+    }
+
+    /// Whether members `a` and `b` can currently exchange messages (both running and unpaused,
+    /// same side of any partition, link not blocked).
+    pub fn connected(&self, a: usize, b: usize) -> bool {
+        if a == b {
+            return self.nodes[a].is_some() && !self.paused.contains(&a);
+        }
+        self.reachable(a, b) && self.reachable(b, a)
+    }
+
+    pub fn is_paused(&self, i: usize) -> bool {
+        self.paused.contains(&i)
     }
 
     pub fn identity(&self, i: usize) -> &Identity {
@@ -194,12 +243,16 @@ impl Sim {
 
     /// Starts member `i`, joining through `peers` (member indices).
     pub fn start(&mut self, i: usize, peers: &[usize]) {
+        self.start_with_store(i, peers, Store::new());
+    }
+
+    fn start_with_store(&mut self, i: usize, peers: &[usize], store: Store) {
         let seed = self.rng.random();
         let mut node = Node::new(
             self.identities[i].clone(),
             self.config.gossip.clone(),
             self.keyrings[i].clone(),
-            Store::new(),
+            store,
             seed,
         );
         let peers = peers.iter().map(|&p| self.identities[p].addr).collect();
@@ -207,6 +260,7 @@ impl Sim {
         self.epochs[i] += 1;
         self.nodes[i] = Some(node);
         self.collect(i);
+        self.run_app(i);
     }
 
     /// Starts every member; each joins through member 0 and one random earlier member.
@@ -234,9 +288,12 @@ impl Sim {
         }
     }
 
-    /// Crashes member `i` (no goodbye; its timers and in-flight messages are lost).
+    /// Crashes member `i` (no goodbye; its timers and in-flight messages are lost). Its rumor
+    /// store is kept as its data dir would (see `restart_from_disk`).
     pub fn crash(&mut self, i: usize) {
-        self.nodes[i] = None;
+        if let Some(node) = self.nodes[i].take() {
+            self.disk[i] = Some(node.store().snapshot());
+        }
         self.epochs[i] += 1;
     }
 
@@ -244,6 +301,18 @@ impl Sim {
     pub fn restart(&mut self, i: usize, peers: &[usize]) {
         self.identities[i].incarnation += 1;
         self.start(i, peers);
+    }
+
+    /// Restarts a crashed member like `restart`, with the rumor store it had when it crashed
+    /// (a supervisor that reloads its persisted store).
+    pub fn restart_from_disk(&mut self, i: usize, peers: &[usize]) {
+        let now = self.now_ms;
+        let store = self.disk[i]
+            .take()
+            .and_then(|bytes| Store::from_snapshot(&bytes, now).ok())
+            .unwrap_or_default();
+        self.identities[i].incarnation += 1;
+        self.start_with_store(i, peers, store);
     }
 
     /// Replaces member `i` with a new member under the same node name and address: a fresh id
@@ -452,6 +521,12 @@ impl Sim {
             | Delivery::SessionFailed { to, .. } => *to,
         };
         let _span = tracing::debug_span!("sim", member = target, t = now).entered();
+        self.deliver_to_node(delivery);
+        self.run_app(target);
+    }
+
+    fn deliver_to_node(&mut self, delivery: Delivery) {
+        let now = self.now_ms;
         match delivery {
             Delivery::Timer { node, epoch, timer } => {
                 if epoch != self.epochs[node] {
