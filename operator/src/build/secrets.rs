@@ -1,0 +1,99 @@
+//! Secrets the operator creates: `<name>-config` holding `spec.service.config` as user.toml
+//! (a Secret, since service config often carries passwords), and the ring key Secret
+//! `spec.service.ringSecretName` when `generateRingKey` asks for one. The key's random bytes
+//! are an argument, so the builder stays pure.
+
+use std::collections::BTreeMap;
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::ByteString;
+
+use super::statefulset::{RING_KEY_SECRET_KEY, USER_TOML_KEY};
+use super::{child_meta, config_secret_name};
+use crate::crd::Habitat;
+
+/// Length of a ring key's secret, in bytes.
+pub const RING_KEY_LEN: usize = 32;
+
+/// The Secret `<name>-config` with user.toml, when the spec has `service.config`.
+pub fn config_secret(hab: &Habitat) -> Option<Secret> {
+    let config = hab.spec.service.config.as_ref()?;
+    Some(Secret {
+        metadata: child_meta(hab, config_secret_name(hab)),
+        type_: Some("Opaque".to_owned()),
+        data: Some(BTreeMap::from([(
+            USER_TOML_KEY.to_owned(),
+            ByteString(config.clone().into_bytes()),
+        )])),
+        ..Secret::default()
+    })
+}
+
+/// The content of a `SYM-SEC-1` ring key file named `name_with_rev` (Habitat's format).
+pub fn ring_key_file(name_with_rev: &str, secret: &[u8; RING_KEY_LEN]) -> String {
+    format!(
+        "SYM-SEC-1\n{name_with_rev}\n\n{}\n",
+        STANDARD.encode(secret)
+    )
+}
+
+/// The ring key Secret to create when `generateRingKey` is set and the Secret is missing.
+pub fn ring_key_secret(hab: &Habitat, secret: &[u8; RING_KEY_LEN]) -> Option<Secret> {
+    let service = &hab.spec.service;
+    if !service.generate_ring_key {
+        return None;
+    }
+    let name = service.ring_secret_name.clone()?;
+    let content = ring_key_file(&name, secret);
+    Some(Secret {
+        metadata: child_meta(hab, name),
+        type_: Some("Opaque".to_owned()),
+        data: Some(BTreeMap::from([(
+            RING_KEY_SECRET_KEY.to_owned(),
+            ByteString(content.into_bytes()),
+        )])),
+        ..Secret::default()
+    })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+    use crate::build::golden::assert_golden;
+
+    #[test]
+    fn config_secret_matches_golden() {
+        let hab = Habitat::test("web").config("port = 8080\n[tls]\nenabled = true\n");
+        assert_golden("secret-config", &config_secret(&hab).unwrap());
+    }
+
+    #[test]
+    fn no_config_means_no_config_secret() {
+        assert!(config_secret(&Habitat::test("web")).is_none());
+    }
+
+    #[test]
+    fn ring_key_secret_matches_golden() {
+        let hab = Habitat::test("web").ring_key("prod-20260101000000");
+        assert_golden("secret-ring-key", &ring_key_secret(&hab, &[7; 32]).unwrap());
+    }
+
+    #[test]
+    fn ring_key_file_is_habitats_format() {
+        let text = ring_key_file("prod-20260101000000", &[0; 32]);
+        assert_eq!(
+            text,
+            "SYM-SEC-1\nprod-20260101000000\n\nAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\n"
+        );
+    }
+
+    #[test]
+    fn ring_key_is_generated_only_when_asked() {
+        let mut hab = Habitat::test("web").ring_key("prod-20260101000000");
+        hab.spec.service.generate_ring_key = false;
+        assert!(ring_key_secret(&hab, &[7; 32]).is_none());
+    }
+}

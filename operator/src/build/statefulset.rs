@@ -1,0 +1,458 @@
+//! The StatefulSet `<name>`: one pod per member, each running `hab sup run` in the
+//! application's image with the `hab` binary copied in from the sidecar image.
+//!
+//! Pods start in parallel (a ring has no start order), update one at a time (rolling, never
+//! delete-all), and carry no API credentials (`automountServiceAccountToken: false`).
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::apps::v1::{
+    RollingUpdateStatefulSetStrategy, StatefulSet, StatefulSetSpec, StatefulSetUpdateStrategy,
+};
+use k8s_openapi::api::core::v1::{
+    Container, ContainerPort, EmptyDirVolumeSource, EnvVar, EnvVarSource, HTTPGetAction, KeyToPath,
+    ObjectFieldSelector, PersistentVolumeClaim, PersistentVolumeClaimSpec, PodSpec,
+    PodTemplateSpec, Probe, SecretKeySelector, SecretVolumeSource, Volume, VolumeMount,
+    VolumeResourceRequirements,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use kube::ResourceExt;
+
+use super::{
+    child_meta, config_secret_name, labels, peers_service_name, selector_labels, BuildConfig,
+    CTL_PORT, GOSSIP_PORT, HTTP_PORT,
+};
+use crate::crd::{Habitat, Strategy};
+
+/// Name of the application container.
+pub const APP_CONTAINER: &str = "habitat";
+/// Where the init container puts the `hab` binary in the application container.
+pub const HAB_BIN_DIR: &str = "/hab-bin";
+/// Key of the ring key Secret that holds the key file's content.
+pub const RING_KEY_SECRET_KEY: &str = "ring-key";
+/// Key of a config Secret that holds user.toml.
+pub const USER_TOML_KEY: &str = "user.toml";
+/// Peers every member is told about: the first pods of the StatefulSet.
+const MAX_PEERS: i32 = 3;
+/// Environment variables the operator sets; the spec's `env` cannot replace them.
+const RESERVED_ENV: [&str; 3] = ["HAB_NODE_NAME", "POD_IP", "HAB_RING_KEY"];
+
+/// The StatefulSet of `hab`.
+pub fn statefulset(hab: &Habitat, config: &BuildConfig) -> StatefulSet {
+    let spec = &hab.spec;
+    let pod = spec.pod.clone().unwrap_or_default();
+
+    let mut pod_labels = pod.labels.clone();
+    pod_labels.extend(labels(hab));
+    let pod_annotations = (!pod.annotations.is_empty()).then(|| pod.annotations.clone());
+
+    let volume_claim_templates = spec.persistent_storage.as_ref().map(|storage| {
+        vec![PersistentVolumeClaim {
+            metadata: ObjectMeta {
+                name: Some("data".to_owned()),
+                labels: Some(labels(hab)),
+                ..ObjectMeta::default()
+            },
+            spec: Some(PersistentVolumeClaimSpec {
+                access_modes: Some(vec!["ReadWriteOnce".to_owned()]),
+                storage_class_name: storage.storage_class_name.clone(),
+                resources: Some(VolumeResourceRequirements {
+                    requests: Some(BTreeMap::from([(
+                        "storage".to_owned(),
+                        Quantity(storage.size.clone()),
+                    )])),
+                    ..VolumeResourceRequirements::default()
+                }),
+                ..PersistentVolumeClaimSpec::default()
+            }),
+            ..PersistentVolumeClaim::default()
+        }]
+    });
+
+    StatefulSet {
+        metadata: child_meta(hab, hab.name_any()),
+        spec: Some(StatefulSetSpec {
+            replicas: Some(spec.count),
+            service_name: Some(peers_service_name(hab)),
+            pod_management_policy: Some("Parallel".to_owned()),
+            update_strategy: Some(StatefulSetUpdateStrategy {
+                type_: Some("RollingUpdate".to_owned()),
+                rolling_update: Some(RollingUpdateStatefulSetStrategy {
+                    partition: Some(0),
+                    ..RollingUpdateStatefulSetStrategy::default()
+                }),
+            }),
+            selector: LabelSelector {
+                match_labels: Some(selector_labels(hab)),
+                ..LabelSelector::default()
+            },
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(pod_labels),
+                    annotations: pod_annotations,
+                    ..ObjectMeta::default()
+                }),
+                spec: Some(PodSpec {
+                    automount_service_account_token: Some(false),
+                    enable_service_links: Some(false),
+                    service_account_name: pod.service_account_name.clone(),
+                    security_context: pod.security_context.clone(),
+                    node_selector: (!pod.node_selector.is_empty())
+                        .then(|| pod.node_selector.clone()),
+                    affinity: pod.affinity.clone(),
+                    tolerations: (!pod.tolerations.is_empty()).then(|| pod.tolerations.clone()),
+                    image_pull_secrets: (!pod.image_pull_secrets.is_empty())
+                        .then(|| pod.image_pull_secrets.clone()),
+                    init_containers: Some(vec![install_hab_container(config)]),
+                    containers: vec![app_container(hab)],
+                    volumes: Some(volumes(hab)),
+                    ..PodSpec::default()
+                }),
+            },
+            volume_claim_templates,
+            ..StatefulSetSpec::default()
+        }),
+        status: None,
+    }
+}
+
+/// Copies `hab` from the sidecar image into the shared emptyDir.
+fn install_hab_container(config: &BuildConfig) -> Container {
+    Container {
+        name: "install-hab".to_owned(),
+        image: Some(config.sidecar_image.clone()),
+        command: Some(vec![
+            "cp".to_owned(),
+            "/bin/hab".to_owned(),
+            format!("{HAB_BIN_DIR}/hab"),
+        ]),
+        volume_mounts: Some(vec![VolumeMount {
+            name: "hab-bin".to_owned(),
+            mount_path: HAB_BIN_DIR.to_owned(),
+            ..VolumeMount::default()
+        }]),
+        ..Container::default()
+    }
+}
+
+/// `hab sup run` arguments of a member of `hab`.
+pub fn sup_run_args(hab: &Habitat) -> Vec<String> {
+    let service = &hab.spec.service;
+    let mut args: Vec<String> = vec!["sup".into(), "run".into()];
+    args.extend(service.package.clone());
+    // Gossip binds the pod's IP so the supervisor advertises an address its peers can reach;
+    // the gateways listen everywhere for probes and port-forwarding.
+    args.extend([
+        "--listen-gossip".into(),
+        format!("$(POD_IP):{GOSSIP_PORT}"),
+        "--listen-http".into(),
+        format!("0.0.0.0:{HTTP_PORT}"),
+        "--listen-ctl".into(),
+        format!("0.0.0.0:{CTL_PORT}"),
+    ]);
+    let peers = peers_service_name(hab);
+    for ordinal in 0..hab.spec.count.clamp(1, MAX_PEERS) {
+        args.push("--peer".into());
+        args.push(format!("{}-{ordinal}.{peers}", hab.name_any()));
+    }
+    args.extend([
+        "--group".into(),
+        service.group.clone(),
+        "--topology".into(),
+        service.topology.as_str().into(),
+    ]);
+    if service.strategy != Strategy::None {
+        args.extend(["--strategy".into(), service.strategy.as_str().into()]);
+    }
+    if let Some(channel) = &service.channel {
+        args.extend(["--channel".into(), channel.clone()]);
+    }
+    for bind in &service.binds {
+        args.push("--bind".into());
+        args.push(format!("{}:{}.{}", bind.name, bind.service, bind.group));
+    }
+    if let Some(interval) = service.health_check_interval {
+        args.extend(["--health-check-interval".into(), interval.to_string()]);
+    }
+    args
+}
+
+fn field_env(name: &str, path: &str) -> EnvVar {
+    EnvVar {
+        name: name.to_owned(),
+        value_from: Some(EnvVarSource {
+            field_ref: Some(ObjectFieldSelector {
+                field_path: path.to_owned(),
+                ..ObjectFieldSelector::default()
+            }),
+            ..EnvVarSource::default()
+        }),
+        ..EnvVar::default()
+    }
+}
+
+fn app_env(hab: &Habitat) -> Vec<EnvVar> {
+    let mut env = vec![
+        field_env("HAB_NODE_NAME", "metadata.name"),
+        field_env("POD_IP", "status.podIP"),
+    ];
+    if let Some(secret) = &hab.spec.service.ring_secret_name {
+        env.push(EnvVar {
+            name: "HAB_RING_KEY".to_owned(),
+            value_from: Some(EnvVarSource {
+                secret_key_ref: Some(SecretKeySelector {
+                    name: secret.clone(),
+                    key: RING_KEY_SECRET_KEY.to_owned(),
+                    optional: Some(false),
+                }),
+                ..EnvVarSource::default()
+            }),
+            ..EnvVar::default()
+        });
+    }
+    env.extend(
+        hab.spec
+            .env
+            .iter()
+            .filter(|e| !RESERVED_ENV.contains(&e.name.as_str()))
+            .cloned(),
+    );
+    env
+}
+
+fn port(name: &str, port: i32, protocol: &str) -> ContainerPort {
+    ContainerPort {
+        name: Some(name.to_owned()),
+        container_port: port,
+        protocol: Some(protocol.to_owned()),
+        ..ContainerPort::default()
+    }
+}
+
+fn http_probe(path: &str, period: i32, failures: i32) -> Probe {
+    Probe {
+        http_get: Some(HTTPGetAction {
+            path: Some(path.to_owned()),
+            port: IntOrString::String("http".to_owned()),
+            ..HTTPGetAction::default()
+        }),
+        period_seconds: Some(period),
+        failure_threshold: Some(failures),
+        timeout_seconds: Some(2),
+        ..Probe::default()
+    }
+}
+
+fn app_container(hab: &Habitat) -> Container {
+    let service = &hab.spec.service;
+    let mut mounts = vec![VolumeMount {
+        name: "hab-bin".to_owned(),
+        mount_path: HAB_BIN_DIR.to_owned(),
+        read_only: Some(true),
+        ..VolumeMount::default()
+    }];
+    if service.config.is_some() || service.config_secret_name.is_some() {
+        mounts.push(VolumeMount {
+            name: "user-toml".to_owned(),
+            mount_path: format!("/hab/user/{}/config", service.name),
+            read_only: Some(true),
+            ..VolumeMount::default()
+        });
+    }
+    if service.files_secret_name.is_some() {
+        mounts.push(VolumeMount {
+            name: "files".to_owned(),
+            mount_path: format!("/hab/svc/{}/files", service.name),
+            read_only: Some(true),
+            ..VolumeMount::default()
+        });
+    }
+    if let Some(storage) = &hab.spec.persistent_storage {
+        mounts.push(VolumeMount {
+            name: "data".to_owned(),
+            mount_path: storage
+                .mount_path
+                .clone()
+                .unwrap_or_else(|| format!("/hab/svc/{}/data", service.name)),
+            ..VolumeMount::default()
+        });
+    }
+    Container {
+        name: APP_CONTAINER.to_owned(),
+        image: Some(hab.spec.image.clone()),
+        command: Some(vec![format!("{HAB_BIN_DIR}/hab")]),
+        args: Some(sup_run_args(hab)),
+        env: Some(app_env(hab)),
+        ports: Some(vec![
+            port("gossip-tcp", GOSSIP_PORT, "TCP"),
+            port("gossip-udp", GOSSIP_PORT, "UDP"),
+            port("http", HTTP_PORT, "TCP"),
+            port("ctl", CTL_PORT, "TCP"),
+        ]),
+        readiness_probe: Some(http_probe("/readyz", 5, 3)),
+        liveness_probe: Some(http_probe("/healthz", 10, 6)),
+        resources: hab.spec.pod.as_ref().and_then(|p| p.resources.clone()),
+        volume_mounts: Some(mounts),
+        ..Container::default()
+    }
+}
+
+fn secret_volume(name: &str, secret: &str, items: Option<Vec<KeyToPath>>) -> Volume {
+    Volume {
+        name: name.to_owned(),
+        secret: Some(SecretVolumeSource {
+            secret_name: Some(secret.to_owned()),
+            items,
+            default_mode: Some(0o440),
+            ..SecretVolumeSource::default()
+        }),
+        ..Volume::default()
+    }
+}
+
+fn volumes(hab: &Habitat) -> Vec<Volume> {
+    let service = &hab.spec.service;
+    let mut volumes = vec![Volume {
+        name: "hab-bin".to_owned(),
+        empty_dir: Some(EmptyDirVolumeSource::default()),
+        ..Volume::default()
+    }];
+    let user_toml = service
+        .config_secret_name
+        .clone()
+        .or_else(|| service.config.as_ref().map(|_| config_secret_name(hab)));
+    if let Some(secret) = user_toml {
+        volumes.push(secret_volume(
+            "user-toml",
+            &secret,
+            Some(vec![KeyToPath {
+                key: USER_TOML_KEY.to_owned(),
+                path: USER_TOML_KEY.to_owned(),
+                ..KeyToPath::default()
+            }]),
+        ));
+    }
+    if let Some(secret) = &service.files_secret_name {
+        volumes.push(secret_volume("files", secret, None));
+    }
+    volumes
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+    use crate::build::golden::assert_golden;
+    use crate::crd::PodOverrides;
+    use k8s_openapi::api::core::v1::Toleration;
+
+    fn build(hab: &Habitat) -> StatefulSet {
+        statefulset(hab, &BuildConfig::default())
+    }
+
+    fn pod_spec(sts: &StatefulSet) -> PodSpec {
+        sts.spec.clone().unwrap().template.spec.unwrap()
+    }
+
+    #[test]
+    fn standalone_statefulset_matches_golden() {
+        assert_golden("statefulset-standalone", &build(&Habitat::test("web")));
+    }
+
+    #[test]
+    fn full_statefulset_matches_golden() {
+        let hab = Habitat::test("db")
+            .leader()
+            .count(3)
+            .package("core/postgresql")
+            .bind("cache", "redis", "default")
+            .config("port = 5432\n")
+            .ring_key("prod-20260101000000")
+            .storage("10Gi")
+            .pod(PodOverrides {
+                node_selector: [("disk".to_owned(), "ssd".to_owned())].into(),
+                tolerations: vec![Toleration {
+                    key: Some("dedicated".to_owned()),
+                    operator: Some("Exists".to_owned()),
+                    ..Toleration::default()
+                }],
+                service_account_name: Some("db".to_owned()),
+                labels: [("team".to_owned(), "data".to_owned())].into(),
+                annotations: [("example.com/owner".to_owned(), "data".to_owned())].into(),
+                ..PodOverrides::default()
+            });
+        assert_golden("statefulset-full", &build(&hab));
+    }
+
+    #[test]
+    fn pods_start_in_parallel_and_roll_one_at_a_time() {
+        let spec = build(&Habitat::test("web").count(5)).spec.unwrap();
+        assert_eq!(spec.replicas, Some(5));
+        assert_eq!(spec.pod_management_policy.as_deref(), Some("Parallel"));
+        assert_eq!(
+            spec.update_strategy.unwrap().type_.as_deref(),
+            Some("RollingUpdate")
+        );
+        assert_eq!(spec.service_name.as_deref(), Some("web-peers"));
+    }
+
+    #[test]
+    fn pods_have_no_api_credentials() {
+        let pod = pod_spec(&build(&Habitat::test("web")));
+        assert_eq!(pod.automount_service_account_token, Some(false));
+    }
+
+    #[test]
+    fn members_peer_with_the_first_three_pods() {
+        let args = sup_run_args(&Habitat::test("web").count(5));
+        let peers: Vec<_> = args
+            .windows(2)
+            .filter(|w| w[0] == "--peer")
+            .map(|w| w[1].as_str())
+            .collect();
+        assert_eq!(
+            peers,
+            ["web-0.web-peers", "web-1.web-peers", "web-2.web-peers"]
+        );
+        let one = sup_run_args(&Habitat::test("web"));
+        assert_eq!(one.iter().filter(|a| *a == "--peer").count(), 1);
+    }
+
+    #[test]
+    fn user_env_cannot_replace_the_operators_env() {
+        let mut hab = Habitat::test("web");
+        hab.spec.env = vec![
+            EnvVar {
+                name: "HAB_NODE_NAME".to_owned(),
+                value: Some("evil".to_owned()),
+                ..EnvVar::default()
+            },
+            EnvVar {
+                name: "MODE".to_owned(),
+                value: Some("fast".to_owned()),
+                ..EnvVar::default()
+            },
+        ];
+        let pod = pod_spec(&build(&hab));
+        let names: Vec<_> = pod.containers[0]
+            .env
+            .iter()
+            .flatten()
+            .map(|e| e.name.as_str())
+            .collect();
+        assert_eq!(names, ["HAB_NODE_NAME", "POD_IP", "MODE"]);
+    }
+
+    #[test]
+    fn operator_labels_win_over_pod_labels() {
+        let hab = Habitat::test("web").pod(PodOverrides {
+            labels: [("habitat.sh/habitat".to_owned(), "other".to_owned())].into(),
+            ..PodOverrides::default()
+        });
+        let sts = build(&hab);
+        let labels = sts.spec.unwrap().template.metadata.unwrap().labels.unwrap();
+        assert_eq!(labels["habitat.sh/habitat"], "web");
+    }
+}

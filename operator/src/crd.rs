@@ -1,0 +1,573 @@
+//! The `Habitat` custom resource (`habitat.sh/v1`): one Habitat service group on Kubernetes.
+//!
+//! The Rust types are the single source of the CRD: `habitat-operator crd` prints
+//! [`crd_yaml`], and the committed `crds/habitat.yaml` must equal it (a test checks). Rules the
+//! API server enforces (CEL `x-kubernetes-validations`) live next to the fields they guard.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{
+    Affinity, EnvVar, LocalObjectReference, PodSecurityContext, ResourceRequirements, Toleration,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::{CustomResource, CustomResourceExt, KubeSchema};
+use schemars::{json_schema, JsonSchema, Schema, SchemaGenerator};
+use serde::{Deserialize, Serialize};
+
+/// API group of the resource.
+pub const GROUP: &str = "habitat.sh";
+/// Finalizer the operator puts on every resource it manages.
+pub const FINALIZER: &str = "habitat.sh/cleanup";
+
+/// A Habitat service group: a StatefulSet of pods, each running the application under a
+/// `hab sup run` supervisor that joins the group's gossip ring.
+// Printer columns repeat `type_`, which clippy mistakes for a duplicated attribute.
+#[allow(clippy::duplicated_attributes)]
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "habitat.sh",
+    version = "v1",
+    kind = "Habitat",
+    plural = "habitats",
+    singular = "habitat",
+    shortname = "hab",
+    namespaced,
+    doc = "A Habitat service group: a StatefulSet of pods, each running the application under a `hab sup run` supervisor that joins the group's gossip ring.",
+    status = "HabitatStatus",
+    derive = "PartialEq",
+    scale(
+        spec_replicas_path = ".spec.count",
+        status_replicas_path = ".status.replicas",
+        label_selector_path = ".status.selector"
+    ),
+    printcolumn(
+        name = "Topology",
+        type_ = "string",
+        json_path = ".spec.service.topology",
+        description = "Topology of the service group"
+    ),
+    printcolumn(
+        name = "Count",
+        type_ = "integer",
+        json_path = ".spec.count",
+        description = "Desired number of members"
+    ),
+    printcolumn(
+        name = "Ready",
+        type_ = "integer",
+        json_path = ".status.readyReplicas",
+        description = "Members whose pod is ready"
+    ),
+    printcolumn(
+        name = "Leader",
+        type_ = "string",
+        json_path = ".status.census.leader",
+        description = "Pod of the elected leader (leader topologies)"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+pub struct HabitatSpec {
+    /// Container image of the application: a Habitat-exported image, or any image with the
+    /// package installed under /hab/pkgs. The `hab` supervisor binary is copied in from the
+    /// sidecar image by an init container.
+    #[x_kube(validation = Rule::new("self != ''").message("image must not be empty"))]
+    #[schemars(length(max = 1024))]
+    pub image: String,
+
+    /// Number of members (pods) in the service group.
+    #[serde(default = "default_count")]
+    #[x_kube(validation = Rule::new("self >= 1").message("count must be at least 1"))]
+    pub count: i32,
+
+    /// The Habitat service each member runs, and how it joins the ring.
+    pub service: ServiceSpec,
+
+    /// Extra environment variables for the application container (the supervisor passes them
+    /// on to the service's hooks and run script).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub env: Vec<EnvVar>,
+
+    /// A PersistentVolumeClaim per member, kept across pod restarts and rolling updates.
+    /// Deleted with the resource.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub persistent_storage: Option<PersistentStorage>,
+
+    /// Overrides for the pod template.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod: Option<PodOverrides>,
+
+    /// When true the operator leaves the resource's children exactly as they are: no
+    /// creation, update or scaling until it is set back to false.
+    #[serde(default)]
+    pub paused: bool,
+}
+
+/// The service each member runs.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new("!(has(self.config) && has(self.configSecretName))")
+        .message("set service.config or service.configSecretName, not both"),
+    validation = Rule::new("!self.generateRingKey || has(self.ringSecretName)")
+        .message("service.generateRingKey needs service.ringSecretName (the Secret to create)")
+)]
+pub struct ServiceSpec {
+    /// Name of the service (the package name, e.g. `redis`); the service group is
+    /// `<name>.<group>`. Immutable.
+    #[x_kube(
+        validation = Rule::new("self.matches('^[a-z0-9][-_a-z0-9]*$')")
+            .message("service.name must be lower-case letters, digits, '-' or '_'"),
+        validation = Rule::new("self == oldSelf").message("service.name is immutable")
+    )]
+    #[schemars(length(max = 63))]
+    pub name: String,
+
+    /// Package identifier to load, `origin/name[/version[/release]]` (e.g. `core/redis`). When
+    /// empty the supervisor starts with no service loaded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(
+        validation = Rule::new("self.matches('^[A-Za-z0-9_-]+/[A-Za-z0-9_-]+(/[^/]+(/[0-9]+)?)?$')")
+            .message("service.package must be origin/name[/version[/release]]")
+    )]
+    #[schemars(length(max = 255))]
+    pub package: Option<String>,
+
+    /// Service group name.
+    #[serde(default = "default_group")]
+    #[x_kube(
+        validation = Rule::new("self.matches('^[A-Za-z0-9_-]+$')")
+            .message("service.group must be letters, digits, '-' or '_'")
+    )]
+    #[schemars(length(max = 63))]
+    pub group: String,
+
+    /// Topology: `standalone`, `leader` (members elect a leader) or `initializer` (followers
+    /// start after the leader is healthy).
+    #[serde(default)]
+    #[x_kube(
+        validation = Rule::new("self in ['standalone', 'leader', 'initializer']")
+            .message("service.topology must be one of standalone, leader, initializer")
+    )]
+    pub topology: Topology,
+
+    /// Update strategy of the supervisor: `none`, `at-once` or `rolling`. On Kubernetes, image
+    /// changes roll through the StatefulSet whatever the strategy.
+    #[serde(default)]
+    #[x_kube(
+        validation = Rule::new("self in ['none', 'at-once', 'rolling']")
+            .message("service.strategy must be one of none, at-once, rolling")
+    )]
+    pub strategy: Strategy,
+
+    /// Package channel the supervisor follows for updates (e.g. `stable`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel: Option<String>,
+
+    /// Binds to other service groups, `hab sup run --bind NAME:SERVICE.GROUP`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
+    pub binds: Vec<Bind>,
+
+    /// Service configuration (TOML), mounted as the service's user.toml.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config: Option<String>,
+
+    /// Name of a Secret in the same namespace whose key `user.toml` is mounted as the service's
+    /// user.toml (instead of `config`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_secret_name: Option<String>,
+
+    /// Name of a Secret in the same namespace whose keys are mounted as the service's files
+    /// (`/hab/svc/<name>/files`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub files_secret_name: Option<String>,
+
+    /// Name of the Secret holding the ring key under the key `ring-key` (the content of a
+    /// `SYM-SEC-1` key file). The name is the key's name and revision,
+    /// `<ring>-<YYYYMMDDhhmmss>`, as `hab ring key generate` names it. Without it the ring is
+    /// not encrypted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(
+        validation = Rule::new("self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?-[0-9]{14}$')")
+            .message("service.ringSecretName must be <ring>-<YYYYMMDDhhmmss>, the ring key's name and revision, e.g. prod-20260101000000")
+    )]
+    #[schemars(length(max = 253))]
+    pub ring_secret_name: Option<String>,
+
+    /// When true and the Secret `ringSecretName` does not exist, the operator creates it with
+    /// a new random ring key. An existing Secret is never changed.
+    #[serde(default)]
+    pub generate_ring_key: bool,
+
+    /// Seconds between health checks of the service.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(
+        validation = Rule::new("self >= 1").message("service.healthCheckInterval must be at least 1 second")
+    )]
+    pub health_check_interval: Option<i32>,
+}
+
+/// A bind to another service group.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Bind {
+    /// Name of the bind, as the package declares it in BINDS / BINDS_OPTIONAL.
+    #[x_kube(
+        validation = Rule::new("self.matches('^[A-Za-z0-9_-]+$')")
+            .message("bind name must be letters, digits, '-' or '_'")
+    )]
+    #[schemars(length(max = 63))]
+    pub name: String,
+    /// Service of the group to bind to.
+    #[x_kube(
+        validation = Rule::new("self.matches('^[A-Za-z0-9_-]+$')")
+            .message("bind service must be letters, digits, '-' or '_'")
+    )]
+    #[schemars(length(max = 63))]
+    pub service: String,
+    /// Group of the service to bind to.
+    #[serde(default = "default_group")]
+    pub group: String,
+}
+
+/// Topology of a service group.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Topology {
+    /// Every member runs the service on its own.
+    #[default]
+    Standalone,
+    /// Members elect a leader.
+    Leader,
+    /// A leader topology where followers start after the leader is healthy.
+    Initializer,
+}
+
+impl Topology {
+    /// The name used on the command line and in the resource.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Topology::Standalone => "standalone",
+            Topology::Leader => "leader",
+            Topology::Initializer => "initializer",
+        }
+    }
+
+    /// Whether members elect a leader (and so need a quorum).
+    pub fn elects_leader(self) -> bool {
+        !matches!(self, Topology::Standalone)
+    }
+}
+
+/// Update strategy of the supervisor.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Strategy {
+    /// No updates.
+    #[default]
+    #[serde(rename = "none")]
+    None,
+    /// All members update at once.
+    #[serde(rename = "at-once")]
+    AtOnce,
+    /// One member at a time, leader last.
+    #[serde(rename = "rolling")]
+    Rolling,
+}
+
+impl Strategy {
+    /// The name used on the command line and in the resource.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Strategy::None => "none",
+            Strategy::AtOnce => "at-once",
+            Strategy::Rolling => "rolling",
+        }
+    }
+}
+
+// Topology and Strategy are plain strings in the schema: the allowed values are checked by
+// the CEL rules on the fields, so a bad value is rejected with the rule's message.
+impl JsonSchema for Topology {
+    fn schema_name() -> Cow<'static, str> {
+        "Topology".into()
+    }
+    fn inline_schema() -> bool {
+        true
+    }
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({ "type": "string" })
+    }
+}
+
+impl JsonSchema for Strategy {
+    fn schema_name() -> Cow<'static, str> {
+        "Strategy".into()
+    }
+    fn inline_schema() -> bool {
+        true
+    }
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({ "type": "string" })
+    }
+}
+
+/// Persistent storage of each member.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct PersistentStorage {
+    /// Size of each member's volume, a Kubernetes quantity (e.g. `1Gi`).
+    #[x_kube(
+        validation = Rule::new("self.matches('^[0-9]+(\\\\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$')")
+            .message("persistentStorage.size must be a quantity such as 512Mi or 10Gi")
+    )]
+    #[schemars(length(max = 32))]
+    pub size: String,
+    /// Where the volume is mounted in the application container. Defaults to the service's
+    /// data directory, `/hab/svc/<service.name>/data`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(
+        validation = Rule::new("self.startsWith('/')").message("persistentStorage.mountPath must be an absolute path")
+    )]
+    #[schemars(length(max = 4096))]
+    pub mount_path: Option<String>,
+    /// StorageClass of the volumes; the cluster's default when empty.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_class_name: Option<String>,
+}
+
+/// Overrides for the pods of the StatefulSet.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct PodOverrides {
+    /// Resources of the application container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+    /// Node selector of the pods.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub node_selector: BTreeMap<String, String>,
+    /// Affinity of the pods.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub affinity: Option<Affinity>,
+    /// Tolerations of the pods.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tolerations: Vec<Toleration>,
+    /// Secrets for pulling the images.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub image_pull_secrets: Vec<LocalObjectReference>,
+    /// Service account of the pods (its token is never mounted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_account_name: Option<String>,
+    /// Security context of the pods.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub security_context: Option<PodSecurityContext>,
+    /// Extra labels of the pods (the operator's own labels win on conflict).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    /// Extra annotations of the pods.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// Observed state of the service group, written by the operator.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct HabitatStatus {
+    /// The `metadata.generation` this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// `Ready`, `Progressing` and `Degraded`, each with a reason.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
+    pub conditions: Vec<Condition>,
+    /// Pods of the StatefulSet.
+    #[serde(default)]
+    pub replicas: i32,
+    /// Ready pods of the StatefulSet.
+    #[serde(default)]
+    pub ready_replicas: i32,
+    /// Label selector of the pods (for the scale subresource).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selector: Option<String>,
+    /// The ring's census as the supervisors report it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub census: Option<CensusStatus>,
+}
+
+/// The ring's census, read from the supervisors' HTTP gateways.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct CensusStatus {
+    /// Election status of the service group (leader topologies).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub election_status: Option<String>,
+    /// Pod of the elected leader.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leader: Option<String>,
+    /// Incarnation of the service configuration applied to the ring.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_incarnation: Option<i64>,
+    /// Members of the service group.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub members: Vec<CensusMember>,
+}
+
+/// One member of the census.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct CensusMember {
+    /// Member id (128-bit, hex).
+    pub member_id: String,
+    /// Pod the member runs in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod: Option<String>,
+    /// IP address the member gossips from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip: Option<String>,
+    /// Health in the ring: alive, suspect, confirmed or departed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<String>,
+    /// `leader`, `follower` or empty.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
+    /// Result of the service's health check: ok, warning, critical, unknown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_health: Option<String>,
+}
+
+fn default_count() -> i32 {
+    1
+}
+
+fn default_group() -> String {
+    "default".to_owned()
+}
+
+impl ServiceSpec {
+    /// The service group, `<name>.<group>`.
+    pub fn service_group(&self) -> String {
+        format!("{}.{}", self.name, self.group)
+    }
+}
+
+/// The CRD as YAML, exactly what `habitat-operator crd` prints and `crds/habitat.yaml` holds.
+pub fn crd_yaml() -> String {
+    let crd = Habitat::crd();
+    // Serializing a CRD built from our own types cannot fail; an empty string would make the
+    // drift test fail loudly anyway.
+    serde_yaml::to_string(&crd).unwrap_or_default()
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+    use serde_json::Value;
+
+    fn schema() -> Value {
+        let crd = serde_json::to_value(Habitat::crd()).unwrap_or_default();
+        crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"].clone()
+    }
+
+    fn rules(v: &Value) -> Vec<String> {
+        v["x-kubernetes-validations"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|r| r["rule"].as_str().unwrap_or_default().to_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn crd_names_match_the_contract() {
+        let crd = Habitat::crd();
+        assert_eq!(crd.metadata.name.as_deref(), Some("habitats.habitat.sh"));
+        assert_eq!(crd.spec.group, "habitat.sh");
+        assert_eq!(crd.spec.scope, "Namespaced");
+        assert_eq!(crd.spec.names.kind, "Habitat");
+        assert_eq!(crd.spec.names.plural, "habitats");
+        assert_eq!(crd.spec.names.short_names, Some(vec!["hab".to_owned()]));
+        let v = &crd.spec.versions[0];
+        assert_eq!(v.name, "v1");
+        let sub = v.subresources.as_ref().expect("subresources");
+        assert!(sub.status.is_some());
+        let scale = sub.scale.as_ref().expect("scale subresource");
+        assert_eq!(scale.spec_replicas_path, ".spec.count");
+        assert_eq!(scale.status_replicas_path, ".status.replicas");
+        assert_eq!(
+            scale.label_selector_path.as_deref(),
+            Some(".status.selector")
+        );
+        let columns: Vec<_> = v
+            .additional_printer_columns
+            .iter()
+            .flatten()
+            .map(|c| c.name.as_str())
+            .collect();
+        assert_eq!(columns, ["Topology", "Count", "Ready", "Leader", "Age"]);
+    }
+
+    #[test]
+    fn schema_carries_defaults_and_descriptions() {
+        let s = schema();
+        let spec = &s["properties"]["spec"];
+        assert_eq!(spec["properties"]["count"]["default"], 1);
+        let service = &spec["properties"]["service"]["properties"];
+        assert_eq!(service["group"]["default"], "default");
+        assert_eq!(service["topology"]["default"], "standalone");
+        assert_eq!(service["strategy"]["default"], "none");
+        assert!(spec["properties"]["image"]["description"]
+            .as_str()
+            .is_some_and(|d| d.contains("image")));
+        let required: Vec<_> = spec["required"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
+        assert_eq!(required, ["image", "service"]);
+    }
+
+    #[test]
+    fn schema_carries_the_cel_rules() {
+        let s = schema();
+        let spec = &s["properties"]["spec"]["properties"];
+        assert_eq!(rules(&spec["count"]), ["self >= 1"]);
+        let service = &spec["service"];
+        assert!(rules(service)[0].contains("configSecretName"));
+        let p = &service["properties"];
+        assert!(rules(&p["name"]).contains(&"self == oldSelf".to_owned()));
+        assert!(rules(&p["topology"])[0].contains("'initializer'"));
+        assert!(rules(&p["ringSecretName"])[0].contains("[0-9]{14}"));
+        assert_eq!(
+            s["properties"]["status"]["properties"]["conditions"]["x-kubernetes-list-type"],
+            "map"
+        );
+    }
+
+    #[test]
+    fn spec_defaults_apply_when_deserializing() {
+        let spec: HabitatSpec =
+            serde_json::from_str(r#"{"image":"app:1","service":{"name":"redis"}}"#).unwrap();
+        assert_eq!(spec.count, 1);
+        assert_eq!(spec.service.group, "default");
+        assert_eq!(spec.service.topology, Topology::Standalone);
+        assert_eq!(spec.service.strategy, Strategy::None);
+        assert!(!spec.paused);
+        assert_eq!(spec.service.service_group(), "redis.default");
+    }
+
+    #[test]
+    fn crd_yaml_is_a_single_document() {
+        let yaml = crd_yaml();
+        assert!(yaml.starts_with("apiVersion: apiextensions.k8s.io/v1\n"));
+        assert!(!yaml.contains("\n---"));
+    }
+}

@@ -1,0 +1,296 @@
+//! The resource's status as a pure function of the resource, its StatefulSet and the outcome
+//! of the last apply: `observedGeneration`, `replicas`, `readyReplicas`, `selector` and the
+//! conditions `Ready`, `Progressing` and `Degraded`, each with a reason.
+//!
+//! A condition's `lastTransitionTime` only moves when its status changes, so a status that
+//! did not change serializes identically and the operator need not write it.
+
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+
+use crate::build::selector_string;
+use crate::crd::{Habitat, HabitatStatus};
+
+/// Condition types, in the order they appear in the status.
+pub const READY: &str = "Ready";
+/// The StatefulSet is creating, scaling or rolling pods.
+pub const PROGRESSING: &str = "Progressing";
+/// The last apply failed.
+pub const DEGRADED: &str = "Degraded";
+
+/// What the controller saw when it applied the resource.
+#[derive(Clone, Copy, Debug)]
+pub enum Outcome<'a> {
+    /// Children applied; this is the StatefulSet the API server returned (None if paused
+    /// before one was ever created).
+    Applied(Option<&'a StatefulSet>),
+    /// `spec.paused`: children left alone; the StatefulSet as it is, if any.
+    Paused(Option<&'a StatefulSet>),
+    /// Applying failed with this message; the StatefulSet as last seen, if any.
+    Failed(&'a str, Option<&'a StatefulSet>),
+}
+
+struct Cond {
+    type_: &'static str,
+    status: bool,
+    reason: &'static str,
+    message: String,
+}
+
+/// The status to write for `hab` after `outcome`, at time `now`.
+pub fn desired_status(hab: &Habitat, outcome: Outcome<'_>, now: &Time) -> HabitatStatus {
+    let generation = hab.metadata.generation;
+    let count = hab.spec.count;
+    let (sts, failure, paused) = match outcome {
+        Outcome::Applied(sts) => (sts, None, false),
+        Outcome::Paused(sts) => (sts, None, true),
+        Outcome::Failed(message, sts) => (sts, Some(message), false),
+    };
+    let sts_status = sts.and_then(|s| s.status.clone()).unwrap_or_default();
+    let replicas = sts_status.replicas;
+    let ready = sts_status.ready_replicas.unwrap_or(0);
+    let updated = sts_status.updated_replicas.unwrap_or(0);
+    let sts_generation = sts.and_then(|s| s.metadata.generation);
+    let observed = sts_status.observed_generation;
+    let desired = sts
+        .and_then(|s| s.spec.as_ref())
+        .and_then(|s| s.replicas)
+        .unwrap_or(count);
+
+    let progressing = if paused {
+        Cond {
+            type_: PROGRESSING,
+            status: false,
+            reason: "Paused",
+            message: "spec.paused is true: the operator leaves the children alone".to_owned(),
+        }
+    } else if sts.is_none() {
+        Cond {
+            type_: PROGRESSING,
+            status: true,
+            reason: "Creating",
+            message: "creating the StatefulSet".to_owned(),
+        }
+    } else if observed.is_none() || observed < sts_generation {
+        Cond {
+            type_: PROGRESSING,
+            status: true,
+            reason: "Updating",
+            message: "the StatefulSet controller has not yet seen the latest spec".to_owned(),
+        }
+    } else if replicas != desired {
+        Cond {
+            type_: PROGRESSING,
+            status: true,
+            reason: "Scaling",
+            message: format!("{replicas} of {desired} pods exist"),
+        }
+    } else if updated < desired
+        || sts_status.update_revision.is_some()
+            && sts_status.current_revision != sts_status.update_revision
+    {
+        Cond {
+            type_: PROGRESSING,
+            status: true,
+            reason: "RollingUpdate",
+            message: format!("{updated} of {desired} pods updated"),
+        }
+    } else {
+        Cond {
+            type_: PROGRESSING,
+            status: false,
+            reason: "Stable",
+            message: format!("{desired} pods at the current revision"),
+        }
+    };
+
+    let ready_cond = if ready >= count && sts.is_some() {
+        Cond {
+            type_: READY,
+            status: true,
+            reason: "MembersReady",
+            message: format!("{ready}/{count} members ready"),
+        }
+    } else {
+        Cond {
+            type_: READY,
+            status: false,
+            reason: "MembersNotReady",
+            message: format!("{ready}/{count} members ready"),
+        }
+    };
+
+    let degraded = match failure {
+        Some(message) => Cond {
+            type_: DEGRADED,
+            status: true,
+            reason: "ApplyFailed",
+            message: message.to_owned(),
+        },
+        None => Cond {
+            type_: DEGRADED,
+            status: false,
+            reason: "AsExpected",
+            message: "children applied".to_owned(),
+        },
+    };
+
+    let previous = hab.status.as_ref();
+    let conditions = [ready_cond, progressing, degraded]
+        .into_iter()
+        .map(|c| condition(c, previous, generation, now))
+        .collect();
+
+    HabitatStatus {
+        // A failed apply has not brought the children to this generation yet.
+        observed_generation: if failure.is_some() {
+            previous.and_then(|s| s.observed_generation)
+        } else {
+            generation
+        },
+        conditions,
+        replicas,
+        ready_replicas: ready,
+        selector: Some(selector_string(hab)),
+        census: previous.and_then(|s| s.census.clone()),
+    }
+}
+
+fn condition(
+    c: Cond,
+    previous: Option<&HabitatStatus>,
+    generation: Option<i64>,
+    now: &Time,
+) -> Condition {
+    let status = if c.status { "True" } else { "False" }.to_owned();
+    let last_transition_time = previous
+        .and_then(|p| p.conditions.iter().find(|old| old.type_ == c.type_))
+        .filter(|old| old.status == status)
+        .map(|old| old.last_transition_time.clone())
+        .unwrap_or_else(|| now.clone());
+    Condition {
+        type_: c.type_.to_owned(),
+        status,
+        reason: c.reason.to_owned(),
+        message: c.message,
+        observed_generation: generation,
+        last_transition_time,
+    }
+}
+
+/// Whether the status of `hab` already says what `desired` says.
+pub fn is_current(hab: &Habitat, desired: &HabitatStatus) -> bool {
+    hab.status.as_ref() == Some(desired)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::apps::v1::{StatefulSetSpec, StatefulSetStatus};
+    use k8s_openapi::jiff::Timestamp;
+
+    fn at(secs: i64) -> Time {
+        Time(Timestamp::from_second(secs).unwrap())
+    }
+
+    fn sts(replicas: i32, ready: i32, updated: i32) -> StatefulSet {
+        let mut sts = StatefulSet {
+            spec: Some(StatefulSetSpec {
+                replicas: Some(replicas),
+                ..StatefulSetSpec::default()
+            }),
+            status: Some(StatefulSetStatus {
+                observed_generation: Some(1),
+                replicas,
+                ready_replicas: Some(ready),
+                updated_replicas: Some(updated),
+                current_revision: Some("r1".into()),
+                update_revision: Some("r1".into()),
+                ..StatefulSetStatus::default()
+            }),
+            ..StatefulSet::default()
+        };
+        sts.metadata.generation = Some(1);
+        sts
+    }
+
+    fn get<'a>(status: &'a HabitatStatus, type_: &str) -> &'a Condition {
+        status.conditions.iter().find(|c| c.type_ == type_).unwrap()
+    }
+
+    #[test]
+    fn all_pods_ready_means_ready_and_stable() {
+        let hab = Habitat::test("web").count(3);
+        let sts = sts(3, 3, 3);
+        let status = desired_status(&hab, Outcome::Applied(Some(&sts)), &at(10));
+        assert_eq!(get(&status, READY).status, "True");
+        assert_eq!(get(&status, PROGRESSING).reason, "Stable");
+        assert_eq!(get(&status, DEGRADED).status, "False");
+        assert_eq!(status.observed_generation, Some(1));
+        assert_eq!((status.replicas, status.ready_replicas), (3, 3));
+        assert_eq!(status.selector.as_deref(), Some("habitat.sh/habitat=web"));
+    }
+
+    #[test]
+    fn a_new_resource_is_progressing_and_not_ready() {
+        let hab = Habitat::test("web");
+        let status = desired_status(&hab, Outcome::Applied(None), &at(10));
+        assert_eq!(get(&status, READY).reason, "MembersNotReady");
+        assert_eq!(get(&status, PROGRESSING).reason, "Creating");
+    }
+
+    #[test]
+    fn missing_pods_mean_scaling_and_old_pods_mean_rolling() {
+        let hab = Habitat::test("web").count(3);
+        let scaling = desired_status(&hab, Outcome::Applied(Some(&sts(3, 1, 1))), &at(1));
+        assert_eq!(get(&scaling, PROGRESSING).reason, "RollingUpdate");
+        let mut fewer = sts(3, 2, 2);
+        fewer.status.as_mut().unwrap().replicas = 2;
+        let status = desired_status(&hab, Outcome::Applied(Some(&fewer)), &at(1));
+        assert_eq!(get(&status, PROGRESSING).reason, "Scaling");
+        assert_eq!(get(&status, READY).message, "2/3 members ready");
+    }
+
+    #[test]
+    fn a_failed_apply_is_degraded_and_keeps_the_observed_generation() {
+        let mut hab = Habitat::test("web").generation(2);
+        hab.status = Some(HabitatStatus {
+            observed_generation: Some(1),
+            ..HabitatStatus::default()
+        });
+        let status = desired_status(
+            &hab,
+            Outcome::Failed("apply StatefulSet: boom", None),
+            &at(1),
+        );
+        let degraded = get(&status, DEGRADED);
+        assert_eq!(
+            (degraded.status.as_str(), degraded.reason.as_str()),
+            ("True", "ApplyFailed")
+        );
+        assert_eq!(degraded.message, "apply StatefulSet: boom");
+        assert_eq!(status.observed_generation, Some(1));
+    }
+
+    #[test]
+    fn a_paused_resource_says_so() {
+        let hab = Habitat::test("web").paused();
+        let status = desired_status(&hab, Outcome::Paused(None), &at(1));
+        assert_eq!(get(&status, PROGRESSING).reason, "Paused");
+    }
+
+    #[test]
+    fn transition_time_moves_only_when_the_status_changes() {
+        let mut hab = Habitat::test("web");
+        let sts = sts(1, 1, 1);
+        let first = desired_status(&hab, Outcome::Applied(Some(&sts)), &at(100));
+        hab.status = Some(first.clone());
+        let again = desired_status(&hab, Outcome::Applied(Some(&sts)), &at(200));
+        assert_eq!(first, again);
+        assert!(is_current(&hab, &again));
+        let failed = desired_status(&hab, Outcome::Failed("x", Some(&sts)), &at(300));
+        assert_eq!(get(&failed, DEGRADED).last_transition_time, at(300));
+        assert_eq!(get(&failed, READY).last_transition_time, at(100));
+    }
+}

@@ -1,0 +1,116 @@
+//! Fixtures for tests, built fluently: `Habitat::test("web").leader().count(3)`.
+//!
+//! Public so the integration tests in `operator/tests/` use the same fixtures as the unit
+//! tests; nothing in the operator itself calls it.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+use crate::crd::{
+    Bind, Habitat, HabitatSpec, PersistentStorage, PodOverrides, ServiceSpec, Topology,
+};
+
+impl Habitat {
+    /// A standalone resource `name` in namespace `default` running service `name`, one
+    /// member, image `example/<name>:1.0`, with a fixed uid and generation 1.
+    pub fn test(name: &str) -> Self {
+        let mut hab = Habitat::new(
+            name,
+            HabitatSpec {
+                image: format!("example/{name}:1.0"),
+                count: 1,
+                service: ServiceSpec {
+                    name: name.to_owned(),
+                    group: "default".to_owned(),
+                    ..ServiceSpec::default()
+                },
+                env: Vec::new(),
+                persistent_storage: None,
+                pod: None,
+                paused: false,
+            },
+        );
+        hab.metadata = ObjectMeta {
+            name: Some(name.to_owned()),
+            namespace: Some("default".to_owned()),
+            uid: Some("00000000-0000-4000-8000-000000000001".to_owned()),
+            generation: Some(1),
+            ..ObjectMeta::default()
+        };
+        hab
+    }
+
+    /// In namespace `ns`.
+    pub fn in_namespace(mut self, ns: &str) -> Self {
+        self.metadata.namespace = Some(ns.to_owned());
+        self
+    }
+
+    /// With `count` members.
+    pub fn count(mut self, count: i32) -> Self {
+        self.spec.count = count;
+        self
+    }
+
+    /// Leader topology.
+    pub fn leader(mut self) -> Self {
+        self.spec.service.topology = Topology::Leader;
+        self
+    }
+
+    /// Loading package `ident`.
+    pub fn package(mut self, ident: &str) -> Self {
+        self.spec.service.package = Some(ident.to_owned());
+        self
+    }
+
+    /// With a bind `name:service.group`.
+    pub fn bind(mut self, name: &str, service: &str, group: &str) -> Self {
+        self.spec.service.binds.push(Bind {
+            name: name.to_owned(),
+            service: service.to_owned(),
+            group: group.to_owned(),
+        });
+        self
+    }
+
+    /// With user.toml `config`.
+    pub fn config(mut self, config: &str) -> Self {
+        self.spec.service.config = Some(config.to_owned());
+        self
+    }
+
+    /// Encrypted with the ring key in Secret `name`, generated when missing.
+    pub fn ring_key(mut self, name: &str) -> Self {
+        self.spec.service.ring_secret_name = Some(name.to_owned());
+        self.spec.service.generate_ring_key = true;
+        self
+    }
+
+    /// With a volume of `size` per member.
+    pub fn storage(mut self, size: &str) -> Self {
+        self.spec.persistent_storage = Some(PersistentStorage {
+            size: size.to_owned(),
+            mount_path: None,
+            storage_class_name: None,
+        });
+        self
+    }
+
+    /// With pod overrides.
+    pub fn pod(mut self, pod: PodOverrides) -> Self {
+        self.spec.pod = Some(pod);
+        self
+    }
+
+    /// Paused.
+    pub fn paused(mut self) -> Self {
+        self.spec.paused = true;
+        self
+    }
+
+    /// At generation `generation`.
+    pub fn generation(mut self, generation: i64) -> Self {
+        self.metadata.generation = Some(generation);
+        self
+    }
+}
