@@ -16,6 +16,7 @@ use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::census::{self, CensusInput};
+use crate::election::{Election, ElectionConfig, ElectionKind, ElectionView, ViewStatus};
 use crate::error::{Error, Result};
 use crate::gossip::crypto::{Keyring, RingKey};
 use crate::gossip::member::{Identity, MemberId};
@@ -471,9 +472,21 @@ pub async fn run(config: SupervisorConfig) -> anyhow::Result<()> {
     let peers = resolve_peers(&peer_specs).await;
     let mut resolved_peers = peers.clone();
     node.start(now_ms(), peers);
+    let mut election = None;
     if let Some(package) = &package {
         let rumor = service_rumor(&config, &identity, package)?;
         tracing::info!(service_group = %rumor.service_group, package = %rumor.package, "service loaded");
+        if config.topology != "standalone" {
+            // The suitability hook arrives with the services issue; until then every member
+            // is equally suitable and ties break by member id.
+            election = Some(Election::new(
+                ElectionKind::Leader,
+                rumor.service_group.clone(),
+                identity.id,
+                0,
+                ElectionConfig::for_gossip(&config.gossip),
+            ));
+        }
         node.publish(now_ms(), Rumor::Service(rumor))?;
     }
 
@@ -487,6 +500,7 @@ pub async fn run(config: SupervisorConfig) -> anyhow::Result<()> {
         dirs,
         store_dirty: false,
         last_persist: Instant::now(),
+        election,
     };
     loop_state.process_outputs();
 
@@ -494,6 +508,8 @@ pub async fn run(config: SupervisorConfig) -> anyhow::Result<()> {
     let mut housekeeping = tokio::time::interval(KEY_RELOAD_INTERVAL);
     housekeeping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut persist_tick = tokio::time::interval(Duration::from_secs(1));
+    let mut election_tick = tokio::time::interval(config.gossip.swim.gossip_interval);
+    election_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let next_timer = loop_state
             .timers
@@ -524,6 +540,7 @@ pub async fn run(config: SupervisorConfig) -> anyhow::Result<()> {
                 }
             }
             _ = persist_tick.tick() => loop_state.persist_if_dirty(),
+            _ = election_tick.tick(), if loop_state.election.is_some() => loop_state.step_election(),
             _ = sigterm.recv() => break,
             _ = tokio::signal::ctrl_c() => break,
         }
@@ -539,6 +556,8 @@ pub async fn run(config: SupervisorConfig) -> anyhow::Result<()> {
 
 struct LoopState {
     node: Node,
+    /// The leader election of the loaded service group (leader and initializer topologies).
+    election: Option<Election>,
     udp: Arc<UdpSocket>,
     inbound: mpsc::Sender<Inbound>,
     sessions: HashMap<SessionId, mpsc::Sender<Outgoing>>,
@@ -573,6 +592,35 @@ impl LoopState {
             Inbound::Oversized => {
                 // Counted like any other oversized input (the node never saw it).
                 self.node.count_drop("too_big");
+            }
+        }
+    }
+
+    /// Runs the election engine over the current ring view and publishes what it decides.
+    fn step_election(&mut self) {
+        let Some(election) = self.election.as_mut() else {
+            return;
+        };
+        let now = now_ms();
+        let before: ElectionView = election.view();
+        let members = self.node.members();
+        let step = election.step(now, &members, self.node.store());
+        if let Some(rumor) = step.publish {
+            if let Err(e) = self.node.publish(now, rumor) {
+                tracing::warn!(error = %e, "cannot publish an election rumor");
+            }
+        }
+        let view = step.view;
+        if view != before {
+            let group = election.group().clone();
+            match view.status {
+                ViewStatus::Finished => tracing::info!(
+                    service_group = %group, leader = ?view.leader, term = view.term,
+                    am_leader = view.is_leader(self.node.identity().id), "election finished"
+                ),
+                status => {
+                    tracing::info!(service_group = %group, ?status, term = view.term, "election")
+                }
             }
         }
     }
