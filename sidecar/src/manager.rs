@@ -22,7 +22,7 @@ use crate::gossip::crypto::{Keyring, RingKey};
 use crate::gossip::member::{Identity, MemberId};
 use crate::gossip::node::{GossipConfig, Node, NodeEvent, NodeTimer, Output, SessionId};
 use crate::gossip::rumor::{Rumor, ServiceGroup, ServiceRumor, SysInfo};
-use crate::gossip::store::{self, Store};
+use crate::gossip::store;
 use crate::gossip::transport::{self, Inbound, Outgoing};
 use crate::keys;
 use crate::metrics::Metrics;
@@ -106,7 +106,6 @@ pub enum Request {
     Butterfly(oneshot::Sender<serde_json::Value>),
     Census(oneshot::Sender<serde_json::Value>),
     Metrics(oneshot::Sender<String>),
-    Publish(Box<Rumor>, oneshot::Sender<Result<()>>),
 }
 
 /// Handle used by the HTTP gateway.
@@ -662,10 +661,6 @@ impl LoopState {
                 );
                 let _ = reply.send(text);
             }
-            Request::Publish(rumor, reply) => {
-                let result = self.node.publish(now_ms(), *rumor).map(|_| ());
-                let _ = reply.send(result);
-            }
         }
     }
 
@@ -744,11 +739,6 @@ impl LoopState {
             tracing::warn!(error = %e, "cannot persist the rumor store");
         }
     }
-}
-
-/// Used by tests and the CLI: a store file's rumors.
-pub fn read_persisted_store(root: &Path) -> Store {
-    store::load_or_quarantine(&SupDirs::new(root).rumor_file(), now_ms()).0
 }
 
 #[cfg(test)]
