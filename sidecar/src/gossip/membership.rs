@@ -18,7 +18,7 @@ use rand::rngs::StdRng;
 use rand::SeedableRng;
 
 use super::member::{Health, Identity, MemberId};
-use super::wire::WireError;
+use super::wire::{get_u8, get_varint, put_varint, WireError};
 
 /// Timings of the ring. `lan()` is the default profile; every field is configurable.
 #[derive(Clone, Debug, PartialEq)]
@@ -199,21 +199,6 @@ const FLAG_DEFAULT_PORT: u8 = 4;
 const DEFAULT_GOSSIP_PORT: u16 = 9638;
 const MAX_NODE_NAME: usize = 253;
 
-fn put_varint(buf: &mut impl BufMut, mut v: u64) {
-    while v >= 0x80 {
-        buf.put_u8((v as u8) | 0x80);
-        v >>= 7;
-    }
-    buf.put_u8(v as u8);
-}
-
-fn get_u8(buf: &mut impl Buf) -> Result<u8, WireError> {
-    if buf.remaining() < 1 {
-        return Err(WireError::Truncated { needed: 1 });
-    }
-    Ok(buf.get_u8())
-}
-
 fn get_exact<const N: usize>(buf: &mut impl Buf) -> Result<[u8; N], WireError> {
     if buf.remaining() < N {
         return Err(WireError::Truncated {
@@ -223,21 +208,6 @@ fn get_exact<const N: usize>(buf: &mut impl Buf) -> Result<[u8; N], WireError> {
     let mut out = [0u8; N];
     buf.copy_to_slice(&mut out);
     Ok(out)
-}
-
-fn get_varint(buf: &mut impl Buf) -> Result<u64, WireError> {
-    let mut value = 0u64;
-    for shift in (0..70).step_by(7) {
-        let byte = get_u8(buf)?;
-        if shift == 63 && byte > 1 {
-            return Err(WireError::BadVarint);
-        }
-        value |= u64::from(byte & 0x7f) << shift;
-        if byte & 0x80 == 0 {
-            return Ok(value);
-        }
-    }
-    Err(WireError::BadVarint)
 }
 
 fn identity_len(id: &Identity) -> usize {

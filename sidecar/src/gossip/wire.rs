@@ -54,6 +54,38 @@ impl WireError {
     }
 }
 
+/// Appends `v` as an LEB128 varint (7 bits a byte, low bits first).
+pub fn put_varint(buf: &mut impl bytes::BufMut, mut v: u64) {
+    while v >= 0x80 {
+        buf.put_u8((v as u8) | 0x80);
+        v >>= 7;
+    }
+    buf.put_u8(v as u8);
+}
+
+pub fn get_u8(buf: &mut impl bytes::Buf) -> Result<u8, WireError> {
+    if buf.remaining() < 1 {
+        return Err(WireError::Truncated { needed: 1 });
+    }
+    Ok(buf.get_u8())
+}
+
+/// Reads an LEB128 varint of at most 10 bytes that fits in a u64.
+pub fn get_varint(buf: &mut impl bytes::Buf) -> Result<u64, WireError> {
+    let mut value = 0u64;
+    for shift in (0..70).step_by(7) {
+        let byte = get_u8(buf)?;
+        if shift == 63 && byte > 1 {
+            return Err(WireError::BadVarint);
+        }
+        value |= u64::from(byte & 0x7f) << shift;
+        if byte & 0x80 == 0 {
+            return Ok(value);
+        }
+    }
+    Err(WireError::BadVarint)
+}
+
 /// Appends primitive values in the wire's encodings.
 #[derive(Default)]
 pub struct Writer {
@@ -75,12 +107,8 @@ impl Writer {
         self.buf.extend_from_slice(&v.to_be_bytes());
     }
 
-    pub fn varint(&mut self, mut v: u64) {
-        while v >= 0x80 {
-            self.buf.push((v as u8) | 0x80);
-            v >>= 7;
-        }
-        self.buf.push(v as u8);
+    pub fn varint(&mut self, v: u64) {
+        put_varint(&mut self.buf, v);
     }
 
     pub fn bytes(&mut self, v: &[u8]) {
@@ -139,18 +167,7 @@ impl<'a> Reader<'a> {
     }
 
     pub fn varint(&mut self) -> Result<u64, WireError> {
-        let mut value = 0u64;
-        for shift in (0..70).step_by(7) {
-            let byte = self.u8()?;
-            if shift == 63 && byte > 1 {
-                return Err(WireError::BadVarint);
-            }
-            value |= u64::from(byte & 0x7f) << shift;
-            if byte & 0x80 == 0 {
-                return Ok(value);
-            }
-        }
-        Err(WireError::BadVarint)
+        get_varint(&mut self.data)
     }
 
     pub fn blob(&mut self, what: &'static str, limit: usize) -> Result<&'a [u8], WireError> {
