@@ -40,6 +40,9 @@ pub enum Error {
     /// A package directory or ident is malformed.
     #[error("package {path}: {problem}")]
     Package { path: PathBuf, problem: String },
+    /// A config layer (`default.toml`, `HAB_<PKG>`, `user.toml`, gossiped config) is unusable.
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
 }
 
 impl Error {
