@@ -3,8 +3,10 @@
 //! The gossip ring (`gossip`), census and rumor logic are pure state machines; `manager`,
 //! `gossip::transport` and `http` are the only places that do I/O.
 
+pub mod binds;
 pub mod census;
 pub mod cli;
+pub mod config;
 pub mod election;
 pub mod error;
 pub mod gossip;
