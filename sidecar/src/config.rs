@@ -129,7 +129,8 @@ fn toml_problem(text: &str, err: &toml::de::Error) -> String {
     let message = err.message().trim_end();
     match err.span() {
         Some(span) => {
-            let before = &text[..span.start.min(text.len())];
+            // `get` rather than indexing: a span off a char boundary must not panic.
+            let before = text.get(..span.start).unwrap_or(text);
             let line = before.matches('\n').count() + 1;
             let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
             format!("TOML syntax error at line {line}, column {column}: {message}")
