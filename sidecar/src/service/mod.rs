@@ -1,0 +1,4 @@
+pub mod backoff;
+pub mod health;
+pub mod hooks;
+pub mod process;
