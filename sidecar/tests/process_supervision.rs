@@ -7,7 +7,7 @@ use std::future::Future;
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use habitat_sidecar::service::backoff::BackoffPolicy;
@@ -23,6 +23,7 @@ use habitat_sidecar::service::supervisor::{
 const DEADLINE: Duration = Duration::from_secs(20);
 
 fn script(dir: &Path, name: &str, body: &str) -> PathBuf {
+    captured_log();
     let path = dir.join(name);
     std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -457,44 +458,47 @@ impl Write for Captured {
     }
 }
 
-#[test]
-fn output_lines_carry_habitats_prefixes() {
-    let captured = Captured::default();
-    let sink = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(move || sink.clone())
-        .with_ansi(false)
-        .without_time()
-        .finish();
+/// The log of this whole test binary. A global subscriber, installed before any test spawns
+/// anything (every test writes a script first), because a thread-local one can miss events
+/// whose callsites other test threads registered first.
+fn captured_log() -> &'static Captured {
+    static LOG: OnceLock<Captured> = OnceLock::new();
+    LOG.get_or_init(|| {
+        let captured = Captured::default();
+        let sink = captured.clone();
+        tracing_subscriber::fmt()
+            .with_writer(move || sink.clone())
+            .with_ansi(false)
+            .without_time()
+            .init();
+        captured
+    })
+}
+
+fn log_text() -> String {
+    String::from_utf8_lossy(&captured_log().0.lock().unwrap()).to_string()
+}
+
+#[tokio::test]
+async fn output_lines_carry_habitats_prefixes() {
     let dir = tempfile::tempdir().unwrap();
-    tracing::subscriber::with_default(subscriber, || {
-        // One thread: spawned output readers log under this subscriber too.
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async {
-            let hook = script(dir.path(), "init", "echo hook says hi");
-            run_hook(
-                HookKind::Init,
-                &hook,
-                &ctx(dir.path()),
-                Duration::from_secs(30),
-            )
-            .await;
-            let run = script(dir.path(), "run", "echo to out\necho to err >&2");
-            let mut p = process::start(&spec(dir.path(), run)).await.unwrap();
-            p.wait().await.unwrap();
-            eventually("run output to be logged", || {
-                let text = String::from_utf8_lossy(&captured.0.lock().unwrap()).to_string();
-                text.contains("svc.default(O): to out") && text.contains("svc.default(E): to err")
-            })
-            .await;
-        });
-    });
-    let text = String::from_utf8_lossy(&captured.0.lock().unwrap()).to_string();
-    assert!(
-        text.contains("svc.default hook[init]:(HK): hook says hi"),
-        "{text}"
-    );
+    let mut c = ctx(dir.path());
+    c.service_group = "prefix.check".into();
+    let hook = script(dir.path(), "init", "echo hook says hi");
+    run_hook(HookKind::Init, &hook, &c, Duration::from_secs(30)).await;
+    let run = script(dir.path(), "run", "echo to out\necho to err >&2");
+    let mut s = spec(dir.path(), run);
+    s.log_prefix = "prefix.check".into();
+    let mut p = process::start(&s).await.unwrap();
+    p.wait().await.unwrap();
+    let expected = [
+        "prefix.check hook[init]:(HK): hook says hi",
+        "prefix.check(O): to out",
+        "prefix.check(E): to err",
+    ];
+    eventually("output to be logged", || {
+        let text = log_text();
+        expected.iter().all(|line| text.contains(line))
+    })
+    .await;
 }
