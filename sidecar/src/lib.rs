@@ -15,3 +15,4 @@ pub mod keys;
 pub mod manager;
 pub mod metrics;
 pub mod package;
+pub mod service;

@@ -1,0 +1,479 @@
+//! One supervised process (a service's run hook or package `run` file): spawn, PID file,
+//! output forwarding, stop.
+//!
+//! Invariants: every child runs in its own process group (its pid is the group id), so a
+//! stop or a hook timeout reaches its grandchildren too and a ^C at the supervisor's terminal
+//! reaches none of them; the PID file exists only while the process is known to be running.
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use nix::errno::Errno;
+use nix::unistd::{Gid, Group, Pid, Uid, User};
+use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::process::{Child, Command};
+
+use crate::error::{Error, Result};
+
+pub use nix::sys::signal::Signal;
+
+/// Habitat's log key for a service's standard output.
+pub const STDOUT_LOGKEY: &str = "O";
+/// Habitat's log key for a service's standard error.
+pub const STDERR_LOGKEY: &str = "E";
+/// Habitat's default `SHUTDOWN_TIMEOUT`.
+pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(8);
+/// Longest line forwarded as one log record; longer output is split.
+pub const MAX_LINE_BYTES: usize = 16 * 1024;
+
+/// How a process ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProcessExit {
+    /// Exited on its own with this code.
+    Code(i32),
+    /// Killed by this signal number.
+    Signal(i32),
+}
+
+impl ProcessExit {
+    pub fn from_status(status: ExitStatus) -> Self {
+        use std::os::unix::process::ExitStatusExt;
+        match (status.code(), status.signal()) {
+            (Some(code), _) => ProcessExit::Code(code),
+            (None, Some(sig)) => ProcessExit::Signal(sig),
+            // Neither code nor signal only happens for stopped/continued states, which
+            // `wait` never reports; treat it as a failure rather than success.
+            (None, None) => ProcessExit::Code(-1),
+        }
+    }
+
+    pub fn success(self) -> bool {
+        self == ProcessExit::Code(0)
+    }
+}
+
+impl std::fmt::Display for ProcessExit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ProcessExit::Code(c) => write!(f, "exit code {c}"),
+            ProcessExit::Signal(s) => match Signal::try_from(*s) {
+                Ok(sig) => write!(f, "signal {} ({s})", sig.as_str()),
+                Err(_) => write!(f, "signal {s}"),
+            },
+        }
+    }
+}
+
+/// Parse a `SHUTDOWN_SIGNAL` value: `TERM`, `SIGTERM` or a number (`15`), any case.
+pub fn parse_signal(text: &str) -> Result<Signal> {
+    let t = text.trim();
+    let bad = || {
+        Error::invalid(
+            "SHUTDOWN_SIGNAL",
+            format!("expected a signal name like TERM or SIGTERM, or a number; found {t:?}"),
+        )
+    };
+    if let Ok(n) = t.parse::<i32>() {
+        return Signal::try_from(n).map_err(|_| bad());
+    }
+    let upper = t.to_ascii_uppercase();
+    let name = if upper.starts_with("SIG") {
+        upper
+    } else {
+        format!("SIG{upper}")
+    };
+    name.parse::<Signal>().map_err(|_| bad())
+}
+
+/// The service user and group (`SVC_USER`, `SVC_GROUP`) a process should run as.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunAs {
+    pub user: String,
+    pub group: String,
+}
+
+impl RunAs {
+    pub fn new(user: impl Into<String>, group: impl Into<String>) -> Self {
+        RunAs {
+            user: user.into(),
+            group: group.into(),
+        }
+    }
+
+    /// The uid/gid to switch to, or `None` to run as the supervisor's own user.
+    ///
+    /// Only root can switch users, so a non-root supervisor always runs services as itself
+    /// (as Habitat does). When root cannot find the user or group we log a warning and run as
+    /// root rather than refuse to start: a package built without a matching user still runs.
+    pub fn resolve(&self) -> Option<(Uid, Gid)> {
+        if !nix::unistd::geteuid().is_root() {
+            tracing::debug!(user = %self.user, "not root: running as the current user");
+            return None;
+        }
+        let user = match User::from_name(&self.user) {
+            Ok(Some(u)) => u,
+            Ok(None) => {
+                tracing::warn!(
+                    "service user {:?} does not exist; running as the current user",
+                    self.user
+                );
+                return None;
+            }
+            Err(e) => {
+                tracing::warn!(
+                    "looking up service user {:?} failed ({e}); running as the current user",
+                    self.user
+                );
+                return None;
+            }
+        };
+        let gid = match Group::from_name(&self.group) {
+            Ok(Some(g)) => g.gid,
+            Ok(None) | Err(_) => {
+                tracing::warn!(
+                    "service group {:?} does not exist; using user {:?}'s primary group",
+                    self.group,
+                    self.user
+                );
+                user.gid
+            }
+        };
+        Some((user.uid, gid))
+    }
+}
+
+/// What to run and how.
+#[derive(Debug, Clone)]
+pub struct RunSpec {
+    pub program: PathBuf,
+    pub args: Vec<String>,
+    pub cwd: PathBuf,
+    /// Added to (and overriding) the supervisor's own environment.
+    pub env: Vec<(String, String)>,
+    pub user: Option<RunAs>,
+    pub pid_file: PathBuf,
+    /// Preamble of forwarded output lines, Habitat's `<svc>.<group>`.
+    pub log_prefix: String,
+}
+
+/// A command in its own process group, stdin closed, output piped, as `user` when possible.
+pub(crate) fn group_command(
+    program: &Path,
+    args: &[String],
+    cwd: Option<&Path>,
+    env: &[(String, String)],
+    user: Option<&RunAs>,
+) -> Command {
+    let mut cmd = Command::new(program);
+    cmd.args(args)
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0);
+    if let Some(dir) = cwd {
+        cmd.current_dir(dir);
+    }
+    if let Some((uid, gid)) = user.and_then(RunAs::resolve) {
+        cmd.uid(uid.as_raw()).gid(gid.as_raw());
+    }
+    cmd
+}
+
+/// Spawn, retrying briefly on ETXTBSY: a script written just before (a freshly compiled
+/// hook) can be "busy" while another thread of this process forks with the write handle
+/// still open.
+pub(crate) async fn spawn_retrying(cmd: &mut Command) -> io::Result<Child> {
+    let mut delay = Duration::from_millis(5);
+    for _ in 0..6 {
+        match cmd.spawn() {
+            Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) => {
+                tokio::time::sleep(delay).await;
+                delay *= 2;
+            }
+            other => return other,
+        }
+    }
+    cmd.spawn()
+}
+
+/// Send `signal` to every process in group `pgid`; a group that is already gone is fine.
+pub(crate) fn signal_group(pgid: u32, signal: Signal) -> io::Result<()> {
+    let raw = i32::try_from(pgid).map_err(|_| io::Error::other("pid out of range"))?;
+    match nix::sys::signal::killpg(Pid::from_raw(raw), signal) {
+        Ok(()) | Err(Errno::ESRCH) => Ok(()),
+        Err(e) => Err(io::Error::from(e)),
+    }
+}
+
+/// Signal the group, wait up to `grace` for the leader, then SIGKILL the group.
+///
+/// Returns the leader's status and whether SIGKILL was needed. The group gets a final
+/// SIGKILL even when the leader obeyed, so children it left behind do not outlive it.
+pub(crate) async fn terminate_group(
+    child: &mut Child,
+    pgid: u32,
+    signal: Signal,
+    grace: Duration,
+) -> (io::Result<ExitStatus>, bool) {
+    if let Err(e) = signal_group(pgid, signal) {
+        tracing::warn!("sending {} to process group {pgid}: {e}", signal.as_str());
+    }
+    let (status, killed) = match tokio::time::timeout(grace, child.wait()).await {
+        Ok(status) => (status, false),
+        Err(_) => {
+            if let Err(e) = signal_group(pgid, Signal::SIGKILL) {
+                tracing::warn!("sending SIGKILL to process group {pgid}: {e}");
+            }
+            (child.wait().await, true)
+        }
+    };
+    // Stragglers: anything of the group still alive after the leader is gone.
+    if let Err(e) = signal_group(pgid, Signal::SIGKILL) {
+        tracing::debug!("sweeping process group {pgid}: {e}");
+    }
+    (status, killed)
+}
+
+/// Read `reader` line by line (lossy UTF-8, lines capped at [`MAX_LINE_BYTES`]) until EOF.
+pub(crate) async fn for_each_line<R, F>(reader: R, mut on_line: F)
+where
+    R: AsyncRead + Unpin,
+    F: FnMut(&str),
+{
+    let mut reader = BufReader::new(reader);
+    let mut line: Vec<u8> = Vec::new();
+    loop {
+        let buf = match reader.fill_buf().await {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::debug!("reading child output: {e}");
+                break;
+            }
+        };
+        if buf.is_empty() {
+            break;
+        }
+        let room = MAX_LINE_BYTES - line.len();
+        let window = &buf[..buf.len().min(room)];
+        let (consumed, complete) = match window.iter().position(|&b| b == b'\n') {
+            Some(i) => {
+                line.extend_from_slice(&window[..i]);
+                (i + 1, true)
+            }
+            None => {
+                line.extend_from_slice(window);
+                (window.len(), line.len() >= MAX_LINE_BYTES)
+            }
+        };
+        reader.consume(consumed);
+        if complete {
+            emit(&mut line, &mut on_line);
+        }
+    }
+    if !line.is_empty() {
+        emit(&mut line, &mut on_line);
+    }
+}
+
+fn emit<F: FnMut(&str)>(line: &mut Vec<u8>, on_line: &mut F) {
+    if line.last() == Some(&b'\r') {
+        line.pop();
+    }
+    on_line(&String::from_utf8_lossy(line));
+    line.clear();
+}
+
+/// A running service process. Dropping it leaves the process running (as Habitat's launcher
+/// does); use [`stop`] to end it.
+#[derive(Debug)]
+pub struct RunningProcess {
+    child: Child,
+    pid: u32,
+    pid_file: PathBuf,
+    exit: Option<ProcessExit>,
+}
+
+/// Start `spec`'s program in its own process group, write its PID file and forward its
+/// output to the log as `<prefix>(O): line` / `<prefix>(E): line`, as Habitat does.
+pub async fn start(spec: &RunSpec) -> Result<RunningProcess> {
+    let mut cmd = group_command(
+        &spec.program,
+        &spec.args,
+        Some(&spec.cwd),
+        &spec.env,
+        spec.user.as_ref(),
+    );
+    let mut child = spawn_retrying(&mut cmd)
+        .await
+        .map_err(|e| Error::io(&spec.program, e))?;
+    let Some(pid) = child.id() else {
+        return Err(Error::invalid(
+            spec.program.display().to_string(),
+            "process exited before its pid could be read",
+        ));
+    };
+    let prefix: Arc<str> = Arc::from(spec.log_prefix.as_str());
+    if let Some(out) = child.stdout.take() {
+        let prefix = prefix.clone();
+        tokio::spawn(for_each_line(out, move |l| {
+            tracing::info!("{prefix}({STDOUT_LOGKEY}): {l}")
+        }));
+    }
+    if let Some(err) = child.stderr.take() {
+        tokio::spawn(for_each_line(err, move |l| {
+            tracing::info!("{prefix}({STDERR_LOGKEY}): {l}")
+        }));
+    }
+    let mut running = RunningProcess {
+        child,
+        pid,
+        pid_file: spec.pid_file.clone(),
+        exit: None,
+    };
+    if let Err(e) = write_pid_file(&spec.pid_file, pid) {
+        // A service without its PID file is a broken service: do not leave it running.
+        stop(&mut running, Signal::SIGKILL, Duration::from_secs(1)).await;
+        return Err(e);
+    }
+    Ok(running)
+}
+
+/// Write `pid` (decimal, no newline, as Habitat) atomically: temp file, then rename.
+fn write_pid_file(path: &Path, pid: u32) -> Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    }
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, pid.to_string()).map_err(|e| Error::io(&tmp, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+}
+
+impl RunningProcess {
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    pub fn pid_file(&self) -> &Path {
+        &self.pid_file
+    }
+
+    /// Wait for the process to exit (cancel-safe). Removes the PID file once it has.
+    pub async fn wait(&mut self) -> io::Result<ProcessExit> {
+        if let Some(exit) = self.exit {
+            return Ok(exit);
+        }
+        let status = self.child.wait().await?;
+        Ok(self.record(status))
+    }
+
+    /// The exit if the process has already ended, without waiting.
+    pub fn try_status(&mut self) -> io::Result<Option<ProcessExit>> {
+        if let Some(exit) = self.exit {
+            return Ok(Some(exit));
+        }
+        Ok(self.child.try_wait()?.map(|s| self.record(s)))
+    }
+
+    fn record(&mut self, status: ExitStatus) -> ProcessExit {
+        let exit = ProcessExit::from_status(status);
+        self.exit = Some(exit);
+        match std::fs::remove_file(&self.pid_file) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => tracing::warn!("removing PID file {}: {e}", self.pid_file.display()),
+        }
+        exit
+    }
+}
+
+/// How [`stop`] ended a process.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StopOutcome {
+    /// It had exited before we signalled it.
+    AlreadyExited(ProcessExit),
+    /// It exited within the timeout after the shutdown signal.
+    ExitedAfterSignal(ProcessExit),
+    /// It outlived the timeout and was SIGKILLed (exit unknown only if waiting failed).
+    Killed(Option<ProcessExit>),
+}
+
+/// Send `signal` to the process group, SIGKILL it after `timeout`, and wait for the exit.
+/// The PID file is gone when this returns. The caller runs `post-stop` afterwards.
+pub async fn stop(p: &mut RunningProcess, signal: Signal, timeout: Duration) -> StopOutcome {
+    match p.try_status() {
+        // No group sweep here: the pid may have been reaped long ago and its number reused.
+        Ok(Some(exit)) => return StopOutcome::AlreadyExited(exit),
+        Ok(None) => {}
+        Err(e) => tracing::warn!("checking process {}: {e}", p.pid),
+    }
+    let (status, killed) = terminate_group(&mut p.child, p.pid, signal, timeout).await;
+    let exit = match status {
+        Ok(s) => Some(p.record(s)),
+        Err(e) => {
+            tracing::warn!("waiting for process {}: {e}", p.pid);
+            None
+        }
+    };
+    match (killed, exit) {
+        (false, Some(exit)) => StopOutcome::ExitedAfterSignal(exit),
+        (_, exit) => StopOutcome::Killed(exit),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn signals_parse_in_habitat_forms() {
+        assert_eq!(parse_signal("TERM").unwrap(), Signal::SIGTERM);
+        assert_eq!(parse_signal("SIGINT").unwrap(), Signal::SIGINT);
+        assert_eq!(parse_signal(" quit\n").unwrap(), Signal::SIGQUIT);
+        assert_eq!(parse_signal("9").unwrap(), Signal::SIGKILL);
+        let err = parse_signal("NOPE").unwrap_err().to_string();
+        assert!(
+            err.contains("SHUTDOWN_SIGNAL") && err.contains("NOPE"),
+            "{err}"
+        );
+        assert!(parse_signal("999").is_err());
+    }
+
+    #[test]
+    fn exits_display_readably() {
+        assert_eq!(ProcessExit::Code(3).to_string(), "exit code 3");
+        assert_eq!(ProcessExit::Signal(9).to_string(), "signal SIGKILL (9)");
+        assert!(ProcessExit::Code(0).success());
+        assert!(!ProcessExit::Signal(15).success());
+    }
+
+    #[tokio::test]
+    async fn lines_are_split_trimmed_and_capped() {
+        let mut input = b"one\r\ntwo\n".to_vec();
+        input.extend(std::iter::repeat_n(b'x', MAX_LINE_BYTES + 10));
+        input.extend_from_slice(b"\ntail");
+        let mut lines = Vec::new();
+        for_each_line(&input[..], |l| lines.push(l.to_string())).await;
+        assert_eq!(
+            lines.len(),
+            5,
+            "{:?}",
+            lines.iter().map(|l| l.len()).collect::<Vec<_>>()
+        );
+        assert_eq!(lines[0], "one");
+        assert_eq!(lines[1], "two");
+        assert_eq!(lines[2].len(), MAX_LINE_BYTES);
+        assert_eq!(lines[3], "x".repeat(10));
+        assert_eq!(lines[4], "tail");
+    }
+
+    #[test]
+    fn a_missing_service_user_falls_back_to_the_current_user() {
+        let run_as = RunAs::new("no-such-user-hab-test", "no-such-group-hab-test");
+        assert_eq!(run_as.resolve(), None);
+    }
+}
