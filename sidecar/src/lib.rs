@@ -13,3 +13,5 @@ pub mod keys;
 pub mod manager;
 pub mod metrics;
 pub mod package;
+pub mod plan;
+pub mod template;
