@@ -32,6 +32,15 @@ pub enum Command {
     /// Ring (gossip) keys.
     #[command(subcommand)]
     Ring(RingCommand),
+    /// Plan tools.
+    #[command(subcommand)]
+    Plan(PlanCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum PlanCommand {
+    /// Renders a config template with default.toml, user.toml and mock data.
+    Render(crate::plan::RenderArgs),
 }
 
 #[derive(Subcommand, Debug)]

@@ -1,7 +1,7 @@
 //! habitat-sidecar: Habitat's supervisor rebuilt in Rust.
 //!
-//! The gossip ring (`gossip`), census and rumor logic are pure state machines; `manager`,
-//! `gossip::transport` and `http` are the only places that do I/O.
+//! The gossip ring (`gossip`), census, election, config layering and template context are pure;
+//! `manager`, `gossip::transport`, `http` and `service` (files, hooks, processes) do the I/O.
 
 pub mod binds;
 pub mod census;
@@ -15,4 +15,6 @@ pub mod keys;
 pub mod manager;
 pub mod metrics;
 pub mod package;
+pub mod plan;
 pub mod service;
+pub mod template;

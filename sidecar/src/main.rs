@@ -5,9 +5,12 @@ use std::process::ExitCode;
 use std::time::SystemTime;
 
 use clap::Parser;
-use habitat_sidecar::cli::{Cli, Command, RingCommand, RingKeyCommand, RunArgs, SupCommand};
+use habitat_sidecar::cli::{
+    Cli, Command, PlanCommand, RingCommand, RingKeyCommand, RunArgs, SupCommand,
+};
 use habitat_sidecar::keys;
 use habitat_sidecar::manager::{self, SupervisorConfig};
+use habitat_sidecar::plan;
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
@@ -54,6 +57,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 key.name_with_rev(),
                 path.display()
             );
+            Ok(())
+        }
+        Command::Plan(PlanCommand::Render(args)) => {
+            plan::run_render(&args, &mut std::io::stdout(), &mut std::io::stderr())?;
             Ok(())
         }
         Command::Sup(SupCommand::Run(args)) => {

@@ -1,0 +1,349 @@
+//! The render context templates see: `sys`, `pkg`, `cfg`, `svc` and `bind` with Habitat's
+//! field names and shapes (`render_context_schema.json`), built by a pure function from the
+//! census and the caller's view of the package. Never fails: a local member the census does not
+//! list yet is described from `sys` and `pkg`, so a first render before the ring has our own
+//! service rumor still sees `svc.me`.
+//!
+//! Our additions (absent from Habitat's context, allowed by its relaxed schema):
+//! - `svc.term` and `term` on every member (`svc.me.term`, `svc.members[i].term`, ...): the term
+//!   of the group's *finished* election, a fencing token that only grows; absent while no
+//!   election has finished.
+//! - `svc.update_term` and `update_term` on members: the same for the update election.
+//! - `svc.service_group`: the full group name (`redis.default`, `web.prod@acme`).
+//! - `package` on members: the member's package ident as one string (Habitat's census has it).
+//!
+//! Membership flags on each member are Habitat's: `alive`, `suspect`, `confirmed`, `departed`,
+//! `leader`, `follower`, `update_leader`, `update_follower` and the group's
+//! `election_is_running`/`_no_quorum`/`_finished` (and `update_` ones). `svc.members` and
+//! `bind.<name>.members` hold the active members (alive or suspect), as Habitat since 0.56;
+//! `first` is the leader, else the first member of all (even dead ones), as Habitat keeps it.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde_json::{json, Map, Value};
+
+use crate::census::{
+    toml_table_to_json, CensusGroup, CensusMember, ELECTION_FINISHED, ELECTION_IN_PROGRESS,
+    ELECTION_NO_QUORUM,
+};
+use crate::gossip::member::{Health, MemberId};
+use crate::gossip::rumor::SysInfo;
+use crate::package::PackageIdent;
+
+/// The supervisor, under `sys`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SysContext {
+    /// Supervisor version, e.g. `0.1.0/habitat-rs`.
+    pub version: String,
+    pub member_id: MemberId,
+    /// Addresses and ports, as this supervisor gossips them in its service rumor.
+    pub info: SysInfo,
+    /// Started with `--permanent-peer`.
+    pub permanent: bool,
+}
+
+impl SysContext {
+    pub fn new(version: &str, member_id: MemberId, info: &SysInfo, permanent: bool) -> Self {
+        SysContext {
+            version: version.to_string(),
+            member_id,
+            info: info.clone(),
+            permanent,
+        }
+    }
+
+    pub fn to_json(&self) -> Value {
+        let i = &self.info;
+        json!({
+            "ctl_gateway_ip": i.ctl_gateway_ip,
+            "ctl_gateway_port": i.ctl_gateway_port,
+            "gossip_ip": i.gossip_ip,
+            "gossip_port": i.gossip_port,
+            "hostname": i.hostname,
+            "http_gateway_ip": i.http_gateway_ip,
+            "http_gateway_port": i.http_gateway_port,
+            "ip": i.ip,
+            "member_id": self.member_id.to_string(),
+            "permanent": self.permanent,
+            "version": self.version,
+        })
+    }
+}
+
+/// The running package, under `pkg`. Plain data the caller fills; [`PkgContext::new`] derives
+/// the svc paths the way Habitat lays them out.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PkgContext {
+    pub ident: PackageIdent,
+    /// Runtime dependencies (`pkg_deps`), fully qualified.
+    pub deps: Vec<PackageIdent>,
+    /// The package's runtime environment (`RUNTIME_ENVIRONMENT`).
+    pub env: BTreeMap<String, String>,
+    /// Ports (`pkg_exposes`).
+    pub exposes: Vec<String>,
+    /// Exported name -> dotted cfg path (`pkg_exports`).
+    pub exports: BTreeMap<String, String>,
+    /// Where the package is installed.
+    pub path: PathBuf,
+    /// `<root>/svc/<name>`; the other svc paths are under it.
+    pub svc_path: PathBuf,
+    pub svc_user: String,
+    pub svc_group: String,
+}
+
+impl PkgContext {
+    /// `svc_root` is the service's directory, `<root>/svc/<name>`.
+    pub fn new(
+        ident: &PackageIdent,
+        pkg_path: &Path,
+        svc_root: &Path,
+        svc_user: &str,
+        svc_group: &str,
+        exports: &[(String, String)],
+    ) -> Self {
+        PkgContext {
+            ident: ident.clone(),
+            deps: Vec::new(),
+            env: BTreeMap::new(),
+            exposes: Vec::new(),
+            exports: exports.iter().cloned().collect(),
+            path: pkg_path.to_path_buf(),
+            svc_path: svc_root.to_path_buf(),
+            svc_user: svc_user.to_string(),
+            svc_group: svc_group.to_string(),
+        }
+    }
+
+    pub fn svc_config_path(&self) -> PathBuf {
+        self.svc_path.join("config")
+    }
+
+    /// The values named in `exports`, looked up in `cfg`; missing paths are left out.
+    pub fn exported_cfg(&self, cfg: &toml::Table) -> toml::Table {
+        let mut out = toml::Table::new();
+        for (name, path) in &self.exports {
+            let mut value: Option<&toml::Value> = None;
+            let mut table = Some(cfg);
+            for part in path.split('.') {
+                value = table.and_then(|t| t.get(part));
+                table = value.and_then(toml::Value::as_table);
+            }
+            if let Some(value) = value {
+                out.insert(name.clone(), value.clone());
+            }
+        }
+        out
+    }
+
+    pub fn to_json(&self) -> Value {
+        let text = |p: PathBuf| p.to_string_lossy().into_owned();
+        let svc = |sub: &str| text(self.svc_path.join(sub));
+        json!({
+            "deps": self.deps.iter().map(ident_json).collect::<Vec<_>>(),
+            "env": self.env,
+            "exports": self.exports,
+            "exposes": self.exposes,
+            "ident": self.ident.to_string(),
+            "name": self.ident.name,
+            "origin": self.ident.origin,
+            "path": text(self.path.clone()),
+            "release": self.ident.release.clone().unwrap_or_default(),
+            "svc_config_path": svc("config"),
+            "svc_data_path": svc("data"),
+            "svc_files_path": svc("files"),
+            "svc_group": self.svc_group,
+            "svc_path": text(self.svc_path.clone()),
+            "svc_pid_file": svc("PID"),
+            "svc_run": svc("run"),
+            "svc_static_path": svc("static"),
+            "svc_user": self.svc_user,
+            "svc_var_path": svc("var"),
+            "version": self.ident.version.clone().unwrap_or_default(),
+        })
+    }
+}
+
+fn ident_json(ident: &PackageIdent) -> Value {
+    json!({
+        "name": ident.name,
+        "origin": ident.origin,
+        "release": ident.release,
+        "version": ident.version,
+    })
+}
+
+/// Everything a render context is built from.
+pub struct RenderInput<'a> {
+    pub sys: &'a SysContext,
+    pub pkg: &'a PkgContext,
+    /// The merged config (default.toml, environment, user.toml, gossiped).
+    pub cfg: &'a toml::Table,
+    /// This service's group in the census.
+    pub svc: &'a CensusGroup,
+    /// Bind name -> the bound group's census; binds whose group is not in the census are
+    /// simply left out by the caller (Habitat does the same).
+    pub binds: &'a BTreeMap<String, &'a CensusGroup>,
+}
+
+/// The JSON templates are rendered with.
+pub fn render_context(input: &RenderInput<'_>) -> Value {
+    let bind: Map<String, Value> = input
+        .binds
+        .iter()
+        .map(|(name, group)| (name.clone(), bind_json(group)))
+        .collect();
+    json!({
+        "bind": bind,
+        "cfg": toml_table_to_json(input.cfg),
+        "pkg": input.pkg.to_json(),
+        "svc": svc_json(input),
+        "sys": input.sys.to_json(),
+    })
+}
+
+/// Group-level facts every member object repeats, as Habitat does.
+struct GroupFlags<'a> {
+    group: &'a CensusGroup,
+    term: Option<u64>,
+    update_term: Option<u64>,
+}
+
+impl<'a> GroupFlags<'a> {
+    fn new(group: &'a CensusGroup) -> Self {
+        let finished =
+            |status: &str, term: Option<u64>| term.filter(|_| status == ELECTION_FINISHED);
+        GroupFlags {
+            group,
+            term: finished(group.election_status, group.election_term),
+            update_term: finished(group.update_election_status, group.update_election_term),
+        }
+    }
+
+    fn insert_election_flags(&self, map: &mut Map<String, Value>) {
+        let g = self.group;
+        for (prefix, status) in [
+            ("", g.election_status),
+            ("update_", g.update_election_status),
+        ] {
+            for (suffix, name) in [
+                ("running", ELECTION_IN_PROGRESS),
+                ("no_quorum", ELECTION_NO_QUORUM),
+                ("finished", ELECTION_FINISHED),
+            ] {
+                map.insert(
+                    format!("{prefix}election_is_{suffix}"),
+                    Value::Bool(status == name),
+                );
+            }
+        }
+        if let Some(term) = self.term {
+            map.insert("term".into(), json!(term));
+        }
+        if let Some(term) = self.update_term {
+            map.insert("update_term".into(), json!(term));
+        }
+    }
+
+    fn member(&self, m: &CensusMember) -> Value {
+        let pkg = m.pkg.clone().unwrap_or_default();
+        let mut map = Map::new();
+        map.insert("alive".into(), json!(m.health == Health::Alive));
+        map.insert("cfg".into(), toml_table_to_json(&m.cfg));
+        map.insert("confirmed".into(), json!(m.health == Health::Confirmed));
+        map.insert("departed".into(), json!(m.health == Health::Departed));
+        map.insert("follower".into(), json!(m.follower));
+        map.insert("group".into(), json!(self.group.service_group.group()));
+        map.insert("leader".into(), json!(m.leader));
+        map.insert("member_id".into(), json!(m.member_id.to_string()));
+        map.insert("org".into(), json!(self.group.service_group.org()));
+        map.insert("package".into(), json!(m.package));
+        map.insert("persistent".into(), json!(m.persistent));
+        map.insert("pkg".into(), json!(pkg));
+        // We do not track package-update incarnations separately from the service rumor's.
+        map.insert("pkg_incarnation".into(), json!(0));
+        map.insert("service".into(), json!(self.group.service_group.service()));
+        map.insert("suspect".into(), json!(m.health == Health::Suspect));
+        map.insert("sys".into(), json!(m.sys));
+        map.insert("update_follower".into(), json!(m.update_follower));
+        map.insert("update_leader".into(), json!(m.update_leader));
+        self.insert_election_flags(&mut map);
+        Value::Object(map)
+    }
+
+    fn active_members(&self) -> Vec<Value> {
+        self.group
+            .members
+            .iter()
+            .filter(|m| m.health.is_up())
+            .map(|m| self.member(m))
+            .collect()
+    }
+
+    /// The leader, else the first member of all, as Habitat's deprecated `first`.
+    fn first(&self) -> Option<Value> {
+        self.group
+            .leader()
+            .or_else(|| self.group.members.first())
+            .map(|m| self.member(m))
+    }
+}
+
+fn bind_json(group: &CensusGroup) -> Value {
+    let flags = GroupFlags::new(group);
+    json!({
+        "first": flags.first(),
+        "leader": group.leader().map(|m| flags.member(m)),
+        "members": flags.active_members(),
+    })
+}
+
+fn svc_json(input: &RenderInput<'_>) -> Value {
+    let group = input.svc;
+    let flags = GroupFlags::new(group);
+    let me = match group.me() {
+        Some(me) => flags.member(me),
+        None => flags.member(&local_member(input)),
+    };
+    let mut map = Map::new();
+    map.insert("service".into(), json!(group.service_group.service()));
+    map.insert("group".into(), json!(group.service_group.group()));
+    map.insert("org".into(), json!(group.service_group.org()));
+    map.insert("service_group".into(), json!(group.service_group.as_str()));
+    flags.insert_election_flags(&mut map);
+    map.insert("first".into(), flags.first().unwrap_or_else(|| me.clone()));
+    map.insert(
+        "leader".into(),
+        json!(group.leader().map(|m| flags.member(m))),
+    );
+    map.insert(
+        "update_leader".into(),
+        json!(group
+            .update_leader_id
+            .and_then(|id| group.member(id))
+            .map(|m| flags.member(m))),
+    );
+    map.insert("members".into(), Value::Array(flags.active_members()));
+    map.insert("me".into(), me);
+    Value::Object(map)
+}
+
+/// Ourselves, described from `sys` and `pkg` while the census does not list us yet.
+fn local_member(input: &RenderInput<'_>) -> CensusMember {
+    let ident = &input.pkg.ident;
+    CensusMember {
+        member_id: input.sys.member_id,
+        package: ident.to_string(),
+        pkg: crate::census::CensusPkg::parse(&ident.to_string()),
+        incarnation: 0,
+        initialized: false,
+        health: Health::Alive,
+        persistent: input.sys.permanent,
+        leader: false,
+        follower: false,
+        update_leader: false,
+        update_follower: false,
+        cfg: input.pkg.exported_cfg(input.cfg),
+        sys: input.sys.info.clone(),
+    }
+}
