@@ -125,6 +125,24 @@ pub struct CensusGroup {
 }
 
 impl CensusGroup {
+    /// A group with no members and no elections: what a service sees of its own group before
+    /// its first rumor comes back from the ring.
+    pub fn empty(service_group: ServiceGroup, local_member_id: MemberId) -> CensusGroup {
+        CensusGroup {
+            service_group,
+            local_member_id,
+            members: Vec::new(),
+            leader_id: None,
+            election_status: ELECTION_NONE,
+            election_term: None,
+            update_leader_id: None,
+            update_election_status: ELECTION_NONE,
+            update_election_term: None,
+            service_config: None,
+            service_files: Vec::new(),
+        }
+    }
+
     pub fn member(&self, id: MemberId) -> Option<&CensusMember> {
         self.members.iter().find(|m| m.member_id == id)
     }

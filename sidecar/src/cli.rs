@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::binds::{BindSpec, BindingMode};
 use crate::gossip::node::GossipConfig;
 use crate::manager::PeerSpec;
 
@@ -131,6 +132,16 @@ pub struct RunArgs {
     pub group: String,
     #[arg(long, value_enum, default_value = "standalone")]
     pub topology: Topology,
+    /// Bind one of the package's binds to a service group (repeatable), NAME:SVC.GROUP.
+    #[arg(long = "bind", value_name = "NAME:SVC.GROUP")]
+    pub binds: Vec<BindSpec>,
+    /// strict: the service waits until every bound group offers the exports it needs;
+    /// relaxed: it starts at once.
+    #[arg(long, value_enum, default_value = "strict")]
+    pub binding_mode: BindingMode,
+    /// Seconds between health checks.
+    #[arg(long, value_name = "SECS", default_value = "30", value_parser = parse_secs)]
+    pub health_check_interval: Duration,
     /// This member's node name (host or pod name); a newer member with the same node name
     /// replaces the older one at once. Defaults to the host name.
     #[arg(long, env = "HAB_NODE_NAME")]

@@ -15,7 +15,9 @@ use rand::RngExt;
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::binds::{self, BindSpec, BindingMode};
 use crate::census::{self, CensusInput};
+use crate::cli::Topology;
 use crate::election::{Election, ElectionConfig, ElectionKind, ElectionView, ViewStatus};
 use crate::error::{Error, Result};
 use crate::gossip::crypto::{Keyring, RingKey};
@@ -27,6 +29,10 @@ use crate::gossip::transport::{self, Inbound, Outgoing};
 use crate::keys;
 use crate::metrics::Metrics;
 use crate::package::Package;
+use crate::service::gateway::{self as service_gateway, SupPaths};
+use crate::service::runtime::{self as service_runtime, RingView, ServiceSpec};
+use crate::service::status::ServiceStatus;
+use crate::template::context::{PkgContext, SysContext};
 
 /// Everything `hab sup run` was told.
 #[derive(Clone, Debug)]
@@ -45,7 +51,10 @@ pub struct SupervisorConfig {
     pub ring_key_activation: Duration,
     pub package: Option<String>,
     pub group: String,
-    pub topology: String,
+    pub topology: Topology,
+    pub binds: Vec<BindSpec>,
+    pub binding_mode: BindingMode,
+    pub health_check_interval: Duration,
     pub node_name: Option<String>,
     pub sys_ip: Option<IpAddr>,
     pub gossip: GossipConfig,
@@ -106,6 +115,27 @@ pub enum Request {
     Butterfly(oneshot::Sender<serde_json::Value>),
     Census(oneshot::Sender<serde_json::Value>),
     Metrics(oneshot::Sender<String>),
+    /// `/services` entries of the loaded services.
+    Services(oneshot::Sender<Vec<serde_json::Value>>),
+    /// The loaded services' status, for the health endpoints.
+    ServiceStatus(oneshot::Sender<Vec<(String, ServiceStatus)>>),
+    /// `/readyz`: ready, and why not.
+    Ready(oneshot::Sender<Result<(), String>>),
+}
+
+/// The supervisor's version as `sys.version` shows it.
+pub const SUP_VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), "/habitat-rs");
+
+/// A loaded service: its task and the two channels the loop talks to it through.
+struct LoadedService {
+    spec: ServiceSpec,
+    pkg_ctx: PkgContext,
+    view: tokio::sync::watch::Sender<RingView>,
+    status: tokio::sync::watch::Receiver<ServiceStatus>,
+    stop: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+    /// The service rumor as last published.
+    rumor: ServiceRumor,
 }
 
 /// Handle used by the HTTP gateway.
@@ -415,6 +445,13 @@ pub async fn run(config: SupervisorConfig) -> anyhow::Result<()> {
         .as_deref()
         .map(|spec| Package::resolve(&config.root, spec))
         .transpose()?;
+    let bindings = match &package {
+        Some(package) => binds::validate(package, &config.binds)?,
+        None if !config.binds.is_empty() => {
+            anyhow::bail!("--bind needs a package to bind (hab sup run PKG --bind ...)")
+        }
+        None => Vec::new(),
+    };
 
     let udp = UdpSocket::bind(config.listen_gossip)
         .await
@@ -472,10 +509,11 @@ pub async fn run(config: SupervisorConfig) -> anyhow::Result<()> {
     let mut resolved_peers = peers.clone();
     node.start(now_ms(), peers);
     let mut election = None;
+    let mut service = None;
     if let Some(package) = &package {
         let rumor = service_rumor(&config, &identity, package)?;
         tracing::info!(service_group = %rumor.service_group, package = %rumor.package, "service loaded");
-        if config.topology != "standalone" {
+        if config.topology != Topology::Standalone {
             // The suitability hook arrives with the services issue; until then every member
             // is equally suitable and ties break by member id.
             election = Some(Election::new(
@@ -486,7 +524,22 @@ pub async fn run(config: SupervisorConfig) -> anyhow::Result<()> {
                 ElectionConfig::for_gossip(&config.gossip),
             ));
         }
-        node.publish(now_ms(), Rumor::Service(rumor))?;
+        node.publish(now_ms(), Rumor::Service(rumor.clone()))?;
+        let sys = SysContext::new(SUP_VERSION, identity.id, &rumor.sys, config.permanent_peer);
+        let spec = ServiceSpec {
+            package: package.clone(),
+            service_group: rumor.service_group.clone(),
+            topology: config.topology,
+            bindings: bindings.clone(),
+            binding_mode: config.binding_mode,
+            health_check_interval: config.health_check_interval,
+            root: config.root.clone(),
+            sys,
+            env_layer: std::env::var(crate::config::env_var_name(package.name())).ok(),
+            hook_timeouts: Default::default(),
+            backoff: Default::default(),
+        };
+        service = Some(LoadedService::spawn(spec, rumor));
     }
 
     let mut loop_state = LoopState {
@@ -500,6 +553,8 @@ pub async fn run(config: SupervisorConfig) -> anyhow::Result<()> {
         store_dirty: false,
         last_persist: Instant::now(),
         election,
+        service,
+        view_dirty: true,
     };
     loop_state.process_outputs();
 
@@ -539,12 +594,19 @@ pub async fn run(config: SupervisorConfig) -> anyhow::Result<()> {
                 }
             }
             _ = persist_tick.tick() => loop_state.persist_if_dirty(),
-            _ = election_tick.tick(), if loop_state.election.is_some() => loop_state.step_election(),
+            _ = election_tick.tick() => {
+                loop_state.step_election();
+                // Member health moves without rumor changes; the service sees it each interval.
+                loop_state.view_dirty = true;
+            }
+            Ok(()) = service_status_changed(&mut loop_state.service) => loop_state.on_service_status(),
             _ = sigterm.recv() => break,
             _ = tokio::signal::ctrl_c() => break,
         }
         loop_state.process_outputs();
+        loop_state.refresh_service_view();
     }
+    loop_state.stop_service(&mut inbound_rx, &config).await;
     tracing::info!("shutting down: leaving the ring");
     loop_state.node.leave(now_ms());
     loop_state.process_outputs();
@@ -553,8 +615,46 @@ pub async fn run(config: SupervisorConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Resolves when the service reported a new status (never without a service).
+async fn service_status_changed(
+    service: &mut Option<LoadedService>,
+) -> std::result::Result<(), tokio::sync::watch::error::RecvError> {
+    match service {
+        Some(service) => service.status.changed().await,
+        None => std::future::pending().await,
+    }
+}
+
+impl LoadedService {
+    fn spawn(spec: ServiceSpec, rumor: ServiceRumor) -> LoadedService {
+        let (view, view_rx) = tokio::sync::watch::channel(RingView::default());
+        let (status_tx, status) = tokio::sync::watch::channel(ServiceStatus::default());
+        let (stop, stop_rx) = tokio::sync::watch::channel(false);
+        let pkg_ctx = service_runtime::pkg_context(&spec);
+        let task = tokio::spawn(service_runtime::run(
+            spec.clone(),
+            view_rx,
+            status_tx,
+            stop_rx,
+        ));
+        LoadedService {
+            spec,
+            pkg_ctx,
+            view,
+            status,
+            stop,
+            task,
+            rumor,
+        }
+    }
+}
+
 struct LoopState {
     node: Node,
+    /// The loaded service, if `hab sup run` was given a package.
+    service: Option<LoadedService>,
+    /// The census changed since the service last saw it.
+    view_dirty: bool,
     /// The leader election of the loaded service group (leader and initializer topologies).
     election: Option<Election>,
     udp: Arc<UdpSocket>,
@@ -624,6 +724,139 @@ impl LoopState {
         }
     }
 
+    /// Sends the service the current census when it changed.
+    fn refresh_service_view(&mut self) {
+        if !self.view_dirty {
+            return;
+        }
+        self.view_dirty = false;
+        let Some(service) = &self.service else {
+            return;
+        };
+        let groups = self.census_groups();
+        service.view.send_if_modified(|view| {
+            if view.groups == groups {
+                return false;
+            }
+            view.groups = groups;
+            true
+        });
+    }
+
+    /// The census as this member sees it, its own election view included.
+    fn census_groups(&self) -> Vec<census::CensusGroup> {
+        let members = self.node.members();
+        let input = CensusInput {
+            local: self.node.identity(),
+            members: &members,
+            store: self.node.store(),
+        };
+        census::census_groups(&input)
+    }
+
+    /// Publishes what the service's status changes for the ring: exports and the initialized
+    /// flag go into the service rumor, the suitability into the election.
+    fn on_service_status(&mut self) {
+        let Some(service) = self.service.as_mut() else {
+            return;
+        };
+        let status = service.status.borrow_and_update().clone();
+        if let (Some(election), Some(suitability)) = (self.election.as_mut(), status.suitability) {
+            election.set_suitability(suitability);
+        }
+        let cfg = toml::to_string(&status.exported)
+            .unwrap_or_default()
+            .into_bytes();
+        let rumor = &mut service.rumor;
+        if rumor.cfg != cfg || rumor.initialized != status.initialized {
+            rumor.cfg = cfg;
+            rumor.initialized = status.initialized;
+            rumor.incarnation += 1;
+            let rumor = rumor.clone();
+            if let Err(e) = self.node.publish(now_ms(), Rumor::Service(rumor)) {
+                tracing::warn!(error = %e, "cannot publish the service rumor");
+            }
+        }
+    }
+
+    /// Whether Kubernetes should send traffic: the service runs and passes its health check,
+    /// and in leader topologies the election finished as this member sees it.
+    fn readiness(&self) -> std::result::Result<(), String> {
+        let Some(service) = &self.service else {
+            return Ok(());
+        };
+        let status = service.status.borrow();
+        if let Some(reason) = &status.waiting_for {
+            return Err(format!("{}: {reason}", service.spec.service_group));
+        }
+        if status.pid.is_none() {
+            return Err(format!(
+                "{}: the process is not running",
+                service.spec.service_group
+            ));
+        }
+        if !status.health.passing() {
+            return Err(format!(
+                "{}: health check {}",
+                service.spec.service_group,
+                status.health.as_str()
+            ));
+        }
+        if let Some(election) = &self.election {
+            if election.view().status != ViewStatus::Finished {
+                return Err(format!(
+                    "{}: election {:?}",
+                    service.spec.service_group,
+                    election.view().status
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Stops the service (signal, timeout, SIGKILL, post-stop) while the ring keeps running,
+    /// so gossip (a resignation, the service's last rumors) still flows meanwhile.
+    async fn stop_service(
+        &mut self,
+        inbound_rx: &mut mpsc::Receiver<Inbound>,
+        config: &SupervisorConfig,
+    ) {
+        let Some(mut service) = self.service.take() else {
+            return;
+        };
+        let _ = service.stop.send(true);
+        let limit = service.spec.package.shutdown_timeout
+            + service
+                .spec
+                .hook_timeouts
+                .get(crate::service::hooks::HookKind::PostStop)
+            + Duration::from_secs(2);
+        let deadline = Instant::now() + limit;
+        loop {
+            let next = self
+                .timers
+                .next_due()
+                .unwrap_or(deadline)
+                .min(deadline)
+                .min(Instant::now() + config.gossip.swim.gossip_interval);
+            tokio::select! {
+                _ = &mut service.task => break,
+                Some(message) = inbound_rx.recv() => self.on_inbound(message),
+                _ = tokio::time::sleep_until(next.into()) => {
+                    while let Some(timer) = self.timers.pop_due(Instant::now()) {
+                        self.node.handle_timer(now_ms(), timer);
+                    }
+                    if Instant::now() >= deadline {
+                        tracing::warn!("the service did not stop in time");
+                        service.task.abort();
+                        break;
+                    }
+                }
+            }
+            self.process_outputs();
+        }
+    }
+
     fn node_outputs_mention(&self, session: SessionId) -> bool {
         self.node
             .pending_outputs()
@@ -650,6 +883,41 @@ impl LoopState {
                     store: self.node.store(),
                 };
                 let _ = reply.send(census::census(&input));
+            }
+            Request::Services(reply) => {
+                let groups = self.census_groups();
+                let entries = self
+                    .service
+                    .iter()
+                    .map(|service| {
+                        let status = service.status.borrow();
+                        let election = groups
+                            .iter()
+                            .find(|g| g.service_group == service.spec.service_group)
+                            .map_or(census::ELECTION_NONE, |g| g.election_status);
+                        service_gateway::service_json(
+                            &service.spec,
+                            &status,
+                            &service.pkg_ctx,
+                            &SupPaths {
+                                sup_root: &self.dirs.sup,
+                            },
+                            election,
+                        )
+                    })
+                    .collect();
+                let _ = reply.send(entries);
+            }
+            Request::ServiceStatus(reply) => {
+                let statuses = self
+                    .service
+                    .iter()
+                    .map(|s| (s.spec.service_group.to_string(), s.status.borrow().clone()))
+                    .collect();
+                let _ = reply.send(statuses);
+            }
+            Request::Ready(reply) => {
+                let _ = reply.send(self.readiness());
             }
             Request::Metrics(reply) => {
                 let members = self.node.members();
@@ -701,7 +969,10 @@ impl LoopState {
         let events: Vec<NodeEvent> = self.node.drain_events().collect();
         for event in events {
             match event {
-                NodeEvent::RumorChanged(_) => self.store_dirty = true,
+                NodeEvent::RumorChanged(_) => {
+                    self.store_dirty = true;
+                    self.view_dirty = true;
+                }
                 NodeEvent::Rejoined(identity) => {
                     if let Err(e) = persist_incarnation(&self.dirs, identity.incarnation) {
                         tracing::warn!(error = %e, "cannot persist the incarnation");

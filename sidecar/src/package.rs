@@ -172,6 +172,20 @@ impl ShutdownSignal {
         }
     }
 
+    /// The signal to send.
+    pub const fn to_nix(self) -> nix::sys::signal::Signal {
+        use nix::sys::signal::Signal;
+        match self {
+            ShutdownSignal::Hup => Signal::SIGHUP,
+            ShutdownSignal::Int => Signal::SIGINT,
+            ShutdownSignal::Quit => Signal::SIGQUIT,
+            ShutdownSignal::Kill => Signal::SIGKILL,
+            ShutdownSignal::Usr1 => Signal::SIGUSR1,
+            ShutdownSignal::Usr2 => Signal::SIGUSR2,
+            ShutdownSignal::Term => Signal::SIGTERM,
+        }
+    }
+
     /// The platform's signal number, for `kill(2)`.
     pub const fn number(self) -> i32 {
         match self {

@@ -43,6 +43,21 @@ impl HealthStatus {
         }
     }
 
+    /// The name `/services` shows (`health_check`).
+    pub fn gateway_name(self) -> &'static str {
+        match self {
+            HealthStatus::Ok => "Ok",
+            HealthStatus::Warning => "Warning",
+            HealthStatus::Critical => "Critical",
+            HealthStatus::Unknown => "Unknown",
+        }
+    }
+
+    /// Ok and Warning pass (readiness, the initializer topology's gate).
+    pub fn passing(self) -> bool {
+        matches!(self, HealthStatus::Ok | HealthStatus::Warning)
+    }
+
     /// The status code of the gateway's `.../health` endpoint (200 ok/warning, 503 critical,
     /// 500 unknown).
     pub fn http_status(self) -> u16 {

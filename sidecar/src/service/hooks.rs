@@ -24,7 +24,7 @@ pub const OUTPUT_DRAIN: Duration = Duration::from_secs(2);
 pub const MAX_CAPTURED_STDOUT: usize = 64 * 1024;
 
 /// The hooks a package can ship in `hooks/`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum HookKind {
     Init,
     Run,

@@ -1,5 +1,13 @@
+//! One supervised service: its directory, hooks, process, health checks and restart policy
+//! (`runtime` ties them together as a task of its own), and its `/services` entry.
+
 pub mod backoff;
+pub mod changes;
+pub mod dirs;
+pub mod gateway;
 pub mod health;
 pub mod hooks;
 pub mod process;
+pub mod runtime;
+pub mod status;
 pub mod supervisor;

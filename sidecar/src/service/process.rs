@@ -67,27 +67,6 @@ impl std::fmt::Display for ProcessExit {
     }
 }
 
-/// Parse a `SHUTDOWN_SIGNAL` value: `TERM`, `SIGTERM` or a number (`15`), any case.
-pub fn parse_signal(text: &str) -> Result<Signal> {
-    let t = text.trim();
-    let bad = || {
-        Error::invalid(
-            "SHUTDOWN_SIGNAL",
-            format!("expected a signal name like TERM or SIGTERM, or a number; found {t:?}"),
-        )
-    };
-    if let Ok(n) = t.parse::<i32>() {
-        return Signal::try_from(n).map_err(|_| bad());
-    }
-    let upper = t.to_ascii_uppercase();
-    let name = if upper.starts_with("SIG") {
-        upper
-    } else {
-        format!("SIG{upper}")
-    };
-    name.parse::<Signal>().map_err(|_| bad())
-}
-
 /// The service user and group (`SVC_USER`, `SVC_GROUP`) a process should run as.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunAs {
@@ -428,20 +407,6 @@ pub async fn stop(p: &mut RunningProcess, signal: Signal, timeout: Duration) -> 
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-
-    #[test]
-    fn signals_parse_in_habitat_forms() {
-        assert_eq!(parse_signal("TERM").unwrap(), Signal::SIGTERM);
-        assert_eq!(parse_signal("SIGINT").unwrap(), Signal::SIGINT);
-        assert_eq!(parse_signal(" quit\n").unwrap(), Signal::SIGQUIT);
-        assert_eq!(parse_signal("9").unwrap(), Signal::SIGKILL);
-        let err = parse_signal("NOPE").unwrap_err().to_string();
-        assert!(
-            err.contains("SHUTDOWN_SIGNAL") && err.contains("NOPE"),
-            "{err}"
-        );
-        assert!(parse_signal("999").is_err());
-    }
 
     #[test]
     fn exits_display_readably() {
