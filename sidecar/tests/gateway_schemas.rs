@@ -559,3 +559,101 @@ fn census_shows_leader_health_pkg_and_parsed_config() {
         Some(5432)
     );
 }
+
+// --- /services
+
+fn services_entry(status: &habitat_sidecar::service::status::ServiceStatus) -> Value {
+    use habitat_sidecar::binds::{self, BindingMode};
+    use habitat_sidecar::service::gateway::{service_json, SupPaths};
+    use habitat_sidecar::service::runtime::{pkg_context, ServiceSpec};
+    use habitat_sidecar::template::context::SysContext;
+    let tmp = tempfile::tempdir().unwrap();
+    let pkg_dir = tmp.path().join("pkg");
+    std::fs::create_dir_all(pkg_dir.join("hooks")).unwrap();
+    for (file, content) in [
+        ("IDENT", "core/web/2.1.0/20260202020202"),
+        ("BINDS", "database=port\n"),
+        ("EXPORTS", "port=http.port\n"),
+        ("EXPOSES", "8080\n"),
+        ("SHUTDOWN_SIGNAL", "INT\n"),
+        ("DEPS", "core/glibc/2.35/20230101000000\n"),
+        ("default.toml", "[http]\nport = 8080\n"),
+        ("hooks/run", "#!/bin/sh\n"),
+        ("hooks/health-check", "#!/bin/sh\n"),
+    ] {
+        std::fs::write(pkg_dir.join(file), content).unwrap();
+    }
+    let package = habitat_sidecar::package::Package::load(&pkg_dir).unwrap();
+    let bindings =
+        binds::validate(&package, &["database:postgres.default".parse().unwrap()]).unwrap();
+    let spec = ServiceSpec {
+        service_group: group("web.default"),
+        package,
+        topology: habitat_sidecar::cli::Topology::Initializer,
+        bindings,
+        binding_mode: BindingMode::Strict,
+        health_check_interval: std::time::Duration::from_secs(30),
+        root: PathBuf::from("/hab"),
+        sys: SysContext::new("0.1.0/habitat-rs", id(1), &SysInfo::default(), false),
+        env_layer: None,
+        hook_timeouts: Default::default(),
+        backoff: Default::default(),
+    };
+    service_json(
+        &spec,
+        status,
+        &pkg_context(&spec),
+        &SupPaths {
+            sup_root: std::path::Path::new("/hab/sup/default"),
+        },
+        ELECTION_FINISHED,
+    )
+}
+
+#[test]
+fn services_validate_against_habitats_schema() {
+    use habitat_sidecar::service::health::HealthStatus;
+    use habitat_sidecar::service::status::{LastProcess, ServiceStatus, Termination};
+    let schemas = Schemas::new(true);
+    let fresh = ServiceStatus::default();
+    let running = ServiceStatus {
+        pid: Some(4242),
+        state_entered: 1_700_000_000,
+        health: HealthStatus::Warning,
+        initialized: true,
+        restart_count: 2,
+        last_process: Some(LastProcess {
+            pid: Some(4000),
+            reason: Termination::RunHookFailed,
+            at: 1_699_999_990,
+        }),
+        suitability: Some(7),
+        cfg: toml::from_str("[http]\nport = 8080\nlisten = [\"a\", \"b\"]\n").unwrap(),
+        hooks: ["run".to_string(), "health-check".to_string()].into(),
+        desired_up: true,
+        ..ServiceStatus::default()
+    };
+    for status in [fresh, running] {
+        let entry = services_entry(&status);
+        assert_valid(
+            &schemas,
+            "http_gateway_services_schema.json",
+            &json!([entry]),
+        );
+    }
+    let entry = services_entry(&ServiceStatus {
+        pid: Some(1),
+        health: HealthStatus::Critical,
+        hooks: ["run".to_string()].into(),
+        ..ServiceStatus::default()
+    });
+    assert_eq!(entry["health_check"], "Critical");
+    assert_eq!(entry["process"]["state"], "up");
+    assert_eq!(entry["binds"], json!(["database:postgres.default"]));
+    assert_eq!(entry["pkg"]["shutdown_signal"], "INT");
+    assert_eq!(
+        entry["hooks"]["run"]["render_pair"],
+        "/hab/svc/web/hooks/run"
+    );
+    assert!(entry["hooks"]["health_check"].is_null());
+}
