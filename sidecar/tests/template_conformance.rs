@@ -743,3 +743,13 @@ fn hooks_compile_as_templates_outside_the_config_set() {
         "#!/bin/sh\nexec redis-server /hab/svc/redis/config/redis.conf --port 6379\n"
     );
 }
+
+#[test]
+fn renderer_can_be_shared_across_tasks() {
+    fn shareable<T: Send + Sync + 'static>(_: &T) -> bool {
+        true
+    }
+    let renderer = Renderer::new();
+    assert!(shareable(&renderer));
+    assert!(renderer.config_names().is_empty());
+}

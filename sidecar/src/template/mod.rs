@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use handlebars::Handlebars;
+use handlebars::{Context, Handlebars};
 use serde_json::Value;
 
 pub use context::{render_context, PkgContext, RenderInput, SysContext};
@@ -165,23 +165,29 @@ impl Renderer {
 
     /// Renders template `name` with `ctx` (usually [`render_context`]'s output).
     pub fn render_one(&self, name: &str, ctx: &Value) -> Result<String, TemplateError> {
-        if !self.hb.has_template(name) {
-            return Err(TemplateError::NotFound(name.to_string()));
-        }
-        self.hb
-            .render(name, ctx)
-            .map_err(|e| TemplateError::Render {
-                name: name.to_string(),
-                reason: e.to_string(),
-            })
+        self.render_in(name, &Context::from(ctx.clone()))
     }
 
     /// Renders every config template: relative path -> content.
     pub fn render_all(&self, ctx: &Value) -> Result<BTreeMap<PathBuf, String>, TemplateError> {
+        // One copy of the data for all templates: handlebars would copy it per render.
+        let ctx = Context::from(ctx.clone());
         self.config_names
             .iter()
-            .map(|name| Ok((PathBuf::from(name), self.render_one(name, ctx)?)))
+            .map(|name| Ok((PathBuf::from(name), self.render_in(name, &ctx)?)))
             .collect()
+    }
+
+    fn render_in(&self, name: &str, ctx: &Context) -> Result<String, TemplateError> {
+        if !self.hb.has_template(name) {
+            return Err(TemplateError::NotFound(name.to_string()));
+        }
+        self.hb
+            .render_with_context(name, ctx)
+            .map_err(|e| TemplateError::Render {
+                name: name.to_string(),
+                reason: e.to_string(),
+            })
     }
 }
 
