@@ -424,20 +424,28 @@ impl Package {
 
     /// The values named in `EXPORTS`, looked up in `cfg`; missing paths are left out.
     pub fn exported_cfg(&self, cfg: &toml::Table) -> toml::Table {
-        let mut out = toml::Table::new();
-        for (name, path) in &self.exports {
-            let mut value: Option<&toml::Value> = None;
-            let mut table = Some(cfg);
-            for part in path.split('.') {
-                value = table.and_then(|t| t.get(part));
-                table = value.and_then(|v| v.as_table());
-            }
-            if let Some(value) = value {
-                out.insert(name.clone(), value.clone());
-            }
-        }
-        out
+        lookup_exports(self.exports.iter().map(|(n, p)| (n, p)), cfg)
     }
+}
+
+/// `(exported name, dotted config path)` pairs looked up in `cfg`; missing paths are left out.
+pub fn lookup_exports<'a>(
+    exports: impl IntoIterator<Item = (&'a String, &'a String)>,
+    cfg: &toml::Table,
+) -> toml::Table {
+    let mut out = toml::Table::new();
+    for (name, path) in exports {
+        let mut value: Option<&toml::Value> = None;
+        let mut table = Some(cfg);
+        for part in path.split('.') {
+            value = table.and_then(|t| t.get(part));
+            table = value.and_then(|v| v.as_table());
+        }
+        if let Some(value) = value {
+            out.insert(name.clone(), value.clone());
+        }
+    }
+    out
 }
 
 fn list_dirs(dir: &Path) -> Result<Vec<String>> {

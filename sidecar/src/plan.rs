@@ -120,7 +120,7 @@ pub fn render_data(
 ) -> Result<Value, TemplateError> {
     let mut cfg = read_toml(default_toml)?;
     if let Some(path) = user_toml {
-        merge_toml(&mut cfg, read_toml(path)?);
+        crate::config::deep_merge(&mut cfg, &read_toml(path)?);
     }
     let mut data = json!({ "cfg": toml_table_to_json(&cfg) });
     if let Some(path) = mock_data {
@@ -177,21 +177,6 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
     (line, column)
 }
 
-// A private deep merge until config.rs (written alongside) offers one: tables merge key by
-// key, anything else is replaced by the overriding value.
-fn merge_toml(base: &mut toml::Table, over: toml::Table) {
-    for (key, value) in over {
-        match (base.get_mut(&key), value) {
-            (Some(toml::Value::Table(inner)), toml::Value::Table(over_inner)) => {
-                merge_toml(inner, over_inner);
-            }
-            (_, value) => {
-                base.insert(key, value);
-            }
-        }
-    }
-}
-
 /// Habitat's JSON merge: objects merge key by key, anything else replaces.
 fn merge_json(base: &mut Value, over: Value) {
     match (base, over) {
@@ -214,7 +199,7 @@ mod tests {
         let mut base: toml::Table =
             toml::from_str("a = 1\n[t]\nx = 1\ny = [1, 2]\n[u]\nz = 1").unwrap();
         let over: toml::Table = toml::from_str("u = 5\n[t]\ny = [3]\nw = true").unwrap();
-        merge_toml(&mut base, over);
+        crate::config::deep_merge(&mut base, &over);
         let expected: toml::Table =
             toml::from_str("a = 1\nu = 5\n[t]\nx = 1\ny = [3]\nw = true").unwrap();
         assert_eq!(base, expected);

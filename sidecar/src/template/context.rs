@@ -121,19 +121,7 @@ impl PkgContext {
 
     /// The values named in `exports`, looked up in `cfg`; missing paths are left out.
     pub fn exported_cfg(&self, cfg: &toml::Table) -> toml::Table {
-        let mut out = toml::Table::new();
-        for (name, path) in &self.exports {
-            let mut value: Option<&toml::Value> = None;
-            let mut table = Some(cfg);
-            for part in path.split('.') {
-                value = table.and_then(|t| t.get(part));
-                table = value.and_then(toml::Value::as_table);
-            }
-            if let Some(value) = value {
-                out.insert(name.clone(), value.clone());
-            }
-        }
-        out
+        crate::package::lookup_exports(&self.exports, cfg)
     }
 
     pub fn to_json(&self) -> Value {
