@@ -15,8 +15,10 @@ use rand::RngExt;
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::census::{self, CensusInput};
-use crate::election::{Election, ElectionConfig, ElectionKind, ElectionView, ViewStatus};
+use crate::census::{self, CensusInput, LocalElections};
+use crate::election::{
+    Election, ElectionConfig, ElectionKind, ElectionView, GroupViews, ViewStatus,
+};
 use crate::error::{Error, Result};
 use crate::gossip::crypto::{Keyring, RingKey};
 use crate::gossip::member::{Identity, MemberId};
@@ -545,6 +547,29 @@ pub async fn run(config: SupervisorConfig) -> anyhow::Result<()> {
         }
         loop_state.process_outputs();
     }
+    // A leader (or candidate) stands down first, so the others elect a successor at once rather
+    // than after failure detection; the withdrawal goes out with the next rumor gossip rounds,
+    // which leaving would stop, so the ring runs two more gossip intervals.
+    if let Some(withdrawal) = loop_state.election.as_mut().and_then(Election::resign) {
+        tracing::info!("shutting down: resigning from the election");
+        if let Err(e) = loop_state.node.publish(now_ms(), withdrawal) {
+            tracing::warn!(error = %e, "cannot publish the election withdrawal");
+        }
+        loop_state.process_outputs();
+        let until = Instant::now() + config.gossip.swim.gossip_interval * 2;
+        while Instant::now() < until {
+            let next = loop_state.timers.next_due().unwrap_or(until).min(until);
+            tokio::select! {
+                Some(message) = inbound_rx.recv() => loop_state.on_inbound(message),
+                _ = tokio::time::sleep_until(next.into()) => {
+                    while let Some(timer) = loop_state.timers.pop_due(Instant::now()) {
+                        loop_state.node.handle_timer(now_ms(), timer);
+                    }
+                }
+            }
+            loop_state.process_outputs();
+        }
+    }
     tracing::info!("shutting down: leaving the ring");
     loop_state.node.leave(now_ms());
     loop_state.process_outputs();
@@ -649,7 +674,15 @@ impl LoopState {
                     members: &members,
                     store: self.node.store(),
                 };
-                let _ = reply.send(census::census(&input));
+                // This member's own election view wins over the rumor (NoQuorum is not gossiped).
+                let local = self.election.as_ref().map_or_else(Default::default, |e| {
+                    let views = GroupViews {
+                        leader: Some(e.view()),
+                        update: None,
+                    };
+                    LocalElections::of_group(e.group(), views)
+                });
+                let _ = reply.send(census::census_with(&input, &local));
             }
             Request::Metrics(reply) => {
                 let members = self.node.members();
