@@ -878,65 +878,6 @@ pub fn key_name_with_rev(path: &Path) -> String {
         .to_string()
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    const METRICS: &str = "# TYPE hab_gossip_members gauge\n\
-        hab_gossip_members{health=\"alive\"} 5\n\
-        hab_gossip_members{health=\"suspect\"} 0\n\
-        hab_gossip_dropped_total{reason=\"unknown_key\"} 3\n\
-        hab_gossip_dropped_total{reason=\"malformed\"} 4\n\
-        hab_gossip_dropped_totally 100\n";
-
-    #[test]
-    fn a_series_is_read_by_its_exact_name_and_labels() {
-        assert_eq!(
-            metric_value(METRICS, "hab_gossip_members{health=\"alive\"}"),
-            Some(5.0)
-        );
-        assert_eq!(
-            metric_value(METRICS, "hab_gossip_members{health=\"confirmed\"}"),
-            None
-        );
-        assert_eq!(metric_value(METRICS, "hab_gossip_members"), None);
-    }
-
-    #[test]
-    fn a_family_sums_its_series_and_nothing_that_merely_shares_the_prefix() {
-        assert_eq!(metric_sum(METRICS, "hab_gossip_dropped_total"), 7.0);
-        assert_eq!(metric_sum("", "hab_gossip_dropped_total"), 0.0);
-        let reasons = dropped_by_reason(METRICS);
-        assert_eq!(reasons.get("unknown_key"), Some(&3.0));
-        assert_eq!(reasons.len(), 2);
-    }
-
-    #[test]
-    fn ring_key_log_lines_parse_into_key_lists() {
-        let log = "2026 INFO x: ring keys loaded keys=[\"prod-20261122131000:pending\"]\n\
-            2026 INFO x: other\n\
-            2026 INFO sup{member=ab}: x: ring keys loaded \
-            keys=[\"prod-20261122131000:active\", \"prod-20261122131001:active\"]\n";
-        assert_eq!(
-            ring_key_loads(log),
-            vec![
-                vec!["prod-20261122131000:pending".to_string()],
-                vec![
-                    "prod-20261122131000:active".to_string(),
-                    "prod-20261122131001:active".to_string()
-                ],
-            ]
-        );
-    }
-
-    #[test]
-    fn the_rng_replays_from_its_seed() {
-        let (mut a, mut b) = (Rng(42), Rng(42));
-        assert_eq!(a.bytes(32), b.bytes(32));
-        assert!((0..1000).all(|_| a.below(7) < 7));
-    }
-}
-
 // ---------------------------------------------------------------------------------------------
 // Elections
 
@@ -1067,5 +1008,64 @@ fn ip_cmd(args: &[&str]) -> Result<(), String> {
             out.status,
             String::from_utf8_lossy(&out.stderr).trim()
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const METRICS: &str = "# TYPE hab_gossip_members gauge\n\
+        hab_gossip_members{health=\"alive\"} 5\n\
+        hab_gossip_members{health=\"suspect\"} 0\n\
+        hab_gossip_dropped_total{reason=\"unknown_key\"} 3\n\
+        hab_gossip_dropped_total{reason=\"malformed\"} 4\n\
+        hab_gossip_dropped_totally 100\n";
+
+    #[test]
+    fn a_series_is_read_by_its_exact_name_and_labels() {
+        assert_eq!(
+            metric_value(METRICS, "hab_gossip_members{health=\"alive\"}"),
+            Some(5.0)
+        );
+        assert_eq!(
+            metric_value(METRICS, "hab_gossip_members{health=\"confirmed\"}"),
+            None
+        );
+        assert_eq!(metric_value(METRICS, "hab_gossip_members"), None);
+    }
+
+    #[test]
+    fn a_family_sums_its_series_and_nothing_that_merely_shares_the_prefix() {
+        assert_eq!(metric_sum(METRICS, "hab_gossip_dropped_total"), 7.0);
+        assert_eq!(metric_sum("", "hab_gossip_dropped_total"), 0.0);
+        let reasons = dropped_by_reason(METRICS);
+        assert_eq!(reasons.get("unknown_key"), Some(&3.0));
+        assert_eq!(reasons.len(), 2);
+    }
+
+    #[test]
+    fn ring_key_log_lines_parse_into_key_lists() {
+        let log = "2026 INFO x: ring keys loaded keys=[\"prod-20261122131000:pending\"]\n\
+            2026 INFO x: other\n\
+            2026 INFO sup{member=ab}: x: ring keys loaded \
+            keys=[\"prod-20261122131000:active\", \"prod-20261122131001:active\"]\n";
+        assert_eq!(
+            ring_key_loads(log),
+            vec![
+                vec!["prod-20261122131000:pending".to_string()],
+                vec![
+                    "prod-20261122131000:active".to_string(),
+                    "prod-20261122131001:active".to_string()
+                ],
+            ]
+        );
+    }
+
+    #[test]
+    fn the_rng_replays_from_its_seed() {
+        let (mut a, mut b) = (Rng(42), Rng(42));
+        assert_eq!(a.bytes(32), b.bytes(32));
+        assert!((0..1000).all(|_| a.below(7) < 7));
     }
 }

@@ -72,15 +72,19 @@ fn a_two_three_partition_leaves_the_two_without_quorum_and_heals_onto_one_leader
         }
         Ok(leader)
     });
-    wait_for(SOON, "the two report ElectionNoQuorum and no leader", || {
-        for sup in &minority {
-            match election_of(sup, HELLO_GROUP)? {
-                (status, None) if status == "ElectionNoQuorum" => {}
-                other => return Err(format!("{}: {other:?}", sup.name())),
+    wait_for(
+        SOON,
+        "the two report ElectionNoQuorum and no leader",
+        || {
+            for sup in &minority {
+                match election_of(sup, HELLO_GROUP)? {
+                    (status, None) if status == "ElectionNoQuorum" => {}
+                    other => return Err(format!("{}: {other:?}", sup.name())),
+                }
             }
-        }
-        Ok(())
-    });
+            Ok(())
+        },
+    );
     // The old leader no longer calls itself leader in its own census.
     let old = &ring[leader_at];
     let me = old.census().unwrap()["census_groups"][HELLO_GROUP]["population"][&first].clone();
