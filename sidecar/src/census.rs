@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use serde_json::{json, Map, Value};
 
+use crate::election::{ElectionView, GroupViews, ViewStatus};
 use crate::gossip::member::{Health, Identity, MemberId, MemberView};
 use crate::gossip::rumor::{
     DepartureRumor, ElectionRumor, ElectionStatus, Rumor, RumorKind, ServiceConfigRumor,
@@ -24,6 +25,26 @@ pub const ELECTION_IN_PROGRESS: &str = "ElectionInProgress";
 pub const ELECTION_NO_QUORUM: &str = "ElectionNoQuorum";
 /// The group's election rumor is `Finished`.
 pub const ELECTION_FINISHED: &str = "ElectionFinished";
+
+/// This member's own view of its groups' elections (its engines' `ElectionView`s), which takes
+/// precedence over the gossiped rumor: `NoQuorum` is never gossiped, so only the member itself
+/// knows it sits on a side without quorum. Groups not listed show the rumor.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LocalElections {
+    pub leader: BTreeMap<ServiceGroup, ElectionView>,
+    pub update: BTreeMap<ServiceGroup, ElectionView>,
+}
+
+impl LocalElections {
+    /// From one group's `GroupViews` (what `GroupElections::step` returns).
+    pub fn of_group(group: &ServiceGroup, views: GroupViews) -> LocalElections {
+        let one = |v: Option<ElectionView>| v.map(|v| (group.clone(), v)).into_iter().collect();
+        LocalElections {
+            leader: one(views.leader),
+            update: one(views.update),
+        }
+    }
+}
 
 /// Everything the census is built from: one consistent view of the ring, taken by the caller.
 pub struct CensusInput<'a> {
@@ -316,6 +337,38 @@ fn winner(election: Option<&ElectionRumor>, members: &[CensusMember]) -> Option<
         .filter(|id| members.iter().any(|m| m.member_id == *id))
 }
 
+/// The election fields of a group: (status name, leader, term), from the rumor unless this
+/// member's own view says otherwise.
+///
+/// A member's own view wins once it has one (`ViewStatus::None` defers to the rumor): `Finished`
+/// names the leader it obeys (a sticky incumbent may be older than the rumor's term);
+/// `InProgress` names nobody; `NoQuorum` names nobody either, although the rumor still says who
+/// led when this member lost sight of the majority: a member cut off from the majority must not
+/// act on, nor lead templates to act on, a leadership that may have moved on (Habitat shows the
+/// rumor's leader there; the term, still shown, tells a reader what it last knew).
+fn election_fields(
+    rumor: Option<&ElectionRumor>,
+    local: Option<&ElectionView>,
+    members: &[CensusMember],
+) -> (&'static str, Option<MemberId>, Option<u64>) {
+    let from_rumor = (
+        election_status_name(rumor),
+        winner(rumor, members),
+        rumor.map(|e| e.term),
+    );
+    let Some(view) = local else {
+        return from_rumor;
+    };
+    let known = |id: Option<MemberId>| id.filter(|id| members.iter().any(|m| m.member_id == *id));
+    let term = Some(view.term).filter(|t| *t != 0).or(from_rumor.2);
+    match view.status {
+        ViewStatus::None => from_rumor,
+        ViewStatus::InProgress => (ELECTION_IN_PROGRESS, None, term),
+        ViewStatus::NoQuorum => (ELECTION_NO_QUORUM, None, term),
+        ViewStatus::Finished => (ELECTION_FINISHED, known(view.leader), term),
+    }
+}
+
 /// The census, one entry per service group that has at least one listed member, sorted by group.
 ///
 /// Choices where Habitat's behaviour depends on history a snapshot does not have:
@@ -328,6 +381,12 @@ fn winner(election: Option<&ElectionRumor>, members: &[CensusMember]) -> Option<
 /// - Config and files encrypted for the service group show as `{}` / raw bytes: the census
 ///   holds no keys.
 pub fn census_groups(input: &CensusInput<'_>) -> Vec<CensusGroup> {
+    census_groups_with(input, &LocalElections::default())
+}
+
+/// `census_groups`, with this member's own election views taking precedence over the rumors
+/// (see `LocalElections`).
+pub fn census_groups_with(input: &CensusInput<'_>, local: &LocalElections) -> Vec<CensusGroup> {
     let known = known_members(input);
     group_rumors(input.store)
         .into_iter()
@@ -344,8 +403,13 @@ pub fn census_groups(input: &CensusInput<'_>) -> Vec<CensusGroup> {
                 return None;
             }
             members.sort_by_key(|m| m.member_id);
-            let leader_id = winner(rumors.election, &members);
-            let update_leader_id = winner(rumors.update_election, &members);
+            let (election_status, leader_id, election_term) =
+                election_fields(rumors.election, local.leader.get(&service_group), &members);
+            let (update_election_status, update_leader_id, update_election_term) = election_fields(
+                rumors.update_election,
+                local.update.get(&service_group),
+                &members,
+            );
             for m in &mut members {
                 m.leader = leader_id == Some(m.member_id);
                 m.follower = leader_id.is_some() && !m.leader;
@@ -368,11 +432,11 @@ pub fn census_groups(input: &CensusInput<'_>) -> Vec<CensusGroup> {
                 local_member_id: input.local.id,
                 members,
                 leader_id,
-                election_status: election_status_name(rumors.election),
-                election_term: rumors.election.map(|e| e.term),
+                election_status,
+                election_term,
                 update_leader_id,
-                update_election_status: election_status_name(rumors.update_election),
-                update_election_term: rumors.update_election.map(|e| e.term),
+                update_election_status,
+                update_election_term,
                 service_config: rumors
                     .config
                     .map(|c| (c.incarnation, parse_toml_table(&c.config))),
@@ -410,7 +474,12 @@ fn census_member(rumor: &ServiceRumor, identity: &Identity, health: Health) -> C
 /// (membership changes are not counted in the store); `changed` is always `true`, which is what
 /// Habitat's gateway shows (it only republishes the census when it changed).
 pub fn census(input: &CensusInput<'_>) -> Value {
-    let groups: Map<String, Value> = census_groups(input)
+    census_with(input, &LocalElections::default())
+}
+
+/// `census`, with this member's own election views (see `LocalElections`).
+pub fn census_with(input: &CensusInput<'_>, local: &LocalElections) -> Value {
+    let groups: Map<String, Value> = census_groups_with(input, local)
         .iter()
         .map(|g| (g.service_group.as_str().to_string(), g.to_json()))
         .collect();
@@ -741,6 +810,64 @@ mod tests {
             assert!(!m.update_leader && !m.update_follower);
         }
         assert_eq!(redis.update_election_status, ELECTION_NONE);
+    }
+
+    fn local(status: ViewStatus, leader: Option<u8>, term: u64) -> LocalElections {
+        let view = ElectionView {
+            status,
+            leader: leader.map(id),
+            term,
+        };
+        LocalElections::of_group(
+            &group("redis.default"),
+            GroupViews {
+                leader: Some(view),
+                update: None,
+            },
+        )
+    }
+
+    #[test]
+    fn a_member_without_quorum_reports_no_quorum_and_nobody_leads_although_the_rumor_says_finished()
+    {
+        let f = Fixture::new();
+        let mine = local(ViewStatus::NoQuorum, None, 3);
+        let redis = &census_groups_with(&f.input(), &mine)[0];
+        assert_eq!(redis.election_status, ELECTION_NO_QUORUM);
+        assert_eq!(redis.leader_id, None);
+        assert_eq!(redis.election_term, Some(3));
+        assert!(redis.members.iter().all(|m| !m.leader && !m.follower));
+        let doc = census_with(&f.input(), &mine);
+        let json = &doc["census_groups"]["redis.default"];
+        assert_eq!(json["election_status"], "ElectionNoQuorum");
+        assert_eq!(json["leader_id"], Value::Null);
+        let me = &json["population"][id(1).to_string()];
+        assert_eq!(me["election_is_no_quorum"], true);
+        assert_eq!(me["election_is_finished"], false);
+        assert_eq!(me["leader"], false);
+    }
+
+    #[test]
+    fn the_local_view_names_the_leader_this_member_obeys_and_its_term() {
+        let f = Fixture::new();
+        // A sticky incumbent (1) the rumor no longer names.
+        let redis = &census_groups_with(&f.input(), &local(ViewStatus::Finished, Some(1), 2))[0];
+        assert_eq!(redis.election_status, ELECTION_FINISHED);
+        assert_eq!(
+            (redis.leader_id, redis.election_term),
+            (Some(id(1)), Some(2))
+        );
+        assert!(redis.member(id(1)).unwrap().leader);
+        assert!(redis.member(id(2)).unwrap().follower);
+        let running = &census_groups_with(&f.input(), &local(ViewStatus::InProgress, None, 4))[0];
+        assert_eq!(running.election_status, ELECTION_IN_PROGRESS);
+        assert_eq!(running.leader_id, None);
+        // No view of its own yet: the rumor shows.
+        let none = &census_groups_with(&f.input(), &local(ViewStatus::None, None, 0))[0];
+        assert_eq!(
+            (none.election_status, none.leader_id),
+            (ELECTION_FINISHED, Some(id(2)))
+        );
     }
 
     #[test]

@@ -6,6 +6,12 @@
 //! tag), and only that candidate declares it Finished, so one term never has two leaders even
 //! though the rumor merge moves votes to the better candidate of a term; a member that does not
 //! see quorum (up members > half of the electorate) never nominates, votes nor declares.
+//!
+//! A candidate or leader that stops (unload, shutdown) resigns: it publishes a rumor in a new
+//! term of its own with status `NoQuorum` ("withdrawn"), which nobody votes for or obeys, so
+//! the others elect a successor at once instead of waiting for failure detection. The finished
+//! term is the leader's fencing token: `ElectionView::finished_term`, exported to hooks as the
+//! environment variable `HAB_ELECTION_TERM` (`TERM_ENV_VAR`) and to templates as `svc.me.term`.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -15,6 +21,9 @@ use crate::gossip::member::{Health, MemberId, MemberView};
 use crate::gossip::node::GossipConfig;
 use crate::gossip::rumor::{ElectionRumor, ElectionStatus, Rumor, RumorKey, ServiceGroup};
 use crate::gossip::store::Store;
+
+/// The environment variable that carries the finished term (fencing token) to hooks.
+pub const TERM_ENV_VAR: &str = "HAB_ELECTION_TERM";
 
 /// Which of the group's two elections an engine runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -143,6 +152,23 @@ impl ElectionView {
     pub fn is_leader(&self, me: MemberId) -> bool {
         self.leader == Some(me)
     }
+
+    /// The finished term, the leader's fencing token: work done under a lower term is stale.
+    /// `None` unless the election is finished as this member sees it.
+    pub fn finished_term(&self) -> Option<u64> {
+        (self.status == ViewStatus::Finished && self.leader.is_some()).then_some(self.term)
+    }
+
+    /// `(TERM_ENV_VAR, term)` for a hook's environment, when the election is finished.
+    pub fn term_env(&self) -> Option<(&'static str, String)> {
+        self.finished_term().map(|t| (TERM_ENV_VAR, t.to_string()))
+    }
+}
+
+/// Whether `rumor` is a candidate's withdrawal (see `Election::resign`): status `NoQuorum` in a
+/// term of the candidate's own.
+pub fn is_withdrawal(rumor: &ElectionRumor) -> bool {
+    rumor.status == ElectionStatus::NoQuorum && term_belongs_to(rumor.term, rumor.member_id)
 }
 
 /// The members whose votes count: non-departed members of the group (a live service rumor),
@@ -231,6 +257,14 @@ pub struct Election {
     last_finished: Option<ElectionRumor>,
     /// Since when this member has seen quorum without a break.
     quorum_since: Option<u64>,
+    /// The highest term seen in any rumor (a resignation runs in the round after it).
+    highest_term: u64,
+    /// Members seen withdrawing (resigned) in a term above their last finished one.
+    withdrawn: HashMap<MemberId, u64>,
+    /// This member resigned: it never nominates, votes nor declares again.
+    resigned: bool,
+    /// The group's current rumor is a running candidacy of ours.
+    candidate_now: bool,
     view: ElectionView,
 }
 
@@ -253,6 +287,10 @@ impl Election {
             majority_since: None,
             last_finished: None,
             quorum_since: None,
+            highest_term: 0,
+            withdrawn: HashMap::new(),
+            resigned: false,
+            candidate_now: false,
             view: ElectionView::NONE,
         }
     }
@@ -273,9 +311,44 @@ impl Election {
         self.suitability
     }
 
-    /// The suitability hook's latest answer; used from the next candidacy on.
+    /// The suitability hook's latest answer. A running candidacy of ours with another
+    /// suitability is re-run in the next round (so a better member can counter it, or we can
+    /// counter a worse one); a finished leader is kept (leadership is sticky).
     pub fn set_suitability(&mut self, suitability: u64) {
         self.suitability = suitability;
+    }
+
+    pub const fn has_resigned(&self) -> bool {
+        self.resigned
+    }
+
+    /// Stands down before this member stops running the service (unload, shutdown): when it
+    /// leads or runs as candidate, returns the withdrawal to publish (a `NoQuorum` rumor in a
+    /// new term of ours), so the others start a new term without waiting for failure
+    /// detection. From now on this engine never nominates, votes nor declares.
+    pub fn resign(&mut self) -> Option<Rumor> {
+        self.resigned = true;
+        let leading = self.view.is_leader(self.me);
+        let candidate = self.candidate_now;
+        if !leading && !candidate {
+            return None;
+        }
+        let mut rumor = ElectionRumor::new(
+            self.me,
+            self.group.clone(),
+            term_for(term_round(self.highest_term) + 1, self.me),
+            self.suitability,
+        );
+        rumor.status = ElectionStatus::NoQuorum;
+        rumor.votes = Vec::new();
+        self.highest_term = rumor.term;
+        self.last_finished = None;
+        self.view = ElectionView {
+            status: ViewStatus::InProgress,
+            leader: None,
+            term: rumor.term,
+        };
+        Some(self.kind.wrap(rumor))
     }
 
     /// The view computed by the last step.
@@ -351,9 +424,46 @@ impl Election {
         electorate: &Electorate,
         current: Option<&ElectionRumor>,
     ) -> Step {
+        let mut step = self.rules(now_ms, electorate, current);
+        if self.resigned {
+            step.publish = None;
+        }
+        step
+    }
+
+    fn rules(
+        &mut self,
+        now_ms: u64,
+        electorate: &Electorate,
+        current: Option<&ElectionRumor>,
+    ) -> Step {
         let started = *self.started_ms.get_or_insert(now_ms);
         let term = current.map_or(0, |c| c.term);
+        self.highest_term = self.highest_term.max(term);
+        self.candidate_now = current.is_some_and(|c| {
+            c.member_id == self.me
+                && c.status == ElectionStatus::Running
+                && term_belongs_to(c.term, self.me)
+        });
         if let Some(c) = current {
+            if is_withdrawal(c) {
+                let since = self.withdrawn.entry(c.member_id).or_insert(c.term);
+                *since = (*since).max(c.term);
+                if self
+                    .last_finished
+                    .as_ref()
+                    .is_some_and(|l| l.member_id == c.member_id && l.term < c.term)
+                {
+                    self.last_finished = None;
+                }
+            } else if self
+                .withdrawn
+                .get(&c.member_id)
+                .is_some_and(|t| c.term > *t && term_belongs_to(c.term, c.member_id))
+            {
+                // Running again in a later term of its own (a restarted process): back in.
+                self.withdrawn.remove(&c.member_id);
+            }
             if c.status == ElectionStatus::Finished
                 && term_belongs_to(c.term, c.member_id)
                 && self.last_finished.as_ref().is_none_or(|l| c.term >= l.term)
@@ -395,7 +505,8 @@ impl Election {
             return self.done(nomination, status, None, 0);
         };
         let candidate = c.member_id;
-        let acceptable = term_belongs_to(c.term, candidate) && electorate.is_up(candidate);
+        let acceptable =
+            term_belongs_to(c.term, candidate) && electorate.is_up(candidate) && !is_withdrawal(c);
         if c.status == ElectionStatus::Finished && acceptable {
             return self.done(None, ViewStatus::Finished, Some(candidate), term);
         }
@@ -429,6 +540,12 @@ impl Election {
             None => (ViewStatus::InProgress, None, term),
         };
         if candidate == self.me {
+            if incumbent.is_none() && may_nominate && c.suitability != self.suitability {
+                // Our suitability changed while we run: run again with the new one, so the
+                // others compare against what the hook says now.
+                let rumor = self.candidacy(term_round(c.term) + 1);
+                return self.done(Some(rumor), ViewStatus::InProgress, None, term);
+            }
             let publish = self.maybe_finish(now_ms, electorate, c);
             return self.done(publish, status, leader, view_term);
         }
@@ -497,7 +614,9 @@ impl Election {
     fn nominate_if_first(&self, electorate: &Electorate, round: u64) -> Option<Rumor> {
         let first = electorate
             .ids()
-            .filter(|id| electorate.health(*id) == Some(Health::Alive))
+            .filter(|id| {
+                electorate.health(*id) == Some(Health::Alive) && !self.withdrawn.contains_key(id)
+            })
             .max()?;
         // Two members with one tag would share terms: the lower id stands aside.
         let tag_taken = electorate
@@ -522,7 +641,11 @@ impl Election {
                 now_ms
             }
         };
-        let all_up_voted = electorate.up().all(|id| c.votes.contains(&id));
+        // A member that resigned will not vote: waiting for it would only cost the grace.
+        let all_up_voted = electorate
+            .up()
+            .filter(|id| !self.withdrawn.contains_key(id))
+            .all(|id| c.votes.contains(&id));
         let grace_over =
             now_ms.saturating_sub(since) >= self.config.finish_grace.as_millis() as u64;
         (all_up_voted || grace_over).then(|| {
@@ -531,6 +654,100 @@ impl Election {
             finished.from_id = self.me;
             self.kind.wrap(finished)
         })
+    }
+}
+
+/// The views of one group's two elections at this member.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GroupViews {
+    pub leader: Option<ElectionView>,
+    pub update: Option<ElectionView>,
+}
+
+/// Both elections of one service group at this member, as the manager runs them: the leader
+/// election (leader and initializer topologies) and the update election (rolling updates). The
+/// update election's suitability follows Habitat's rule from the leader election's view on
+/// every step (in the leader topology the application leader updates last).
+#[derive(Clone, Debug)]
+pub struct GroupElections {
+    leader: Option<Election>,
+    update: Option<Election>,
+}
+
+impl GroupElections {
+    /// `leader_topology`: run the leader election; `rolling`: run the update election.
+    /// `suitability` is the suitability hook's answer for the leader election.
+    pub fn new(
+        group: &ServiceGroup,
+        me: MemberId,
+        config: &ElectionConfig,
+        leader_topology: bool,
+        rolling: bool,
+        suitability: u64,
+    ) -> GroupElections {
+        let engine =
+            |kind, suitability| Election::new(kind, group.clone(), me, suitability, config.clone());
+        GroupElections {
+            leader: leader_topology.then(|| engine(ElectionKind::Leader, suitability)),
+            update: rolling.then(|| {
+                engine(
+                    ElectionKind::Update,
+                    update_suitability(leader_topology, false),
+                )
+            }),
+        }
+    }
+
+    pub const fn leader(&self) -> Option<&Election> {
+        self.leader.as_ref()
+    }
+
+    pub const fn update(&self) -> Option<&Election> {
+        self.update.as_ref()
+    }
+
+    /// The suitability hook's latest answer (leader election only: the update election's is
+    /// Habitat's fixed rule).
+    pub fn set_suitability(&mut self, suitability: u64) {
+        if let Some(e) = self.leader.as_mut() {
+            e.set_suitability(suitability);
+        }
+    }
+
+    pub fn views(&self) -> GroupViews {
+        GroupViews {
+            leader: self.leader.as_ref().map(Election::view),
+            update: self.update.as_ref().map(Election::view),
+        }
+    }
+
+    /// Steps both engines; returns the rumors to publish and the new views.
+    pub fn step(
+        &mut self,
+        now_ms: u64,
+        members: &[MemberView],
+        store: &Store,
+    ) -> (Vec<Rumor>, GroupViews) {
+        let mut publish = Vec::new();
+        let mut app_leader = false;
+        if let Some(e) = self.leader.as_mut() {
+            let step = e.step(now_ms, members, store);
+            app_leader = step.view.is_leader(e.member_id());
+            publish.extend(step.publish);
+        }
+        let leader_topology = self.leader.is_some();
+        if let Some(u) = self.update.as_mut() {
+            u.set_suitability(update_suitability(leader_topology, app_leader));
+            publish.extend(u.step(now_ms, members, store).publish);
+        }
+        (publish, self.views())
+    }
+
+    /// Resigns from both elections (see `Election::resign`); the rumors to publish.
+    pub fn resign(&mut self) -> Vec<Rumor> {
+        let leader = self.leader.as_mut().and_then(Election::resign);
+        let update = self.update.as_mut().and_then(Election::resign);
+        leader.into_iter().chain(update).collect()
     }
 }
 
@@ -717,6 +934,126 @@ mod tests {
         assert_eq!(
             update_suitability(false, true),
             update_suitability(false, false)
+        );
+    }
+
+    #[test]
+    fn a_resigning_leader_publishes_a_withdrawal_in_a_new_term_of_its_own_then_stays_silent() {
+        let all = alive(&[1, 2, 3]);
+        let done = finished(3, 1);
+        let mut leader = engine(3, 0);
+        assert_eq!(
+            settled(&mut leader, &all, Some(&done)).view.leader,
+            Some(id(3))
+        );
+        let withdrawal = election(&leader.resign());
+        assert!(is_withdrawal(&withdrawal));
+        assert_eq!(
+            (withdrawal.member_id, term_round(withdrawal.term)),
+            (id(3), 2)
+        );
+        assert!(withdrawal.votes.is_empty());
+        assert!(leader.view().leader.is_none());
+        // Resigned: it neither votes nor runs again, whatever it sees.
+        let run = ElectionRumor::new(id(2), group(), term_for(3, id(2)), 0);
+        assert_eq!(leader.decide(2_000, &all, Some(&run)).publish, None);
+        assert_eq!(leader.decide(3_000, &all, Some(&withdrawal)).publish, None);
+    }
+
+    #[test]
+    fn a_follower_that_never_led_resigns_without_a_rumor() {
+        let all = alive(&[1, 2, 3]);
+        let mut follower = engine(1, 0);
+        settled(&mut follower, &all, Some(&finished(3, 1)));
+        assert_eq!(follower.resign(), None);
+        assert!(follower.has_resigned());
+    }
+
+    #[test]
+    fn on_a_withdrawal_the_next_highest_member_runs_at_once_and_nobody_votes_for_the_resigner() {
+        // The resigner (3) is still alive: the others do not wait for it to be seen down.
+        let all = alive(&[1, 2, 3]);
+        let mut withdrawal = ElectionRumor::new(id(3), group(), term_for(2, id(3)), 0);
+        withdrawal.status = ElectionStatus::NoQuorum;
+        withdrawal.votes.clear();
+        let mut next = engine(2, 0);
+        next.decide(0, &all, Some(&finished(3, 1)));
+        let step = next.decide(1_000, &all, Some(&withdrawal));
+        let run = election(&step.publish);
+        assert_eq!((run.member_id, term_round(run.term)), (id(2), 3));
+        assert_eq!(step.view.leader, None);
+        let mut other = engine(1, 0);
+        other.decide(0, &all, Some(&finished(3, 1)));
+        let step = other.decide(1_000, &all, Some(&withdrawal));
+        assert_eq!(step.publish, None, "no vote for a withdrawn candidate");
+        assert_eq!(step.view.status, ViewStatus::InProgress);
+        // The successor finishes once every member but the resigner voted.
+        let mut run = run;
+        run.votes = vec![id(1), id(2)];
+        let done = election(&next.decide(1_001, &all, Some(&run)).publish);
+        assert_eq!(done.status, ElectionStatus::Finished);
+    }
+
+    #[test]
+    fn a_candidate_whose_suitability_changes_runs_again_and_a_better_member_then_counters() {
+        let all = alive(&[1, 2, 3]);
+        let mut candidate = engine(3, 5);
+        let run = ElectionRumor::new(id(3), group(), term_for(1, id(3)), 5);
+        settled(&mut candidate, &all, Some(&run));
+        candidate.set_suitability(0);
+        let again = election(&candidate.decide(1_100, &all, Some(&run)).publish);
+        assert_eq!((again.member_id, term_round(again.term)), (id(3), 2));
+        assert_eq!(again.suitability, 0);
+        // Member 2 (suitability 1) was voting for the old candidacy and counters the new one.
+        let mut better = engine(2, 1);
+        assert_ne!(settled(&mut better, &all, Some(&run)).publish, None);
+        let counter = election(&better.decide(1_100, &all, Some(&again)).publish);
+        assert_eq!((counter.member_id, term_round(counter.term)), (id(2), 3));
+    }
+
+    #[test]
+    fn a_finished_leader_stays_when_its_suitability_drops() {
+        let all = alive(&[1, 2, 3]);
+        let mut leader = engine(3, 5);
+        settled(&mut leader, &all, Some(&finished(3, 1)));
+        leader.set_suitability(0);
+        let step = leader.decide(2_000, &all, Some(&finished(3, 1)));
+        assert_eq!((step.publish, step.view.leader), (None, Some(id(3))));
+    }
+
+    #[test]
+    fn the_finished_term_is_exported_only_when_finished() {
+        let all = alive(&[1, 2, 3]);
+        let mut e = engine(1, 0);
+        let view = settled(&mut e, &all, Some(&finished(3, 4))).view;
+        assert_eq!(view.finished_term(), Some(term_for(4, id(3))));
+        assert_eq!(
+            view.term_env(),
+            Some((TERM_ENV_VAR, term_for(4, id(3)).to_string()))
+        );
+        assert_eq!(ElectionView::NONE.finished_term(), None);
+        let running = ElectionRumor::new(id(3), group(), term_for(5, id(3)), 0);
+        let view = engine(1, 0).decide(0, &all, Some(&running)).view;
+        assert_eq!(view.term_env(), None);
+    }
+
+    #[test]
+    fn group_elections_give_the_app_leader_the_lowest_update_suitability() {
+        let all_members: Vec<MemberView> = Vec::new();
+        let store = Store::default();
+        let mut both = GroupElections::new(&group(), id(1), &config(), true, true, 0);
+        let (publish, views) = both.step(0, &all_members, &store);
+        assert!(publish.is_empty());
+        assert!(views.leader.is_some() && views.update.is_some());
+        assert_eq!(
+            both.update().map(Election::suitability),
+            Some(update_suitability(true, false))
+        );
+        let standalone = GroupElections::new(&group(), id(1), &config(), false, true, 0);
+        assert!(standalone.leader().is_none());
+        assert_eq!(
+            standalone.update().map(Election::kind),
+            Some(ElectionKind::Update)
         );
     }
 }

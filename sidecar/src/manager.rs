@@ -16,20 +16,21 @@ use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::binds::{self, BindSpec, BindingMode};
-use crate::census::{self, CensusInput};
+use crate::census::{self, CensusInput, LocalElections};
 use crate::cli::Topology;
-use crate::election::{Election, ElectionConfig, ElectionKind, ElectionView, ViewStatus};
+use crate::election::{ElectionConfig, ElectionView, GroupElections, ViewStatus};
 use crate::error::{Error, Result};
 use crate::gossip::crypto::{Keyring, RingKey};
 use crate::gossip::member::{Identity, MemberId};
 use crate::gossip::node::{GossipConfig, Node, NodeEvent, NodeTimer, Output, SessionId};
-use crate::gossip::rumor::{Rumor, ServiceGroup, ServiceRumor, SysInfo};
+use crate::gossip::rumor::{Rumor, RumorKey, ServiceGroup, ServiceRumor, SysInfo};
 use crate::gossip::store;
 use crate::gossip::transport::{self, Inbound, Outgoing};
 use crate::keys;
 use crate::metrics::Metrics;
 use crate::package::Package;
 use crate::service::gateway::{self as service_gateway, SupPaths};
+use crate::service::hooks::HookKind;
 use crate::service::runtime::{self as service_runtime, RingView, ServiceSpec};
 use crate::service::status::ServiceStatus;
 use crate::template::context::{PkgContext, SysContext};
@@ -514,14 +515,15 @@ pub async fn run(config: SupervisorConfig) -> anyhow::Result<()> {
         let rumor = service_rumor(&config, &identity, package)?;
         tracing::info!(service_group = %rumor.service_group, package = %rumor.package, "service loaded");
         if config.topology != Topology::Standalone {
-            // The suitability hook arrives with the services issue; until then every member
-            // is equally suitable and ties break by member id.
-            election = Some(Election::new(
-                ElectionKind::Leader,
-                rumor.service_group.clone(),
+            // Until the suitability hook answers, every member is equally suitable and ties
+            // break by member id.
+            election = Some(GroupElections::new(
+                &rumor.service_group,
                 identity.id,
+                &ElectionConfig::for_gossip(&config.gossip),
+                true,
+                false,
                 0,
-                ElectionConfig::for_gossip(&config.gossip),
             ));
         }
         node.publish(now_ms(), Rumor::Service(rumor.clone()))?;
@@ -555,6 +557,7 @@ pub async fn run(config: SupervisorConfig) -> anyhow::Result<()> {
         election,
         service,
         view_dirty: true,
+        election_dirty: false,
     };
     loop_state.process_outputs();
 
@@ -604,9 +607,13 @@ pub async fn run(config: SupervisorConfig) -> anyhow::Result<()> {
             _ = tokio::signal::ctrl_c() => break,
         }
         loop_state.process_outputs();
+        if std::mem::take(&mut loop_state.election_dirty) {
+            loop_state.step_election();
+            loop_state.process_outputs();
+        }
         loop_state.refresh_service_view();
     }
-    loop_state.stop_service(&mut inbound_rx, &config).await;
+    loop_state.shut_down(&mut inbound_rx, &config).await;
     tracing::info!("shutting down: leaving the ring");
     loop_state.node.leave(now_ms());
     loop_state.process_outputs();
@@ -621,6 +628,16 @@ async fn service_status_changed(
 ) -> std::result::Result<(), tokio::sync::watch::error::RecvError> {
     match service {
         Some(service) => service.status.changed().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Resolves when the service task has ended (never without a service).
+async fn service_stopped(service: &mut Option<LoadedService>) {
+    match service {
+        Some(service) => {
+            let _ = (&mut service.task).await;
+        }
         None => std::future::pending().await,
     }
 }
@@ -655,8 +672,10 @@ struct LoopState {
     service: Option<LoadedService>,
     /// The census changed since the service last saw it.
     view_dirty: bool,
-    /// The leader election of the loaded service group (leader and initializer topologies).
-    election: Option<Election>,
+    /// An election rumor changed since the engines last stepped.
+    election_dirty: bool,
+    /// The elections of the loaded service group (leader and initializer topologies).
+    election: Option<GroupElections>,
     udp: Arc<UdpSocket>,
     inbound: mpsc::Sender<Inbound>,
     sessions: HashMap<SessionId, mpsc::Sender<Outgoing>>,
@@ -695,33 +714,53 @@ impl LoopState {
         }
     }
 
-    /// Runs the election engine over the current ring view and publishes what it decides.
+    /// Runs the election engines over the current ring view and publishes what they decide.
     fn step_election(&mut self) {
-        let Some(election) = self.election.as_mut() else {
+        let Some(elections) = self.election.as_mut() else {
             return;
         };
         let now = now_ms();
-        let before: ElectionView = election.view();
+        let before = elections.views();
         let members = self.node.members();
-        let step = election.step(now, &members, self.node.store());
-        if let Some(rumor) = step.publish {
+        let (rumors, views) = elections.step(now, &members, self.node.store());
+        for rumor in rumors {
             if let Err(e) = self.node.publish(now, rumor) {
                 tracing::warn!(error = %e, "cannot publish an election rumor");
             }
         }
-        let view = step.view;
-        if view != before {
-            let group = election.group().clone();
+        if views != before {
+            self.view_dirty = true;
+        }
+        let me = self.node.identity().id;
+        for (kind, view, was) in [
+            ("election", views.leader, before.leader),
+            ("update election", views.update, before.update),
+        ] {
+            let Some(view) = view.filter(|v| Some(*v) != was) else {
+                continue;
+            };
             match view.status {
                 ViewStatus::Finished => tracing::info!(
-                    service_group = %group, leader = ?view.leader, term = view.term,
-                    am_leader = view.is_leader(self.node.identity().id), "election finished"
+                    leader = ?view.leader, term = view.term, am_leader = view.is_leader(me),
+                    "{kind} finished"
                 ),
-                status => {
-                    tracing::info!(service_group = %group, ?status, term = view.term, "election")
-                }
+                status => tracing::info!(?status, term = view.term, "{kind}"),
             }
         }
+    }
+
+    /// This member's own election views, which the census prefers over the rumors.
+    fn local_elections(&self) -> LocalElections {
+        match (&self.election, &self.service) {
+            (Some(elections), Some(service)) => {
+                LocalElections::of_group(&service.spec.service_group, elections.views())
+            }
+            _ => LocalElections::default(),
+        }
+    }
+
+    fn leader_view(&self) -> Option<ElectionView> {
+        self.election.as_ref().and_then(|e| e.views().leader)
     }
 
     /// Sends the service the current census when it changed.
@@ -751,7 +790,7 @@ impl LoopState {
             members: &members,
             store: self.node.store(),
         };
-        census::census_groups(&input)
+        census::census_groups_with(&input, &self.local_elections())
     }
 
     /// Publishes what the service's status changes for the ring: exports and the initialized
@@ -802,54 +841,73 @@ impl LoopState {
                 status.health.as_str()
             ));
         }
-        if let Some(election) = &self.election {
-            if election.view().status != ViewStatus::Finished {
+        if let Some(view) = self.leader_view() {
+            if view.status != ViewStatus::Finished {
                 return Err(format!(
                     "{}: election {:?}",
-                    service.spec.service_group,
-                    election.view().status
+                    service.spec.service_group, view.status
                 ));
             }
         }
         Ok(())
     }
 
-    /// Stops the service (signal, timeout, SIGKILL, post-stop) while the ring keeps running,
-    /// so gossip (a resignation, the service's last rumors) still flows meanwhile.
-    async fn stop_service(
+    /// Stops the service (signal, timeout, SIGKILL, post-stop) and resigns from the elections
+    /// at once, while the ring keeps running: a leader's withdrawal must go out with rumor
+    /// gossip (which leaving stops), so the others elect a successor without waiting for
+    /// failure detection, and the service's last rumors still flow.
+    async fn shut_down(
         &mut self,
         inbound_rx: &mut mpsc::Receiver<Inbound>,
         config: &SupervisorConfig,
     ) {
-        let Some(mut service) = self.service.take() else {
-            return;
+        let mut service = self.service.take();
+        let started = Instant::now();
+        let mut deadline = started;
+        if let Some(service) = &service {
+            let _ = service.stop.send(true);
+            deadline += service.spec.package.shutdown_timeout
+                + service.spec.hook_timeouts.get(HookKind::PostStop)
+                + Duration::from_secs(2);
+        }
+        let withdrawals = self
+            .election
+            .as_mut()
+            .map(GroupElections::resign)
+            .unwrap_or_default();
+        // Two gossip intervals carry a withdrawal to every member of a LAN ring.
+        let gossip_until = if withdrawals.is_empty() {
+            started
+        } else {
+            tracing::info!("shutting down: resigning from the election");
+            started + config.gossip.swim.gossip_interval * 2
         };
-        let _ = service.stop.send(true);
-        let limit = service.spec.package.shutdown_timeout
-            + service
-                .spec
-                .hook_timeouts
-                .get(crate::service::hooks::HookKind::PostStop)
-            + Duration::from_secs(2);
-        let deadline = Instant::now() + limit;
+        deadline = deadline.max(gossip_until);
+        for rumor in withdrawals {
+            if let Err(e) = self.node.publish(now_ms(), rumor) {
+                tracing::warn!(error = %e, "cannot publish the election withdrawal");
+            }
+        }
+        self.process_outputs();
         loop {
-            let next = self
-                .timers
-                .next_due()
-                .unwrap_or(deadline)
-                .min(deadline)
-                .min(Instant::now() + config.gossip.swim.gossip_interval);
+            let now = Instant::now();
+            if service.is_none() && now >= gossip_until {
+                break;
+            }
+            if now >= deadline {
+                if let Some(service) = service.take() {
+                    tracing::warn!("the service did not stop in time");
+                    service.task.abort();
+                }
+                break;
+            }
+            let next = self.timers.next_due().unwrap_or(deadline).min(deadline);
             tokio::select! {
-                _ = &mut service.task => break,
+                _ = service_stopped(&mut service) => service = None,
                 Some(message) = inbound_rx.recv() => self.on_inbound(message),
                 _ = tokio::time::sleep_until(next.into()) => {
                     while let Some(timer) = self.timers.pop_due(Instant::now()) {
                         self.node.handle_timer(now_ms(), timer);
-                    }
-                    if Instant::now() >= deadline {
-                        tracing::warn!("the service did not stop in time");
-                        service.task.abort();
-                        break;
                     }
                 }
             }
@@ -882,7 +940,8 @@ impl LoopState {
                     members: &members,
                     store: self.node.store(),
                 };
-                let _ = reply.send(census::census(&input));
+                // This member's own election view wins over the rumor (NoQuorum is not gossiped).
+                let _ = reply.send(census::census_with(&input, &self.local_elections()));
             }
             Request::Services(reply) => {
                 let groups = self.census_groups();
@@ -969,9 +1028,16 @@ impl LoopState {
         let events: Vec<NodeEvent> = self.node.drain_events().collect();
         for event in events {
             match event {
-                NodeEvent::RumorChanged(_) => {
+                NodeEvent::RumorChanged(key) => {
                     self.store_dirty = true;
                     self.view_dirty = true;
+                    // A vote or a declaration is answered now, not at the next tick.
+                    if matches!(
+                        key,
+                        RumorKey::Election { .. } | RumorKey::ElectionUpdate { .. }
+                    ) {
+                        self.election_dirty = true;
+                    }
                 }
                 NodeEvent::Rejoined(identity) => {
                     if let Err(e) = persist_incarnation(&self.dirs, identity.incarnation) {

@@ -15,7 +15,8 @@ use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 
 use habitat_sidecar::election::{
-    term_round, Election, ElectionConfig, ElectionKind, ElectionView, ViewStatus,
+    term_round, update_suitability, Election, ElectionConfig, ElectionKind, ElectionView,
+    ViewStatus,
 };
 use habitat_sidecar::gossip::member::{Health, MemberId};
 use habitat_sidecar::gossip::node::GossipConfig;
@@ -495,6 +496,129 @@ fn isolating_a_follower_of_persistent_members_keeps_the_leader() {
         w.sim.heal_partition();
         let after = w.wait_agreed(&[0, 1, 2, 3, 4], 10 * SECOND, "after heal");
         assert_eq!(after, (leader, term), "seed {seed}");
+        w.assert_no_violations();
+    }
+}
+
+// ---- Graceful step-down, update elections, suitability changes ----
+
+/// How member `i` stops: with `resign`, as `hab sup run` does on SIGTERM (withdraw, keep the
+/// ring running two gossip intervals, leave); without, leaving only. Then the process is gone.
+/// Returns the simulated ms until the others agree on a new leader.
+fn stop_leader(seed: u64, resign: bool) -> u64 {
+    let mut w = World::new(5, seed, &[0; 5]);
+    w.start_all();
+    let (old, _) = w.wait_agreed(&[0, 1, 2, 3, 4], 10 * SECOND, "first election");
+    let leader = w.index_of(old);
+    let others = everyone_but(5, &[leader]);
+    let t0 = w.sim.now_ms();
+    if resign {
+        let withdrawal = w.engines.borrow_mut()[leader]
+            .as_mut()
+            .unwrap()
+            .resign()
+            .expect("the leader resigns with a withdrawal");
+        w.sim.publish(leader, withdrawal).unwrap();
+        w.sim.run_for(fast_gossip().swim.gossip_interval * 2);
+    }
+    w.sim.leave(leader);
+    w.crash(leader);
+    let (new, _) = w.wait_agreed_other_than(&others, old, 10 * SECOND);
+    assert_ne!(new, old, "seed {seed}");
+    w.assert_no_violations();
+    w.sim.now_ms() - t0
+}
+
+/// A leader that shuts down hands over at once: the survivors agree on a successor within a
+/// few gossip intervals (no suspicion timeout), well before failure detection would let them.
+#[test]
+fn a_leader_that_resigns_is_replaced_within_a_few_gossip_intervals() {
+    let interval = gossip_interval_ms();
+    let mut resigned = Vec::new();
+    let mut left_only = Vec::new();
+    for seed in 1..=20 {
+        resigned.push(stop_leader(seed, true));
+        left_only.push(stop_leader(seed, false));
+    }
+    resigned.sort_unstable();
+    left_only.sort_unstable();
+    eprintln!(
+        "successor agreed after resign+leave {resigned:?} ms; after leave only {left_only:?} ms"
+    );
+    let worst = *resigned.last().unwrap();
+    assert!(
+        worst <= 12 * interval,
+        "resign: worst {worst} ms > 12 gossip intervals; all {resigned:?}"
+    );
+}
+
+/// Habitat's rolling-update rule in the leader topology: the application leader has the
+/// lowest update suitability, so another member leads the update (and the app leader updates
+/// last); the update election finishes like the leader election.
+#[test]
+fn an_update_election_finishes_and_does_not_pick_the_app_leader() {
+    for seed in 1..=10 {
+        // The app leader is the member the leader election picks with equal suitability: the
+        // highest id, which would also win an update election among equals.
+        let probe = World::new(5, seed, &[0; 5]);
+        let app_leader = (0..5).max_by_key(|&i| probe.id(i)).unwrap();
+        drop(probe);
+        let suitability: Vec<u64> = (0..5)
+            .map(|i| update_suitability(true, i == app_leader))
+            .collect();
+        let mut w = World::with(
+            5,
+            seed,
+            &suitability,
+            election_config(),
+            ElectionKind::Update,
+        );
+        w.start_all();
+        let (leader, _) = w.wait_agreed(&[0, 1, 2, 3, 4], 10 * SECOND, "update election");
+        assert_ne!(
+            leader,
+            w.id(app_leader),
+            "seed {seed}: the app leader leads the update"
+        );
+        let store = w.sim.node(0).unwrap().store();
+        assert!(
+            ElectionKind::Update.current(store, &group()).is_some()
+                && ElectionKind::Leader.current(store, &group()).is_none(),
+            "seed {seed}: the update election has its own rumor"
+        );
+        w.assert_no_violations();
+    }
+}
+
+/// The suitability hook changes its answer while the election runs: a candidate whose
+/// suitability drops runs again with the new one, and the better member wins.
+#[test]
+fn a_suitability_change_during_a_running_election_is_honoured() {
+    for seed in 1..=10 {
+        let mut w = World::new(3, seed, &[5, 5, 5]);
+        let candidate = (0..3).max_by_key(|&i| w.id(i)).unwrap();
+        w.start_all();
+        let id = w.id(candidate);
+        let running = w.sim.run_until(10 * SECOND, MS, |sim| {
+            ElectionKind::Leader
+                .current(sim.node(candidate).unwrap().store(), &group())
+                .is_some_and(|c| c.member_id == id && c.status == ElectionStatus::Running)
+        });
+        assert!(running, "seed {seed}: no candidacy");
+        w.engines.borrow_mut()[candidate]
+            .as_mut()
+            .unwrap()
+            .set_suitability(0);
+        let (leader, _) = w.wait_agreed(&[0, 1, 2], 10 * SECOND, "after the change");
+        let expected = (0..3)
+            .filter(|&i| i != candidate)
+            .map(|i| w.id(i))
+            .max()
+            .unwrap();
+        assert_eq!(
+            leader, expected,
+            "seed {seed}: the better-suited member leads"
+        );
         w.assert_no_violations();
     }
 }

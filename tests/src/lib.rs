@@ -195,6 +195,34 @@ pub fn http_get(addr: SocketAddr, path: &str) -> Result<String, String> {
     Ok(body.to_string())
 }
 
+/// A GET from inside network namespace `ns` (with curl there), for supervisors the test's own
+/// namespace cannot reach.
+pub fn netns_http_get(ns: &str, addr: SocketAddr, path: &str) -> Result<String, String> {
+    let url = format!("http://{addr}{path}");
+    let out = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            ns,
+            "curl",
+            "-sS",
+            "-f",
+            "--max-time",
+            "3",
+            &url,
+        ])
+        .output()
+        .map_err(|e| format!("ip netns exec {ns} curl {url}: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "ip netns exec {ns} curl {url}: {}: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
 // ---------------------------------------------------------------------------------------------
 // Metrics
 
@@ -285,9 +313,18 @@ pub struct SupervisorBuilder {
     service: bool,
     fast: bool,
     files: Vec<(PathBuf, Vec<u8>, Duration)>,
+    /// Runs inside this network namespace (`ip netns exec`); HTTP goes through curl there.
+    netns: Option<String>,
 }
 
 impl SupervisorBuilder {
+    /// Runs the supervisor inside network namespace `ns` (created by the test, e.g. with
+    /// `NetnsLab`); its address must be one of that namespace's.
+    pub fn in_netns(mut self, ns: &str) -> Self {
+        self.netns = Some(ns.to_string());
+        self
+    }
+
     /// Joins through `peer` (repeatable).
     pub fn peer(mut self, peer: Ipv4Addr) -> Self {
         self.peers.push(peer);
@@ -387,14 +424,20 @@ pub struct Supervisor {
 impl Supervisor {
     /// A supervisor at 127.0.`block`.`host`, with the example package and fast timings.
     pub fn at(block: u8, host: u8) -> SupervisorBuilder {
+        Supervisor::at_ip(ip(block, host))
+    }
+
+    /// A supervisor at `ip` (an address the test owns, e.g. inside a network namespace).
+    pub fn at_ip(ip: Ipv4Addr) -> SupervisorBuilder {
         SupervisorBuilder {
-            ip: ip(block, host),
+            ip,
             peers: Vec::new(),
             args: Vec::new(),
             env: Vec::new(),
             service: true,
             fast: true,
             files: Vec::new(),
+            netns: None,
         }
     }
 
@@ -402,7 +445,14 @@ impl Supervisor {
     fn command(&self) -> Command {
         let spec = &self.spec;
         let ip = IpAddr::V4(spec.ip);
-        let mut cmd = Command::new(hab_binary());
+        let mut cmd = match &spec.netns {
+            Some(ns) => {
+                let mut cmd = Command::new("ip");
+                cmd.args(["netns", "exec", ns]).arg(hab_binary());
+                cmd
+            }
+            None => Command::new(hab_binary()),
+        };
         cmd.args(["sup", "run"]);
         if spec.service {
             cmd.arg(hello_package());
@@ -526,7 +576,10 @@ impl Supervisor {
     }
 
     pub fn get(&self, path: &str) -> Result<String, String> {
-        http_get(self.http_addr(), path)
+        match &self.spec.netns {
+            Some(ns) => netns_http_get(ns, self.http_addr(), path),
+            None => http_get(self.http_addr(), path),
+        }
     }
 
     pub fn get_json(&self, path: &str) -> Result<Value, String> {
@@ -823,6 +876,139 @@ pub fn key_name_with_rev(path: &Path) -> String {
         .and_then(|n| n.strip_suffix(".sym.key"))
         .unwrap_or_else(|| panic!("{} is not a .sym.key file", path.display()))
         .to_string()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Elections
+
+/// (election status, leader id) of `group` as one supervisor's /census shows it.
+pub fn election_of(sup: &Supervisor, group: &str) -> Result<(String, Option<String>), String> {
+    let doc = sup.census()?;
+    let g = &doc["census_groups"][group];
+    let status = g["election_status"]
+        .as_str()
+        .ok_or_else(|| format!("{}: no census group {group}", sup.name()))?
+        .to_string();
+    Ok((status, g["leader_id"].as_str().map(str::to_string)))
+}
+
+/// The one leader all of `ring` report in a finished election of `group`, or what they report.
+pub fn agreed_leader(ring: &[&Supervisor], group: &str) -> Result<String, String> {
+    let views: Vec<(String, Option<String>)> = ring
+        .iter()
+        .map(|s| election_of(s, group))
+        .collect::<Result<_, _>>()?;
+    let distinct: std::collections::BTreeSet<&(String, Option<String>)> = views.iter().collect();
+    match distinct.into_iter().collect::<Vec<_>>().as_slice() {
+        [(status, Some(leader))] if status == "ElectionFinished" => Ok(leader.clone()),
+        _ => Err(format!("views {views:?}")),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Network namespaces
+
+/// A throw-away network lab: a hub namespace with bridges, and one namespace per host joined to
+/// a bridge by a veth pair, addressed `10.231.<subnet>.<host>/24`. Names carry the process id
+/// and a counter, so parallel runs do not clash; every namespace is deleted on drop, even when
+/// the test fails. Only namespaces created here get addresses.
+pub struct NetnsLab {
+    prefix: String,
+    subnet: u8,
+    hosts: Vec<u8>,
+}
+
+impl NetnsLab {
+    /// Creates the hub with bridges `br0` and `br1`. `Err` says why namespaces cannot be made
+    /// (not root, no `ip`), for tests that then skip.
+    pub fn new(subnet: u8) -> Result<NetnsLab, String> {
+        static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let lab = NetnsLab {
+            prefix: format!("habe2e-{}-{n}", std::process::id()),
+            subnet,
+            hosts: Vec::new(),
+        };
+        let hub = lab.hub();
+        ip_cmd(&["netns", "add", &hub])?;
+        lab.exec(&hub, &["ip", "link", "set", "lo", "up"])?;
+        for br in ["br0", "br1"] {
+            lab.exec(&hub, &["ip", "link", "add", br, "type", "bridge"])?;
+            lab.exec(&hub, &["ip", "link", "set", br, "up"])?;
+        }
+        Ok(lab)
+    }
+
+    fn hub(&self) -> String {
+        format!("{}-hub", self.prefix)
+    }
+
+    /// The namespace of `host`.
+    pub fn ns(&self, host: u8) -> String {
+        format!("{}-h{host}", self.prefix)
+    }
+
+    pub fn ip(&self, host: u8) -> Ipv4Addr {
+        Ipv4Addr::new(10, 231, self.subnet, host)
+    }
+
+    /// Adds host `host` (1..=253): its namespace, a veth to `br0`, its address, loopback up.
+    pub fn add_host(&mut self, host: u8) -> Result<(), String> {
+        let (hub, ns) = (self.hub(), self.ns(host));
+        ip_cmd(&["netns", "add", &ns])?;
+        self.hosts.push(host);
+        let port = format!("p{host}");
+        self.exec(
+            &hub,
+            &[
+                "ip", "link", "add", &port, "type", "veth", "peer", "name", "eth0", "netns", &ns,
+            ],
+        )?;
+        self.exec(&hub, &["ip", "link", "set", &port, "master", "br0", "up"])?;
+        let cidr = format!("{}/24", self.ip(host));
+        self.exec(&ns, &["ip", "addr", "add", &cidr, "dev", "eth0"])?;
+        self.exec(&ns, &["ip", "link", "set", "eth0", "up"])?;
+        self.exec(&ns, &["ip", "link", "set", "lo", "up"])
+    }
+
+    /// Puts `host` on bridge `br0` or `br1`: hosts on different bridges cannot reach each other.
+    pub fn attach(&self, host: u8, bridge: &str) -> Result<(), String> {
+        let port = format!("p{host}");
+        self.exec(&self.hub(), &["ip", "link", "set", &port, "master", bridge])
+    }
+
+    /// Runs `argv` inside namespace `ns`.
+    pub fn exec(&self, ns: &str, argv: &[&str]) -> Result<(), String> {
+        let mut args = vec!["netns", "exec", ns];
+        args.extend_from_slice(argv);
+        ip_cmd(&args)
+    }
+}
+
+impl Drop for NetnsLab {
+    fn drop(&mut self) {
+        for host in std::mem::take(&mut self.hosts) {
+            let _ = ip_cmd(&["netns", "del", &self.ns(host)]);
+        }
+        let _ = ip_cmd(&["netns", "del", &self.hub()]);
+    }
+}
+
+fn ip_cmd(args: &[&str]) -> Result<(), String> {
+    let out = Command::new("ip")
+        .args(args)
+        .output()
+        .map_err(|e| format!("ip {}: {e}", args.join(" ")))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "ip {}: {}: {}",
+            args.join(" "),
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
 }
 
 #[cfg(test)]

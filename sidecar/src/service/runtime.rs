@@ -34,10 +34,6 @@ use crate::package::Package;
 use crate::template::context::{render_context, PkgContext, RenderInput, SysContext};
 use crate::template::Renderer;
 
-/// Environment variable carrying the finished election's term to hooks and the service: a
-/// fencing token (it only grows), absent when no election finished.
-pub const ELECTION_TERM_ENV: &str = "HAB_ELECTION_TERM";
-
 /// How often `user.toml` is polled for changes.
 const USER_TOML_POLL: Duration = Duration::from_secs(1);
 
@@ -354,7 +350,7 @@ impl Runtime {
             env.push(("PATH".into(), parts.join(":")));
         }
         if let Some(term) = self.election_term() {
-            env.push((ELECTION_TERM_ENV.into(), term.to_string()));
+            env.push((crate::election::TERM_ENV_VAR.into(), term.to_string()));
         }
         env
     }
