@@ -164,7 +164,7 @@ pub struct TimingArgs {
     #[arg(long, value_name = "SECS", default_value = "0.5", value_parser = parse_secs)]
     pub probe_timeout: Duration,
     /// Suspicion lasts MULT * max(1, log10 N) probe intervals.
-    #[arg(long, value_name = "MULT", default_value_t = 4.0)]
+    #[arg(long, value_name = "MULT", default_value_t = 3.0)]
     pub suspicion_mult: f64,
     /// Interval of rumor and membership gossip.
     #[arg(long, value_name = "SECS", default_value = "0.2", value_parser = parse_secs)]

@@ -52,7 +52,7 @@ impl SwimConfig {
             probe_period: Duration::from_secs(1),
             probe_timeout: Duration::from_millis(500),
             indirect_probes: 3,
-            suspicion_mult: 4.0,
+            suspicion_mult: 3.0,
             retransmit_mult: 4,
             gossip_interval: Duration::from_millis(200),
             gossip_fanout: 3,
