@@ -5,6 +5,10 @@
 
 use std::path::PathBuf;
 
+mod support;
+
+use support::{assert_valid, load, Schemas};
+
 use habitat_sidecar::census::{self, CensusInput, ELECTION_FINISHED};
 use habitat_sidecar::gossip::member::{Health, Identity, MemberId, MemberView};
 use habitat_sidecar::gossip::rumor::{
@@ -12,145 +16,7 @@ use habitat_sidecar::gossip::rumor::{
     ServiceGroup, ServiceRumor, SysInfo,
 };
 use habitat_sidecar::gossip::store::Store;
-use jsonschema::{Registry, Validator};
 use serde_json::{json, Value};
-
-const SCHEMA_FILES: [&str; 4] = [
-    "http_gateway_butterfly_schema.json",
-    "http_gateway_census_schema.json",
-    "http_gateway_services_schema.json",
-    "render_context_schema.json",
-];
-const BASE: &str = "https://habitat-reference.invalid/";
-
-fn reference_dir() -> PathBuf {
-    PathBuf::from(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../shared/reference/habitat/"
-    ))
-}
-
-fn load(file: &str) -> Value {
-    let path = reference_dir().join(file);
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path:?}: {e}"));
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path:?}: {e}"))
-}
-
-/// Drops `additionalProperties: false`, adds `initializer` to the topology enum, and points the
-/// services schema's dangling `#/definitions/package_identifier` at the render context schema.
-fn relax(value: &mut Value, file: &str) {
-    match value {
-        Value::Object(map) => {
-            if map.get("additionalProperties") == Some(&Value::Bool(false)) {
-                map.remove("additionalProperties");
-            }
-            if let Some(Value::Array(variants)) = map.get_mut("enum") {
-                if variants.contains(&json!("standalone")) && variants.contains(&json!("leader")) {
-                    variants.push(json!("initializer"));
-                }
-            }
-            fix_dangling_ref(map, file);
-            for child in map.values_mut() {
-                relax(child, file);
-            }
-        }
-        Value::Array(items) => items.iter_mut().for_each(|v| relax(v, file)),
-        _ => {}
-    }
-}
-
-fn fix_dangling_ref(map: &mut serde_json::Map<String, Value>, file: &str) {
-    if file == "http_gateway_services_schema.json"
-        && map.get("$ref") == Some(&json!("#/definitions/package_identifier"))
-    {
-        map.insert(
-            "$ref".into(),
-            json!("render_context_schema.json#/definitions/package_identifier"),
-        );
-    }
-}
-
-/// Every schema, with its file name as `$id` under one base, so their cross-references resolve.
-fn schemas(relaxed: bool) -> Vec<(String, Value)> {
-    SCHEMA_FILES
-        .iter()
-        .map(|file| {
-            let mut schema = load(file);
-            if relaxed {
-                relax(&mut schema, file);
-            } else if let Value::Object(map) = &mut schema {
-                // Even the strict set needs the dangling reference pointed somewhere.
-                fix_dangling_ref_everywhere(map, file);
-            }
-            let uri = format!("{BASE}{file}");
-            schema["$id"] = json!(uri);
-            (uri, schema)
-        })
-        .collect()
-}
-
-fn fix_dangling_ref_everywhere(map: &mut serde_json::Map<String, Value>, file: &str) {
-    fix_dangling_ref(map, file);
-    for child in map.values_mut() {
-        match child {
-            Value::Object(inner) => fix_dangling_ref_everywhere(inner, file),
-            Value::Array(items) => {
-                for item in items {
-                    if let Value::Object(inner) = item {
-                        fix_dangling_ref_everywhere(inner, file);
-                    }
-                }
-            }
-            _ => {}
-        }
-    }
-}
-
-struct Schemas {
-    all: Vec<(String, Value)>,
-}
-
-impl Schemas {
-    fn new(relaxed: bool) -> Schemas {
-        Schemas {
-            all: schemas(relaxed),
-        }
-    }
-
-    fn validator(&self, file: &str) -> Validator {
-        let registry = Registry::new()
-            .extend(
-                self.all
-                    .iter()
-                    .map(|(uri, schema)| (uri.clone(), schema.clone())),
-            )
-            .expect("schema uris")
-            .prepare()
-            .expect("registry of Habitat's schemas");
-        let (_, schema) = self
-            .all
-            .iter()
-            .find(|(uri, _)| uri.ends_with(file))
-            .expect("known schema");
-        jsonschema::options()
-            .offline()
-            .with_registry(&registry)
-            .build(schema)
-            .unwrap_or_else(|e| panic!("{file}: {e}"))
-    }
-
-    fn errors(&self, file: &str, doc: &Value) -> Vec<String> {
-        self.validator(file)
-            .iter_errors(doc)
-            .map(|e| format!("{} at {}", e, e.instance_path()))
-            .collect()
-    }
-}
-
-fn assert_valid(schemas: &Schemas, file: &str, doc: &Value) {
-    let errors = schemas.errors(file, doc);
-    assert!(errors.is_empty(), "{file}: {errors:#?}");
-}
 
 // --- A small ring: 5 members, services in 2 groups, a config, a file, elections, a departure.
 

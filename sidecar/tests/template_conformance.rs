@@ -7,6 +7,10 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+mod support;
+
+use support::{load, Schemas};
+
 use habitat_sidecar::census::{
     CensusGroup, CensusMember, CensusPkg, ELECTION_FINISHED, ELECTION_IN_PROGRESS, ELECTION_NONE,
 };
@@ -16,7 +20,6 @@ use habitat_sidecar::package::PackageIdent;
 use habitat_sidecar::template::{
     render_context, PkgContext, RenderInput, Renderer, SysContext, TemplateError,
 };
-use jsonschema::{Registry, Validator};
 use serde_json::{json, Value};
 
 // --- Fixtures: a census group of five members in every health, and a bound group.
@@ -547,94 +550,10 @@ fn sys_and_pkg_have_habitat_fields() {
     );
 }
 
-// --- Validation against Habitat's schema (loaded as sidecar/tests/gateway_schemas.rs does)
+// --- Validation against Habitat's schema
 
-const SCHEMA_FILES: [&str; 4] = [
-    "http_gateway_butterfly_schema.json",
-    "http_gateway_census_schema.json",
-    "http_gateway_services_schema.json",
-    "render_context_schema.json",
-];
-const BASE: &str = "https://habitat-reference.invalid/";
-
-fn reference_dir() -> PathBuf {
-    PathBuf::from(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../shared/reference/habitat/"
-    ))
-}
-
-fn load(file: &str) -> Value {
-    let path = reference_dir().join(file);
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path:?}: {e}"));
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path:?}: {e}"))
-}
-
-/// Walks a schema: points the services schema's dangling `package_identifier` reference at the
-/// render context schema, and when `relaxed`, allows extra properties and `initializer`.
-fn adjust(value: &mut Value, file: &str, relaxed: bool) {
-    match value {
-        Value::Object(map) => {
-            if relaxed && map.get("additionalProperties") == Some(&Value::Bool(false)) {
-                map.remove("additionalProperties");
-            }
-            if let Some(Value::Array(variants)) = map.get_mut("enum") {
-                if relaxed
-                    && variants.contains(&json!("standalone"))
-                    && variants.contains(&json!("leader"))
-                {
-                    variants.push(json!("initializer"));
-                }
-            }
-            if file == "http_gateway_services_schema.json"
-                && map.get("$ref") == Some(&json!("#/definitions/package_identifier"))
-            {
-                map.insert(
-                    "$ref".into(),
-                    json!("render_context_schema.json#/definitions/package_identifier"),
-                );
-            }
-            map.values_mut().for_each(|v| adjust(v, file, relaxed));
-        }
-        Value::Array(items) => items.iter_mut().for_each(|v| adjust(v, file, relaxed)),
-        _ => {}
-    }
-}
-
-fn render_context_validator(relaxed: bool) -> Validator {
-    let all: Vec<(String, Value)> = SCHEMA_FILES
-        .iter()
-        .map(|file| {
-            let mut schema = load(file);
-            adjust(&mut schema, file, relaxed);
-            let uri = format!("{BASE}{file}");
-            // Draft 4 names a schema's base URI `id`; later drafts `$id`.
-            schema["id"] = json!(uri);
-            schema["$id"] = json!(uri);
-            (uri, schema)
-        })
-        .collect();
-    let registry = Registry::new()
-        .extend(all.iter().map(|(u, s)| (u.clone(), s.clone())))
-        .expect("schema uris")
-        .prepare()
-        .expect("registry of Habitat's schemas");
-    let (_, schema) = all
-        .iter()
-        .find(|(uri, _)| uri.ends_with("render_context_schema.json"))
-        .unwrap();
-    jsonschema::options()
-        .offline()
-        .with_registry(&registry)
-        .build(schema)
-        .unwrap()
-}
-
-fn errors(validator: &Validator, doc: &Value) -> Vec<String> {
-    validator
-        .iter_errors(doc)
-        .map(|e| format!("{} at {}", e, e.instance_path()))
-        .collect()
+fn errors(schemas: &Schemas, doc: &Value) -> Vec<String> {
+    schemas.errors("render_context_schema.json", doc)
 }
 
 /// Drops the fields we add to Habitat's context, to check the rest against the strict schema.
@@ -653,7 +572,7 @@ fn without_our_additions(value: &mut Value) {
 
 #[test]
 fn render_context_validates_against_habitats_schema() {
-    let relaxed = render_context_validator(true);
+    let relaxed = Schemas::new(true);
     let sample = load("sample_render_context.json");
     assert_eq!(errors(&relaxed, &sample), Vec::<String>::new());
 
@@ -666,7 +585,7 @@ fn render_context_validates_against_habitats_schema() {
     ] {
         assert_eq!(errors(&relaxed, &ctx), Vec::<String>::new(), "{ctx:#}");
         // With our additions taken out, Habitat's strict schema accepts it unchanged.
-        let strict = render_context_validator(false);
+        let strict = Schemas::new(false);
         let mut habitat_only = ctx.clone();
         without_our_additions(&mut habitat_only);
         assert_eq!(errors(&strict, &habitat_only), Vec::<String>::new());

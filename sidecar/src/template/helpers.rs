@@ -26,11 +26,15 @@ pub fn register_all(hb: &mut Handlebars<'static>, fs_root: &Path) {
     hb.register_helper("strConcat", Box::new(StrConcat));
     hb.register_helper("strJoin", Box::new(StrJoin));
     hb.register_helper("strReplace", Box::new(StrReplace));
-    hb.register_helper("toUppercase", Box::new(ToUppercase));
-    hb.register_helper("toLowercase", Box::new(ToLowercase));
-    hb.register_helper("toJson", Box::new(ToJson));
-    hb.register_helper("toToml", Box::new(ToToml));
-    hb.register_helper("toYaml", Box::new(ToYaml));
+    for helper in [
+        OneValue::TO_UPPERCASE,
+        OneValue::TO_LOWERCASE,
+        OneValue::TO_JSON,
+        OneValue::TO_TOML,
+        OneValue::TO_YAML,
+    ] {
+        hb.register_helper(helper.name, Box::new(helper));
+    }
 }
 
 fn fail(message: impl Into<String>) -> RenderError {
@@ -339,95 +343,73 @@ impl HelperDef for StrReplace {
     }
 }
 
-#[derive(Clone, Copy)]
-pub struct ToUppercase;
-
-impl HelperDef for ToUppercase {
-    fn call<'reg: 'rc, 'rc>(
-        &self,
-        h: &Helper<'rc>,
-        _: &'reg Handlebars<'reg>,
-        _: &'rc Context,
-        _: &mut RenderContext<'reg, 'rc>,
-        out: &mut dyn Output,
-    ) -> HelperResult {
-        let text = string_param(h, 0, "Expected a string parameter for \"toUppercase\"")?;
-        out.write(&text.to_uppercase())?;
-        Ok(())
-    }
-}
-
-#[derive(Clone, Copy)]
-pub struct ToLowercase;
-
-impl HelperDef for ToLowercase {
-    fn call<'reg: 'rc, 'rc>(
-        &self,
-        h: &Helper<'rc>,
-        _: &'reg Handlebars<'reg>,
-        _: &'rc Context,
-        _: &mut RenderContext<'reg, 'rc>,
-        out: &mut dyn Output,
-    ) -> HelperResult {
-        let text = string_param(h, 0, "Expected a string parameter for \"toLowercase\"")?;
-        out.write(&text.to_lowercase())?;
-        Ok(())
-    }
-}
-
 fn first_param<'a>(h: &'a Helper<'_>, name: &str) -> Result<&'a Value, RenderError> {
     h.param(0)
         .map(PathAndJson::value)
         .ok_or_else(|| fail(format!("Expected 1 parameter for \"{name}\"")))
 }
 
-/// `{{toJson value}}`: pretty JSON (two-space indent), no trailing newline.
+/// A helper of one parameter whose output is a function of its value: the case helpers and the
+/// serializers (`toJson` pretty JSON with a two-space indent and no trailing newline, `toToml` a
+/// TOML document of a table, `toYaml` a YAML document ending in a newline).
 #[derive(Clone, Copy)]
-pub struct ToJson;
-
-impl HelperDef for ToJson {
-    fn call<'reg: 'rc, 'rc>(
-        &self,
-        h: &Helper<'rc>,
-        _: &'reg Handlebars<'reg>,
-        _: &'rc Context,
-        _: &mut RenderContext<'reg, 'rc>,
-        out: &mut dyn Output,
-    ) -> HelperResult {
-        let value = first_param(h, "toJson")?;
-        let text = serde_json::to_string_pretty(value)
-            .map_err(|e| fail(format!("Can't serialize parameter to JSON: {e}")))?;
-        out.write(&text)?;
-        Ok(())
-    }
+pub struct OneValue {
+    name: &'static str,
+    convert: fn(&Value) -> Result<String, String>,
 }
 
-/// `{{toToml table}}`: a TOML document; only tables (JSON objects) can be one.
-#[derive(Clone, Copy)]
-pub struct ToToml;
-
-impl HelperDef for ToToml {
-    fn call<'reg: 'rc, 'rc>(
-        &self,
-        h: &Helper<'rc>,
-        _: &'reg Handlebars<'reg>,
-        _: &'rc Context,
-        _: &mut RenderContext<'reg, 'rc>,
-        out: &mut dyn Output,
-    ) -> HelperResult {
-        let value = first_param(h, "toToml")?;
-        let text = toml::to_string(value)
-            .map_err(|e| fail(format!("Can't serialize parameter to TOML: {e}")))?;
-        out.write(&text)?;
-        Ok(())
-    }
+/// An empty error means "not a string": the helper words the message.
+fn upper(value: &Value) -> Result<String, String> {
+    value
+        .as_str()
+        .map(str::to_uppercase)
+        .ok_or_else(String::new)
 }
 
-/// `{{toYaml value}}`: a YAML document, ending in a newline.
-#[derive(Clone, Copy)]
-pub struct ToYaml;
+fn lower(value: &Value) -> Result<String, String> {
+    value
+        .as_str()
+        .map(str::to_lowercase)
+        .ok_or_else(String::new)
+}
 
-impl HelperDef for ToYaml {
+fn json(value: &Value) -> Result<String, String> {
+    serde_json::to_string_pretty(value)
+        .map_err(|e| format!("Can't serialize parameter to JSON: {e}"))
+}
+
+fn toml_text(value: &Value) -> Result<String, String> {
+    toml::to_string(value).map_err(|e| format!("Can't serialize parameter to TOML: {e}"))
+}
+
+fn yaml(value: &Value) -> Result<String, String> {
+    serde_yaml::to_string(value).map_err(|e| format!("Can't serialize parameter to YAML: {e}"))
+}
+
+impl OneValue {
+    pub const TO_UPPERCASE: OneValue = OneValue {
+        name: "toUppercase",
+        convert: upper,
+    };
+    pub const TO_LOWERCASE: OneValue = OneValue {
+        name: "toLowercase",
+        convert: lower,
+    };
+    pub const TO_JSON: OneValue = OneValue {
+        name: "toJson",
+        convert: json,
+    };
+    pub const TO_TOML: OneValue = OneValue {
+        name: "toToml",
+        convert: toml_text,
+    };
+    pub const TO_YAML: OneValue = OneValue {
+        name: "toYaml",
+        convert: yaml,
+    };
+}
+
+impl HelperDef for OneValue {
     fn call<'reg: 'rc, 'rc>(
         &self,
         h: &Helper<'rc>,
@@ -436,9 +418,17 @@ impl HelperDef for ToYaml {
         _: &mut RenderContext<'reg, 'rc>,
         out: &mut dyn Output,
     ) -> HelperResult {
-        let value = first_param(h, "toYaml")?;
-        let text = serde_yaml::to_string(value)
-            .map_err(|e| fail(format!("Can't serialize parameter to YAML: {e}")))?;
+        let text = match (self.convert)(first_param(h, self.name)?) {
+            Ok(text) => text,
+            // The case helpers take strings only, with Habitat's message.
+            Err(problem) if problem.is_empty() => {
+                return Err(fail(format!(
+                    "Expected a string parameter for \"{}\"",
+                    self.name
+                )))
+            }
+            Err(problem) => return Err(fail(problem)),
+        };
         out.write(&text)?;
         Ok(())
     }
