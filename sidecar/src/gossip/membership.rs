@@ -489,6 +489,8 @@ struct Collector<'a> {
     out: &'a mut SwimOutput,
     lhm_delta: &'a mut i32,
     probe_failed: &'a mut Vec<Identity>,
+    /// Senders of the datagrams handled in this call.
+    heard_from: &'a mut Vec<Identity>,
 }
 
 impl foca::Runtime<Identity> for Collector<'_> {
@@ -512,6 +514,7 @@ impl foca::Runtime<Identity> for Collector<'_> {
                 self.probe_failed.push(id.clone());
             }
             Notification::DataReceived(header) => {
+                self.heard_from.push(header.src.clone());
                 if matches!(
                     header.message,
                     Message::Ack(_) | Message::ForwardedAck { .. }
@@ -629,11 +632,13 @@ impl Membership {
     ) -> R {
         let mut lhm_delta = 0;
         let mut probe_failed = Vec::new();
+        let mut heard_from = Vec::new();
         let result = {
             let mut collector = Collector {
                 out: &mut self.out,
                 lhm_delta: &mut lhm_delta,
                 probe_failed: &mut probe_failed,
+                heard_from: &mut heard_from,
             };
             call(&mut self.foca, &mut collector)
         };
@@ -660,11 +665,12 @@ impl Membership {
                 let renewed = me.clone();
                 let mut out = std::mem::take(&mut self.out);
                 let mut ignored = 0;
-                let mut no_probes = Vec::new();
+                let (mut no_probes, mut no_senders) = (Vec::new(), Vec::new());
                 let mut collector = Collector {
                     out: &mut out,
                     lhm_delta: &mut ignored,
                     probe_failed: &mut no_probes,
+                    heard_from: &mut no_senders,
                 };
                 if self
                     .foca
@@ -681,8 +687,18 @@ impl Membership {
                 state.me = Some(me);
             }
         }
-        for suspect in probe_failed {
-            self.tell_suspect(&suspect);
+        // A member that talks to us while we still hold it Suspect at the incarnation it
+        // sends (a higher one would have refuted) has not heard of the suspicion: tell it too.
+        // Only the member whose probe failed arms a suspect-to-down timer, and foca drops that
+        // timer when the member rejoins or loses all its peers (its timer token changes), while
+        // the Suspect state stays and has been gossiped; the piggybacked updates are sent a
+        // bounded number of times, so after a partition or a pause they may all have missed
+        // the suspect. Without this it would stay Suspect in the ring for good. The notices stop
+        // as soon as its next message carries the higher incarnation.
+        heard_from.retain(|sender| !probe_failed.contains(sender));
+        heard_from.dedup();
+        for suspect in probe_failed.iter().chain(&heard_from) {
+            self.tell_suspect(suspect);
         }
         self.resize_if_needed();
         result
