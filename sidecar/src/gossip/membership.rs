@@ -687,14 +687,13 @@ impl Membership {
                 state.me = Some(me);
             }
         }
-        // A member that talks to us while we still hold it Suspect at the incarnation it
-        // sends (a higher one would have refuted) has not heard of the suspicion: tell it too.
-        // Only the member whose probe failed arms a suspect-to-down timer, and foca drops that
-        // timer when the member rejoins or loses all its peers (its timer token changes), while
-        // the Suspect state stays and has been gossiped; the piggybacked updates are sent a
-        // bounded number of times, so after a partition or a pause they may all have missed
-        // the suspect. Without this it would stay Suspect in the ring for good. The notices stop
-        // as soon as its next message carries the higher incarnation.
+        // A member that talks to us and is still Suspect here (its incarnation did not refute)
+        // has not heard of the suspicion: tell it too. Only the member whose probe failed arms
+        // a suspect-to-down timer, and foca drops that timer when that member rejoins or loses
+        // all its peers (its timer token changes), while the Suspect state stays, already
+        // gossiped; the piggybacked updates go out a bounded number of times and after a
+        // partition or a pause may all have missed the suspect, which would then stay Suspect
+        // in the ring for good. The notices stop once its messages carry a higher incarnation.
         heard_from.retain(|sender| !probe_failed.contains(sender));
         heard_from.dedup();
         for suspect in probe_failed.iter().chain(&heard_from) {
@@ -995,6 +994,63 @@ mod tests {
         m.take_output();
         m.handle_timer(stale);
         assert!(m.take_output().sends.is_empty(), "no TurnUndead is sent");
+    }
+
+    /// Whether `out` holds a Gossip to `x` naming `x` Suspect.
+    fn tells_suspect(out: &SwimOutput, x: &Identity) -> bool {
+        out.sends.iter().any(|(to, bytes)| {
+            let mut codec = WireCodec {
+                state: Arc::new(Mutex::new(CodecState {
+                    me: Some(x.clone()),
+                    ..CodecState::default()
+                })),
+            };
+            let mut buf = &bytes[..];
+            let header = codec.decode_header(&mut buf).unwrap();
+            if *to != x.addr || header.message != Message::Gossip || buf.len() <= 2 {
+                return false;
+            }
+            buf.advance(2);
+            let update = codec.decode_member(&mut buf).unwrap();
+            update.id() == x && update.state() == State::Suspect
+        })
+    }
+
+    #[test]
+    fn a_suspect_that_talks_to_us_unrefuted_is_told_until_it_refutes() {
+        let (me, peer, x) = (identity(1, 10), identity(2, 10), identity(3, 10));
+        let mut m = Membership::new(me.clone(), SwimConfig::lan(), 7);
+        m.assume_alive(vec![peer.clone(), x.clone()]);
+        // Someone else suspected x (we hold no timer for it).
+        let bytes = update(&peer, &me, Member::new(x.clone(), 0, State::Suspect));
+        m.handle_data(&bytes).unwrap();
+        m.take_output();
+        let ping = |incarnation: u16| {
+            let mut codec = WireCodec {
+                state: Arc::new(Mutex::new(CodecState::default())),
+            };
+            let header = Header {
+                src: x.clone(),
+                src_incarnation: incarnation,
+                dst: me.clone(),
+                message: Message::Ping(1),
+            };
+            let mut buf = Vec::new();
+            codec.encode_header(&header, &mut buf).unwrap();
+            buf
+        };
+        m.handle_data(&ping(0)).unwrap();
+        assert!(
+            tells_suspect(&m.take_output(), &x),
+            "x has not refuted: tell it"
+        );
+        assert_eq!(health_of(&m, &x), Health::Suspect);
+        m.handle_data(&ping(1)).unwrap();
+        assert!(
+            !tells_suspect(&m.take_output(), &x),
+            "x refuted: nothing to tell"
+        );
+        assert_eq!(health_of(&m, &x), Health::Alive);
     }
 
     #[test]
