@@ -864,11 +864,12 @@ fn seed_count() -> u64 {
 /// 98 (an isolated member's detection is slowed by Lifeguard), 611 (slowest agreement).
 const REGRESSIONS: &[u64] = &[4, 20, 98, 611];
 
-/// Gossip bug found here: after a short partition (seed 121) or a pause shorter than the
-/// suspicion timeout (seed 29, with `HAB_ELECTION_PAUSES=1`), the other members keep the member
-/// `Suspect` for good: never refuted, never confirmed. Ignored until the ring is fixed.
+/// Gossip bug once found here: after a short partition (seeds 111, 121) or a pause shorter than
+/// the suspicion timeout (seed 29, with `HAB_ELECTION_PAUSES=1`), a member that had suspected a
+/// peer rejoined, which dropped its suspect-to-down timer, and the peer never heard it was
+/// suspected: it stayed `Suspect` for good. A suspect that talks to us is now told (see
+/// `sim_ring::a_short_partition_or_pause_leaves_no_member_suspect_for_good`).
 #[test]
-#[ignore = "gossip bug: a suspicion that is never resolved (seeds 111, 121; 29 with pauses)"]
 fn ring_bug_seeds_converge() {
     for seed in [111, 121] {
         assert!(

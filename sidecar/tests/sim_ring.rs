@@ -189,6 +189,49 @@ fn a_paused_member_is_suspected_then_confirmed_by_every_other_member() {
     }
 }
 
+/// A member cut off (or paused) for about the suspicion timeout suspects a peer, then is
+/// declared down by the others and rejoins: the rejoin drops its suspect-to-down timers while
+/// the Suspect state it gossiped stays, and the suspect itself may never have heard of it. The
+/// suspect must still be told and refute, so every member ends Alive in every view.
+#[test]
+fn a_short_partition_or_pause_leaves_no_member_suspect_for_good() {
+    let n = 5;
+    let all: Vec<usize> = (0..n).collect();
+    let mut cases = 0;
+    for seed in SEEDS {
+        // Around the 3 s suspicion timeout of a ring of five (LAN profile), in 250 ms steps.
+        for quarter_seconds in 8..=20u64 {
+            for pause in [false, true] {
+                let mut sim = ring(n, seed);
+                let cut = StdRng::seed_from_u64(seed).random_range(0..n);
+                let rest = everyone_but(n, &[cut]);
+                if pause {
+                    sim.pause(cut);
+                } else {
+                    sim.partition(&[&[cut], &rest]);
+                }
+                sim.run_for(Duration::from_millis(quarter_seconds * 250));
+                sim.resume(cut);
+                sim.heal_partition();
+                let healed = sim.run_until(20 * SECOND, STEP, |s| s.all_see_alive(&all));
+                let views: Vec<Vec<Option<Health>>> = all
+                    .iter()
+                    .map(|&x| all.iter().map(|&y| sim.health(x, y)).collect())
+                    .collect();
+                assert!(
+                    healed,
+                    "seed {seed}: member {cut} {} for {} ms: not every member Alive in every \
+                     view within 20 s: {views:?}",
+                    if pause { "paused" } else { "cut off" },
+                    quarter_seconds * 250
+                );
+                cases += 1;
+            }
+        }
+    }
+    assert_eq!(cases, 5 * 13 * 2);
+}
+
 #[test]
 fn a_blocked_link_is_bridged_by_indirect_probes() {
     for seed in SEEDS {

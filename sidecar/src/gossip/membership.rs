@@ -489,6 +489,8 @@ struct Collector<'a> {
     out: &'a mut SwimOutput,
     lhm_delta: &'a mut i32,
     probe_failed: &'a mut Vec<Identity>,
+    /// Senders of the datagrams handled in this call.
+    heard_from: &'a mut Vec<Identity>,
 }
 
 impl foca::Runtime<Identity> for Collector<'_> {
@@ -512,6 +514,7 @@ impl foca::Runtime<Identity> for Collector<'_> {
                 self.probe_failed.push(id.clone());
             }
             Notification::DataReceived(header) => {
+                self.heard_from.push(header.src.clone());
                 if matches!(
                     header.message,
                     Message::Ack(_) | Message::ForwardedAck { .. }
@@ -629,11 +632,13 @@ impl Membership {
     ) -> R {
         let mut lhm_delta = 0;
         let mut probe_failed = Vec::new();
+        let mut heard_from = Vec::new();
         let result = {
             let mut collector = Collector {
                 out: &mut self.out,
                 lhm_delta: &mut lhm_delta,
                 probe_failed: &mut probe_failed,
+                heard_from: &mut heard_from,
             };
             call(&mut self.foca, &mut collector)
         };
@@ -660,11 +665,12 @@ impl Membership {
                 let renewed = me.clone();
                 let mut out = std::mem::take(&mut self.out);
                 let mut ignored = 0;
-                let mut no_probes = Vec::new();
+                let (mut no_probes, mut no_senders) = (Vec::new(), Vec::new());
                 let mut collector = Collector {
                     out: &mut out,
                     lhm_delta: &mut ignored,
                     probe_failed: &mut no_probes,
+                    heard_from: &mut no_senders,
                 };
                 if self
                     .foca
@@ -681,8 +687,17 @@ impl Membership {
                 state.me = Some(me);
             }
         }
-        for suspect in probe_failed {
-            self.tell_suspect(&suspect);
+        // A member that talks to us and is still Suspect here (its incarnation did not refute)
+        // has not heard of the suspicion: tell it too. Only the member whose probe failed arms
+        // a suspect-to-down timer, and foca drops that timer when that member rejoins or loses
+        // all its peers (its timer token changes), while the Suspect state stays, already
+        // gossiped; the piggybacked updates go out a bounded number of times and after a
+        // partition or a pause may all have missed the suspect, which would then stay Suspect
+        // in the ring for good. The notices stop once its messages carry a higher incarnation.
+        heard_from.retain(|sender| !probe_failed.contains(sender));
+        heard_from.dedup();
+        for suspect in probe_failed.iter().chain(&heard_from) {
+            self.tell_suspect(suspect);
         }
         self.resize_if_needed();
         result
@@ -979,6 +994,63 @@ mod tests {
         m.take_output();
         m.handle_timer(stale);
         assert!(m.take_output().sends.is_empty(), "no TurnUndead is sent");
+    }
+
+    /// Whether `out` holds a Gossip to `x` naming `x` Suspect.
+    fn tells_suspect(out: &SwimOutput, x: &Identity) -> bool {
+        out.sends.iter().any(|(to, bytes)| {
+            let mut codec = WireCodec {
+                state: Arc::new(Mutex::new(CodecState {
+                    me: Some(x.clone()),
+                    ..CodecState::default()
+                })),
+            };
+            let mut buf = &bytes[..];
+            let header = codec.decode_header(&mut buf).unwrap();
+            if *to != x.addr || header.message != Message::Gossip || buf.len() <= 2 {
+                return false;
+            }
+            buf.advance(2);
+            let update = codec.decode_member(&mut buf).unwrap();
+            update.id() == x && update.state() == State::Suspect
+        })
+    }
+
+    #[test]
+    fn a_suspect_that_talks_to_us_unrefuted_is_told_until_it_refutes() {
+        let (me, peer, x) = (identity(1, 10), identity(2, 10), identity(3, 10));
+        let mut m = Membership::new(me.clone(), SwimConfig::lan(), 7);
+        m.assume_alive(vec![peer.clone(), x.clone()]);
+        // Someone else suspected x (we hold no timer for it).
+        let bytes = update(&peer, &me, Member::new(x.clone(), 0, State::Suspect));
+        m.handle_data(&bytes).unwrap();
+        m.take_output();
+        let ping = |incarnation: u16| {
+            let mut codec = WireCodec {
+                state: Arc::new(Mutex::new(CodecState::default())),
+            };
+            let header = Header {
+                src: x.clone(),
+                src_incarnation: incarnation,
+                dst: me.clone(),
+                message: Message::Ping(1),
+            };
+            let mut buf = Vec::new();
+            codec.encode_header(&header, &mut buf).unwrap();
+            buf
+        };
+        m.handle_data(&ping(0)).unwrap();
+        assert!(
+            tells_suspect(&m.take_output(), &x),
+            "x has not refuted: tell it"
+        );
+        assert_eq!(health_of(&m, &x), Health::Suspect);
+        m.handle_data(&ping(1)).unwrap();
+        assert!(
+            !tells_suspect(&m.take_output(), &x),
+            "x refuted: nothing to tell"
+        );
+        assert_eq!(health_of(&m, &x), Health::Alive);
     }
 
     #[test]
