@@ -24,7 +24,7 @@ use super::health::HealthStatus;
 use super::hooks::{self, HookContext, HookKind, HookOutcome, HookTimeouts};
 use super::process::{RunAs, RunSpec};
 use super::status::ServiceStatus;
-use super::supervisor::{ProcessState, Supervisor, SupervisorConfig, SupervisorEvent};
+use super::supervisor::{Supervisor, SupervisorConfig, SupervisorEvent};
 use crate::binds::{self, Binding, BindingMode};
 use crate::census::{CensusGroup, ELECTION_FINISHED};
 use crate::cli::Topology;
@@ -122,7 +122,6 @@ struct Runtime {
     view: RingView,
     process: Option<Supervisor>,
     process_events: Option<tokio::sync::broadcast::Receiver<SupervisorEvent>>,
-    process_state: Option<watch::Receiver<ProcessState>>,
     tasks: JoinSet<(HookKind, HookOutcome)>,
     /// A post-run retry waiting for its backoff.
     post_run_retry: Option<Instant>,
@@ -219,7 +218,6 @@ pub async fn run(
         view: view_rx.borrow_and_update().clone(),
         process: None,
         process_events: None,
-        process_state: None,
         tasks: JoinSet::new(),
         post_run_retry: None,
         next_health_check: None,
@@ -259,11 +257,11 @@ pub async fn run(
                     break;
                 }
                 rt.view = view_rx.borrow_and_update().clone();
-                rt.on_view_change();
+                rt.on_view_change().await;
             }
             _ = user_poll.tick() => {
                 if rt.user_watch.changed() {
-                    rt.on_user_toml_change();
+                    rt.on_user_toml_change().await;
                 }
             }
             Some(joined) = rt.tasks.join_next(), if !rt.tasks.is_empty() => {
@@ -546,7 +544,6 @@ impl Runtime {
         config.shutdown_timeout = self.spec.package.shutdown_timeout;
         let supervisor = Supervisor::spawn(config);
         self.process_events = Some(supervisor.events());
-        self.process_state = Some(supervisor.state());
         self.process = Some(supervisor);
         self.status.send_modify(|s| {
             s.waiting_for = None;
@@ -556,7 +553,7 @@ impl Runtime {
         StartResult::Started
     }
 
-    fn on_view_change(&mut self) {
+    async fn on_view_change(&mut self) {
         if self.layers.is_none() {
             self.load_layers();
         }
@@ -564,11 +561,11 @@ impl Runtime {
             return; // the main loop re-checks the start gate
         }
         if let Some(changes) = self.render() {
-            self.react(changes);
+            self.react(changes).await;
         }
     }
 
-    fn on_user_toml_change(&mut self) {
+    async fn on_user_toml_change(&mut self) {
         let path = self.user_watch.path().to_path_buf();
         match self.layers.as_mut() {
             None => self.load_layers(),
@@ -589,13 +586,13 @@ impl Runtime {
         }
         if self.process.is_some() {
             if let Some(changes) = self.render() {
-                self.react(changes);
+                self.react(changes).await;
             }
         }
     }
 
     /// Restart, reconfigure or run file-updated, per Habitat's rule.
-    fn react(&mut self, changes: Changes) {
+    async fn react(&mut self, changes: Changes) {
         if changes.is_empty() {
             return;
         }
@@ -622,14 +619,11 @@ impl Runtime {
                     at: epoch_secs(),
                 })
             });
-            // Dropping the supervisor stops the process; the main loop starts it again
-            // (running init again, as a fresh start).
+            // The old process is gone before the main loop starts the new one (running init
+            // again, as a fresh start), so the two never hold the same port or files.
             if let Some(process) = self.process.take() {
                 self.process_events = None;
-                self.process_state = None;
-                tokio::spawn(async move {
-                    let _ = process.shutdown().await;
-                });
+                let _ = process.shutdown().await;
             }
             self.status.send_modify(|s| s.pid = None);
         }
