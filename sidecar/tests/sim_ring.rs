@@ -361,6 +361,55 @@ fn a_partition_heals_through_configured_peers() {
     }
 }
 
+/// Members that hold each other confirmed down after a partition, and that are neither each
+/// other's configured peers nor permanent, find each other again: SWIM never probes a member it
+/// holds down, so without re-announcing to down members such a pair stayed apart until the dead
+/// member was forgotten (1 h). Seen in `sim_election`'s chaos test (seeds 553 and 1424); here
+/// the configured peers are dropped so no member can heal through them.
+#[test]
+fn members_that_confirmed_each_other_down_meet_again_after_a_partition() {
+    let n = 5;
+    for seed in SEEDS {
+        let mut sim = ring(n, seed);
+        for i in 0..n {
+            let now = sim.now_ms();
+            sim.node_mut(i).unwrap().set_peers(now, Vec::new());
+        }
+        let mut order: Vec<usize> = (0..n).collect();
+        let mut rng = StdRng::seed_from_u64(seed);
+        for i in (1..n).rev() {
+            order.swap(i, rng.random_range(0..=i));
+        }
+        let (left, right) = (order[..2].to_vec(), order[2..].to_vec());
+        sim.partition(&[&left, &right]);
+        let split = sim.run_until(60 * SECOND, STEP, |s| {
+            left.iter().all(|&l| {
+                right.iter().all(|&r| {
+                    s.health(l, r) == Some(Health::Confirmed)
+                        && s.health(r, l) == Some(Health::Confirmed)
+                })
+            })
+        });
+        assert!(
+            split,
+            "seed {seed}: the sides {left:?}|{right:?} did not confirm each other down in 60 s"
+        );
+        sim.heal_partition();
+        let all: Vec<usize> = (0..n).collect();
+        // Within two of the down-announce periods (`SwimConfig::announce_interval`, 30 s).
+        let healed = sim.run_until(60 * SECOND, STEP, |s| s.all_see_alive(&all));
+        let views: Vec<Vec<Option<Health>>> = all
+            .iter()
+            .map(|&x| all.iter().map(|&y| sim.health(x, y)).collect())
+            .collect();
+        assert!(
+            healed,
+            "seed {seed}: after the {left:?}|{right:?} partition healed, not every member saw \
+             every other Alive within 60 s: {views:?}"
+        );
+    }
+}
+
 #[test]
 fn a_chain_of_peers_becomes_a_full_mesh() {
     // Seed 59: members 1 and 4 both missed each other's join and never met (fixed by the
