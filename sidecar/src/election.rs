@@ -102,7 +102,8 @@ pub struct ElectionConfig {
     /// election rumor yet (time to learn the ring's rumors; a lone member then elects itself).
     /// A member that has learned the group (see `stable`) nominates earlier.
     pub settle: Duration,
-    /// Ends `settle` early into a group without an election rumor: once this member has
+    /// Ends `settle` early while no live leader is known (no election rumor, a running
+    /// election, a dead leader): once this member has
     /// completed an anti-entropy exchange, heard of every configured peer, holds the group's service rumor of every member the
     /// ring shows up, and that view (the up members and the electorate) has not changed for
     /// this long.
@@ -559,9 +560,10 @@ impl Election {
         let may_nominate = now_ms.saturating_sub(quorum_since) >= settle
             && now_ms.saturating_sub(started) >= settle
             && electorate.is_majority(alive);
-        // Before any leader of the group is known (no election yet, or a first one running), a
-        // member that knows its group need not wait out `settle` to run: neither to nominate
-        // nor to counter a worse candidate (who may have learned the group first).
+        // While no live leader is known (no election yet, a running one, or a dead leader), a
+        // member that knows its group need not wait out `settle` to run: to nominate, or to
+        // counter a worse candidate (who may have learned the group first). Re-asserting a
+        // leadership keeps the fixed settle.
         let may_run = may_nominate || (self.knows_group(now_ms) && electorate.is_majority(alive));
         let Some(c) = current else {
             let nomination = may_run
@@ -599,7 +601,7 @@ impl Election {
         }
         if !acceptable {
             // Leader or candidate dead, departed, gone from the group, replaced or expired.
-            let nomination = may_nominate
+            let nomination = may_run
                 .then(|| self.nominate_if_first(electorate, term_round(c.term)))
                 .flatten();
             return self.done(nomination, ViewStatus::InProgress, None, term);
@@ -1204,6 +1206,23 @@ mod tests {
         better.observe(30, &members, &all, true);
         let counter = election(&better.decide(30, &all, Some(&run)).publish);
         assert_eq!((counter.member_id, term_round(counter.term)), (id(1), 2));
+    }
+
+    #[test]
+    fn a_dead_leader_is_replaced_before_settle_by_a_member_that_knows_its_group() {
+        let members = ring(&[1, 2]);
+        let electorate = Electorate::new([
+            (id(1), Health::Alive),
+            (id(2), Health::Alive),
+            (id(3), Health::Confirmed),
+        ]);
+        let done = finished(3, 4);
+        let mut e = engine(2, 0);
+        e.observe(0, &members, &electorate, true);
+        assert_eq!(e.decide(0, &electorate, Some(&done)).publish, None);
+        e.observe(30, &members, &electorate, true);
+        let run = election(&e.decide(30, &electorate, Some(&done)).publish);
+        assert_eq!((run.member_id, term_round(run.term)), (id(2), 5));
     }
 
     #[test]

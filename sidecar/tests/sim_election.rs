@@ -942,9 +942,11 @@ fn chaos_all(seeds: &[u64]) -> Vec<(u64, Option<u64>)> {
 }
 
 /// The target is agreement within 8 gossip intervals of converged membership. Over
-/// seeds 1..=2000 it is met by about 97% of runs (p50 0 ms, p99 500 ms = 10 intervals, worst
-/// seed 611 at 1534 ms = 31 intervals); runs that need a second round (a better-suited member
-/// counter-nominating) are the slow ones. The default test asserts this looser bound;
+/// seeds 1..=2000 it is met by about 98.5% of runs (p50 0 ms, p99 505 ms, worst seed 642 at
+/// 1853 ms). The slow runs: a restarted member whose configured peer is still crashed cannot
+/// know the ring (`Node::knows_ring`) and waits out the fixed `settle`; and, after a partition
+/// heals, the old leader keeps its stale finished rumor until anti-entropy (backed off up to
+/// `sync_max_interval`) brings the newer one. The default test asserts this looser bound;
 /// `agreement_within_8_gossip_intervals` (ignored) asserts the target.
 const AGREE_BOUND_INTERVALS: u64 = 40;
 
@@ -1001,7 +1003,7 @@ fn under_random_faults_one_leader_per_term_no_minority_leader_and_agreement() {
 }
 
 #[test]
-#[ignore = "target not met yet: ~3% of runs need a second round (see AGREE_BOUND_INTERVALS)"]
+#[ignore = "target not met yet: ~1.5% of runs are slower (see AGREE_BOUND_INTERVALS)"]
 fn agreement_within_8_gossip_intervals() {
     check_chaos(8);
 }
