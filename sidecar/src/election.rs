@@ -100,7 +100,14 @@ pub fn term_belongs_to(term: u64, candidate: MemberId) -> bool {
 pub struct ElectionConfig {
     /// After the engine starts, how long it waits before nominating into a group that has no
     /// election rumor yet (time to learn the ring's rumors; a lone member then elects itself).
+    /// A member that has learned the group (see `stable`) nominates earlier.
     pub settle: Duration,
+    /// Ends `settle` early while no live leader is known (no election rumor, a running
+    /// election, a dead leader): once this member has
+    /// completed an anti-entropy exchange, heard of every configured peer, holds the group's service rumor of every member the
+    /// ring shows up, and that view (the up members and the electorate) has not changed for
+    /// this long.
+    pub stable: Duration,
     /// Once a candidate holds a majority, how long it waits for the remaining up members' votes
     /// before declaring (a better candidate gets to counter-nominate first).
     pub finish_grace: Duration,
@@ -112,6 +119,7 @@ impl ElectionConfig {
     pub fn for_gossip(gossip: &GossipConfig) -> ElectionConfig {
         ElectionConfig {
             settle: gossip.swim.probe_period * 2,
+            stable: gossip.swim.gossip_interval * 2,
             finish_grace: gossip.swim.gossip_interval * 4,
             electorate_expiry: gossip.swim.dead_member_ttl,
         }
@@ -265,8 +273,14 @@ pub struct Election {
     resigned: bool,
     /// The group's current rumor is a running candidacy of ours.
     candidate_now: bool,
+    /// This member knows the group (see `ElectionConfig::stable`): the view it knows, since when.
+    informed: Option<(GroupKnowledge, u64)>,
     view: ElectionView,
 }
+
+/// What a member knows of its group, compared step to step: the ring's up members and the
+/// electorate with health.
+type GroupKnowledge = (Vec<MemberId>, Vec<(MemberId, Health)>);
 
 impl Election {
     pub fn new(
@@ -291,6 +305,7 @@ impl Election {
             withdrawn: HashMap::new(),
             resigned: false,
             candidate_now: false,
+            informed: None,
             view: ElectionView::NONE,
         }
     }
@@ -410,11 +425,63 @@ impl Election {
         Electorate::new(voters)
     }
 
-    /// One step from the ring's state: `members` as `Node::members()` lists them, the store.
-    pub fn step(&mut self, now_ms: u64, members: &[MemberView], store: &Store) -> Step {
+    /// One step from the ring's state: `members` as `Node::members()` lists them, the store,
+    /// and whether the node has synced with a peer and heard of every configured peer
+    /// (`Node::knows_ring`).
+    pub fn step(
+        &mut self,
+        now_ms: u64,
+        members: &[MemberView],
+        store: &Store,
+        synced: bool,
+    ) -> Step {
         let electorate = self.electorate(now_ms, members, store);
+        self.observe(now_ms, members, &electorate, synced);
         let current = self.kind.current(store, &self.group).cloned();
         self.decide(now_ms, &electorate, current.as_ref())
+    }
+
+    /// Tracks whether this member knows its group: it has pulled a peer's whole store and heard
+    /// of every configured peer (`synced`), it
+    /// holds this group's service rumor of every member the ring shows up, and since when
+    /// neither the up members nor the electorate changed. Knowing the ring's members is not
+    /// knowing the group: membership spreads faster than service rumors, and a member that
+    /// counted only the services it had heard of could win with a majority of that part. In a
+    /// ring shared with other groups some up member is never in the electorate: `settle` then
+    /// applies.
+    pub fn observe(
+        &mut self,
+        now_ms: u64,
+        members: &[MemberView],
+        electorate: &Electorate,
+        synced: bool,
+    ) {
+        let mut up: Vec<MemberId> = members
+            .iter()
+            .filter(|m| m.health.is_up())
+            .map(|m| m.identity.id)
+            .collect();
+        up.sort_unstable();
+        let complete = up.iter().all(|id| electorate.contains(*id));
+        if !synced || !complete {
+            self.informed = None;
+            return;
+        }
+        let known = (
+            up,
+            electorate.voters.iter().map(|(i, h)| (*i, *h)).collect(),
+        );
+        if self.informed.as_ref().is_none_or(|(k, _)| *k != known) {
+            self.informed = Some((known, now_ms));
+        }
+    }
+
+    /// Whether the member has known its group, unchanged, for `ElectionConfig::stable`.
+    fn knows_group(&self, now_ms: u64) -> bool {
+        let stable = self.config.stable.as_millis() as u64;
+        self.informed
+            .as_ref()
+            .is_some_and(|(_, since)| now_ms.saturating_sub(*since) >= stable)
     }
 
     /// The rules, given the electorate and the group's current election rumor.
@@ -493,8 +560,13 @@ impl Election {
         let may_nominate = now_ms.saturating_sub(quorum_since) >= settle
             && now_ms.saturating_sub(started) >= settle
             && electorate.is_majority(alive);
+        // While no live leader is known (no election yet, a running one, or a dead leader), a
+        // member that knows its group need not wait out `settle` to run: to nominate, or to
+        // counter a worse candidate (who may have learned the group first). Re-asserting a
+        // leadership keeps the fixed settle.
+        let may_run = may_nominate || (self.knows_group(now_ms) && electorate.is_majority(alive));
         let Some(c) = current else {
-            let nomination = may_nominate
+            let nomination = may_run
                 .then(|| self.nominate_if_first(electorate, 0))
                 .flatten();
             let status = if nomination.is_some() {
@@ -529,7 +601,7 @@ impl Election {
         }
         if !acceptable {
             // Leader or candidate dead, departed, gone from the group, replaced or expired.
-            let nomination = may_nominate
+            let nomination = may_run
                 .then(|| self.nominate_if_first(electorate, term_round(c.term)))
                 .flatten();
             return self.done(nomination, ViewStatus::InProgress, None, term);
@@ -540,7 +612,7 @@ impl Election {
             None => (ViewStatus::InProgress, None, term),
         };
         if candidate == self.me {
-            if incumbent.is_none() && may_nominate && c.suitability != self.suitability {
+            if incumbent.is_none() && may_run && c.suitability != self.suitability {
                 // Our suitability changed while we run: run again with the new one, so the
                 // others compare against what the hook says now.
                 let rumor = self.candidacy(term_round(c.term) + 1);
@@ -550,7 +622,7 @@ impl Election {
             return self.done(publish, status, leader, view_term);
         }
         if incumbent.is_none()
-            && may_nominate
+            && may_run
             && (self.suitability, self.me) > (c.suitability, candidate)
         {
             // We are the better candidate: run in the next round (Habitat's "better candidate
@@ -727,18 +799,19 @@ impl GroupElections {
         now_ms: u64,
         members: &[MemberView],
         store: &Store,
+        synced: bool,
     ) -> (Vec<Rumor>, GroupViews) {
         let mut publish = Vec::new();
         let mut app_leader = false;
         if let Some(e) = self.leader.as_mut() {
-            let step = e.step(now_ms, members, store);
+            let step = e.step(now_ms, members, store, synced);
             app_leader = step.view.is_leader(e.member_id());
             publish.extend(step.publish);
         }
         let leader_topology = self.leader.is_some();
         if let Some(u) = self.update.as_mut() {
             u.set_suitability(update_suitability(leader_topology, app_leader));
-            publish.extend(u.step(now_ms, members, store).publish);
+            publish.extend(u.step(now_ms, members, store, synced).publish);
         }
         (publish, self.views())
     }
@@ -767,6 +840,7 @@ mod tests {
     fn config() -> ElectionConfig {
         ElectionConfig {
             settle: Duration::from_millis(100),
+            stable: Duration::from_millis(30),
             finish_grace: Duration::from_millis(100),
             electorate_expiry: Duration::from_secs(60),
         }
@@ -1037,12 +1111,126 @@ mod tests {
         assert_eq!(view.term_env(), None);
     }
 
+    fn ring(up: &[u8]) -> Vec<MemberView> {
+        up.iter()
+            .map(|n| MemberView {
+                identity: crate::gossip::member::Identity {
+                    id: id(*n),
+                    incarnation: 1,
+                    node: format!("node-{n}").into(),
+                    addr: ([127, 0, 0, *n], 9638).into(),
+                    persistent: false,
+                },
+                health: Health::Alive,
+            })
+            .collect()
+    }
+
+    /// One step at `now` after `observe`, as `step` does.
+    fn observe_and_decide(
+        e: &mut Election,
+        now: u64,
+        members: &[MemberView],
+        electorate: &Electorate,
+        synced: bool,
+    ) -> Step {
+        e.observe(now, members, electorate, synced);
+        e.decide(now, electorate, None)
+    }
+
+    #[test]
+    fn a_member_that_knows_its_group_nominates_before_settle() {
+        // `stable` is 30 ms, `settle` 100 ms.
+        let (members, all) = (ring(&[1, 2, 3]), alive(&[1, 2, 3]));
+        let mut e = engine(3, 0);
+        assert_eq!(
+            observe_and_decide(&mut e, 0, &members, &all, true).publish,
+            None
+        );
+        assert_eq!(
+            observe_and_decide(&mut e, 29, &members, &all, true).publish,
+            None
+        );
+        let run = election(&observe_and_decide(&mut e, 30, &members, &all, true).publish);
+        assert_eq!((run.member_id, term_round(run.term)), (id(3), 1));
+    }
+
+    /// Seed 674: the ring showed all members up, but this member held the service rumors of
+    /// only some of them; counting only those, it would have won with a minority of the group.
+    #[test]
+    fn a_member_missing_service_rumors_of_up_members_waits_for_settle() {
+        let members = ring(&[1, 2, 3, 4, 5]);
+        let known = alive(&[1, 5]);
+        let mut e = engine(5, 0);
+        for now in [0, 50, 99] {
+            let step = observe_and_decide(&mut e, now, &members, &known, true);
+            assert_eq!(step.publish, None, "nominated at {now} ms");
+        }
+        // The fixed settle still lets a member of a ring shared with other groups run.
+        assert!(observe_and_decide(&mut e, 100, &members, &known, true)
+            .publish
+            .is_some());
+    }
+
+    #[test]
+    fn a_member_that_never_synced_or_whose_group_changed_waits() {
+        let (members, all) = (ring(&[1, 2, 3]), alive(&[1, 2, 3]));
+        let mut unsynced = engine(3, 0);
+        for now in [0, 50, 99] {
+            let step = observe_and_decide(&mut unsynced, now, &members, &all, false);
+            assert_eq!(step.publish, None, "unsynced nominated at {now} ms");
+        }
+        // A change of the up members restarts the stable period.
+        let mut e = engine(3, 0);
+        observe_and_decide(&mut e, 0, &ring(&[2, 3]), &alive(&[2, 3]), true);
+        let step = observe_and_decide(&mut e, 20, &members, &all, true);
+        assert_eq!(step.publish, None);
+        assert_eq!(
+            observe_and_decide(&mut e, 49, &members, &all, true).publish,
+            None
+        );
+        assert!(observe_and_decide(&mut e, 50, &members, &all, true)
+            .publish
+            .is_some());
+    }
+
+    #[test]
+    fn a_better_member_that_knows_its_group_counters_before_settle() {
+        let (members, all) = (ring(&[1, 2, 3]), alive(&[1, 2, 3]));
+        let run = ElectionRumor::new(id(3), group(), term_for(1, id(3)), 0);
+        let mut better = engine(1, 5);
+        better.observe(0, &members, &all, true);
+        // Not settled either way yet: it votes for the running candidate.
+        let vote = election(&better.decide(0, &all, Some(&run)).publish);
+        assert_eq!((vote.member_id, vote.votes), (id(3), vec![id(1)]));
+        better.observe(30, &members, &all, true);
+        let counter = election(&better.decide(30, &all, Some(&run)).publish);
+        assert_eq!((counter.member_id, term_round(counter.term)), (id(1), 2));
+    }
+
+    #[test]
+    fn a_dead_leader_is_replaced_before_settle_by_a_member_that_knows_its_group() {
+        let members = ring(&[1, 2]);
+        let electorate = Electorate::new([
+            (id(1), Health::Alive),
+            (id(2), Health::Alive),
+            (id(3), Health::Confirmed),
+        ]);
+        let done = finished(3, 4);
+        let mut e = engine(2, 0);
+        e.observe(0, &members, &electorate, true);
+        assert_eq!(e.decide(0, &electorate, Some(&done)).publish, None);
+        e.observe(30, &members, &electorate, true);
+        let run = election(&e.decide(30, &electorate, Some(&done)).publish);
+        assert_eq!((run.member_id, term_round(run.term)), (id(2), 5));
+    }
+
     #[test]
     fn group_elections_give_the_app_leader_the_lowest_update_suitability() {
         let all_members: Vec<MemberView> = Vec::new();
         let store = Store::default();
         let mut both = GroupElections::new(&group(), id(1), &config(), true, true, 0);
-        let (publish, views) = both.step(0, &all_members, &store);
+        let (publish, views) = both.step(0, &all_members, &store, false);
         assert!(publish.is_empty());
         assert!(views.leader.is_some() && views.update.is_some());
         assert_eq!(

@@ -722,7 +722,8 @@ impl LoopState {
         let now = now_ms();
         let before = elections.views();
         let members = self.node.members();
-        let (rumors, views) = elections.step(now, &members, self.node.store());
+        let synced = self.node.knows_ring();
+        let (rumors, views) = elections.step(now, &members, self.node.store(), synced);
         for rumor in rumors {
             if let Err(e) = self.node.publish(now, rumor) {
                 tracing::warn!(error = %e, "cannot publish an election rumor");

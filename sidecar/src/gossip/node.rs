@@ -184,6 +184,9 @@ pub struct Node {
     /// Anti-entropy runs no earlier than this; pushed out while syncs find nothing new.
     next_sync_ms: u64,
     sync_quiet_rounds: u32,
+    /// When an anti-entropy exchange this node asked for last completed: from then on it held
+    /// every rumor that peer had (the election engine's sign that it has learned the ring).
+    last_sync_ms: Option<u64>,
     wrong_key_logged: HashSet<SocketAddr>,
     outputs: Vec<Output>,
     events: Vec<NodeEvent>,
@@ -234,6 +237,7 @@ impl Node {
             gossip_armed: false,
             next_sync_ms: 0,
             sync_quiet_rounds: 0,
+            last_sync_ms: None,
             wrong_key_logged: HashSet::new(),
             outputs: Vec::new(),
             events: Vec::new(),
@@ -269,6 +273,18 @@ impl Node {
 
     pub const fn stats(&self) -> &NodeStats {
         &self.stats
+    }
+
+    /// When an anti-entropy exchange with a peer last completed (`None`: never since start).
+    pub const fn last_sync_ms(&self) -> Option<u64> {
+        self.last_sync_ms
+    }
+
+    /// Whether this node has learned the ring as far as it can tell: it completed an
+    /// anti-entropy exchange (it holds every rumor that peer had) and has heard of a member at
+    /// every configured peer address (the election engine's early end of `settle`).
+    pub fn knows_ring(&self) -> bool {
+        self.last_sync_ms.is_some() && self.peers.iter().all(|p| self.by_addr.contains_key(p))
     }
 
     pub const fn local_health(&self) -> u32 {
@@ -588,6 +604,7 @@ impl Node {
         };
         match (state.stage, frame) {
             (SyncStage::AwaitHelloReply, Frame::SyncInSync) => {
+                self.last_sync_ms = Some(now_ms);
                 self.sync_quiet_rounds = self.sync_quiet_rounds.saturating_add(1);
             }
             (SyncStage::AwaitHelloReply, Frame::SyncBuckets { buckets }) => {
@@ -614,6 +631,7 @@ impl Node {
             }
             (SyncStage::AwaitExchange, Frame::SyncExchange { rumors, want }) => {
                 self.accept_all(rumors);
+                self.last_sync_ms = Some(now_ms);
                 let wanted = cap_frame(
                     want.iter()
                         .filter_map(|kh| self.store.key_for_hash(*kh))
@@ -951,6 +969,11 @@ impl Node {
             },
         );
         self.up.insert(id);
+        // Never synced (the peers given at start were not up yet): pull from the first member
+        // seen up rather than wait for the sync timer.
+        if self.last_sync_ms.is_none() && self.sessions.is_empty() && !self.left {
+            self.start_sync(identity.addr);
+        }
         self.events.push(NodeEvent::MemberUp(identity));
     }
 
