@@ -532,8 +532,19 @@ fn isolating_a_follower_of_persistent_members_keeps_the_leader() {
             "seed {seed}: leader kept"
         );
         w.sim.heal_partition();
-        let after = w.wait_agreed(&[0, 1, 2, 3, 4], 10 * SECOND, "after heal");
-        assert_eq!(after, (leader, term), "seed {seed}");
+        // The leader is kept. The term may move: the isolated follower ran a no-quorum round
+        // with a higher term, and once that rumor crosses the heal (at once since members
+        // swap rumors on return; before, within `sync_max_interval`) the majority re-elects
+        // the same leader under a newer term. Checked again later, when every rumor crossed.
+        let (after, _) = w.wait_agreed(&[0, 1, 2, 3, 4], 10 * SECOND, "after heal");
+        assert_eq!(after, leader, "seed {seed}: leader kept after the heal");
+        w.sim.run_for(2 * fast_gossip().sync_max_interval);
+        let (later, later_term) = w.wait_agreed(&[0, 1, 2, 3, 4], 10 * SECOND, "after sync");
+        assert_eq!(
+            later, leader,
+            "seed {seed}: leader kept once every rumor crossed"
+        );
+        assert!(later_term >= term, "seed {seed}: term went back");
         w.assert_no_violations();
     }
 }
@@ -942,13 +953,13 @@ fn chaos_all(seeds: &[u64]) -> Vec<(u64, Option<u64>)> {
 }
 
 /// The target is agreement within 8 gossip intervals of converged membership. Over
-/// seeds 1..=2000 it is met by about 98.5% of runs (p50 0 ms, p99 505 ms, worst seed 642 at
-/// 1853 ms). The slow runs: a restarted member whose configured peer is still crashed cannot
-/// know the ring (`Node::knows_ring`) and waits out the fixed `settle`; and, after a partition
-/// heals, the old leader keeps its stale finished rumor until anti-entropy (backed off up to
-/// `sync_max_interval`) brings the newer one. The default test asserts this looser bound;
-/// `agreement_within_8_gossip_intervals` (ignored) asserts the target.
-const AGREE_BOUND_INTERVALS: u64 = 40;
+/// seeds 1..=2000 it is met by all but 7 runs (p50 0 ms, p99 258 ms, worst seed 119 at
+/// 704 ms). Members now swap rumors with a member they held down as soon as it is back, and
+/// a configured peer heard of only as down counts as known; the slow runs left wait on the
+/// election engine (a restarted member whose crashed peer's down notice was already spent
+/// waits the fixed `settle`; a dead leader's replacement after detection). The default test
+/// asserts this looser bound; `agreement_within_8_gossip_intervals` (ignored) the target.
+const AGREE_BOUND_INTERVALS: u64 = 20;
 
 fn check_chaos(bound_intervals: u64) {
     let bound_ms = bound_intervals * gossip_interval_ms();
@@ -1003,7 +1014,93 @@ fn under_random_faults_one_leader_per_term_no_minority_leader_and_agreement() {
 }
 
 #[test]
-#[ignore = "target not met yet: ~1.5% of runs are slower (see AGREE_BOUND_INTERVALS)"]
+#[ignore = "target not met yet: ~0.35% of runs are slower (see AGREE_BOUND_INTERVALS)"]
 fn agreement_within_8_gossip_intervals() {
     check_chaos(8);
+}
+
+/// A member restarted while one of its configured peers is still crashed hears of that peer
+/// only as down (from the SWIM down notice still circulating); that counts as knowing the
+/// ring, so it does not wait out the fixed settle. When the notice was spent before the
+/// restart (seed 4 here), the member still waits the settle: hence "most", not "all".
+#[test]
+fn a_restarted_member_whose_peer_is_still_crashed_knows_the_ring() {
+    let settle = election_config().settle;
+    let mut knew = Vec::new();
+    for seed in 1..=10 {
+        let mut w = World::new(3, seed, &[0; 3]);
+        w.start_all();
+        w.wait_agreed(&[0, 1, 2], 10 * SECOND, "first election");
+        w.crash(2);
+        let both_see_2_down = w.sim.run_until(20 * SECOND, 10 * MS, |sim| {
+            sim.health(0, 2) == Some(Health::Confirmed)
+                && sim.health(1, 2) == Some(Health::Confirmed)
+        });
+        assert!(both_see_2_down, "seed {seed}: member 2 never seen down");
+        w.crash(1);
+        w.restart(1, &[0, 2]);
+        let knows = w.sim.run_until(settle, MS, |sim| {
+            sim.node(1).is_some_and(|n| n.knows_ring())
+        });
+        if knows {
+            knew.push(seed);
+        }
+        w.assert_no_violations();
+    }
+    eprintln!("seeds whose restarted member knew the ring within the settle: {knew:?}");
+    assert!(
+        knew.len() >= 7,
+        "only seeds {knew:?} of 1..=10 knew the ring within the settle ({settle:?})"
+    );
+}
+
+/// After a partition heals, a member swaps rumors with the members it held down at once,
+/// not after anti-entropy's backed-off pause (up to `sync_max_interval`): a rumor whose
+/// piggyback retransmissions were spent on one side during the partition reaches the other.
+#[test]
+fn a_partition_heal_swaps_rumors_without_waiting_for_the_sync_backoff() {
+    let mut times = Vec::new();
+    for seed in 1..=10 {
+        let mut w = World::new(3, seed, &[0; 3]);
+        w.start_all();
+        w.wait_agreed(&[0, 1, 2], 10 * SECOND, "first election");
+        w.sim.partition(&[&[0], &[1, 2]]);
+        let apart = w.sim.run_until(20 * SECOND, 10 * MS, |sim| {
+            sim.health(0, 1) == Some(Health::Confirmed)
+                && sim.health(1, 0) == Some(Health::Confirmed)
+        });
+        assert!(apart, "seed {seed}: the sides never saw each other down");
+        w.load(1);
+        let incarnation = w.incarnation[1];
+        let key = service(w.id(1), incarnation, false).key();
+        // Long enough for the piggyback queue to drop it and anti-entropy to back off fully.
+        w.sim.run_for(10 * SECOND);
+        w.sim.heal_partition();
+        let healed_at = w.sim.now_ms();
+        let healed = w
+            .sim
+            .run_until(20 * SECOND, MS, |sim| sim.all_see_alive(&[0, 1, 2]));
+        assert!(
+            healed,
+            "seed {seed}: membership never converged after the heal"
+        );
+        let converged = w.sim.now_ms() - healed_at;
+        let arrived = w.sim.run_until(10 * SECOND, MS, |sim| {
+            sim.node(0)
+                .and_then(|n| n.store().get(&key))
+                .is_some_and(|r| matches!(r, Rumor::Service(s) if s.incarnation == incarnation))
+        });
+        assert!(
+            arrived,
+            "seed {seed}: the rumor never crossed the healed partition"
+        );
+        times.push((w.sim.now_ms() - healed_at).saturating_sub(converged));
+    }
+    eprintln!("rumor crossed, ms after membership converged post-heal: {times:?}");
+    let worst = times.iter().copied().max().unwrap_or(0);
+    let bound = 8 * gossip_interval_ms();
+    assert!(
+        worst <= bound,
+        "rumor crossed {worst} ms after convergence, over 8 gossip intervals ({bound} ms): {times:?}"
+    );
 }

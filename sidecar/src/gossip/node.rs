@@ -284,7 +284,21 @@ impl Node {
     /// anti-entropy exchange (it holds every rumor that peer had) and has heard of a member at
     /// every configured peer address (the election engine's early end of `settle`).
     pub fn knows_ring(&self) -> bool {
-        self.last_sync_ms.is_some() && self.peers.iter().all(|p| self.by_addr.contains_key(p))
+        if self.last_sync_ms.is_none() {
+            return false;
+        }
+        let unheard = |p: &&SocketAddr| !self.by_addr.contains_key(*p);
+        if !self.peers.iter().any(|p| unheard(&p)) {
+            return true;
+        }
+        // A peer that crashed before we started is never seen up, but the ring may have told
+        // us it is down: that is hearing of it too (else we would wait out the fixed settle).
+        let known: HashSet<SocketAddr> = self
+            .membership
+            .members()
+            .map(|(identity, _)| identity.addr)
+            .collect();
+        self.peers.iter().filter(unheard).all(|p| known.contains(p))
     }
 
     pub const fn local_health(&self) -> u32 {
@@ -959,6 +973,10 @@ impl Node {
 
     fn insert_up(&mut self, identity: Identity) {
         let id = identity.id;
+        let was_down = self
+            .members
+            .get(&id)
+            .is_some_and(|r| r.health == Health::Confirmed);
         self.by_addr.insert(identity.addr, id);
         self.members.insert(
             id,
@@ -971,7 +989,16 @@ impl Node {
         self.up.insert(id);
         // Never synced (the peers given at start were not up yet): pull from the first member
         // seen up rather than wait for the sync timer.
-        if self.last_sync_ms.is_none() && self.sessions.is_empty() && !self.left {
+        // A member we held down is back (a partition healed, it restarted): each side may hold
+        // rumors newer than the other's, and backed-off anti-entropy could take up to
+        // `sync_max_interval` to swap them, so swap them now. Only on down -> up (not at first
+        // sight during a cold start), one session at a time, and by about `rumor_fanout`
+        // members per return (each with that share of chance), so neither a partition heal
+        // nor a member returning to a large ring is a sync storm.
+        let share = self.config.rumor_fanout as f64 / self.up.len().max(1) as f64;
+        let resync =
+            was_down && self.last_sync_ms.is_some() && self.rng.random_bool(share.min(1.0));
+        if (self.last_sync_ms.is_none() || resync) && self.sessions.is_empty() && !self.left {
             self.start_sync(identity.addr);
         }
         self.events.push(NodeEvent::MemberUp(identity));
