@@ -567,7 +567,7 @@ impl Election {
         let may_run = may_nominate || (self.knows_group(now_ms) && electorate.is_majority(alive));
         let Some(c) = current else {
             let nomination = may_run
-                .then(|| self.nominate_if_first(electorate, 0))
+                .then(|| self.nominate_if_first(now_ms, electorate, 0))
                 .flatten();
             let status = if nomination.is_some() {
                 ViewStatus::InProgress
@@ -602,7 +602,7 @@ impl Election {
         if !acceptable {
             // Leader or candidate dead, departed, gone from the group, replaced or expired.
             let nomination = may_run
-                .then(|| self.nominate_if_first(electorate, term_round(c.term)))
+                .then(|| self.nominate_if_first(now_ms, electorate, term_round(c.term)))
                 .flatten();
             return self.done(nomination, ViewStatus::InProgress, None, term);
         }
@@ -683,18 +683,35 @@ impl Election {
 
     /// A new term is needed: the alive member with the highest id runs first (better-suited
     /// members then counter-nominate); the others wait for its rumor.
-    fn nominate_if_first(&self, electorate: &Electorate, round: u64) -> Option<Rumor> {
-        let first = electorate
+    ///
+    /// A member that knows its group does not wait forever for those above it: the member of
+    /// rank r below the first runs once it has known the group for `stable` + r `finish_grace`
+    /// (the first may be a restarted member that never heard of a peer crashed long ago, so it
+    /// waits the fixed `settle`). A better member still counters a running candidacy; a
+    /// finished one stands.
+    fn nominate_if_first(&self, now_ms: u64, electorate: &Electorate, round: u64) -> Option<Rumor> {
+        let rank = electorate
             .ids()
             .filter(|id| {
-                electorate.health(*id) == Some(Health::Alive) && !self.withdrawn.contains_key(id)
+                *id > self.me
+                    && electorate.health(*id) == Some(Health::Alive)
+                    && !self.withdrawn.contains_key(id)
             })
-            .max()?;
+            .count() as u64;
+        let stable = self.config.stable.as_millis() as u64;
+        let step = self.config.finish_grace.as_millis() as u64;
+        let known_for = self
+            .informed
+            .as_ref()
+            .map(|(_, since)| now_ms.saturating_sub(*since));
+        let my_turn = rank == 0 || known_for.is_some_and(|k| k >= stable + step * rank);
         // Two members with one tag would share terms: the lower id stands aside.
         let tag_taken = electorate
             .ids()
             .any(|id| id > self.me && candidate_tag(id) == candidate_tag(self.me));
-        (first == self.me && !tag_taken).then(|| self.candidacy(round + 1))
+        let runs = electorate.health(self.me) == Some(Health::Alive)
+            && !self.withdrawn.contains_key(&self.me);
+        (my_turn && runs && !tag_taken).then(|| self.candidacy(round + 1))
     }
 
     fn maybe_finish(
@@ -1153,6 +1170,32 @@ mod tests {
         );
         let run = election(&observe_and_decide(&mut e, 30, &members, &all, true).publish);
         assert_eq!((run.member_id, term_round(run.term)), (id(3), 1));
+    }
+
+    /// Seed 119: the highest-id member (restarted, never told of a long-crashed peer) waits the
+    /// fixed settle; the next one runs once it has known the group for `stable` + `finish_grace`.
+    #[test]
+    fn the_next_member_runs_when_the_first_has_not() {
+        // `stable` is 30 ms, `finish_grace` 100 ms.
+        let (members, all) = (ring(&[1, 2, 3]), alive(&[1, 2, 3]));
+        let (mut second, mut third) = (engine(2, 0), engine(1, 0));
+        for now in [0, 129] {
+            assert_eq!(
+                observe_and_decide(&mut second, now, &members, &all, true).publish,
+                None
+            );
+        }
+        let run = election(&observe_and_decide(&mut second, 130, &members, &all, true).publish);
+        assert_eq!((run.member_id, term_round(run.term)), (id(2), 1));
+        // The third in line waits one more `finish_grace`.
+        for now in [0, 130, 229] {
+            assert_eq!(
+                observe_and_decide(&mut third, now, &members, &all, true).publish,
+                None
+            );
+        }
+        let run = election(&observe_and_decide(&mut third, 230, &members, &all, true).publish);
+        assert_eq!(run.member_id, id(1));
     }
 
     /// Seed 674: the ring showed all members up, but this member held the service rumors of
