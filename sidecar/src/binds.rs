@@ -211,7 +211,7 @@ pub fn resolve(bindings: &[Binding]) -> BTreeMap<String, ServiceGroup> {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-    use crate::census::{CensusMember, ELECTION_NONE};
+    use crate::census::CensusMember;
     use crate::gossip::member::{Health, MemberId};
     use crate::gossip::rumor::SysInfo;
     use crate::package::{BindDef, PackageIdent};
@@ -277,17 +277,8 @@ mod tests {
 
     fn group(name: &str, members: Vec<CensusMember>) -> CensusGroup {
         CensusGroup {
-            service_group: ServiceGroup::parse(name).unwrap(),
-            local_member_id: MemberId([0; 16]),
             members,
-            leader_id: None,
-            election_status: ELECTION_NONE,
-            election_term: None,
-            update_leader_id: None,
-            update_election_status: ELECTION_NONE,
-            update_election_term: None,
-            service_config: None,
-            service_files: Vec::new(),
+            ..CensusGroup::empty(ServiceGroup::parse(name).unwrap(), MemberId([0; 16]))
         }
     }
 

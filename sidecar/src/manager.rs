@@ -29,7 +29,7 @@ use crate::gossip::transport::{self, Inbound, Outgoing};
 use crate::keys;
 use crate::metrics::Metrics;
 use crate::package::Package;
-use crate::service::gateway::{self as service_gateway, SupPaths};
+use crate::service::gateway as service_gateway;
 use crate::service::hooks::HookKind;
 use crate::service::runtime::{self as service_runtime, RingView, ServiceSpec};
 use crate::service::status::ServiceStatus;
@@ -959,9 +959,7 @@ impl LoopState {
                             &service.spec,
                             &status,
                             &service.pkg_ctx,
-                            &SupPaths {
-                                sup_root: &self.dirs.sup,
-                            },
+                            &self.dirs.sup,
                             election,
                         )
                     })

@@ -430,7 +430,7 @@ fn census_shows_leader_health_pkg_and_parsed_config() {
 
 fn services_entry(status: &habitat_sidecar::service::status::ServiceStatus) -> Value {
     use habitat_sidecar::binds::{self, BindingMode};
-    use habitat_sidecar::service::gateway::{service_json, SupPaths};
+    use habitat_sidecar::service::gateway::service_json;
     use habitat_sidecar::service::runtime::{pkg_context, ServiceSpec};
     use habitat_sidecar::template::context::SysContext;
     let tmp = tempfile::tempdir().unwrap();
@@ -469,9 +469,7 @@ fn services_entry(status: &habitat_sidecar::service::status::ServiceStatus) -> V
         &spec,
         status,
         &pkg_context(&spec),
-        &SupPaths {
-            sup_root: std::path::Path::new("/hab/sup/default"),
-        },
+        std::path::Path::new("/hab/sup/default"),
         ELECTION_FINISHED,
     )
 }

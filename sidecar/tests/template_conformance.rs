@@ -12,7 +12,7 @@ mod support;
 use support::{load, Schemas};
 
 use habitat_sidecar::census::{
-    CensusGroup, CensusMember, CensusPkg, ELECTION_FINISHED, ELECTION_IN_PROGRESS, ELECTION_NONE,
+    CensusGroup, CensusMember, CensusPkg, ELECTION_FINISHED, ELECTION_IN_PROGRESS,
 };
 use habitat_sidecar::gossip::member::{Health, MemberId};
 use habitat_sidecar::gossip::rumor::{ServiceGroup, SysInfo};
@@ -61,17 +61,8 @@ fn member(n: u8, health: Health, package: &str, cfg: &str) -> CensusMember {
 
 fn group(name: &str, members: Vec<CensusMember>) -> CensusGroup {
     CensusGroup {
-        service_group: ServiceGroup::parse(name).unwrap(),
-        local_member_id: id(1),
         members,
-        leader_id: None,
-        election_status: ELECTION_NONE,
-        election_term: None,
-        update_leader_id: None,
-        update_election_status: ELECTION_NONE,
-        update_election_term: None,
-        service_config: None,
-        service_files: Vec::new(),
+        ..CensusGroup::empty(ServiceGroup::parse(name).unwrap(), id(1))
     }
 }
 

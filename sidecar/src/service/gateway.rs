@@ -4,16 +4,12 @@
 
 use serde_json::{json, Value};
 
-use super::hooks::HookKind;
+use super::dirs::SvcDirs;
+use super::hooks::{self, HookKind};
 use super::runtime::ServiceSpec;
 use super::status::ServiceStatus;
 use crate::census::toml_table_to_json;
 use crate::template::context::PkgContext;
-
-/// The supervisor's paths, as `manager_fs_cfg` shows them.
-pub struct SupPaths<'a> {
-    pub sup_root: &'a std::path::Path,
-}
 
 fn duration(d: std::time::Duration) -> Value {
     json!({"secs": d.as_secs(), "nanos": d.subsec_nanos()})
@@ -23,12 +19,12 @@ fn hook_json(spec: &ServiceSpec, status: &ServiceStatus, kind: HookKind) -> Valu
     if !status.hooks.contains(kind.file_name()) {
         return Value::Null;
     }
-    let svc = spec.root.join("svc").join(spec.package.name());
-    let name = kind.file_name();
+    let svc = SvcDirs::new(&spec.root, spec.package.name());
+    let (stdout, stderr) = hooks::log_paths(&svc.root, kind);
     json!({
-        "render_pair": svc.join("hooks").join(name).display().to_string(),
-        "stdout_log_path": svc.join("logs").join(format!("{name}.stdout.log")).display().to_string(),
-        "stderr_log_path": svc.join("logs").join(format!("{name}.stderr.log")).display().to_string(),
+        "render_pair": svc.hooks().join(kind.file_name()).display().to_string(),
+        "stdout_log_path": stdout.display().to_string(),
+        "stderr_log_path": stderr.display().to_string(),
     })
 }
 
@@ -37,7 +33,7 @@ pub fn service_json(
     spec: &ServiceSpec,
     status: &ServiceStatus,
     pkg: &PkgContext,
-    paths: &SupPaths<'_>,
+    sup_root: &std::path::Path,
     election_status: &str,
 ) -> Value {
     let package = &spec.package;
@@ -60,7 +56,6 @@ pub fn service_json(
             json!(package.shutdown_timeout.as_secs()),
         );
     }
-    let sup_root = paths.sup_root;
     let all_pkg_binds: Vec<Value> = package
         .all_binds()
         .map(|(b, _)| json!({"service": b.name, "exports": b.exports}))

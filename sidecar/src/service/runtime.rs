@@ -384,11 +384,14 @@ impl Runtime {
     fn render(&mut self) -> Option<Changes> {
         let layers = self.layers.as_mut()?;
         let own = self.view.group(&self.spec.service_group);
-        if let Some((incarnation, table)) = own.and_then(|g| g.service_config.as_ref()) {
-            if let Err(e) = layers.apply_gossip(*incarnation, table) {
-                tracing::error!(error = %e, "gossiped config rejected; keeping the last good config");
-                self.status
-                    .send_modify(|s| s.config_error = Some(e.to_string()));
+        // A rejected gossiped config stays the reported problem while it is the newest one.
+        let gossip_error = own
+            .and_then(|g| g.service_config.as_ref())
+            .and_then(|(incarnation, table)| layers.apply_gossip(*incarnation, table).err())
+            .map(|e| e.to_string());
+        if let Some(problem) = &gossip_error {
+            if self.status.borrow().config_error.as_ref() != Some(problem) {
+                tracing::error!(%problem, "gossiped config rejected; keeping the last good config");
             }
         }
         let config_incarnation = layers.gossip.as_ref().map(|(i, _)| *i);
@@ -415,54 +418,12 @@ impl Runtime {
             svc: svc_group,
             binds: &bind_groups,
         });
-        let result = (|| -> Result<Changes, String> {
-            let config_files = self.renderer.render_all(&ctx).map_err(|e| e.to_string())?;
-            let mut hooks_rendered = BTreeMap::new();
-            for kind in self.hooks.keys() {
-                let text = self
-                    .renderer
-                    .render_one(&hook_template_name(*kind), &ctx)
-                    .map_err(|e| e.to_string())?;
-                hooks_rendered.insert(PathBuf::from(kind.file_name()), text.into_bytes());
-            }
-            let files: BTreeMap<PathBuf, Vec<u8>> = svc_group
-                .service_files
-                .iter()
-                .filter(|f| !f.encrypted)
-                .map(|f| (PathBuf::from(&f.filename), f.body.clone()))
-                .collect();
-            let config_files: BTreeMap<PathBuf, Vec<u8>> = config_files
-                .into_iter()
-                .map(|(p, t)| (p, t.into_bytes()))
-                .collect();
-            let config_changed = !sync_dir(&self.dirs.config(), &config_files, 0o640)
-                .map_err(|e| e.to_string())?
-                .is_empty();
-            let hooks_changed: BTreeSet<String> =
-                sync_dir(&self.dirs.hooks(), &hooks_rendered, 0o755)
-                    .map_err(|e| e.to_string())?
-                    .into_iter()
-                    .map(|p| p.display().to_string())
-                    .collect();
-            let files_changed = !sync_dir(&self.dirs.files(), &files, 0o640)
-                .map_err(|e| e.to_string())?
-                .is_empty();
-            Ok(Changes {
-                config_changed,
-                hooks_changed,
-                files_changed,
-            })
-        })();
+        let result = self.write_rendered(&ctx, svc_group);
         match result {
             Ok(changes) => {
                 let exported = self.spec.package.exported_cfg(&cfg);
                 self.status.send_modify(|s| {
-                    if s.config_error
-                        .as_deref()
-                        .is_some_and(|e| !e.starts_with("gossip"))
-                    {
-                        s.config_error = None;
-                    }
+                    s.config_error = gossip_error;
                     s.cfg = cfg;
                     s.exported = exported;
                     s.config_incarnation = config_incarnation;
@@ -476,6 +437,50 @@ impl Runtime {
                 None
             }
         }
+    }
+
+    /// Renders config and hooks with `ctx` and writes them and the group's service files into
+    /// the svc dir; what changed.
+    fn write_rendered(
+        &self,
+        ctx: &serde_json::Value,
+        svc_group: &CensusGroup,
+    ) -> Result<Changes, String> {
+        let config_files = self.renderer.render_all(ctx).map_err(|e| e.to_string())?;
+        let mut hooks_rendered = BTreeMap::new();
+        for kind in self.hooks.keys() {
+            let text = self
+                .renderer
+                .render_one(&hook_template_name(*kind), ctx)
+                .map_err(|e| e.to_string())?;
+            hooks_rendered.insert(PathBuf::from(kind.file_name()), text.into_bytes());
+        }
+        let files: BTreeMap<PathBuf, Vec<u8>> = svc_group
+            .service_files
+            .iter()
+            .filter(|f| !f.encrypted)
+            .map(|f| (PathBuf::from(&f.filename), f.body.clone()))
+            .collect();
+        let config_files: BTreeMap<PathBuf, Vec<u8>> = config_files
+            .into_iter()
+            .map(|(p, t)| (p, t.into_bytes()))
+            .collect();
+        let config_changed = !sync_dir(&self.dirs.config(), &config_files, 0o640)
+            .map_err(|e| e.to_string())?
+            .is_empty();
+        let hooks_changed: BTreeSet<String> = sync_dir(&self.dirs.hooks(), &hooks_rendered, 0o755)
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .map(|p| p.display().to_string())
+            .collect();
+        let files_changed = !sync_dir(&self.dirs.files(), &files, 0o640)
+            .map_err(|e| e.to_string())?
+            .is_empty();
+        Ok(Changes {
+            config_changed,
+            hooks_changed,
+            files_changed,
+        })
     }
 
     /// Starts the service once nothing gates it: render, `init`, process.

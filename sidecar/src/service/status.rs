@@ -50,7 +50,6 @@ pub struct ServiceStatus {
     pub health: HealthStatus,
     /// Stdout of the last health check (for the health endpoint).
     pub health_stdout: String,
-    pub health_stderr: String,
     /// Set once the health check first passed (the initializer topology's gate for followers).
     pub initialized: bool,
     pub restart_count: u64,
@@ -72,10 +71,4 @@ pub struct ServiceStatus {
     pub user_config_updated: bool,
     /// False once the supervisor asked the service to stop.
     pub desired_up: bool,
-}
-
-impl ServiceStatus {
-    pub const fn is_up(&self) -> bool {
-        self.pid.is_some()
-    }
 }
