@@ -560,10 +560,12 @@ impl Election {
         let may_nominate = now_ms.saturating_sub(quorum_since) >= settle
             && now_ms.saturating_sub(started) >= settle
             && electorate.is_majority(alive);
-        // While no live leader is known (no election yet, a running one, or a dead leader), a
-        // member that knows its group need not wait out `settle` to run: to nominate, or to
-        // counter a worse candidate (who may have learned the group first). Re-asserting a
-        // leadership keeps the fixed settle.
+        // A member that knows its group need not wait out `settle` to act: to nominate, to
+        // counter a worse candidate (who may have learned the group first), or, as the last
+        // finished leader, to declare itself again (seed 1552: a leader restarted beside a
+        // restarted candidate waited the fixed settle while everyone waited for it). Knowing
+        // the group means having pulled a peer's whole store, so a newer finished term would
+        // have replaced ours as the incumbent.
         let may_run = may_nominate || (self.knows_group(now_ms) && electorate.is_majority(alive));
         let Some(c) = current else {
             let nomination = may_run
@@ -593,7 +595,7 @@ impl Election {
             .map(|l| (l.term, l.member_id));
         if let Some((incumbent_term, leader)) = incumbent {
             if candidate != leader || c.status == ElectionStatus::Finished {
-                let reassert = (leader == self.me && may_nominate)
+                let reassert = (leader == self.me && may_run)
                     .then(|| self.reassertion(term_round(c.term) + 1))
                     .flatten();
                 return self.done(reassert, ViewStatus::Finished, Some(leader), incumbent_term);

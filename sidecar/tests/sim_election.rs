@@ -3,7 +3,8 @@
 //! of issue 3, and a many-seed invariant test with random crashes, restarts, pauses and
 //! partitions. Every deadline is simulated; every assertion names the seed that reproduces it.
 //!
-//! `HAB_ELECTION_SEEDS=10000 cargo test -p habitat-sidecar --test sim_election` runs the long mode.
+//! `HAB_ELECTION_SEEDS=10000 cargo test --release -p habitat-sidecar --test sim_election` runs
+//! the long mode (10,000 seeds per chaos test).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::cell::RefCell;
@@ -18,7 +19,7 @@ use habitat_sidecar::election::{
     term_round, update_suitability, Election, ElectionConfig, ElectionKind, ElectionView,
     ViewStatus,
 };
-use habitat_sidecar::gossip::member::{Health, MemberId};
+use habitat_sidecar::gossip::member::{Health, Identity, MemberId};
 use habitat_sidecar::gossip::node::GossipConfig;
 use habitat_sidecar::gossip::rumor::{ElectionStatus, Rumor, ServiceGroup, ServiceRumor, SysInfo};
 use habitat_sidecar::gossip::sim::{Sim, SimConfig};
@@ -55,14 +56,20 @@ fn election_config() -> ElectionConfig {
     c
 }
 
-fn service(member_id: MemberId, incarnation: u64, tombstone: bool) -> Rumor {
+/// A member's service rumor, naming its gossip address as the manager's do.
+fn service(identity: &Identity, incarnation: u64, tombstone: bool) -> Rumor {
+    let sys = SysInfo {
+        gossip_ip: identity.addr.ip().to_string(),
+        gossip_port: identity.addr.port(),
+        ..SysInfo::default()
+    };
     Rumor::Service(ServiceRumor {
-        member_id,
+        member_id: identity.id,
         service_group: group(),
         incarnation,
         package: "core/postgresql/15.4.0/20260101000000".into(),
         initialized: true,
-        sys: SysInfo::default(),
+        sys,
         cfg: Vec::new(),
         tombstone,
     })
@@ -135,7 +142,16 @@ impl World {
                 return Vec::new();
             };
             let synced = node.knows_ring();
+            let before = engine.view();
             let step = engine.step(now, &node.members(), node.store(), synced);
+            if trace && step.view != before {
+                eprintln!(
+                    "t={now} member {i} view {:?} leader {:?} round {}",
+                    step.view.status,
+                    step.view.leader.map(|l| l.to_string()[..4].to_string()),
+                    term_round(step.view.term)
+                );
+            }
             let mut record = hook_record.borrow_mut();
             if let Some(current) = kind.current(node.store(), &group()) {
                 if current.status == ElectionStatus::Finished {
@@ -236,7 +252,7 @@ impl World {
     /// Loads the service at member `i` (publishes its service rumor).
     fn load(&mut self, i: usize) {
         self.incarnation[i] += 1;
-        let rumor = service(self.id(i), self.incarnation[i], false);
+        let rumor = service(self.sim.identity(i), self.incarnation[i], false);
         self.sim.publish(i, rumor).unwrap();
     }
 
@@ -257,6 +273,9 @@ impl World {
 
     /// Restarts a crashed member with its persisted rumor store and a fresh engine.
     fn restart(&mut self, i: usize, peers: &[usize]) {
+        if std::env::var("HAB_ELECTION_TRACE").is_ok() {
+            eprintln!("t={} restart member {i}", self.sim.now_ms());
+        }
         self.new_engine(i);
         self.sim.restart_from_disk(i, peers);
         self.load(i);
@@ -745,7 +764,9 @@ fn membership_converged(
     electorates.len() == 1
 }
 
-fn chaos(seed: u64) -> Outcome {
+/// One random run: crashes, restarts and partitions (and pauses, with `pauses`), then the
+/// faults stop and the members must agree.
+fn chaos(seed: u64, pauses: bool) -> Outcome {
     let mut rng = StdRng::seed_from_u64(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15));
     let n = [3, 5, 7][(seed % 3) as usize];
     let suitability: Vec<u64> = (0..n)
@@ -776,9 +797,6 @@ fn chaos(seed: u64) -> Outcome {
     w.sim.run_for(rng.random_range(0..1_000) * MS);
 
     let trace = std::env::var("HAB_ELECTION_TRACE").is_ok();
-    // Pauses shorter than the suspicion timeout leave the member Suspect forever in the ring
-    // (gossip bug, see `a_member_paused_briefly_is_not_left_suspect_forever`): off by default.
-    let pauses = std::env::var("HAB_ELECTION_PAUSES").is_ok();
     let mut groups = vec![0u32; n];
     let mut crashed: BTreeSet<usize> = BTreeSet::new();
     let mut paused: BTreeSet<usize> = BTreeSet::new();
@@ -871,6 +889,9 @@ fn chaos(seed: u64) -> Outcome {
         return Outcome { agree_ms: None };
     }
     let t0 = w.sim.now_ms();
+    if trace {
+        eprintln!("t={t0} membership converged; running {running:?}");
+    }
     let agreed_in_time = w.sim.run_until(30 * SECOND, MS, |sim| {
         agreed(sim, &engines, &running).is_some()
     });
@@ -886,14 +907,15 @@ fn chaos(seed: u64) -> Outcome {
     }
 }
 
-/// Replays one seed: `HAB_ELECTION_SEED=29 HAB_ELECTION_TRACE=1 cargo test ... replay_one_seed`.
+/// Replays one seed: `HAB_ELECTION_SEED=29 HAB_ELECTION_TRACE=1 cargo test ... replay_one_seed`
+/// (add `HAB_ELECTION_PAUSES=1` for a seed of the test with pauses).
 #[test]
 fn replay_one_seed() {
     if let Some(seed) = std::env::var("HAB_ELECTION_SEED")
         .ok()
         .and_then(|v| v.parse().ok())
     {
-        let outcome = chaos(seed);
+        let outcome = chaos(seed, std::env::var("HAB_ELECTION_PAUSES").is_ok());
         eprintln!(
             "seed {seed}: agreed {:?} ms after membership converged",
             outcome.agree_ms
@@ -901,11 +923,11 @@ fn replay_one_seed() {
     }
 }
 
-fn seed_count() -> u64 {
+fn seed_count(default: u64) -> u64 {
     std::env::var("HAB_ELECTION_SEEDS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(2_000)
+        .unwrap_or(default)
 }
 
 /// Seeds that once failed, kept as regression cases: 4 (a restarted member and the incumbent
@@ -914,25 +936,33 @@ fn seed_count() -> u64 {
 /// (with `settle` halved, a member that knew every ring member but only 2 of the 7 service
 /// rumors won with 3 votes: settle now ends on knowledge of the group, not on time alone), 119
 /// (the highest-id member, restarted, waited the fixed settle and everyone waited for it).
-const REGRESSIONS: &[u64] = &[4, 20, 98, 119, 611, 674];
+/// Over 8 gossip intervals once: 1552 (a restarted leader re-declared itself only after the
+/// fixed settle), 781 and 1003 (a restarted member whose first sync peer was down never
+/// synced, so never knew the ring), 1281, 902, 1193, 2672 (a member missed the Finished rumor
+/// until anti-entropy), 6727 (a candidacy spent its gossip on the far side of a fresh
+/// partition). Ring never converged: 1424, 4014 (a renamed member down under both identities
+/// was shown up for good).
+const REGRESSIONS: &[u64] = &[
+    4, 20, 98, 119, 611, 674, 781, 902, 1003, 1193, 1281, 1424, 1552, 2672, 4014, 6727,
+];
 
 /// Gossip bug once found here: after a short partition (seeds 111, 121) or a pause shorter than
-/// the suspicion timeout (seed 29, with `HAB_ELECTION_PAUSES=1`), a member that had suspected a
+/// the suspicion timeout (seed 29 with pauses), a member that had suspected a
 /// peer rejoined, which dropped its suspect-to-down timer, and the peer never heard it was
 /// suspected: it stayed `Suspect` for good. A suspect that talks to us is now told (see
 /// `sim_ring::a_short_partition_or_pause_leaves_no_member_suspect_for_good`).
 #[test]
 fn ring_bug_seeds_converge() {
-    for seed in [111, 121] {
+    for (seed, pauses) in [(111, false), (121, false), (29, true)] {
         assert!(
-            chaos(seed).agree_ms.is_some(),
+            chaos(seed, pauses).agree_ms.is_some(),
             "seed {seed}: ring never converged"
         );
     }
 }
 
 /// Runs `chaos` over the seeds on every core; returns (seed, agreement ms or None), in order.
-fn chaos_all(seeds: &[u64]) -> Vec<(u64, Option<u64>)> {
+fn chaos_all(seeds: &[u64], pauses: bool) -> Vec<(u64, Option<u64>)> {
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
     let chunk = seeds.len().div_ceil(threads).max(1);
     std::thread::scope(|scope| {
@@ -941,7 +971,7 @@ fn chaos_all(seeds: &[u64]) -> Vec<(u64, Option<u64>)> {
             .map(|part| {
                 scope.spawn(move || {
                     part.iter()
-                        .map(|&seed| (seed, chaos(seed).agree_ms))
+                        .map(|&seed| (seed, chaos(seed, pauses).agree_ms))
                         .collect::<Vec<_>>()
                 })
             })
@@ -953,27 +983,23 @@ fn chaos_all(seeds: &[u64]) -> Vec<(u64, Option<u64>)> {
     })
 }
 
-/// The issue's target is agreement within 8 gossip intervals of converged membership. Over
-/// seeds 1..=2000 it is met by all but 4 runs (p50 0 ms, p99 254 ms, worst seed 1552 at
-/// 472 ms; over 10,000 seeds 18 misses, worst 556 ms). Members swap rumors with a member they
-/// held down as soon as it is back, a configured peer heard of only as down counts as known,
-/// and a member that knows the group no longer waits for a higher-id member stuck on the fixed
-/// `settle` (seed 119: a restarted member whose crashed peer's down notice was already spent).
-/// The slow runs left re-elect after a partition heals (an incumbent re-asserting against a
-/// candidacy from the other side). The default test asserts this looser bound;
-/// `agreement_within_8_gossip_intervals` (ignored) the target.
-const AGREE_BOUND_INTERVALS: u64 = 20;
+/// The issue's bound: once the faults stop and membership has converged, every running member
+/// reports the same leader and term within 8 gossip intervals.
+const AGREE_BOUND_INTERVALS: u64 = 8;
 
-fn check_chaos(bound_intervals: u64) {
-    let bound_ms = bound_intervals * gossip_interval_ms();
+/// Runs `seeds` (plus `regressions`) and checks safety on every run (in the application hook),
+/// that the ring's membership converged after the faults stopped, and agreement within
+/// `AGREE_BOUND_INTERVALS`.
+fn check_chaos(seeds: u64, regressions: &[u64], pauses: bool) {
+    let bound_ms = AGREE_BOUND_INTERVALS * gossip_interval_ms();
     let started = Instant::now();
-    let seeds: Vec<u64> = (1..=seed_count())
-        .chain(REGRESSIONS.iter().copied())
-        .collect();
+    let mut seeds: Vec<u64> = (1..=seeds).chain(regressions.iter().copied()).collect();
+    seeds.sort_unstable();
+    seeds.dedup();
     let mut slow = Vec::new();
     let mut times = Vec::new();
     let mut ring_stuck = Vec::new();
-    for (seed, agree_ms) in chaos_all(&seeds) {
+    for (seed, agree_ms) in chaos_all(&seeds, pauses) {
         match agree_ms {
             None => ring_stuck.push(seed),
             Some(ms) => {
@@ -985,24 +1011,31 @@ fn check_chaos(bound_intervals: u64) {
         }
     }
     times.sort_unstable();
-    let pct = |p: usize| times[(times.len() - 1) * p / 100];
+    let pct = |p: usize| {
+        times
+            .get((times.len().max(1) - 1) * p / 100)
+            .copied()
+            .unwrap_or(0)
+    };
     eprintln!(
-        "{} seeds in {:?}: agreement after converged membership p50 {} ms, p99 {} ms, max {} ms",
+        "{} seeds (pauses: {pauses}) in {:?}: agreement after converged membership p50 {} ms, \
+         p99 {} ms, max {} ms",
         seeds.len(),
         started.elapsed(),
         pct(50),
         pct(99),
         pct(100)
     );
-    eprintln!(
-        "{} seeds where the ring's membership never converged (liveness not measured, safety \
-         checked): {ring_stuck:?}",
+    assert!(
+        ring_stuck.is_empty(),
+        "{} seeds where the ring's membership never converged after the faults stopped (a \
+         gossip bug; replay with HAB_ELECTION_SEED): {ring_stuck:?}",
         ring_stuck.len()
     );
     assert!(
         slow.is_empty(),
-        "{} seeds took longer than {bound_intervals} gossip intervals ({bound_ms} ms) to agree \
-         after membership converged, (seed, ms): {:?}",
+        "{} seeds took longer than {AGREE_BOUND_INTERVALS} gossip intervals ({bound_ms} ms) to \
+         agree after membership converged, (seed, ms): {:?}",
         slow.len(),
         &slow[..slow.len().min(20)]
     );
@@ -1010,22 +1043,26 @@ fn check_chaos(bound_intervals: u64) {
 
 /// Safety on every seed (one finished leader per term, ever; every finished term backed by a
 /// majority of the group's votes; no declaration and no reported leader on a side without a
-/// majority once failure detection is over) and agreement after the faults stop.
+/// majority once failure detection is over) and agreement within 8 gossip intervals after the
+/// faults stop. 30,000 seeds measured: p50 0 ms, p99 175 ms, max 356 ms (bound 400 ms).
 #[test]
 fn under_random_faults_one_leader_per_term_no_minority_leader_and_agreement() {
-    check_chaos(AGREE_BOUND_INTERVALS);
+    check_chaos(seed_count(2_000), REGRESSIONS, false);
 }
 
+/// The same with paused processes among the faults (a member that stops answering, then
+/// resumes with its old state). Seed 273 once left two members apart for good.
 #[test]
-#[ignore = "target not met yet: ~0.2% of runs are slower (see AGREE_BOUND_INTERVALS)"]
-fn agreement_within_8_gossip_intervals() {
-    check_chaos(8);
+fn under_random_faults_with_pauses_the_same_holds() {
+    check_chaos(seed_count(1_000), &[273], true);
 }
 
-/// A member restarted while one of its configured peers is still crashed hears of that peer
-/// only as down (from the SWIM down notice still circulating); that counts as knowing the
-/// ring, so it does not wait out the fixed settle. When the notice was spent before the
-/// restart (seed 4 here), the member still waits the settle: hence "most", not "all".
+/// A member restarted while one of its configured peers is still crashed knows the ring
+/// without waiting out the fixed settle: it has heard of that peer as down from the ring (the
+/// SWIM down notice still circulating) or, when that notice was spent before the restart (seed
+/// 4 here), from the peer's service rumor in its persisted store, which names its address. Its
+/// first sync is not held up by the crashed peer either (seeds 781 and 1003 of the chaos test:
+/// the peer asked first was the crashed one, and the restarted member never synced).
 #[test]
 fn a_restarted_member_whose_peer_is_still_crashed_knows_the_ring() {
     let settle = election_config().settle;
@@ -1052,7 +1089,7 @@ fn a_restarted_member_whose_peer_is_still_crashed_knows_the_ring() {
     }
     eprintln!("seeds whose restarted member knew the ring within the settle: {knew:?}");
     assert!(
-        knew.len() >= 7,
+        knew.len() == 10,
         "only seeds {knew:?} of 1..=10 knew the ring within the settle ({settle:?})"
     );
 }
@@ -1075,7 +1112,7 @@ fn a_partition_heal_swaps_rumors_without_waiting_for_the_sync_backoff() {
         assert!(apart, "seed {seed}: the sides never saw each other down");
         w.load(1);
         let incarnation = w.incarnation[1];
-        let key = service(w.id(1), incarnation, false).key();
+        let key = service(w.sim.identity(1), incarnation, false).key();
         // Long enough for the piggyback queue to drop it and anti-entropy to back off fully.
         w.sim.run_for(10 * SECOND);
         w.sim.heal_partition();

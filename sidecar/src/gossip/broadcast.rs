@@ -1,7 +1,8 @@
 //! Which rumors ride on which datagram. Each new rumor version is queued with a retransmit
-//! budget of about `mult * log10(N + 1)` sends (not Habitat's per-member heat, which costs
-//! O(N^2) messages); the least-sent rumors go first, and a rumor leaves the queue when its budget
-//! is spent or a newer version of the same key replaces it.
+//! budget of about `mult * log10(N + 1)` gossip sends (not Habitat's per-member heat, which
+//! costs O(N^2) messages); the least-sent rumors go first, and a rumor leaves the queue when its
+//! budget is spent or a newer version of the same key replaces it. Meanwhile queued rumors also
+//! ride free on SWIM messages.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -71,12 +72,27 @@ impl BroadcastQueue {
         }
     }
 
-    /// Picks rumors for one datagram with `budget` bytes free (length prefixes included),
-    /// least-sent first, and charges each one send.
+    /// Picks rumors for one gossip datagram with `budget` bytes free (length prefixes
+    /// included), least-sent first, and charges each one send.
     pub fn take_for_datagram(&mut self, budget: usize) -> Vec<Arc<[u8]>> {
-        if self.items.is_empty() {
-            return Vec::new();
+        let chosen = self.pick(budget);
+        for &i in &chosen {
+            self.items[i].sent += 1;
         }
+        let bytes = self.bytes_of(&chosen);
+        self.retire_spent();
+        bytes
+    }
+
+    /// Picks rumors to ride along on a SWIM message, without charging them: SWIM writes to
+    /// whoever it probes, suspects or announces to, often members that cannot hear us (a
+    /// fresh partition spent a rumor's whole budget on them before the gossip timer fired).
+    pub fn piggyback(&self, budget: usize) -> Vec<Arc<[u8]>> {
+        self.bytes_of(&self.pick(budget))
+    }
+
+    /// Indexes of the rumors that fit in `budget`, least-sent first.
+    fn pick(&self, budget: usize) -> Vec<usize> {
         let mut order: Vec<usize> = (0..self.items.len()).collect();
         order.sort_by_key(|&i| self.items[i].sent);
         let mut left = budget;
@@ -84,15 +100,19 @@ impl BroadcastQueue {
         for i in order {
             let len = self.items[i].bytes.len();
             let cost = len + varint_len(len as u64);
-            if cost > left {
-                continue;
+            if cost <= left {
+                left -= cost;
+                chosen.push(i);
             }
-            left -= cost;
-            self.items[i].sent += 1;
-            chosen.push(Arc::clone(&self.items[i].bytes));
         }
-        self.retire_spent();
         chosen
+    }
+
+    fn bytes_of(&self, chosen: &[usize]) -> Vec<Arc<[u8]>> {
+        chosen
+            .iter()
+            .map(|&i| Arc::clone(&self.items[i].bytes))
+            .collect()
     }
 
     fn retire_spent(&mut self) {
@@ -141,6 +161,18 @@ mod tests {
         let sends: usize = (0..10).map(|_| q.take_for_datagram(100).len()).sum();
         assert_eq!(sends, 3);
         assert!(q.is_empty());
+    }
+
+    #[test]
+    fn riding_on_swim_messages_spends_no_budget() {
+        let mut q = BroadcastQueue::new(2);
+        q.push(key(1), Arc::from(&b"abc"[..]));
+        for _ in 0..10 {
+            assert_eq!(q.piggyback(100).len(), 1);
+        }
+        let sends: usize = (0..10).map(|_| q.take_for_datagram(100).len()).sum();
+        assert_eq!(sends, 2);
+        assert!(q.piggyback(100).is_empty());
     }
 
     #[test]

@@ -117,6 +117,9 @@ pub enum MembershipEvent {
     Rejoined(Identity),
     /// This node lost every peer.
     Isolated,
+    /// A probe of this member went unanswered, directly and indirectly: it may be cut off
+    /// from us, and whatever we gossiped to it meanwhile may be lost.
+    Unreached(Identity),
 }
 
 #[derive(Default, Debug)]
@@ -499,6 +502,8 @@ struct Collector<'a> {
     probe_failed: &'a mut Vec<Identity>,
     /// Senders of the datagrams handled in this call.
     heard_from: &'a mut Vec<Identity>,
+    /// Where in `out.events` the new identity of a rename was reported up (see `run`).
+    renamed: &'a mut Vec<usize>,
 }
 
 impl foca::Runtime<Identity> for Collector<'_> {
@@ -510,6 +515,7 @@ impl foca::Runtime<Identity> for Collector<'_> {
             }
             Notification::Rename(old, new) => {
                 self.out.events.push(MembershipEvent::Down(old.clone()));
+                self.renamed.push(self.out.events.len());
                 self.out.events.push(MembershipEvent::Up(new.clone()));
             }
             Notification::Rejoin(id) => {
@@ -641,15 +647,27 @@ impl Membership {
         let mut lhm_delta = 0;
         let mut probe_failed = Vec::new();
         let mut heard_from = Vec::new();
+        let mut renamed = Vec::new();
         let result = {
             let mut collector = Collector {
                 out: &mut self.out,
                 lhm_delta: &mut lhm_delta,
                 probe_failed: &mut probe_failed,
                 heard_from: &mut heard_from,
+                renamed: &mut renamed,
             };
             call(&mut self.foca, &mut collector)
         };
+        // foca reports a rename whatever the new identity's liveness: when both identities are
+        // down (we held a member down and then heard its renewed identity declared down too)
+        // no MemberDown follows, and reporting the new one up would leave it up here for good.
+        for index in renamed {
+            if let Some(MembershipEvent::Up(new)) = self.out.events.get(index) {
+                if !self.foca.iter_members().any(|m| m.id() == new) {
+                    self.out.events[index] = MembershipEvent::Down(new.clone());
+                }
+            }
+        }
         if lhm_delta != 0 {
             let next = i64::from(self.lhm) + i64::from(lhm_delta);
             self.lhm = next.clamp(0, i64::from(self.config.max_lhm)) as u32;
@@ -674,11 +692,13 @@ impl Membership {
                 let mut out = std::mem::take(&mut self.out);
                 let mut ignored = 0;
                 let (mut no_probes, mut no_senders) = (Vec::new(), Vec::new());
+                let mut no_renames = Vec::new();
                 let mut collector = Collector {
                     out: &mut out,
                     lhm_delta: &mut ignored,
                     probe_failed: &mut no_probes,
                     heard_from: &mut no_senders,
+                    renamed: &mut no_renames,
                 };
                 if self
                     .foca
@@ -702,6 +722,9 @@ impl Membership {
         // gossiped; the piggybacked updates go out a bounded number of times and after a
         // partition or a pause may all have missed the suspect, which would then stay Suspect
         // in the ring for good. The notices stop once its messages carry a higher incarnation.
+        self.out
+            .events
+            .extend(probe_failed.iter().cloned().map(MembershipEvent::Unreached));
         heard_from.retain(|sender| !probe_failed.contains(sender));
         heard_from.dedup();
         for suspect in probe_failed.iter().chain(&heard_from) {
@@ -961,6 +984,48 @@ mod tests {
         // Down outranks everything for this identity, whatever the incarnation.
         assert_eq!(apply(1, State::Down), Health::Confirmed);
         assert_eq!(apply(9, State::Alive), Health::Confirmed);
+    }
+
+    /// Seeds 1424 and 4014: we held a member down, then heard its renewed identity declared
+    /// down too. foca reports only a rename; the new identity must not come out up.
+    #[test]
+    fn a_renamed_member_that_is_down_under_both_identities_stays_down() {
+        let (me, peer) = (identity(1, 10), identity(2, 10));
+        let (old, renewed) = (identity(3, 10), identity(3, 11));
+        let mut m = Membership::new(me.clone(), SwimConfig::lan(), 7);
+        m.assume_alive(vec![peer.clone(), old.clone()]);
+        m.handle_data(&update(
+            &peer,
+            &me,
+            Member::new(old.clone(), 0, State::Down),
+        ))
+        .unwrap();
+        m.take_output();
+        m.handle_data(&update(
+            &peer,
+            &me,
+            Member::new(renewed.clone(), 0, State::Down),
+        ))
+        .unwrap();
+        let events = m.take_output().events;
+        assert!(
+            events.contains(&MembershipEvent::Down(renewed.clone())),
+            "{events:?}"
+        );
+        assert!(
+            !events.contains(&MembershipEvent::Up(renewed.clone())),
+            "{events:?}"
+        );
+        assert_eq!(health_of(&m, &renewed), Health::Confirmed);
+        // Renewed and alive: it comes out up.
+        let again = identity(3, 12);
+        m.handle_data(&update(
+            &peer,
+            &me,
+            Member::new(again.clone(), 0, State::Alive),
+        ))
+        .unwrap();
+        assert!(m.take_output().events.contains(&MembershipEvent::Up(again)));
     }
 
     #[test]

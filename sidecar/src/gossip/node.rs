@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
 use rand::{Rng, RngExt, SeedableRng};
 
 use super::broadcast::{retransmit_limit, BroadcastQueue};
@@ -184,6 +185,10 @@ pub struct Node {
     /// Anti-entropy runs no earlier than this; pushed out while syncs find nothing new.
     next_sync_ms: u64,
     sync_quiet_rounds: u32,
+    /// Up members whose last probe went unanswered: when one is heard from again, rumors
+    /// gossiped while it was cut off (a short partition that nobody was declared down over)
+    /// are swapped with it at once instead of at the next anti-entropy round.
+    unreached: HashSet<MemberId>,
     /// When an anti-entropy exchange this node asked for last completed: from then on it held
     /// every rumor that peer had (the election engine's sign that it has learned the ring).
     last_sync_ms: Option<u64>,
@@ -238,6 +243,7 @@ impl Node {
             next_sync_ms: 0,
             sync_quiet_rounds: 0,
             last_sync_ms: None,
+            unreached: HashSet::new(),
             wrong_key_logged: HashSet::new(),
             outputs: Vec::new(),
             events: Vec::new(),
@@ -292,12 +298,15 @@ impl Node {
             return true;
         }
         // A peer that crashed before we started is never seen up, but the ring may have told
-        // us it is down: that is hearing of it too (else we would wait out the fixed settle).
-        let known: HashSet<SocketAddr> = self
-            .membership
-            .members()
-            .map(|(identity, _)| identity.addr)
-            .collect();
+        // us it is down, or a service rumor we hold (persisted from before a restart) names its
+        // address: that is hearing of it too, and the election counts it as down (else we
+        // would wait out the fixed settle).
+        let from_ring = self.membership.members().map(|(identity, _)| identity.addr);
+        let from_services = self.store.iter().filter_map(|rumor| match rumor {
+            Rumor::Service(s) if !s.tombstone => s.sys.gossip_addr(),
+            _ => None,
+        });
+        let known: HashSet<SocketAddr> = from_ring.chain(from_services).collect();
         self.peers.iter().filter(unheard).all(|p| known.contains(p))
     }
 
@@ -475,6 +484,7 @@ impl Node {
         if self.keyring.is_encrypted() {
             self.peer_keys.insert(from, key);
         }
+        self.reached(from);
         let datagram = match Datagram::decode(&body) {
             Ok(d) => d,
             Err(e) => {
@@ -678,6 +688,27 @@ impl Node {
         self.next_sync_ms = self.next_sync_ms.min(soon);
     }
 
+    /// An authentic datagram came from `from`: if we had failed to reach it, swap rumors.
+    fn reached(&mut self, from: SocketAddr) {
+        let Some(&id) = self.by_addr.get(&from) else {
+            return;
+        };
+        if self.unreached.remove(&id)
+            && !self.left
+            && !self.sessions.values().any(|s| s.peer == from)
+        {
+            self.start_sync(from);
+        }
+    }
+
+    fn syncing_with_an_up_member(&self) -> bool {
+        self.sessions.values().any(|s| {
+            self.by_addr
+                .get(&s.peer)
+                .is_some_and(|id| self.up.index.contains_key(id))
+        })
+    }
+
     fn start_sync(&mut self, peer: SocketAddr) {
         let session = self.next_session;
         self.next_session += 1;
@@ -778,6 +809,7 @@ impl Node {
             self.membership.declare_down(identity);
         }
         self.up.remove(member);
+        self.unreached.remove(&member);
     }
 
     /// Small rumors ride on datagrams; large ones are pushed over TCP to a few members.
@@ -790,17 +822,12 @@ impl Node {
             self.arm_rumor_gossip();
         } else {
             let from = self.identity().id;
-            let mut targets: Vec<SocketAddr> = Vec::with_capacity(self.config.rumor_fanout);
-            for _ in 0..self.config.rumor_fanout * 2 {
-                if targets.len() >= self.config.rumor_fanout {
-                    break;
-                }
-                if let Some(peer) = self.random_up_member() {
-                    if !targets.contains(&peer.addr) {
-                        targets.push(peer.addr);
-                    }
-                }
-            }
+            let targets: Vec<SocketAddr> = self
+                .up
+                .gossip_targets(&mut self.rng, self.config.rumor_fanout)
+                .into_iter()
+                .filter_map(|id| self.members.get(&id).map(|r| r.identity.addr))
+                .collect();
             for addr in targets {
                 self.stats.rumors_sent += 1;
                 let frame = Frame::Push {
@@ -827,17 +854,13 @@ impl Node {
         if self.queue.is_empty() || self.left {
             return;
         }
-        let mut targets: Vec<MemberId> = Vec::with_capacity(self.config.rumor_fanout);
-        for _ in 0..self.config.rumor_fanout * 2 {
-            if targets.len() >= self.config.rumor_fanout {
-                break;
-            }
-            if let Some(peer) = self.random_up_member() {
-                if !targets.contains(&peer.id) {
-                    targets.push(peer.id);
-                }
-            }
-        }
+        // Targets in randomized round-robin order: a rumor's sends over consecutive ticks go
+        // to distinct members. Drawn at random each tick, they often repeat, and a member
+        // missed by every holder waits for anti-entropy. A ring of at most twice the fanout
+        // (a group of 3 to 7 pods) is told all at once: a log-sized epidemic has too few
+        // relays there to reach everyone reliably, and everyone costs a few datagrams more.
+        let fanout = self.gossip_fanout();
+        let targets = self.up.gossip_targets(&mut self.rng, fanout);
         for id in targets {
             let Some(addr) = self.members.get(&id).map(|r| r.identity.addr) else {
                 continue;
@@ -882,8 +905,7 @@ impl Node {
                 let rumors = if self.left {
                     Vec::new()
                 } else {
-                    self.queue
-                        .take_for_datagram(self.config.rumor_budget(swim.len()))
+                    self.queue.piggyback(self.config.rumor_budget(swim.len()))
                 };
                 self.send_datagram(to, Some(&swim), &rumors);
             }
@@ -898,10 +920,18 @@ impl Node {
                 self.on_membership_event(event);
             }
         }
-        self.queue.set_limit(retransmit_limit(
-            self.config.rumor_retransmit_mult,
-            self.up.len() + 1,
-        ));
+        let limit = retransmit_limit(self.config.rumor_retransmit_mult, self.up.len() + 1);
+        self.queue.set_limit(limit.max(self.gossip_fanout() as u32));
+    }
+
+    /// Members a gossip tick sends to: the configured fanout, or every up member in a ring of
+    /// at most twice the fanout (see `gossip_rumors`).
+    fn gossip_fanout(&self) -> usize {
+        if self.up.len() <= 2 * self.config.rumor_fanout {
+            self.up.len()
+        } else {
+            self.config.rumor_fanout
+        }
     }
 
     fn on_membership_event(&mut self, event: MembershipEvent) {
@@ -910,11 +940,18 @@ impl Node {
             MembershipEvent::Down(identity) => {
                 let id = identity.id;
                 if let Some(record) = self.members.get_mut(&id) {
-                    if record.identity == identity && record.health != Health::Departed {
+                    // A renewed identity may be heard of only as down: it replaces the record.
+                    let current = record.identity.incarnation <= identity.incarnation;
+                    if current && record.health != Health::Departed {
+                        let was_up = record.health != Health::Confirmed;
+                        record.identity = identity.clone();
                         record.health = Health::Confirmed;
-                        record.since_ms = self.now_ms;
-                        self.up.remove(id);
-                        self.events.push(NodeEvent::MemberDown(identity));
+                        if was_up {
+                            record.since_ms = self.now_ms;
+                            self.up.remove(id);
+                            self.unreached.remove(&id);
+                            self.events.push(NodeEvent::MemberDown(identity));
+                        }
                     }
                 }
             }
@@ -923,6 +960,11 @@ impl Node {
                     record.identity = identity.clone();
                 }
                 self.events.push(NodeEvent::Rejoined(identity));
+            }
+            MembershipEvent::Unreached(identity) => {
+                if self.up.index.contains_key(&identity.id) {
+                    self.unreached.insert(identity.id);
+                }
             }
             MembershipEvent::Isolated => {
                 tracing::debug!("no peer is up; announcing to configured peers");
@@ -958,6 +1000,7 @@ impl Node {
             }
             self.members.remove(&old.id);
             self.up.remove(old.id);
+            self.unreached.remove(&old.id);
             self.store.forget_member_for_good(old.id, self.now_ms);
             self.membership.declare_down(old.clone());
             self.events.push(NodeEvent::MemberReplaced {
@@ -987,8 +1030,9 @@ impl Node {
             },
         );
         self.up.insert(id);
-        // Never synced (the peers given at start were not up yet): pull from the first member
-        // seen up rather than wait for the sync timer.
+        // Never synced (the peers given at start were not up yet, or the one asked first is
+        // down): pull from the first member seen up rather than wait for the sync timer. One
+        // exchange with an up member at a time, so a cold start is no sync storm.
         // A member we held down is back (a partition healed, it restarted): each side may hold
         // rumors newer than the other's, and backed-off anti-entropy could take up to
         // `sync_max_interval` to swap them, so swap them now. Only on down -> up (not at first
@@ -998,7 +1042,8 @@ impl Node {
         let share = self.config.rumor_fanout as f64 / self.up.len().max(1) as f64;
         let resync =
             was_down && self.last_sync_ms.is_some() && self.rng.random_bool(share.min(1.0));
-        if (self.last_sync_ms.is_none() || resync) && self.sessions.is_empty() && !self.left {
+        let first_sync = self.last_sync_ms.is_none() && !self.syncing_with_an_up_member();
+        if (first_sync || (resync && self.sessions.is_empty())) && !self.left {
             self.start_sync(identity.addr);
         }
         self.events.push(NodeEvent::MemberUp(identity));
@@ -1131,6 +1176,8 @@ impl Node {
 struct UpSet {
     ids: Vec<MemberId>,
     index: HashMap<MemberId, usize>,
+    /// What is left of the current gossip round (see `gossip_targets`).
+    round: Vec<MemberId>,
 }
 
 impl UpSet {
@@ -1155,6 +1202,30 @@ impl UpSet {
             return None;
         }
         Some(self.ids[rng.random_range(0..self.ids.len())])
+    }
+
+    /// The next `amount` distinct members of a shuffled round over the up members (a new
+    /// round, freshly shuffled, starts when one runs out): like SWIM's probe order, every
+    /// member is chosen once per round.
+    fn gossip_targets(&mut self, rng: &mut StdRng, amount: usize) -> Vec<MemberId> {
+        let wanted = amount.min(self.ids.len());
+        let mut targets = Vec::with_capacity(wanted);
+        let mut refilled = false;
+        while targets.len() < wanted {
+            match self.round.pop() {
+                Some(id) if self.index.contains_key(&id) && !targets.contains(&id) => {
+                    targets.push(id);
+                }
+                Some(_) => {}
+                None if refilled => break,
+                None => {
+                    self.round.clone_from(&self.ids);
+                    self.round.shuffle(rng);
+                    refilled = true;
+                }
+            }
+        }
+        targets
     }
 
     fn len(&self) -> usize {

@@ -2,6 +2,8 @@
 //! a higher incarnation wins. Unloading is gossiped as a tombstone (a newer incarnation with
 //! `tombstone = true`) so every census drops the member at once; tombstones expire later.
 
+use std::net::{IpAddr, SocketAddr};
+
 use serde::{Deserialize, Serialize};
 
 use super::ServiceGroup;
@@ -18,6 +20,14 @@ pub struct SysInfo {
     pub http_gateway_port: u16,
     pub ctl_gateway_ip: String,
     pub ctl_gateway_port: u16,
+}
+
+impl SysInfo {
+    /// The member's gossip address, when the rumor names a valid one.
+    pub fn gossip_addr(&self) -> Option<SocketAddr> {
+        let ip: IpAddr = self.gossip_ip.parse().ok()?;
+        (self.gossip_port != 0).then(|| SocketAddr::new(ip, self.gossip_port))
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
