@@ -537,13 +537,25 @@ fn ring_without_anti_entropy(n: usize, seed: u64) -> Sim {
     sim
 }
 
-/// Whether every running member holds `rumor` (this version or newer).
-fn all_hold(sim: &Sim, members: &[usize], rumor: &Rumor) -> bool {
-    members.iter().all(|&i| {
-        sim.node(i)
-            .and_then(|n| n.store().get(&rumor.key()))
-            .is_some_and(|held| held == rumor)
-    })
+/// Which of `members` hold this version of `rumor`.
+fn holders(sim: &Sim, members: &[usize], rumor: &Rumor) -> Vec<usize> {
+    members
+        .iter()
+        .copied()
+        .filter(|&i| {
+            sim.node(i)
+                .and_then(|n| n.store().get(&rumor.key()))
+                .is_some_and(|held| held == rumor)
+        })
+        .collect()
+}
+
+/// Runs until every one of `members` holds `rumor`, for at most `limit`; returns who holds it.
+fn spread(sim: &mut Sim, members: &[usize], rumor: &Rumor, limit: Duration) -> Vec<usize> {
+    sim.run_until(limit, Duration::from_millis(10), |s| {
+        holders(s, members, rumor).len() == members.len()
+    });
+    holders(sim, members, rumor)
 }
 
 /// Push gossip alone brings every rumor to every member of a small ring. Each holder sends a
@@ -561,26 +573,16 @@ fn push_gossip_alone_brings_every_rumor_to_every_member_of_a_small_ring() {
             let all: Vec<usize> = (0..n).collect();
             for round in 0..6 {
                 let from = (seed as usize + round) % n;
-                let rumor = Rumor::Service(ServiceRumor {
-                    incarnation: 2 + round as u64,
-                    ..match service(sim.identity(from).id, "redis.default") {
-                        Rumor::Service(s) => s,
-                        _ => unreachable!(),
-                    }
-                });
+                let mut rumor = service(sim.identity(from).id, "redis.default");
+                if let Rumor::Service(s) = &mut rumor {
+                    s.incarnation = 2 + round as u64;
+                }
                 sim.publish(from, rumor.clone()).unwrap();
-                let reached = sim.run_until(8 * gossip_interval, gossip_interval / 10, |s| {
-                    all_hold(s, &all, &rumor)
-                });
-                let holders: Vec<usize> = all
-                    .iter()
-                    .copied()
-                    .filter(|&i| all_hold(&sim, &[i], &rumor))
-                    .collect();
-                assert!(
-                    reached,
+                let reached = spread(&mut sim, &all, &rumor, 8 * gossip_interval);
+                assert_eq!(
+                    reached, all,
                     "seed {seed}, ring of {n}: rumor {round} from member {from} reached only \
-                     {holders:?} within 8 gossip intervals"
+                     these within 8 gossip intervals"
                 );
                 rumors_sent += 1;
             }
@@ -615,17 +617,10 @@ fn a_rumor_from_one_side_of_a_short_partition_crosses_when_it_heals() {
         });
         assert!(!confirmed, "seed {seed}: a member was confirmed down");
         sim.heal_partition();
-        let crossed = sim.run_until(10 * gossip_interval, gossip_interval / 10, |s| {
-            all_hold(s, &all, &rumor)
-        });
-        let holders: Vec<usize> = all
-            .iter()
-            .copied()
-            .filter(|&i| all_hold(&sim, &[i], &rumor))
-            .collect();
-        assert!(
-            crossed,
-            "seed {seed}: 10 gossip intervals after the heal only {holders:?} hold the rumor"
+        let reached = spread(&mut sim, &all, &rumor, 10 * gossip_interval);
+        assert_eq!(
+            reached, all,
+            "seed {seed}: 10 gossip intervals after the heal only these hold the rumor"
         );
     }
 }
