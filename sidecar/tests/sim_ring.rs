@@ -625,6 +625,31 @@ fn a_rumor_from_one_side_of_a_short_partition_crosses_when_it_heals() {
     }
 }
 
+/// A member frozen for a while (SIGSTOP, a paused VM, a long GC pause), shorter than failure
+/// detection, gets the rumors gossiped meanwhile as soon as it wakes, without anti-entropy:
+/// it notices that none of its inputs came for over two probe periods and pulls from a peer
+/// (and a member whose probe of it failed swaps rumors with it when it is heard from again).
+#[test]
+fn a_member_that_wakes_from_a_freeze_gets_the_rumors_it_missed() {
+    let gossip_interval = SimConfig::new(1, 0).gossip.swim.gossip_interval;
+    for seed in 1..=50 {
+        let n = 5;
+        let mut sim = ring_without_anti_entropy(n, seed);
+        let all: Vec<usize> = (0..n).collect();
+        sim.pause(4);
+        sim.run_for(SECOND / 2);
+        let rumor = service(sim.identity(0).id, "redis.default");
+        sim.publish(0, rumor.clone()).unwrap();
+        sim.run_for(2 * SECOND);
+        sim.resume(4);
+        let reached = spread(&mut sim, &all, &rumor, 10 * gossip_interval);
+        assert_eq!(
+            reached, all,
+            "seed {seed}: 10 gossip intervals after the freeze only these hold the rumor"
+        );
+    }
+}
+
 #[test]
 fn every_kind_of_rumor_reaches_every_member() {
     for seed in SEEDS {

@@ -427,7 +427,7 @@ impl Node {
     }
 
     pub fn handle_timer(&mut self, now_ms: u64, timer: NodeTimer) {
-        self.now_ms = now_ms;
+        self.advance_clock(now_ms);
         match timer {
             NodeTimer::Swim(t) => self.membership.handle_timer(t),
             NodeTimer::RumorGossip => self.gossip_rumors(),
@@ -471,7 +471,7 @@ impl Node {
 
     /// A UDP datagram arrived.
     pub fn handle_datagram(&mut self, now_ms: u64, from: SocketAddr, bytes: &[u8]) {
-        self.now_ms = now_ms;
+        self.advance_clock(now_ms);
         self.stats.datagrams_received += 1;
         self.stats.bytes_received += bytes.len() as u64;
         if bytes.len() > self.config.max_datagram {
@@ -561,7 +561,7 @@ impl Node {
 
     /// A TCP frame arrived on a connection a peer opened; returns the sealed reply, if any.
     pub fn handle_frame(&mut self, now_ms: u64, from: SocketAddr, bytes: &[u8]) -> Option<Vec<u8>> {
-        self.now_ms = now_ms;
+        self.advance_clock(now_ms);
         self.stats.frames_received += 1;
         self.stats.bytes_received += bytes.len() as u64;
         let (body, key) = self.open(from, bytes)?;
@@ -610,7 +610,7 @@ impl Node {
 
     /// The reply to a frame this node sent on `session` arrived.
     pub fn handle_reply(&mut self, now_ms: u64, session: SessionId, bytes: &[u8]) {
-        self.now_ms = now_ms;
+        self.advance_clock(now_ms);
         self.stats.frames_received += 1;
         self.stats.bytes_received += bytes.len() as u64;
         let Some(state) = self.sessions.remove(&session) else {
@@ -688,15 +688,28 @@ impl Node {
         self.next_sync_ms = self.next_sync_ms.min(soon);
     }
 
+    /// Every input starts here. A member none of whose inputs (its own timers included) came
+    /// for more than two probe periods was frozen (SIGSTOP, a paused VM, a long GC pause):
+    /// rumors sent to it meanwhile were lost and nobody may have noticed, so it pulls from a
+    /// peer at once.
+    fn advance_clock(&mut self, now_ms: u64) {
+        let stall = 2 * self.config.swim.probe_period.as_millis() as u64;
+        let woke = self.now_ms > 0 && now_ms.saturating_sub(self.now_ms) > stall;
+        self.now_ms = now_ms;
+        if woke && self.last_sync_ms.is_some() && !self.left && !self.syncing_with_an_up_member() {
+            if let Some(peer) = self.random_up_member() {
+                self.start_sync(peer.addr);
+            }
+        }
+    }
+
     /// An authentic datagram came from `from`: if we had failed to reach it, swap rumors.
     fn reached(&mut self, from: SocketAddr) {
         let Some(&id) = self.by_addr.get(&from) else {
             return;
         };
-        if self.unreached.remove(&id)
-            && !self.left
-            && !self.sessions.values().any(|s| s.peer == from)
-        {
+        // A session with it that is still open was started while it could not answer.
+        if self.unreached.remove(&id) && !self.left {
             self.start_sync(from);
         }
     }
@@ -865,11 +878,10 @@ impl Node {
             let Some(addr) = self.members.get(&id).map(|r| r.identity.addr) else {
                 continue;
             };
-            let rumors = self.queue.take_for_datagram(self.config.rumor_budget(0));
-            if rumors.is_empty() {
-                break;
+            let rumors = self.queue.take_for(addr, self.config.rumor_budget(0));
+            if !rumors.is_empty() {
+                self.send_datagram(addr, None, &rumors);
             }
-            self.send_datagram(addr, None, &rumors);
         }
         self.arm_rumor_gossip();
     }
@@ -902,10 +914,21 @@ impl Node {
                 break;
             }
             for (to, swim) in out.sends {
+                let budget = self.config.rumor_budget(swim.len());
+                // Rumors ride on every SWIM datagram, but only one to an up member spends
+                // their budget (once per member): announces to down members and configured
+                // peers would otherwise use it up before the gossip tick reaches members that
+                // can hear it (seed 9433).
+                let to_up_member = self
+                    .by_addr
+                    .get(&to)
+                    .is_some_and(|id| self.up.index.contains_key(id));
                 let rumors = if self.left {
                     Vec::new()
+                } else if to_up_member {
+                    self.queue.take_for(to, budget)
                 } else {
-                    self.queue.piggyback(self.config.rumor_budget(swim.len()))
+                    self.queue.piggyback(budget)
                 };
                 self.send_datagram(to, Some(&swim), &rumors);
             }
@@ -920,8 +943,11 @@ impl Node {
                 self.on_membership_event(event);
             }
         }
-        let limit = retransmit_limit(self.config.rumor_retransmit_mult, self.up.len() + 1);
-        self.queue.set_limit(limit.max(self.gossip_fanout() as u32));
+        // A rumor goes once to each member: in a ring smaller than the budget, to all of them.
+        let limit = retransmit_limit(self.config.rumor_retransmit_mult, self.up.len() + 1)
+            .max(self.gossip_fanout() as u32)
+            .min(self.up.len().max(1) as u32);
+        self.queue.set_limit(limit);
     }
 
     /// Members a gossip tick sends to: the configured fanout, or every up member in a ring of
