@@ -1062,14 +1062,16 @@ impl Node {
         // A member we held down is back (a partition healed, it restarted): each side may hold
         // rumors newer than the other's, and backed-off anti-entropy could take up to
         // `sync_max_interval` to swap them, so swap them now. Only on down -> up (not at first
-        // sight during a cold start), one session at a time, and by about `rumor_fanout`
-        // members per return (each with that share of chance), so neither a partition heal
-        // nor a member returning to a large ring is a sync storm.
+        // sight during a cold start), and by about `rumor_fanout` members per return (each
+        // with that share of chance), so neither a partition heal nor a member returning to a
+        // large ring is a sync storm. A session still open with another peer does not hold it
+        // back (it may be with a dead one, kept for 4 sync intervals; seed 20601).
         let share = self.config.rumor_fanout as f64 / self.up.len().max(1) as f64;
         let resync =
             was_down && self.last_sync_ms.is_some() && self.rng.random_bool(share.min(1.0));
         let first_sync = self.last_sync_ms.is_none() && !self.syncing_with_an_up_member();
-        if (first_sync || (resync && self.sessions.is_empty())) && !self.left {
+        let syncing_with_it = self.sessions.values().any(|s| s.peer == identity.addr);
+        if (first_sync || (resync && !syncing_with_it)) && !self.left {
             self.start_sync(identity.addr);
         }
         self.events.push(NodeEvent::MemberUp(identity));
