@@ -11,7 +11,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use habitat_sidecar::binds::BindingMode;
 use habitat_sidecar::census::{CensusGroup, CensusMember};
 use habitat_sidecar::cli::Topology;
-use habitat_sidecar::gossip::member::{Health, MemberId};
+use habitat_sidecar::gossip::member::MemberId;
 use habitat_sidecar::gossip::rumor::{ServiceGroup, SysInfo};
 use habitat_sidecar::package::Package;
 use habitat_sidecar::service::runtime::{self, RingView, ServiceSpec};
@@ -71,22 +71,17 @@ fn main() {
     };
     let members: Vec<CensusMember> = (1..=10u8)
         .map(|n| CensusMember {
-            member_id: MemberId([n; 16]),
-            package: "bench/app/1.0.0/20260101000000".into(),
-            pkg: None,
             incarnation: 1,
             initialized: true,
-            health: Health::Alive,
-            persistent: false,
-            leader: false,
-            follower: false,
-            update_leader: false,
-            update_follower: false,
-            cfg: toml::Table::new(),
-            sys: SysInfo {
-                ip: format!("10.0.0.{n}"),
-                ..SysInfo::default()
-            },
+            ..CensusMember::new(
+                MemberId([n; 16]),
+                "bench/app/1.0.0/20260101000000",
+                toml::Table::new(),
+                SysInfo {
+                    ip: format!("10.0.0.{n}"),
+                    ..SysInfo::default()
+                },
+            )
         })
         .collect();
     let runtime = tokio::runtime::Builder::new_multi_thread()

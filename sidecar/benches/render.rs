@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use habitat_sidecar::census::{CensusGroup, CensusMember, CensusPkg, ELECTION_FINISHED};
+use habitat_sidecar::census::{CensusGroup, CensusMember, ELECTION_FINISHED};
 use habitat_sidecar::gossip::member::{Health, MemberId};
 use habitat_sidecar::gossip::rumor::{ServiceGroup, SysInfo};
 use habitat_sidecar::template::{render_context, PkgContext, RenderInput, Renderer, SysContext};
@@ -67,9 +67,6 @@ fn id(g: u8, n: u8) -> MemberId {
 fn group(name: &str, g: u8, package: &str, cfg: &str) -> CensusGroup {
     let members = (1..=10u8)
         .map(|n| CensusMember {
-            member_id: id(g, n),
-            package: package.into(),
-            pkg: CensusPkg::parse(package),
             incarnation: 3,
             initialized: true,
             health: if n % 4 == 0 {
@@ -77,22 +74,23 @@ fn group(name: &str, g: u8, package: &str, cfg: &str) -> CensusGroup {
             } else {
                 Health::Alive
             },
-            persistent: false,
             leader: n == 2,
             follower: n != 2,
-            update_leader: false,
-            update_follower: false,
-            cfg: toml::from_str(&format!("{cfg}\nport = {}", 6000 + u16::from(n))).unwrap(),
-            sys: SysInfo {
-                ip: format!("10.{g}.0.{n}"),
-                hostname: format!("node-{g}-{n}"),
-                gossip_ip: format!("10.{g}.0.{n}"),
-                gossip_port: 9638,
-                http_gateway_ip: "0.0.0.0".into(),
-                http_gateway_port: 9631,
-                ctl_gateway_ip: "127.0.0.1".into(),
-                ctl_gateway_port: 9632,
-            },
+            ..CensusMember::new(
+                id(g, n),
+                package,
+                toml::from_str(&format!("{cfg}\nport = {}", 6000 + u16::from(n))).unwrap(),
+                SysInfo {
+                    ip: format!("10.{g}.0.{n}"),
+                    hostname: format!("node-{g}-{n}"),
+                    gossip_ip: format!("10.{g}.0.{n}"),
+                    gossip_port: 9638,
+                    http_gateway_ip: "0.0.0.0".into(),
+                    http_gateway_port: 9631,
+                    ctl_gateway_ip: "127.0.0.1".into(),
+                    ctl_gateway_port: 9632,
+                },
+            )
         })
         .collect();
     CensusGroup {

@@ -259,19 +259,15 @@ mod tests {
 
     fn member(id: u8, health: Health, cfg: &str) -> CensusMember {
         CensusMember {
-            member_id: MemberId([id; 16]),
-            package: "core/redis/7/1".into(),
-            pkg: None,
             incarnation: 1,
             initialized: true,
             health,
-            persistent: false,
-            leader: false,
-            follower: false,
-            update_leader: false,
-            update_follower: false,
-            cfg: toml::from_str(cfg).unwrap(),
-            sys: SysInfo::default(),
+            ..CensusMember::new(
+                MemberId([id; 16]),
+                "core/redis/7/1",
+                toml::from_str(cfg).unwrap(),
+                SysInfo::default(),
+            )
         }
     }
 

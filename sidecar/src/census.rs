@@ -118,6 +118,26 @@ pub struct CensusMember {
 }
 
 impl CensusMember {
+    /// An alive member running `package` (a full ident) that exports `cfg`, reachable as `sys`
+    /// says, with no election role, a service rumor of incarnation 0 and not yet initialized.
+    pub fn new(member_id: MemberId, package: &str, cfg: toml::Table, sys: SysInfo) -> CensusMember {
+        CensusMember {
+            member_id,
+            package: package.to_owned(),
+            pkg: CensusPkg::parse(package),
+            incarnation: 0,
+            initialized: false,
+            health: Health::Alive,
+            persistent: false,
+            leader: false,
+            follower: false,
+            update_leader: false,
+            update_follower: false,
+            cfg,
+            sys,
+        }
+    }
+
     pub const fn alive(&self) -> bool {
         matches!(self.health, Health::Alive)
     }

@@ -10,8 +10,9 @@
 //! A candidate or leader that stops (unload, shutdown) resigns: it publishes a rumor in a new
 //! term of its own with status `NoQuorum` ("withdrawn"), which nobody votes for or obeys, so
 //! the others elect a successor at once instead of waiting for failure detection. The finished
-//! term is the leader's fencing token: `ElectionView::finished_term`, exported to hooks as the
-//! environment variable `HAB_ELECTION_TERM` (`TERM_ENV_VAR`) and to templates as `svc.me.term`.
+//! term (`ElectionView::term` while `Finished`) is the leader's fencing token, exported to hooks
+//! as the environment variable `HAB_ELECTION_TERM` (`TERM_ENV_VAR`) and to templates as
+//! `svc.me.term` (both from the census: `service::runtime`).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -159,17 +160,6 @@ impl ElectionView {
 
     pub fn is_leader(&self, me: MemberId) -> bool {
         self.leader == Some(me)
-    }
-
-    /// The finished term, the leader's fencing token: work done under a lower term is stale.
-    /// `None` unless the election is finished as this member sees it.
-    pub fn finished_term(&self) -> Option<u64> {
-        (self.status == ViewStatus::Finished && self.leader.is_some()).then_some(self.term)
-    }
-
-    /// `(TERM_ENV_VAR, term)` for a hook's environment, when the election is finished.
-    pub fn term_env(&self) -> Option<(&'static str, String)> {
-        self.finished_term().map(|t| (TERM_ENV_VAR, t.to_string()))
     }
 }
 
@@ -1115,19 +1105,17 @@ mod tests {
     }
 
     #[test]
-    fn the_finished_term_is_exported_only_when_finished() {
+    fn the_view_carries_the_finished_term_and_no_leader_while_running() {
         let all = alive(&[1, 2, 3]);
         let mut e = engine(1, 0);
         let view = settled(&mut e, &all, Some(&finished(3, 4))).view;
-        assert_eq!(view.finished_term(), Some(term_for(4, id(3))));
         assert_eq!(
-            view.term_env(),
-            Some((TERM_ENV_VAR, term_for(4, id(3)).to_string()))
+            (view.status, view.leader, view.term),
+            (ViewStatus::Finished, Some(id(3)), term_for(4, id(3)))
         );
-        assert_eq!(ElectionView::NONE.finished_term(), None);
         let running = ElectionRumor::new(id(3), group(), term_for(5, id(3)), 0);
         let view = engine(1, 0).decide(0, &all, Some(&running)).view;
-        assert_eq!(view.term_env(), None);
+        assert_eq!((view.status, view.leader), (ViewStatus::InProgress, None));
     }
 
     fn ring(up: &[u8]) -> Vec<MemberView> {

@@ -12,7 +12,7 @@ use habitat_sidecar::census::{
     CensusFile, CensusGroup, CensusMember, ELECTION_FINISHED, ELECTION_IN_PROGRESS,
 };
 use habitat_sidecar::cli::Topology;
-use habitat_sidecar::gossip::member::{Health, MemberId};
+use habitat_sidecar::gossip::member::MemberId;
 use habitat_sidecar::gossip::rumor::{ServiceGroup, SysInfo};
 use habitat_sidecar::package::Package;
 use habitat_sidecar::service::backoff::BackoffPolicy;
@@ -47,19 +47,14 @@ const RUN: &str = "#!/bin/sh\necho started >> {{pkg.svc_data_path}}/starts\nexec
 
 fn member(id: MemberId, initialized: bool, cfg: &str) -> CensusMember {
     CensusMember {
-        member_id: id,
-        package: "test/app/1.0.0/20260101000000".into(),
-        pkg: None,
         incarnation: 1,
         initialized,
-        health: Health::Alive,
-        persistent: false,
-        leader: false,
-        follower: false,
-        update_leader: false,
-        update_follower: false,
-        cfg: toml::from_str(cfg).unwrap(),
-        sys: SysInfo::default(),
+        ..CensusMember::new(
+            id,
+            "test/app/1.0.0/20260101000000",
+            toml::from_str(cfg).unwrap(),
+            SysInfo::default(),
+        )
     }
 }
 

@@ -11,9 +11,7 @@ mod support;
 
 use support::{load, Schemas};
 
-use habitat_sidecar::census::{
-    CensusGroup, CensusMember, CensusPkg, ELECTION_FINISHED, ELECTION_IN_PROGRESS,
-};
+use habitat_sidecar::census::{CensusGroup, CensusMember, ELECTION_FINISHED, ELECTION_IN_PROGRESS};
 use habitat_sidecar::gossip::member::{Health, MemberId};
 use habitat_sidecar::gossip::rumor::{ServiceGroup, SysInfo};
 use habitat_sidecar::package::PackageIdent;
@@ -43,19 +41,10 @@ fn sys_info(n: u8) -> SysInfo {
 
 fn member(n: u8, health: Health, package: &str, cfg: &str) -> CensusMember {
     CensusMember {
-        member_id: id(n),
-        package: package.into(),
-        pkg: CensusPkg::parse(package),
         incarnation: 1,
         initialized: true,
         health,
-        persistent: false,
-        leader: false,
-        follower: false,
-        update_leader: false,
-        update_follower: false,
-        cfg: toml::from_str(cfg).unwrap(),
-        sys: sys_info(n),
+        ..CensusMember::new(id(n), package, toml::from_str(cfg).unwrap(), sys_info(n))
     }
 }
 

@@ -318,20 +318,13 @@ fn svc_json(input: &RenderInput<'_>) -> Value {
 
 /// Ourselves, described from `sys` and `pkg` while the census does not list us yet.
 fn local_member(input: &RenderInput<'_>) -> CensusMember {
-    let ident = &input.pkg.ident;
     CensusMember {
-        member_id: input.sys.member_id,
-        package: ident.to_string(),
-        pkg: crate::census::CensusPkg::parse(&ident.to_string()),
-        incarnation: 0,
-        initialized: false,
-        health: Health::Alive,
         persistent: input.sys.permanent,
-        leader: false,
-        follower: false,
-        update_leader: false,
-        update_follower: false,
-        cfg: input.pkg.exported_cfg(input.cfg),
-        sys: input.sys.info.clone(),
+        ..CensusMember::new(
+            input.sys.member_id,
+            &input.pkg.ident.to_string(),
+            input.pkg.exported_cfg(input.cfg),
+            input.sys.info.clone(),
+        )
     }
 }
