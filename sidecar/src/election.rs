@@ -622,6 +622,13 @@ impl Election {
             let rumor = self.candidacy(term_round(c.term) + 1);
             return self.done(Some(rumor), ViewStatus::InProgress, None, term);
         }
+        if incumbent.is_none() && self.suitability > c.suitability {
+            // Better suited but not yet free to run: no vote for a worse candidate, which
+            // could otherwise finish before we counter (the suitability hook's or the update
+            // election's preference would be lost). A tie on suitability is broken by id,
+            // which is no preference: then we vote.
+            return self.done(None, ViewStatus::InProgress, None, term);
+        }
         let vote = (!c.votes.contains(&self.me)).then(|| {
             self.kind.wrap(ElectionRumor {
                 from_id: self.me,
@@ -733,6 +740,11 @@ impl Election {
             let mut finished = c.clone();
             finished.status = ElectionStatus::Finished;
             finished.from_id = self.me;
+            // We lead from now on, whatever the next step sees first: a newer candidacy that
+            // overtook our declaration in the store must meet an incumbent that declares
+            // itself again, not a voter (seed 9350 with pauses: the new leader voted for it,
+            // everyone else kept the leader, and the two camps never met).
+            self.last_finished = Some(finished.clone());
             self.kind.wrap(finished)
         })
     }
@@ -961,6 +973,27 @@ mod tests {
         assert_eq!((again.member_id, term_round(again.term)), (id(1), 3));
         assert_eq!(again.status, ElectionStatus::Finished);
         assert!(term_belongs_to(again.term, id(1)));
+    }
+
+    /// Seed 9350 (with pauses): a better member's candidacy in a newer term overtook our
+    /// declaration in our own store before we saw the declaration back. We lead: we declare
+    /// ourselves again rather than vote for it (everyone else keeps us as leader).
+    #[test]
+    fn a_candidate_that_declared_leads_though_a_newer_candidacy_comes_first() {
+        let all = alive(&[1, 2, 3]);
+        let mut leader = engine(2, 0);
+        let mut run = ElectionRumor::new(id(2), group(), term_for(1, id(2)), 0);
+        run.votes = vec![id(1), id(2), id(3)];
+        let done = election(&leader.decide(0, &all, Some(&run)).publish);
+        assert_eq!(done.status, ElectionStatus::Finished);
+        let counter = ElectionRumor::new(id(3), group(), term_for(2, id(3)), 5);
+        let step = leader.decide(1_000, &all, Some(&counter));
+        let again = election(&step.publish);
+        assert_eq!(
+            (again.member_id, again.status, term_round(again.term)),
+            (id(2), ElectionStatus::Finished, 3)
+        );
+        assert_eq!(step.view.leader, Some(id(2)));
     }
 
     #[test]
@@ -1233,9 +1266,8 @@ mod tests {
         let run = ElectionRumor::new(id(3), group(), term_for(1, id(3)), 0);
         let mut better = engine(1, 5);
         better.observe(0, &members, &all, true);
-        // Not settled either way yet: it votes for the running candidate.
-        let vote = election(&better.decide(0, &all, Some(&run)).publish);
-        assert_eq!((vote.member_id, vote.votes), (id(3), vec![id(1)]));
+        // Not free to run yet: it does not vote for a worse candidate either.
+        assert_eq!(better.decide(0, &all, Some(&run)).publish, None);
         better.observe(30, &members, &all, true);
         let counter = election(&better.decide(30, &all, Some(&run)).publish);
         assert_eq!((counter.member_id, term_round(counter.term)), (id(1), 2));

@@ -189,6 +189,9 @@ pub struct Node {
     /// gossiped while it was cut off (a short partition that nobody was declared down over)
     /// are swapped with it at once instead of at the next anti-entropy round.
     unreached: HashSet<MemberId>,
+    /// The next heal delay while a configured peer has never been heard of (see
+    /// `next_heal_delay`).
+    unheard_heal_delay: Option<Duration>,
     /// When an anti-entropy exchange this node asked for last completed: from then on it held
     /// every rumor that peer had (the election engine's sign that it has learned the ring).
     last_sync_ms: Option<u64>,
@@ -244,6 +247,7 @@ impl Node {
             sync_quiet_rounds: 0,
             last_sync_ms: None,
             unreached: HashSet::new(),
+            unheard_heal_delay: None,
             wrong_key_logged: HashSet::new(),
             outputs: Vec::new(),
             events: Vec::new(),
@@ -369,7 +373,7 @@ impl Node {
         }
         for (timer, base) in [
             (NodeTimer::Sync, self.config.sync_interval),
-            (NodeTimer::Heal, self.config.heal_interval),
+            (NodeTimer::Heal, self.config.swim.probe_period),
             (NodeTimer::Maintenance, self.config.maintenance_interval),
         ] {
             // Spread the periodic work so members started together do not act in lockstep.
@@ -411,9 +415,15 @@ impl Node {
 
     /// Publishes a rumor created here (a loaded service, `hab config apply`, an election vote).
     pub fn publish(&mut self, now_ms: u64, rumor: Rumor) -> crate::error::Result<Insert> {
-        self.now_ms = now_ms;
+        self.advance_clock(now_ms);
         rumor.check_limits()?;
         let outcome = self.accept(rumor);
+        // Our own news goes out now rather than at the next gossip tick: an election takes
+        // three such hops (candidacy, votes, declaration), each otherwise waiting up to a
+        // gossip interval. Relayed rumors keep to the ticks, which batch them.
+        if matches!(outcome, Insert::New | Insert::Updated) {
+            self.send_gossip_round();
+        }
         self.flush_swim();
         Ok(outcome)
     }
@@ -450,7 +460,8 @@ impl Node {
                 }
             }
             NodeTimer::Heal => {
-                self.reschedule(NodeTimer::Heal, self.config.heal_interval);
+                let next = self.next_heal_delay();
+                self.reschedule(NodeTimer::Heal, next);
                 self.heal();
             }
             NodeTimer::Maintenance => {
@@ -864,6 +875,12 @@ impl Node {
 
     fn gossip_rumors(&mut self) {
         self.gossip_armed = false;
+        self.send_gossip_round();
+        self.arm_rumor_gossip();
+    }
+
+    /// Sends the queued rumors to this round's gossip targets.
+    fn send_gossip_round(&mut self) {
         if self.queue.is_empty() || self.left {
             return;
         }
@@ -883,7 +900,6 @@ impl Node {
                 self.send_datagram(addr, None, &rumors);
             }
         }
-        self.arm_rumor_gossip();
     }
 
     fn random_up_member(&mut self) -> Option<Identity> {
@@ -1085,6 +1101,22 @@ impl Node {
         let others: Vec<Identity> = identities.iter().filter(|i| i.id != me).cloned().collect();
         self.membership.assume_alive(others);
         self.flush_swim();
+    }
+
+    /// Until every configured peer has been heard of, heals come sooner: after one probe
+    /// period, doubling up to `heal_interval`. A peer that started listening after our
+    /// announces went out (pods of one StatefulSet start seconds apart) is otherwise met by
+    /// the first regular heal, up to `heal_interval` later, and elections wait for it.
+    fn next_heal_delay(&mut self) -> Duration {
+        let unheard = self.peers.iter().any(|p| !self.by_addr.contains_key(p));
+        if !unheard {
+            return self.config.heal_interval;
+        }
+        let delay = self
+            .unheard_heal_delay
+            .unwrap_or(self.config.swim.probe_period);
+        self.unheard_heal_delay = Some((delay * 2).min(self.config.heal_interval));
+        delay
     }
 
     /// Re-contacts configured peers and permanent members that are not up: partitions heal.
