@@ -701,15 +701,24 @@ impl Node {
 
     /// Every input starts here. A member none of whose inputs (its own timers included) came
     /// for more than two probe periods was frozen (SIGSTOP, a paused VM, a long GC pause):
-    /// rumors sent to it meanwhile were lost and nobody may have noticed, so it pulls from a
-    /// peer at once.
+    /// rumors sent to it meanwhile were lost and nobody may have noticed, so it pulls from
+    /// `rumor_fanout` up members at once (its view is as old as the freeze: one of them may
+    /// be gone, pause seed 17793).
     fn advance_clock(&mut self, now_ms: u64) {
         let stall = 2 * self.config.swim.probe_period.as_millis() as u64;
         let woke = self.now_ms > 0 && now_ms.saturating_sub(self.now_ms) > stall;
         self.now_ms = now_ms;
-        if woke && self.last_sync_ms.is_some() && !self.left && !self.syncing_with_an_up_member() {
-            if let Some(peer) = self.random_up_member() {
-                self.start_sync(peer.addr);
+        if !woke || self.last_sync_ms.is_none() || self.left {
+            return;
+        }
+        let peers = self
+            .up
+            .gossip_targets(&mut self.rng, self.config.rumor_fanout);
+        for id in peers {
+            if let Some(addr) = self.members.get(&id).map(|r| r.identity.addr) {
+                if !self.sessions.values().any(|s| s.peer == addr) {
+                    self.start_sync(addr);
+                }
             }
         }
     }
