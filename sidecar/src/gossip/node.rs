@@ -716,7 +716,7 @@ impl Node {
             .gossip_targets(&mut self.rng, self.config.rumor_fanout);
         for id in peers {
             if let Some(addr) = self.members.get(&id).map(|r| r.identity.addr) {
-                if !self.sessions.values().any(|s| s.peer == addr) {
+                if !self.syncing_with(addr) {
                     self.start_sync(addr);
                 }
             }
@@ -732,6 +732,10 @@ impl Node {
         if self.unreached.remove(&id) && !self.left {
             self.start_sync(from);
         }
+    }
+
+    fn syncing_with(&self, peer: SocketAddr) -> bool {
+        self.sessions.values().any(|s| s.peer == peer)
     }
 
     fn syncing_with_an_up_member(&self) -> bool {
@@ -1095,8 +1099,7 @@ impl Node {
         let resync =
             was_down && self.last_sync_ms.is_some() && self.rng.random_bool(share.min(1.0));
         let first_sync = self.last_sync_ms.is_none() && !self.syncing_with_an_up_member();
-        let syncing_with_it = self.sessions.values().any(|s| s.peer == identity.addr);
-        if (first_sync || (resync && !syncing_with_it)) && !self.left {
+        if (first_sync || (resync && !self.syncing_with(identity.addr))) && !self.left {
             self.start_sync(identity.addr);
         }
         self.events.push(NodeEvent::MemberUp(identity));
