@@ -650,6 +650,44 @@ fn a_member_that_wakes_from_a_freeze_gets_the_rumors_it_missed() {
     }
 }
 
+/// A member whose announces went out before its configured peer listened (pods of one
+/// StatefulSet start a moment apart) meets it within about a probe period: while a
+/// configured peer has never been heard of, heals start after one probe period instead of
+/// the 2.5-5 s of the first regular heal. (The late peer here is configured with no peers.)
+#[test]
+fn a_configured_peer_that_starts_late_is_met_within_a_probe_period_or_two() {
+    for seed in 1..=20 {
+        let mut sim = Sim::new(SimConfig::new(2, seed));
+        sim.start(0, &[1]);
+        sim.run_for(SECOND / 5);
+        sim.start(1, &[]);
+        let met = sim.run_until(2 * SECOND, Duration::from_millis(10), |s| {
+            s.all_see_alive(&[0, 1])
+        });
+        assert!(met, "seed {seed}: the late peer was not met within 2 s");
+    }
+}
+
+/// A member's own rumor leaves at once, not at the next gossip tick (an election is three
+/// such hops): in a quiet ring of five it reaches everyone in less than half an interval.
+#[test]
+fn an_own_rumor_goes_out_before_the_next_gossip_tick() {
+    let gossip_interval = SimConfig::new(1, 0).gossip.swim.gossip_interval;
+    for seed in 1..=20 {
+        let mut sim = ring(5, seed);
+        let all: Vec<usize> = (0..5).collect();
+        // Quiet: whatever the ring formed with has gone out.
+        sim.run_for(10 * SECOND);
+        let rumor = service(sim.identity(2).id, "redis.default");
+        sim.publish(2, rumor.clone()).unwrap();
+        let reached = spread(&mut sim, &all, &rumor, gossip_interval / 2);
+        assert_eq!(
+            reached, all,
+            "seed {seed}: half a gossip interval after publishing only these hold it"
+        );
+    }
+}
+
 #[test]
 fn every_kind_of_rumor_reaches_every_member() {
     for seed in SEEDS {
