@@ -56,10 +56,12 @@ fn election_config() -> ElectionConfig {
     c
 }
 
-/// A member's service rumor, naming its gossip address as the manager's do.
+/// A member's service rumor, as the manager writes it: the advertised ip, the gossip port,
+/// and the listen address `0.0.0.0` as `gossip_ip`.
 fn service(identity: &Identity, incarnation: u64, tombstone: bool) -> Rumor {
     let sys = SysInfo {
-        gossip_ip: identity.addr.ip().to_string(),
+        ip: identity.addr.ip().to_string(),
+        gossip_ip: "0.0.0.0".into(),
         gossip_port: identity.addr.port(),
         ..SysInfo::default()
     };

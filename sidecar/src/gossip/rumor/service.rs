@@ -23,9 +23,13 @@ pub struct SysInfo {
 }
 
 impl SysInfo {
-    /// The member's gossip address, when the rumor names a valid one.
+    /// The address the member gossips at, when the rumor names one: `gossip_ip` is the listen
+    /// address (often `0.0.0.0`, as in Habitat), and then the advertised `ip` stands for it.
     pub fn gossip_addr(&self) -> Option<SocketAddr> {
-        let ip: IpAddr = self.gossip_ip.parse().ok()?;
+        let ip = match self.gossip_ip.parse::<IpAddr>() {
+            Ok(ip) if !ip.is_unspecified() => ip,
+            _ => self.ip.parse().ok()?,
+        };
         (self.gossip_port != 0).then(|| SocketAddr::new(ip, self.gossip_port))
     }
 }
@@ -51,6 +55,31 @@ mod tests {
     use super::*;
     use crate::gossip::rumor::tests::group;
     use crate::gossip::rumor::{Merge, Rumor};
+
+    #[test]
+    fn the_gossip_address_is_the_advertised_ip_when_the_listen_address_is_unspecified() {
+        let sys = |ip: &str, gossip_ip: &str, gossip_port| SysInfo {
+            ip: ip.into(),
+            gossip_ip: gossip_ip.into(),
+            gossip_port,
+            ..SysInfo::default()
+        };
+        let addr = |s: &str| Some(s.parse::<SocketAddr>().unwrap());
+        assert_eq!(
+            sys("10.0.0.5", "0.0.0.0", 9638).gossip_addr(),
+            addr("10.0.0.5:9638")
+        );
+        assert_eq!(
+            sys("10.0.0.5", "::", 9638).gossip_addr(),
+            addr("10.0.0.5:9638")
+        );
+        assert_eq!(
+            sys("10.0.0.5", "127.0.0.9", 9638).gossip_addr(),
+            addr("127.0.0.9:9638")
+        );
+        assert_eq!(sys("", "0.0.0.0", 9638).gossip_addr(), None);
+        assert_eq!(sys("10.0.0.5", "0.0.0.0", 0).gossip_addr(), None);
+    }
 
     pub(crate) fn service(incarnation: u64, tombstone: bool) -> Rumor {
         Rumor::Service(ServiceRumor {
