@@ -627,7 +627,7 @@ fn a_rumor_from_one_side_of_a_short_partition_crosses_when_it_heals() {
 
 /// A member frozen for a while (SIGSTOP, a paused VM, a long GC pause), shorter than failure
 /// detection, gets the rumors gossiped meanwhile as soon as it wakes, without anti-entropy:
-/// it notices that none of its inputs came for over two probe periods and pulls from a peer
+/// it notices that none of its inputs came for over three gossip intervals and pulls from peers
 /// (and a member whose probe of it failed swaps rumors with it when it is heard from again).
 #[test]
 fn a_member_that_wakes_from_a_freeze_gets_the_rumors_it_missed() {
