@@ -302,11 +302,10 @@ fn a_blocked_link_under_loss_causes_no_false_death() {
     }
 }
 
-/// Runs a 3|3 partition until each side sees the other confirmed, then heals it and expects the
-/// six members to find each other again.
-fn partition_then_heal(sim: &mut Sim, seed: u64, what: &str) {
-    let (left, right) = ([0, 1, 2], [3, 4, 5]);
-    sim.partition(&[&left, &right]);
+/// Partitions `left` from `right` until each side sees the other confirmed down, heals it,
+/// and expects every member to see every other alive again within 60 s.
+fn partition_then_heal(sim: &mut Sim, seed: u64, what: &str, left: &[usize], right: &[usize]) {
+    sim.partition(&[left, right]);
     let split = sim.run_until(60 * SECOND, STEP, |s| {
         left.iter().all(|&l| {
             right.iter().all(|&r| {
@@ -317,14 +316,14 @@ fn partition_then_heal(sim: &mut Sim, seed: u64, what: &str) {
     });
     assert!(
         split,
-        "seed {seed}: {what}: the sides of a 3|3 partition did not confirm each other down in 60 s"
+        "seed {seed}: {what}: the sides {left:?}|{right:?} did not confirm each other down in 60 s"
     );
     assert!(
-        sim.all_see_alive(&left) && sim.all_see_alive(&right),
+        sim.all_see_alive(left) && sim.all_see_alive(right),
         "seed {seed}: {what}: each side should still see its own members alive"
     );
     sim.heal_partition();
-    let all: Vec<usize> = (0..6).collect();
+    let all: Vec<usize> = (0..sim.len()).collect();
     let healed = sim.run_until(60 * SECOND, STEP, |s| s.all_see_alive(&all));
     let views: Vec<Vec<Option<Health>>> = all
         .iter()
@@ -349,7 +348,13 @@ fn a_partition_heals_with_permanent_peers() {
             let now = sim.now_ms();
             sim.node_mut(i).unwrap().set_peers(now, Vec::new());
         }
-        partition_then_heal(&mut sim, seed, "permanent peers 0 and 3");
+        partition_then_heal(
+            &mut sim,
+            seed,
+            "permanent peers 0 and 3",
+            &[0, 1, 2],
+            &[3, 4, 5],
+        );
     }
 }
 
@@ -357,7 +362,7 @@ fn a_partition_heals_with_permanent_peers() {
 fn a_partition_heals_through_configured_peers() {
     for seed in SEEDS {
         let mut sim = ring(6, seed);
-        partition_then_heal(&mut sim, seed, "configured peers");
+        partition_then_heal(&mut sim, seed, "configured peers", &[0, 1, 2], &[3, 4, 5]);
     }
 }
 
@@ -381,32 +386,8 @@ fn members_that_confirmed_each_other_down_meet_again_after_a_partition() {
             order.swap(i, rng.random_range(0..=i));
         }
         let (left, right) = (order[..2].to_vec(), order[2..].to_vec());
-        sim.partition(&[&left, &right]);
-        let split = sim.run_until(60 * SECOND, STEP, |s| {
-            left.iter().all(|&l| {
-                right.iter().all(|&r| {
-                    s.health(l, r) == Some(Health::Confirmed)
-                        && s.health(r, l) == Some(Health::Confirmed)
-                })
-            })
-        });
-        assert!(
-            split,
-            "seed {seed}: the sides {left:?}|{right:?} did not confirm each other down in 60 s"
-        );
-        sim.heal_partition();
-        let all: Vec<usize> = (0..n).collect();
-        // Within two of the down-announce periods (`SwimConfig::announce_interval`, 30 s).
-        let healed = sim.run_until(60 * SECOND, STEP, |s| s.all_see_alive(&all));
-        let views: Vec<Vec<Option<Health>>> = all
-            .iter()
-            .map(|&x| all.iter().map(|&y| sim.health(x, y)).collect())
-            .collect();
-        assert!(
-            healed,
-            "seed {seed}: after the {left:?}|{right:?} partition healed, not every member saw \
-             every other Alive within 60 s: {views:?}"
-        );
+        // Heals within two of the down-announce periods (`SwimConfig::announce_interval`, 30 s).
+        partition_then_heal(&mut sim, seed, "no configured peers", &left, &right);
     }
 }
 

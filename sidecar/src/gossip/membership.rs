@@ -1135,21 +1135,7 @@ mod tests {
         let mut told = false;
         for _ in 0..20 {
             let out = m.take_output();
-            for (to, bytes) in &out.sends {
-                let mut codec = WireCodec {
-                    state: Arc::new(Mutex::new(CodecState {
-                        me: Some(x.clone()),
-                        ..CodecState::default()
-                    })),
-                };
-                let mut buf = &bytes[..];
-                let header = codec.decode_header(&mut buf).unwrap();
-                if *to == x.addr && header.message == Message::Gossip && buf.len() > 2 {
-                    buf.advance(2);
-                    let update = codec.decode_member(&mut buf).unwrap();
-                    told |= update.id() == &x && update.state() == State::Suspect;
-                }
-            }
+            told |= tells_suspect(&out, &x);
             if told {
                 break;
             }
