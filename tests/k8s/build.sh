@@ -4,8 +4,8 @@
 # with one replace per staging module) and helm (`go install` of its main package).
 # Binaries go to ${HABITAT_K8S_CACHE:-$HOME/.cache/habitat-rs}/k8s-<version>/, outside the
 # repository. Idempotent: a binary whose stamp (versions, Go version, go.mod/go.sum, cmd sources,
-# link flags) matches is not rebuilt, so a warm run takes well under a second. Cold, it took
-# ~30 min on 2 cores (Go's module and build caches then make rebuilds a matter of linking).
+# link flags) matches is not rebuilt, so a warm run takes well under a second. Cold, see the
+# README's "Requirements" for time and disk (Go's caches then make rebuilds a matter of linking).
 # Prints the directory on its last line, as HABITAT_K8S_BIN=<dir>.
 set -euo pipefail
 
@@ -34,11 +34,11 @@ fresh() { # name stamp
   [[ -x "$bin/$1" && -f "$bin/$1.stamp" && "$(cat "$bin/$1.stamp")" == "$2" ]]
 }
 
-build_cmd() { # name
-  local name=$1 stamp
+build_cmd() { # name version
+  local name=$1 version=$2 stamp
   stamp=$(stamp_of "$ldflags")
   if fresh "$name" "$stamp"; then return; fi
-  echo "tests/k8s/build.sh: building $name ($K8S_VERSION) into $bin ..." >&2
+  echo "tests/k8s/build.sh: building $name ($version) into $bin ..." >&2
   local start=$SECONDS
   (cd "$here" && CGO_ENABLED=0 nice -n 19 go build -mod=readonly -buildvcs=false -trimpath -ldflags "$ldflags" \
       -o "$bin/$name.tmp" "./cmd/$name")
@@ -69,9 +69,9 @@ build_helm() {
 }
 
 # Smallest first, so a partial cold run leaves something usable.
-build_cmd etcd
-build_cmd kubectl
+build_cmd etcd "$ETCD_VERSION"
+build_cmd kubectl "$K8S_VERSION"
 build_helm
-build_cmd kube-apiserver
+build_cmd kube-apiserver "$K8S_VERSION"
 
 echo "HABITAT_K8S_BIN=$bin"
