@@ -932,6 +932,72 @@ fn a_newcomer_catches_up_by_anti_entropy_without_a_storm() {
     }
 }
 
+/// Members `0..n` of `sim` all started at once, each through member 0 alone (a StatefulSet
+/// with parallel pod management, or a fleet given one seed); returns the simulated
+/// milliseconds until every one of them saw all the others alive, if within `limit`.
+fn start_together_through_one_seed(sim: &mut Sim, n: usize, limit: Duration) -> Option<u64> {
+    for i in 0..n {
+        sim.start(i, &[0]);
+    }
+    let all: Vec<usize> = (0..n).collect();
+    let start = sim.now_ms();
+    sim.run_until(limit, SECOND / 10, |s| s.all_see_alive(&all))
+        .then(|| sim.now_ms() - start)
+}
+
+#[test]
+fn two_hundred_members_started_together_know_each_other_within_five_seconds() {
+    for seed in 1..=3 {
+        for loss in [0.0, 0.05] {
+            let mut sim = Sim::new(SimConfig {
+                loss,
+                ..SimConfig::new(200, seed)
+            });
+            let took = start_together_through_one_seed(&mut sim, 200, 5 * SECOND);
+            assert!(
+                took.is_some(),
+                "seed {seed}, loss {loss}: 200 members started together did not all see each \
+                 other within 5 s"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_late_joiner_to_a_formed_ring_of_200_knows_everyone_within_three_gossip_intervals() {
+    for seed in 1..=2 {
+        let n = 200;
+        let mut sim = Sim::new(SimConfig::new(n + 1, seed));
+        assert!(
+            start_together_through_one_seed(&mut sim, n, 10 * SECOND).is_some(),
+            "seed {seed}: the ring of {n} did not form"
+        );
+        // Settled: membership exchanges have backed off.
+        sim.run_for(60 * SECOND);
+        let joiner = n;
+        sim.start(joiner, &[0]);
+        let start = sim.now_ms();
+        let interval = sim.node(0).unwrap().config().swim.gossip_interval;
+        let knows_all = sim.run_until(3 * interval, Duration::from_millis(10), |s| {
+            s.node(joiner).unwrap().up_count() == n
+        });
+        assert!(
+            knows_all,
+            "seed {seed}: the joiner knew {} of {n} members after three gossip intervals",
+            sim.node(joiner).unwrap().up_count()
+        );
+        let everyone: Vec<usize> = (0..=n).collect();
+        assert!(
+            sim.run_until(10 * SECOND, SECOND / 10, |s| s.all_see_alive(&everyone)),
+            "seed {seed}: the ring did not learn of the joiner within 10 s"
+        );
+        eprintln!(
+            "seed {seed}: joiner met the ring of {n}; all knew it after {} ms",
+            sim.now_ms() - start
+        );
+    }
+}
+
 #[test]
 fn a_restarted_member_is_seen_alive_again_with_its_new_incarnation_and_no_ghost() {
     for seed in SEEDS {

@@ -135,7 +135,7 @@ fn main() -> Result<()> {
     } else {
         sim.start_all_formed();
     }
-    let formed = sim.run_until(Duration::from_secs(300), Duration::from_secs(1), |s| {
+    let formed = sim.run_until(Duration::from_secs(300), Duration::from_millis(100), |s| {
         (0..s.len()).all(|i| s.node(i).is_some_and(|node| node.up_count() == s.len() - 1))
     });
     if !formed {

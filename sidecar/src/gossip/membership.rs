@@ -208,7 +208,7 @@ const FLAG_IPV6: u8 = 2;
 /// The port is Habitat's 9638 and is not sent (2 bytes off every identity on the wire).
 const FLAG_DEFAULT_PORT: u8 = 4;
 const DEFAULT_GOSSIP_PORT: u16 = 9638;
-const MAX_NODE_NAME: usize = 253;
+pub const MAX_NODE_NAME: usize = 253;
 
 fn get_exact<const N: usize>(buf: &mut impl Buf) -> Result<[u8; N], WireError> {
     if buf.remaining() < N {

@@ -18,12 +18,16 @@ use rand::{Rng, RngExt, SeedableRng};
 use super::broadcast::{retransmit_limit, BroadcastQueue};
 use super::crypto::{KeyId, Keyring, ReplayGuard, RingKey, ENVELOPE_OVERHEAD};
 use super::member::{Health, Identity, MemberId, MemberView};
-use super::membership::{Membership, MembershipEvent, SwimConfig, SwimTimer};
+use super::membership::{Membership, MembershipEvent, SwimConfig, SwimTimer, MAX_NODE_NAME};
 use super::rumor::{Rumor, RumorKey};
-use super::store::{Insert, Store};
+use super::store::{self, Insert, Store};
 use super::wire::{self, Datagram, Frame, Writer, FRAME_SOFT_LIMIT, MAX_DATAGRAM, SYNC_BUCKETS};
 
 /// Every timing and limit of the ring.
+/// Members listed in one membership frame: the soft frame limit over the largest identity
+/// (id, incarnation, IPv6 address, a 253-byte name, postcard's lengths).
+const MAX_MEMBERS_PER_FRAME: usize = FRAME_SOFT_LIMIT / 300;
+
 #[derive(Clone, Debug)]
 pub struct GossipConfig {
     pub swim: SwimConfig,
@@ -72,6 +76,8 @@ pub enum NodeTimer {
     Swim(SwimTimer),
     RumorGossip,
     Sync,
+    /// Membership anti-entropy (see `Node::next_member_sync_delay`).
+    MemberSync,
     Heal,
     Maintenance,
 }
@@ -149,6 +155,8 @@ struct MemberRecord {
 enum SyncStage {
     AwaitHelloReply,
     AwaitExchange,
+    /// A membership exchange (`MembersHello`), not a rumor sync.
+    AwaitMembers,
 }
 
 #[derive(Debug)]
@@ -192,6 +200,10 @@ pub struct Node {
     /// The next heal delay while a configured peer has never been heard of (see
     /// `next_heal_delay`).
     unheard_heal_delay: Option<Duration>,
+    /// The pause before the next membership exchange, and whether a member came up since the
+    /// last one (see `next_member_sync_delay`).
+    member_sync_delay: Duration,
+    member_came_up: bool,
     /// When an anti-entropy exchange this node asked for last completed: from then on it held
     /// every rumor that peer had (the election engine's sign that it has learned the ring).
     last_sync_ms: Option<u64>,
@@ -248,6 +260,8 @@ impl Node {
             last_sync_ms: None,
             unreached: HashSet::new(),
             unheard_heal_delay: None,
+            member_sync_delay: Duration::ZERO,
+            member_came_up: false,
             wrong_key_logged: HashSet::new(),
             outputs: Vec::new(),
             events: Vec::new(),
@@ -368,11 +382,17 @@ impl Node {
             self.membership.announce(peer);
         }
         self.flush_swim();
+        // The first peer hands us its rumors and every member it knows: with the membership in
+        // one exchange, N members started together through one seed know each other after a
+        // few membership exchanges, not after SWIM has met every pair (about N probe periods).
         if let Some(&first) = self.peers.first() {
             self.start_sync(first);
+            self.start_member_sync(first);
         }
+        self.member_sync_delay = self.config.swim.probe_period;
         for (timer, base) in [
             (NodeTimer::Sync, self.config.sync_interval),
+            (NodeTimer::MemberSync, self.config.swim.probe_period),
             (NodeTimer::Heal, self.config.swim.probe_period),
             (NodeTimer::Maintenance, self.config.maintenance_interval),
         ] {
@@ -462,6 +482,16 @@ impl Node {
                 } else if !self.peers.is_empty() {
                     let i = self.rng.random_range(0..self.peers.len());
                     self.start_sync(self.peers[i]);
+                }
+            }
+            NodeTimer::MemberSync => {
+                let next = self.next_member_sync_delay();
+                self.reschedule(NodeTimer::MemberSync, next);
+                if let Some(peer) = self.random_up_member() {
+                    self.start_member_sync(peer.addr);
+                } else if !self.peers.is_empty() {
+                    let i = self.rng.random_range(0..self.peers.len());
+                    self.start_member_sync(self.peers[i]);
                 }
             }
             NodeTimer::Heal => {
@@ -613,7 +643,28 @@ impl Node {
                 self.accept_all(rumors);
                 None
             }
-            Frame::SyncInSync | Frame::SyncBuckets { .. } | Frame::SyncExchange { .. } => {
+            Frame::MembersHello { from, .. } | Frame::MembersPush { from, .. }
+                if self.store.departed(from) =>
+            {
+                self.stats.drop("departed_sender");
+                None
+            }
+            Frame::MembersHello { root, .. } => Some(if root == self.members_root() {
+                Frame::MembersInSync
+            } else {
+                Frame::Members {
+                    members: self.up_identities(),
+                }
+            }),
+            Frame::MembersPush { members, .. } => {
+                self.import_members(members);
+                None
+            }
+            Frame::SyncInSync
+            | Frame::SyncBuckets { .. }
+            | Frame::SyncExchange { .. }
+            | Frame::MembersInSync
+            | Frame::Members { .. } => {
                 self.stats.drop("unexpected_frame");
                 None
             }
@@ -687,6 +738,25 @@ impl Node {
                     self.send_frame(state.peer, session, &frame, false);
                 }
             }
+            (SyncStage::AwaitMembers, Frame::MembersInSync) => {}
+            (SyncStage::AwaitMembers, Frame::Members { members }) => {
+                // Push-pull: the answerer gets the members it lacks from us.
+                let theirs: HashMap<MemberId, u64> =
+                    members.iter().map(|i| (i.id, i.incarnation)).collect();
+                let missing: Vec<Identity> = self
+                    .up_identities()
+                    .into_iter()
+                    .filter(|i| theirs.get(&i.id).is_none_or(|inc| *inc < i.incarnation))
+                    .collect();
+                self.import_members(members);
+                if !missing.is_empty() {
+                    let frame = Frame::MembersPush {
+                        from: self.identity().id,
+                        members: missing,
+                    };
+                    self.send_frame(state.peer, session, &frame, false);
+                }
+            }
             _ => self.stats.drop("unexpected_frame"),
         }
         self.flush_swim();
@@ -740,12 +810,19 @@ impl Node {
         }
     }
 
+    /// Rumor syncs only: a membership exchange does not stand in for one.
+    fn rumor_sessions(&self) -> impl Iterator<Item = &SyncSession> {
+        self.sessions
+            .values()
+            .filter(|s| !matches!(s.stage, SyncStage::AwaitMembers))
+    }
+
     fn syncing_with(&self, peer: SocketAddr) -> bool {
-        self.sessions.values().any(|s| s.peer == peer)
+        self.rumor_sessions().any(|s| s.peer == peer)
     }
 
     fn syncing_with_an_up_member(&self) -> bool {
-        self.sessions.values().any(|s| {
+        self.rumor_sessions().any(|s| {
             self.by_addr
                 .get(&s.peer)
                 .is_some_and(|id| self.up.index.contains_key(id))
@@ -753,21 +830,101 @@ impl Node {
     }
 
     fn start_sync(&mut self, peer: SocketAddr) {
+        let frame = Frame::SyncHello {
+            from: self.identity().id,
+            root: self.store.root(),
+        };
+        self.open_session(peer, SyncStage::AwaitHelloReply, &frame);
+    }
+
+    fn start_member_sync(&mut self, peer: SocketAddr) {
+        let frame = Frame::MembersHello {
+            from: self.identity().id,
+            root: self.members_root(),
+        };
+        self.open_session(peer, SyncStage::AwaitMembers, &frame);
+    }
+
+    fn open_session(&mut self, peer: SocketAddr, stage: SyncStage, hello: &Frame) {
         let session = self.next_session;
         self.next_session += 1;
         self.sessions.insert(
             session,
             SyncSession {
                 peer,
-                stage: SyncStage::AwaitHelloReply,
+                stage,
                 started_ms: self.now_ms,
             },
         );
-        let frame = Frame::SyncHello {
-            from: self.identity().id,
-            root: self.store.root(),
+        self.send_frame(peer, session, hello, true);
+    }
+
+    /// The up members we know, ourselves included, in id order (a simulation replays from its
+    /// seed), as many as fit a frame under the soft limit.
+    fn up_identities(&self) -> Vec<Identity> {
+        let mut up: Vec<Identity> = self
+            .up
+            .ids
+            .iter()
+            .filter_map(|id| self.members.get(id))
+            .map(|r| r.identity.clone())
+            .chain(std::iter::once(self.identity().clone()))
+            .collect();
+        up.sort_unstable_by_key(|i| i.id);
+        up.truncate(MAX_MEMBERS_PER_FRAME);
+        up
+    }
+
+    /// A hash of the up members we know (id and incarnation), ourselves included; equal roots
+    /// mean equal views, whatever order the members were met in.
+    pub fn members_root(&self) -> u64 {
+        let one = |i: &Identity| store::hash64(&[&i.id.0, &i.incarnation.to_be_bytes()]);
+        self.up
+            .ids
+            .iter()
+            .filter_map(|id| self.members.get(id))
+            .map(|r| one(&r.identity))
+            .fold(one(self.identity()), |root, h| root ^ h)
+    }
+
+    /// Takes members a peer holds up that we do not know (or know at an older incarnation)
+    /// as alive, without gossiping them: SWIM then probes them like any other member, and
+    /// membership anti-entropy, not a broadcast, carries them on. Known members are left to
+    /// SWIM, so a peer's stale view never revives a member we hold down.
+    fn import_members(&mut self, members: Vec<Identity>) {
+        let me = self.identity().id;
+        let mut fresh = Vec::new();
+        for identity in members {
+            let plausible = identity.addr.port() != 0
+                && !identity.addr.ip().is_unspecified()
+                && identity.node.len() <= MAX_NODE_NAME;
+            if !plausible {
+                self.stats.drop("bad_member");
+                continue;
+            }
+            let known = self
+                .members
+                .get(&identity.id)
+                .is_some_and(|r| r.identity.incarnation >= identity.incarnation);
+            if identity.id != me && !known && !self.store.departed(identity.id) {
+                fresh.push(identity);
+            }
+        }
+        if !fresh.is_empty() {
+            self.membership.assume_alive(fresh);
+        }
+    }
+
+    /// Membership exchanges come every probe period while members are coming up (a join
+    /// storm, a healed partition), and back off to `sync_max_interval` once the ring is
+    /// settled: idle, a member makes one such exchange a minute.
+    fn next_member_sync_delay(&mut self) -> Duration {
+        self.member_sync_delay = if std::mem::take(&mut self.member_came_up) {
+            self.config.swim.probe_period
+        } else {
+            (self.member_sync_delay * 2).min(self.config.sync_max_interval)
         };
-        self.send_frame(peer, session, &frame, true);
+        self.member_sync_delay
     }
 
     fn seal_frame(&mut self, key: Option<KeyId>, frame: &Frame) -> Vec<u8> {
@@ -1079,6 +1236,7 @@ impl Node {
 
     fn insert_up(&mut self, identity: Identity) {
         let id = identity.id;
+        self.member_came_up |= !self.up.index.contains_key(&id);
         let was_down = self
             .members
             .get(&id)
@@ -1118,9 +1276,7 @@ impl Node {
     /// start for large rings; joining itself is exercised by the ring tests).
     pub fn assume_members(&mut self, now_ms: u64, identities: &[Identity]) {
         self.now_ms = now_ms;
-        let me = self.identity().id;
-        let others: Vec<Identity> = identities.iter().filter(|i| i.id != me).cloned().collect();
-        self.membership.assume_alive(others);
+        self.import_members(identities.to_vec());
         self.flush_swim();
     }
 

@@ -55,7 +55,7 @@ pub struct Store {
     conflicts: u64,
 }
 
-fn hash64(parts: &[&[u8]]) -> u64 {
+pub fn hash64(parts: &[&[u8]]) -> u64 {
     let mut hasher = Sha256::new();
     for part in parts {
         hasher.update(part);

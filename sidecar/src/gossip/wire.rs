@@ -6,7 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::member::MemberId;
+use super::member::{Identity, MemberId};
 use super::rumor::Rumor;
 
 /// Largest UDP datagram we send or accept, envelope included.
@@ -243,6 +243,19 @@ pub enum Frame {
     SyncExchange { rumors: Vec<Rumor>, want: Vec<u64> },
     /// Rumors pushed without a reply (the last step of a sync, or a large new rumor).
     Push { from: MemberId, rumors: Vec<Rumor> },
+    /// Opens a membership exchange: the hash of the up members the opener knows, itself
+    /// included (`Node::members_root`). Appended after the rumor frames, so an older member
+    /// drops only this conversation (`malformed`), never a rumor sync.
+    MembersHello { from: MemberId, root: u64 },
+    /// The membership roots match.
+    MembersInSync,
+    /// The roots differ: the answerer's up members, itself included.
+    Members { members: Vec<Identity> },
+    /// The opener's up members, pushed after a `Members` reply. No reply.
+    MembersPush {
+        from: MemberId,
+        members: Vec<Identity>,
+    },
 }
 
 impl Frame {
