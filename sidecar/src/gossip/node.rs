@@ -153,10 +153,10 @@ struct MemberRecord {
 
 #[derive(Debug)]
 enum SyncStage {
-    HelloSent,
-    DigestSent,
+    RumorHello,
+    RumorDigest,
     /// A membership exchange (`MembersHello`), not a rumor sync.
-    MembersHelloSent,
+    Members,
 }
 
 #[derive(Debug)]
@@ -694,11 +694,11 @@ impl Node {
             }
         };
         match (state.stage, frame) {
-            (SyncStage::HelloSent, Frame::SyncInSync) => {
+            (SyncStage::RumorHello, Frame::SyncInSync) => {
                 self.last_sync_ms = Some(now_ms);
                 self.sync_quiet_rounds = self.sync_quiet_rounds.saturating_add(1);
             }
-            (SyncStage::HelloSent, Frame::SyncBuckets { buckets }) => {
+            (SyncStage::RumorHello, Frame::SyncBuckets { buckets }) => {
                 self.sync_soon();
                 let ours = self.store.bucket_hashes();
                 let differing: Vec<u8> = (0..SYNC_BUCKETS)
@@ -715,12 +715,12 @@ impl Node {
                 self.sessions.insert(
                     session,
                     SyncSession {
-                        stage: SyncStage::DigestSent,
+                        stage: SyncStage::RumorDigest,
                         ..state
                     },
                 );
             }
-            (SyncStage::DigestSent, Frame::SyncExchange { rumors, want }) => {
+            (SyncStage::RumorDigest, Frame::SyncExchange { rumors, want }) => {
                 self.accept_all(rumors);
                 self.last_sync_ms = Some(now_ms);
                 let wanted = cap_frame(
@@ -738,8 +738,8 @@ impl Node {
                     self.send_frame(state.peer, session, &frame, false);
                 }
             }
-            (SyncStage::MembersHelloSent, Frame::MembersInSync) => {}
-            (SyncStage::MembersHelloSent, Frame::Members { members }) => {
+            (SyncStage::Members, Frame::MembersInSync) => {}
+            (SyncStage::Members, Frame::Members { members }) => {
                 // Push-pull: the answerer gets the members it lacks from us.
                 let theirs: HashMap<MemberId, u64> =
                     members.iter().map(|i| (i.id, i.incarnation)).collect();
@@ -814,7 +814,7 @@ impl Node {
     fn rumor_sessions(&self) -> impl Iterator<Item = &SyncSession> {
         self.sessions
             .values()
-            .filter(|s| !matches!(s.stage, SyncStage::MembersHelloSent))
+            .filter(|s| !matches!(s.stage, SyncStage::Members))
     }
 
     fn syncing_with(&self, peer: SocketAddr) -> bool {
@@ -834,7 +834,7 @@ impl Node {
             from: self.identity().id,
             root: self.store.root(),
         };
-        self.open_session(peer, SyncStage::HelloSent, &frame);
+        self.open_session(peer, SyncStage::RumorHello, &frame);
     }
 
     fn start_member_sync(&mut self, peer: SocketAddr) {
@@ -842,7 +842,7 @@ impl Node {
             from: self.identity().id,
             root: self.members_root(),
         };
-        self.open_session(peer, SyncStage::MembersHelloSent, &frame);
+        self.open_session(peer, SyncStage::Members, &frame);
     }
 
     fn open_session(&mut self, peer: SocketAddr, stage: SyncStage, hello: &Frame) {
