@@ -999,6 +999,27 @@ fn a_late_joiner_to_a_formed_ring_of_200_knows_everyone_within_three_gossip_inte
 }
 
 #[test]
+fn an_idle_member_wakes_only_for_probes_and_backed_off_housekeeping() {
+    for seed in SEEDS {
+        let mut sim = ring(5, seed);
+        // Anti-entropy and membership exchanges back off to a minute once nothing changes.
+        sim.run_for(10 * 60 * SECOND);
+        let before: Vec<u64> = (0..5).map(|i| sim.timers_fired(i)).collect();
+        let minute = 60 * SECOND;
+        sim.run_for(minute);
+        for (i, before) in before.iter().enumerate() {
+            let per_s = (sim.timers_fired(i) - before) as f64 / minute.as_secs_f64();
+            // A probe and its timeout each second, heal and expiry every 5 s: about 2.5 a second.
+            // A gossip tick while nothing is queued would add 5.
+            assert!(
+                per_s < 3.0,
+                "seed {seed}: idle member {i} had {per_s:.1} timer wake-ups a second"
+            );
+        }
+    }
+}
+
+#[test]
 fn a_restarted_member_is_seen_alive_again_with_its_new_incarnation_and_no_ghost() {
     for seed in SEEDS {
         let n = 6;

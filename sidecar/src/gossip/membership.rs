@@ -30,9 +30,9 @@ pub struct SwimConfig {
     pub suspicion_mult: f64,
     /// Membership updates are sent this many times `* log10(N + 1)`.
     pub retransmit_mult: u32,
-    /// How often pending membership updates are pushed to `gossip_fanout` members.
+    /// How often pending membership updates and rumors are pushed (membership updates to
+    /// `indirect_probes` members; the node's tick, see `Node::arm_gossip`).
     pub gossip_interval: Duration,
-    pub gossip_fanout: usize,
     /// A confirmed-dead member is forgotten after this long.
     pub dead_member_ttl: Duration,
     /// Largest SWIM message (the envelope and piggybacked rumors come on top).
@@ -56,7 +56,6 @@ impl SwimConfig {
             suspicion_mult: 3.0,
             retransmit_mult: 4,
             gossip_interval: Duration::from_millis(200),
-            gossip_fanout: 3,
             dead_member_ttl: Duration::from_secs(60 * 60),
             max_swim_packet: 1200,
             max_lhm: 8,
@@ -96,11 +95,9 @@ impl SwimConfig {
                 frequency: self.announce_interval,
                 num_members: NonZeroUsize::MIN,
             }),
-            periodic_gossip: Some(foca::PeriodicParams {
-                frequency: self.gossip_interval,
-                num_members: NonZeroUsize::new(self.gossip_fanout.max(1))
-                    .unwrap_or(NonZeroUsize::MIN),
-            }),
+            // Membership updates ride on the node's gossip tick (`Membership::gossip`), which
+            // is armed only while something is queued: an idle member has no 5 Hz wake-up.
+            periodic_gossip: None,
         }
     }
 }
@@ -788,7 +785,7 @@ impl Membership {
     }
 
     pub fn start(&mut self) {
-        // foca arms its periodic gossip timer on the first call that connects; nothing else.
+        // foca arms its periodic timers on the first call that connects; nothing else.
     }
 
     /// Tells the codec the node's clock (for its rate limits).
@@ -900,6 +897,18 @@ impl Membership {
     pub fn leave(&mut self) {
         if let Err(e) = self.run(|foca, rt| foca.leave_cluster(rt)) {
             tracing::debug!(error = %e, "leave");
+        }
+    }
+
+    /// Whether foca holds membership updates not yet sent as often as it wants.
+    pub fn has_updates(&self) -> bool {
+        self.foca.updates_backlog() > 0
+    }
+
+    /// Sends the queued membership updates to `indirect_probes` random up members.
+    pub fn gossip(&mut self) {
+        if let Err(e) = self.run(|foca, rt| foca.gossip(rt)) {
+            tracing::debug!(error = %e, "gossip");
         }
     }
 

@@ -204,6 +204,8 @@ pub struct Node {
     /// last one (see `next_member_sync_delay`).
     member_sync_delay: Duration,
     member_came_up: bool,
+    /// Timers scheduled and not fired yet, with when they are due (see `lateness`).
+    timers_due: Vec<(NodeTimer, u64)>,
     /// When an anti-entropy exchange this node asked for last completed: from then on it held
     /// every rumor that peer had (the election engine's sign that it has learned the ring).
     last_sync_ms: Option<u64>,
@@ -262,6 +264,7 @@ impl Node {
             unheard_heal_delay: None,
             member_sync_delay: Duration::ZERO,
             member_came_up: false,
+            timers_due: Vec::new(),
             wrong_key_logged: HashSet::new(),
             outputs: Vec::new(),
             events: Vec::new(),
@@ -398,7 +401,7 @@ impl Node {
         ] {
             // Spread the periodic work so members started together do not act in lockstep.
             let after = base.mul_f64(self.rng.random_range(0.5..1.0));
-            self.outputs.push(Output::Schedule { after, timer });
+            self.schedule(after, timer);
         }
         self.queue_all_own_rumors();
     }
@@ -462,10 +465,12 @@ impl Node {
     }
 
     pub fn handle_timer(&mut self, now_ms: u64, timer: NodeTimer) {
+        let lateness = self.lateness(&timer, now_ms);
         self.advance_clock(now_ms);
+        self.after_timer_fired_late(lateness);
         match timer {
             NodeTimer::Swim(t) => self.membership.handle_timer(t),
-            NodeTimer::RumorGossip => self.gossip_rumors(),
+            NodeTimer::RumorGossip => self.gossip_tick(),
             NodeTimer::Sync => {
                 self.reschedule(NodeTimer::Sync, self.config.sync_interval);
                 if now_ms < self.next_sync_ms {
@@ -512,7 +517,7 @@ impl Node {
             return;
         }
         let after = base.mul_f64(self.rng.random_range(0.9..1.1));
-        self.outputs.push(Output::Schedule { after, timer });
+        self.schedule(after, timer);
     }
 
     /// A UDP datagram arrived.
@@ -774,17 +779,20 @@ impl Node {
         self.next_sync_ms = self.next_sync_ms.min(soon);
     }
 
-    /// Every input starts here. A member none of whose inputs came for three gossip intervals
-    /// (foca's gossip timer fires every interval while we are in a ring) was frozen (SIGSTOP,
-    /// a paused VM, a long GC pause): rumors sent to it meanwhile were lost and nobody may have
-    /// noticed, so it pulls from `rumor_fanout` up members at once (its view is as old as the
-    /// freeze: one of them may be gone, pause seed 17793).
+    /// Every input starts here.
     fn advance_clock(&mut self, now_ms: u64) {
+        self.now_ms = now_ms;
+    }
+
+    /// A timer that fires more than three gossip intervals late means this member was frozen
+    /// (SIGSTOP, a paused VM, a long GC pause): rumors sent to it meanwhile were lost and
+    /// nobody may have noticed, so it pulls from `rumor_fanout` up members at once (its view is
+    /// as old as the freeze: one of them may be gone, pause seed 17793). Lateness, not a gap
+    /// between inputs, since an idle member has no periodic tick to measure gaps by.
+    fn after_timer_fired_late(&mut self, lateness_ms: u64) {
         let swim = &self.config.swim;
         let stall = 3 * swim.gossip_interval.min(swim.probe_period).as_millis() as u64;
-        let woke = self.now_ms > 0 && now_ms.saturating_sub(self.now_ms) > stall;
-        self.now_ms = now_ms;
-        if !woke || self.last_sync_ms.is_none() || self.left {
+        if lateness_ms <= stall || self.last_sync_ms.is_none() || self.left {
             return;
         }
         let peers = self
@@ -1019,7 +1027,7 @@ impl Node {
             encoded.len() + wire::varint_len(encoded.len() as u64) <= self.config.rumor_budget(0);
         if fits {
             self.queue.push(rumor.key(), encoded);
-            self.arm_rumor_gossip();
+            self.arm_gossip();
         } else {
             let from = self.identity().id;
             let targets: Vec<SocketAddr> = self
@@ -1041,20 +1049,43 @@ impl Node {
 
     /// Arms the gossip tick while rumors are queued and someone is up to hear them (a member
     /// that comes up re-arms it, see `insert_up`).
-    fn arm_rumor_gossip(&mut self) {
-        if !self.gossip_armed && !self.queue.is_empty() && self.up.len() > 0 && !self.left {
+    /// Arms the gossip tick while rumors or foca's membership updates wait to be sent; an idle
+    /// member has no tick at all.
+    fn arm_gossip(&mut self) {
+        let work = !self.queue.is_empty() || self.membership.has_updates();
+        if !self.gossip_armed && work && self.up.len() > 0 && !self.left {
             self.gossip_armed = true;
-            self.outputs.push(Output::Schedule {
-                after: self.config.swim.gossip_interval,
-                timer: NodeTimer::RumorGossip,
-            });
+            self.schedule(self.config.swim.gossip_interval, NodeTimer::RumorGossip);
         }
     }
 
-    fn gossip_rumors(&mut self) {
+    fn gossip_tick(&mut self) {
         self.gossip_armed = false;
         self.send_gossip_round();
-        self.arm_rumor_gossip();
+        if self.membership.has_updates() && !self.left {
+            self.membership.gossip();
+        }
+    }
+
+    /// Every timer goes through here, so a late one can be told (see `advance_clock`).
+    fn schedule(&mut self, after: Duration, timer: NodeTimer) {
+        let due_ms = self.now_ms + after.as_millis() as u64;
+        self.timers_due.push((timer.clone(), due_ms));
+        self.outputs.push(Output::Schedule { after, timer });
+    }
+
+    /// How late `timer` fired: its earliest recorded due time is taken off the list.
+    fn lateness(&mut self, timer: &NodeTimer, now_ms: u64) -> u64 {
+        let earliest = self
+            .timers_due
+            .iter()
+            .enumerate()
+            .filter(|(_, (t, _))| t == timer)
+            .min_by_key(|(_, (_, due))| *due)
+            .map(|(i, _)| i);
+        earliest.map_or(0, |i| {
+            now_ms.saturating_sub(self.timers_due.swap_remove(i).1)
+        })
     }
 
     /// Sends the queued rumors to this round's gossip targets.
@@ -1128,10 +1159,7 @@ impl Node {
             }
             for (timer, after) in out.timers {
                 let after = self.membership.stretch(&timer, after);
-                self.outputs.push(Output::Schedule {
-                    after,
-                    timer: NodeTimer::Swim(timer),
-                });
+                self.schedule(after, NodeTimer::Swim(timer));
             }
             for event in out.events {
                 self.on_membership_event(event);
@@ -1142,6 +1170,7 @@ impl Node {
             .max(self.gossip_fanout() as u32)
             .min(self.up.len().max(1) as u32);
         self.queue.set_limit(limit);
+        self.arm_gossip();
     }
 
     /// Members a gossip tick sends to: the configured fanout, or every up member in a ring of
@@ -1251,7 +1280,7 @@ impl Node {
             },
         );
         self.up.insert(id);
-        self.arm_rumor_gossip();
+        self.arm_gossip();
         // Never synced (the peers given at start were not up yet, or the one asked first is
         // down): pull from the first member seen up rather than wait for the sync timer. One
         // exchange with an up member at a time, so a cold start is no sync storm.

@@ -87,6 +87,8 @@ pub struct Sim {
     nodes: Vec<Option<Node>>,
     identities: Vec<Identity>,
     epochs: Vec<u64>,
+    /// Timers delivered to each member: its wake-ups, had it no other input.
+    timers_fired: Vec<u64>,
     by_addr: HashMap<SocketAddr, usize>,
     queue: BinaryHeap<Reverse<(u64, u64)>>,
     deliveries: HashMap<u64, Delivery>,
@@ -137,6 +139,7 @@ impl Sim {
             nodes: (0..n).map(|_| None).collect(),
             identities,
             epochs: vec![0; n],
+            timers_fired: vec![0; n],
             by_addr,
             queue: BinaryHeap::new(),
             deliveries: HashMap::new(),
@@ -207,6 +210,11 @@ impl Sim {
             return self.nodes[a].is_some() && !self.paused.contains(&a);
         }
         self.reachable(a, b) && self.reachable(b, a)
+    }
+
+    /// Timers delivered to member `i` so far.
+    pub fn timers_fired(&self, i: usize) -> u64 {
+        self.timers_fired[i]
     }
 
     pub fn is_paused(&self, i: usize) -> bool {
@@ -538,6 +546,7 @@ impl Sim {
                     return;
                 }
                 if let Some(n) = self.nodes[node].as_mut() {
+                    self.timers_fired[node] += 1;
                     n.handle_timer(now, timer);
                     self.collect(node);
                 }
