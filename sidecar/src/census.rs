@@ -712,6 +712,7 @@ mod tests {
             node: format!("node-{n}").into(),
             addr: format!("10.0.0.{n}:9638").parse().unwrap(),
             persistent,
+            named: true,
         }
     }
 

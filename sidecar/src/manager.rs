@@ -470,6 +470,7 @@ pub async fn run(config: SupervisorConfig) -> anyhow::Result<()> {
         node: Arc::from(config.node_name.clone().unwrap_or_else(hostname).as_str()),
         addr: SocketAddr::new(advertised_ip(&config), gossip_port),
         persistent: config.permanent_peer,
+        named: config.node_name.is_some(),
     };
     let span = tracing::info_span!("sup", member = %identity.id);
     let _entered = span.enter();

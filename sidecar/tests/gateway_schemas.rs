@@ -131,6 +131,7 @@ fn identity(n: u8) -> Identity {
         node: format!("node-{n}").into(),
         addr: format!("172.26.0.{n}:9638").parse().unwrap(),
         persistent: n == 2,
+        named: true,
     }
 }
 

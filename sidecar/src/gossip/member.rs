@@ -67,12 +67,16 @@ pub struct Identity {
     pub id: MemberId,
     /// Persisted, grows on every start and every rejoin.
     pub incarnation: u64,
-    /// Host or pod name: a newer member with the same node name replaces the older one at once.
+    /// Host or pod name. Not unique: several supervisors on one host, or VMs cloned from one
+    /// image, share the host name (see `named`).
     pub node: Arc<str>,
     /// Where the member's gossip (UDP and TCP) listens, as peers reach it.
     pub addr: SocketAddr,
     /// Started with `--permanent-peer`: kept being contacted while it is down.
     pub persistent: bool,
+    /// The node name was given explicitly (`--node-name`, `HAB_NODE_NAME`), as a pod's name is:
+    /// only then may a newer member with that name replace a silent older one.
+    pub named: bool,
 }
 
 impl Identity {
@@ -107,7 +111,10 @@ impl foca::Identity for Identity {
     }
 
     fn win_addr_conflict(&self, adversary: &Self) -> bool {
+        // The same identity relayed by a member that predates the `named` flag arrives without
+        // it: the copy with the flag wins, so the two never take turns replacing each other.
         self.is_newer_than(adversary)
+            || (!adversary.is_newer_than(self) && self.named && !adversary.named)
     }
 }
 
@@ -177,9 +184,18 @@ mod tests {
             node: "a".into(),
             addr: "127.0.0.1:9638".parse().unwrap(),
             persistent: false,
+            named: true,
         };
         let new = old.renew().unwrap();
         assert!(new.win_addr_conflict(&old));
         assert!(!old.win_addr_conflict(&new));
+        // Relayed by an older member, which drops the flag: the flagged copy wins the tie.
+        let stripped = Identity {
+            named: false,
+            ..old.clone()
+        };
+        assert!(old.win_addr_conflict(&stripped));
+        assert!(!stripped.win_addr_conflict(&old));
+        assert!(new.win_addr_conflict(&stripped));
     }
 }

@@ -125,6 +125,8 @@ impl Sim {
                 node: Arc::from(format!("m{i}").as_str()),
                 addr: sim_addr(i),
                 persistent: false,
+                // Given explicitly, as pod names are.
+                named: true,
             });
         }
         let by_addr = identities
