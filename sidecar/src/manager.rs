@@ -1053,6 +1053,10 @@ impl LoopState {
                 NodeEvent::MemberReplaced { old, new } => {
                     tracing::info!(old = %old.id, new = %new.id, node = %new.node, "member replaced by a newer one with the same node name");
                 }
+                NodeEvent::NodeNameConflict { name, ids } => {
+                    let ids: Vec<String> = ids.iter().map(ToString::to_string).collect();
+                    tracing::warn!(node = %name, ?ids, "members that all answer share a node name; all are kept (give each a distinct --node-name)");
+                }
                 NodeEvent::DepartedSelf => {
                     tracing::error!("this supervisor was departed from the ring");
                 }

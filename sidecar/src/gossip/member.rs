@@ -2,7 +2,7 @@
 //!
 //! A member's `incarnation` is persisted and only ever grows (it is at least the wall-clock second
 //! of its start), so a restarted member always wins over its previous self and over an older
-//! member that used the same node name or address.
+//! member that used the same address (or the same explicit node name, once that one is silent).
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -83,6 +83,12 @@ impl Identity {
     /// Orders two identities claiming the same address or node name: the newer one wins.
     pub fn is_newer_than(&self, other: &Identity) -> bool {
         (self.incarnation, self.id) > (other.incarnation, other.id)
+    }
+
+    /// Whether a newer member may take this one's node name: both names were given explicitly
+    /// and `newer` is newer (it still has to find this one silent, see `Node::member_up`).
+    pub fn may_be_replaced_by(&self, newer: &Identity) -> bool {
+        self.named && newer.named && *self.node == *newer.node && newer.is_newer_than(self)
     }
 }
 
@@ -197,5 +203,36 @@ mod tests {
         assert!(old.win_addr_conflict(&stripped));
         assert!(!stripped.win_addr_conflict(&old));
         assert!(new.win_addr_conflict(&stripped));
+    }
+
+    #[test]
+    fn only_an_explicit_name_may_be_taken_over_and_only_by_a_newer_explicit_one() {
+        let old = Identity {
+            id: MemberId([1; 16]),
+            incarnation: 10,
+            node: "web-0".into(),
+            addr: "10.0.0.1:9638".parse().unwrap(),
+            persistent: false,
+            named: true,
+        };
+        let new = Identity {
+            id: MemberId([2; 16]),
+            incarnation: 11,
+            addr: "10.0.0.2:9638".parse().unwrap(),
+            ..old.clone()
+        };
+        assert!(old.may_be_replaced_by(&new));
+        assert!(!new.may_be_replaced_by(&old), "the older never takes over");
+        let unnamed = |i: &Identity| Identity {
+            named: false,
+            ..i.clone()
+        };
+        assert!(!unnamed(&old).may_be_replaced_by(&new));
+        assert!(!old.may_be_replaced_by(&unnamed(&new)));
+        let elsewhere = Identity {
+            node: "web-1".into(),
+            ..new.clone()
+        };
+        assert!(!old.may_be_replaced_by(&elsewhere));
     }
 }

@@ -127,6 +127,8 @@ pub struct SwimOutput {
     pub sends: Vec<(SocketAddr, Vec<u8>)>,
     pub timers: Vec<(SwimTimer, Duration)>,
     pub events: Vec<MembershipEvent>,
+    /// Members whose own datagrams (addressed to us) were handled: proof that they answer.
+    pub heard_from: Vec<MemberId>,
 }
 
 /// Why foca refused a datagram (counted in metrics).
@@ -543,6 +545,7 @@ impl foca::Runtime<Identity> for Collector<'_> {
                 self.probe_failed.push(id.clone());
             }
             Notification::DataReceived(header) => {
+                self.out.heard_from.push(header.src.id);
                 self.heard_from.push(header.src.clone());
                 if matches!(
                     header.message,
