@@ -4,6 +4,7 @@
 //! of its start), so a restarted member always wins over its previous self and over an older
 //! member that used the same address (or the same explicit node name, once that one is silent).
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::net::SocketAddr;
 use std::str::FromStr;
@@ -162,6 +163,27 @@ pub struct MemberView {
     pub health: Health,
 }
 
+/// Node names held by more than one up member, each with those members' ids (sorted): the
+/// conflicts `/butterfly` and `/metrics` show. A member is its id, so all of them are kept.
+pub fn node_name_conflicts<'a>(
+    members: impl IntoIterator<Item = (&'a Identity, Health)>,
+) -> BTreeMap<Arc<str>, Vec<MemberId>> {
+    let mut by_name: BTreeMap<Arc<str>, BTreeSet<MemberId>> = BTreeMap::new();
+    for (identity, health) in members {
+        if health.is_up() && !identity.node.is_empty() {
+            by_name
+                .entry(Arc::clone(&identity.node))
+                .or_default()
+                .insert(identity.id);
+        }
+    }
+    by_name
+        .into_iter()
+        .filter(|(_, ids)| ids.len() > 1)
+        .map(|(name, ids)| (name, ids.into_iter().collect()))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -203,6 +225,36 @@ mod tests {
         assert!(old.win_addr_conflict(&stripped));
         assert!(!stripped.win_addr_conflict(&old));
         assert!(new.win_addr_conflict(&stripped));
+    }
+
+    #[test]
+    fn a_name_conflict_is_a_name_held_by_several_up_members() {
+        let member = |n: u8, node: &str| Identity {
+            id: MemberId([n; 16]),
+            incarnation: 10,
+            node: node.into(),
+            addr: format!("10.0.0.{n}:9638").parse().unwrap(),
+            persistent: false,
+            named: false,
+        };
+        let (a, b, c, d) = (
+            member(1, "host"),
+            member(2, "host"),
+            member(3, "host"),
+            member(4, "other"),
+        );
+        let conflicts = node_name_conflicts([
+            (&a, Health::Alive),
+            (&b, Health::Suspect),
+            (&c, Health::Confirmed),
+            (&d, Health::Alive),
+        ]);
+        assert_eq!(
+            conflicts.into_iter().collect::<Vec<_>>(),
+            vec![(Arc::from("host"), vec![a.id, b.id])],
+            "a confirmed member holds no name; a name held once is no conflict"
+        );
+        assert!(node_name_conflicts([(&a, Health::Alive), (&c, Health::Departed)]).is_empty());
     }
 
     #[test]
