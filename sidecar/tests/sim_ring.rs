@@ -992,6 +992,9 @@ fn a_restarted_member_is_seen_alive_again_with_its_new_incarnation_and_no_ghost(
     }
 }
 
+/// A host rebuilt without its data dir: a new id at the same address, under the same explicit
+/// name (the simulator's names are explicit, as pod names are). The address conflict holds the
+/// old id down, so it is replaced at once, before anyone lists both.
 #[test]
 fn a_new_member_with_the_same_node_name_replaces_the_old_one_at_once() {
     for seed in SEEDS {
