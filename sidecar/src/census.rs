@@ -10,7 +10,7 @@ use serde::Serialize;
 use serde_json::{json, Map, Value};
 
 use crate::election::{ElectionView, GroupViews, ViewStatus};
-use crate::gossip::member::{Health, Identity, MemberId, MemberView};
+use crate::gossip::member::{node_name_conflicts, Health, Identity, MemberId, MemberView};
 use crate::gossip::rumor::{
     DepartureRumor, ElectionRumor, ElectionStatus, Rumor, RumorKind, ServiceConfigRumor,
     ServiceFileRumor, ServiceGroup, ServiceRumor, SysInfo,
@@ -591,6 +591,7 @@ pub fn butterfly(input: &CensusInput<'_>) -> Value {
             "update_counter": counter(RumorKind::ElectionUpdate),
         },
         "member": { "health": health, "members": members, "update_counter": known.len() },
+        "node_name_conflicts": node_name_conflicts_json(&known),
         "service": { "list": services, "update_counter": counter(RumorKind::Service) },
         "service_config": {
             "list": configs,
@@ -598,6 +599,20 @@ pub fn butterfly(input: &CensusInput<'_>) -> Value {
         },
         "service_file": { "list": files, "update_counter": counter(RumorKind::ServiceFile) },
     })
+}
+
+/// `{"<node name>": ["<member id>", ...]}`: names more than one up member holds (ours, not
+/// Habitat's: Habitat let the newer member replace the older one).
+fn node_name_conflicts_json(known: &BTreeMap<MemberId, (&Identity, Health)>) -> Value {
+    let conflicts = node_name_conflicts(known.values().map(|(identity, h)| (*identity, *h)));
+    let map: Map<String, Value> = conflicts
+        .into_iter()
+        .map(|(name, ids)| {
+            let ids: Vec<String> = ids.iter().map(ToString::to_string).collect();
+            (name.to_string(), json!(ids))
+        })
+        .collect();
+    Value::Object(map)
 }
 
 fn member_json(identity: &Identity, health: Health) -> Value {
@@ -712,6 +727,7 @@ mod tests {
             node: format!("node-{n}").into(),
             addr: format!("10.0.0.{n}:9638").parse().unwrap(),
             persistent,
+            named: true,
         }
     }
 
@@ -1023,6 +1039,23 @@ mod tests {
         assert!(b["service"]["list"]["redis.default"]
             .get(id(2).to_string())
             .is_none());
+    }
+
+    #[test]
+    fn butterfly_lists_node_names_held_by_more_than_one_up_member() {
+        let mut f = Fixture::new();
+        assert_eq!(butterfly(&f.input())["node_name_conflicts"], json!({}));
+        // 1 (ourselves), 3 (suspect) and 4 (confirmed) claim one name: only the up ones count.
+        for member in &mut f.members {
+            if [1, 3, 4].contains(&member.identity.id.0[0]) {
+                member.identity.node = "shared".into();
+            }
+        }
+        f.local.node = "shared".into();
+        assert_eq!(
+            butterfly(&f.input())["node_name_conflicts"],
+            json!({ "shared": [id(1).to_string(), id(3).to_string()] })
+        );
     }
 
     #[test]

@@ -142,8 +142,9 @@ pub struct RunArgs {
     /// Seconds between health checks.
     #[arg(long, value_name = "SECS", default_value = "30", value_parser = parse_secs)]
     pub health_check_interval: Duration,
-    /// This member's node name (host or pod name); a newer member with the same node name
-    /// replaces the older one at once. Defaults to the host name.
+    /// This member's node name (host or pod name). Members sharing a name all stay members;
+    /// only a name given here (not the default host name) lets a newer member replace an
+    /// older one that no longer answers. Defaults to the host name.
     #[arg(long, env = "HAB_NODE_NAME")]
     pub node_name: Option<String>,
     /// The IP address peers reach this member at (default: the listen address, or the host

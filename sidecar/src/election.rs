@@ -1162,6 +1162,7 @@ mod tests {
                     node: format!("node-{n}").into(),
                     addr: ([127, 0, 0, *n], 9638).into(),
                     persistent: false,
+                    named: true,
                 },
                 health: Health::Alive,
             })

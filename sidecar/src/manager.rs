@@ -470,6 +470,7 @@ pub async fn run(config: SupervisorConfig) -> anyhow::Result<()> {
         node: Arc::from(config.node_name.clone().unwrap_or_else(hostname).as_str()),
         addr: SocketAddr::new(advertised_ip(&config), gossip_port),
         persistent: config.permanent_peer,
+        named: config.node_name.is_some(),
     };
     let span = tracing::info_span!("sup", member = %identity.id);
     let _entered = span.enter();
@@ -1051,6 +1052,10 @@ impl LoopState {
                 }
                 NodeEvent::MemberReplaced { old, new } => {
                     tracing::info!(old = %old.id, new = %new.id, node = %new.node, "member replaced by a newer one with the same node name");
+                }
+                NodeEvent::NodeNameConflict { name, ids } => {
+                    let ids: Vec<String> = ids.iter().map(ToString::to_string).collect();
+                    tracing::warn!(node = %name, ?ids, "members that all answer share a node name; all are kept (give each a distinct --node-name)");
                 }
                 NodeEvent::DepartedSelf => {
                     tracing::error!("this supervisor was departed from the ring");

@@ -1,5 +1,6 @@
 //! Prometheus metrics of the supervisor (`GET /metrics`): members by health, rumors sent,
-//! received and dropped by reason, bytes and packets in and out, Lifeguard's local health.
+//! received and dropped by reason, bytes and packets in and out, Lifeguard's local health, node
+//! names shared by several members.
 //! Counters mirror the gossip node's own counters, so they only ever grow.
 
 use prometheus_client::encoding::text::encode;
@@ -8,7 +9,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
-use crate::gossip::member::{Health, MemberView};
+use crate::gossip::member::{node_name_conflicts, Health, MemberView};
 use crate::gossip::node::NodeStats;
 
 type Labels = Vec<(&'static str, String)>;
@@ -22,6 +23,7 @@ pub struct Metrics {
     dropped: Family<Labels, Counter>,
     local_health: Gauge,
     rumors_stored: Gauge,
+    node_name_conflicts: Gauge,
     last: NodeStats,
 }
 
@@ -45,6 +47,7 @@ impl Metrics {
         let dropped = Family::<Labels, Counter>::default();
         let local_health = Gauge::default();
         let rumors_stored = Gauge::default();
+        let name_conflicts = Gauge::default();
         registry.register("members", "Ring members by health", members.clone());
         registry.register("bytes", "Gossip bytes by direction", bytes.clone());
         registry.register(
@@ -72,6 +75,11 @@ impl Metrics {
             "Rumors held in the store",
             rumors_stored.clone(),
         );
+        registry.register(
+            "node_name_conflicts",
+            "Node names held by more than one up member (all are kept; give each its own name)",
+            name_conflicts.clone(),
+        );
         Metrics {
             registry,
             members,
@@ -81,6 +89,7 @@ impl Metrics {
             dropped,
             local_health,
             rumors_stored,
+            node_name_conflicts: name_conflicts,
             last: NodeStats::default(),
         }
     }
@@ -171,6 +180,8 @@ impl Metrics {
         }
         self.local_health.set(i64::from(local_health));
         self.rumors_stored.set(rumors_stored as i64);
+        let conflicts = node_name_conflicts(members.iter().map(|m| (&m.identity, m.health)));
+        self.node_name_conflicts.set(conflicts.len() as i64);
         self.last = stats.clone();
         let mut out = String::new();
         // Writing into a String cannot fail.
@@ -181,6 +192,7 @@ impl Metrics {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
 
     #[test]
@@ -211,5 +223,31 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("hab_gossip_local_health 2"), "{text}");
+        assert!(text.contains("hab_gossip_node_name_conflicts 0"), "{text}");
+    }
+
+    #[test]
+    fn a_node_name_held_by_two_up_members_counts_once() {
+        use crate::gossip::member::{Identity, MemberId};
+        let view = |n: u8, node: &str, health| MemberView {
+            identity: Identity {
+                id: MemberId([n; 16]),
+                incarnation: 1,
+                node: node.into(),
+                addr: format!("10.0.0.{n}:9638").parse().unwrap(),
+                persistent: false,
+                named: false,
+            },
+            health,
+        };
+        let members = [
+            view(1, "host", Health::Alive),
+            view(2, "host", Health::Alive),
+            view(3, "host", Health::Suspect),
+            view(4, "other", Health::Alive),
+            view(5, "other", Health::Confirmed),
+        ];
+        let text = Metrics::new().render(&NodeStats::default(), &members, 0, 0);
+        assert!(text.contains("hab_gossip_node_name_conflicts 1"), "{text}");
     }
 }

@@ -115,6 +115,7 @@ impl Ring {
                 node: Arc::from(format!("m{i}").as_str()),
                 addr: sim_addr(i),
                 persistent: i == 1,
+                named: true,
             };
             let store = Store::new();
             nodes.push(Node::new(

@@ -30,6 +30,8 @@ const BUTTERFLY_SECTIONS: [(&str, &[&str]); 7] = [
     ("service_config", &["list", "update_counter"]),
     ("service_file", &["list", "update_counter"]),
 ];
+/// Top-level fields of `/butterfly` that are ours, not Habitat's.
+const BUTTERFLY_OUR_FIELDS: [&str; 1] = ["node_name_conflicts"];
 /// A member under `/butterfly` `member.members`.
 const BUTTERFLY_MEMBER_FIELDS: [&str; 7] = [
     "address",
@@ -131,6 +133,7 @@ fn identity(n: u8) -> Identity {
         node: format!("node-{n}").into(),
         addr: format!("172.26.0.{n}:9638").parse().unwrap(),
         persistent: n == 2,
+        named: true,
     }
 }
 
@@ -302,12 +305,15 @@ fn our_schemas_accept_habitats_own_samples() {
 
 #[test]
 fn our_butterfly_document_validates_against_the_schema() {
-    let ring = Ring::new();
-    assert_valid(
-        &Schemas::load(),
-        "butterfly",
-        &census::butterfly(&ring.input()),
+    let mut ring = Ring::new();
+    // Members 1 (ourselves) and 3 (suspect) share a node name: a conflict is listed.
+    ring.members[2].identity.node = ring.local.node.clone();
+    let doc = census::butterfly(&ring.input());
+    assert_eq!(
+        doc["node_name_conflicts"]["node-1"],
+        json!([id(1).to_string(), id(3).to_string()])
     );
+    assert_valid(&Schemas::load(), "butterfly", &doc);
 }
 
 #[test]
@@ -359,6 +365,16 @@ fn a_field_of_the_wrong_type_fails_validation() {
         "{errors:#?}"
     );
 
+    let mut doc = census::butterfly(&ring.input());
+    doc["node_name_conflicts"]["node-1"] = json!(id(1).to_string());
+    let errors = schemas.errors("butterfly", &doc);
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.ends_with("/node_name_conflicts/node-1")),
+        "{errors:#?}"
+    );
+
     let mut doc = census::census(&ring.input());
     doc["census_groups"]["postgres.default"]["population"][id(1).to_string()]["alive"] = json!(1);
     let errors = schemas.errors("census", &doc);
@@ -369,7 +385,8 @@ fn a_field_of_the_wrong_type_fails_validation() {
 fn butterfly_has_habitats_top_level_and_member_fields() {
     let ring = Ring::new();
     let ours = census::butterfly(&ring.input());
-    let sections: Vec<&str> = BUTTERFLY_SECTIONS.iter().map(|(s, _)| *s).collect();
+    let mut sections: Vec<&str> = BUTTERFLY_SECTIONS.iter().map(|(s, _)| *s).collect();
+    sections.extend(BUTTERFLY_OUR_FIELDS);
     assert_eq!(keys(&ours), sorted(&sections));
     for (section, fields) in BUTTERFLY_SECTIONS {
         assert_eq!(keys(&ours[section]), sorted(fields), "{section}");

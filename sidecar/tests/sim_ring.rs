@@ -1079,6 +1079,9 @@ fn a_restarted_member_is_seen_alive_again_with_its_new_incarnation_and_no_ghost(
     }
 }
 
+/// A host rebuilt without its data dir: a new id at the same address, under the same explicit
+/// name (the simulator's names are explicit, as pod names are). The address conflict holds the
+/// old id down, so it is replaced at once, before anyone lists both.
 #[test]
 fn a_new_member_with_the_same_node_name_replaces_the_old_one_at_once() {
     for seed in SEEDS {
@@ -1136,6 +1139,222 @@ fn a_new_member_with_the_same_node_name_replaces_the_old_one_at_once() {
                 "seed {seed}: member {o} lists the replaced id again"
             );
             assert_eq!(member_ids(&sim, o).len(), n, "seed {seed}: member {o}");
+        }
+    }
+}
+
+/// The `NodeNameConflict` events each member reported, as (name, ids).
+fn name_conflicts(
+    events: &RefCell<Vec<(u64, usize, NodeEvent)>>,
+    member: usize,
+) -> Vec<(String, Vec<MemberId>)> {
+    events
+        .borrow()
+        .iter()
+        .filter(|(_, i, _)| *i == member)
+        .filter_map(|(_, _, e)| match e {
+            NodeEvent::NodeNameConflict { name, ids } => Some((name.to_string(), ids.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+/// How many members were replaced or declared down, by anyone.
+fn evictions(events: &RefCell<Vec<(u64, usize, NodeEvent)>>) -> usize {
+    events
+        .borrow()
+        .iter()
+        .filter(|(_, _, e)| {
+            matches!(
+                e,
+                NodeEvent::MemberReplaced { .. } | NodeEvent::MemberDown(_)
+            )
+        })
+        .count()
+}
+
+/// Five supervisors on one host (or five VMs cloned from one image) share the host name, given
+/// by no one: a member is its id, so all five stay members, for good.
+#[test]
+fn five_members_sharing_a_default_host_name_form_a_ring_and_keep_it() {
+    for seed in SEEDS {
+        let n = 5;
+        let mut sim = Sim::new(SimConfig::new(n, seed));
+        for i in 0..n {
+            sim.set_node_name(i, "build-host", false);
+        }
+        let events = record_events(&mut sim);
+        sim.start_all();
+        converge(&mut sim, seed);
+        let all: Vec<usize> = (0..n).collect();
+        let mut broken = None;
+        sim.run_until(60 * SECOND, STEP, |s| {
+            if broken.is_none() && !s.all_see_alive(&all) {
+                broken = Some(s.now_ms());
+            }
+            false
+        });
+        assert_eq!(
+            broken, None,
+            "seed {seed}: the ring of {n} stopped being whole (ms)"
+        );
+        assert_eq!(
+            evictions(&events),
+            0,
+            "seed {seed}: a member was replaced or declared down"
+        );
+        let ids: Vec<MemberId> = (0..n)
+            .map(|i| sim.identity(i).id)
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        for i in 0..n {
+            assert_eq!(member_ids(&sim, i).len(), n, "seed {seed}: member {i}");
+            let reported = name_conflicts(&events, i);
+            assert_eq!(
+                reported.last(),
+                Some(&("build-host".to_string(), ids.clone())),
+                "seed {seed}: member {i} should report all {n} sharing the name"
+            );
+        }
+    }
+}
+
+/// Two members given one explicit name by mistake both answer: neither replaces the other (that
+/// would make the evicted one rejoin newer and evict the other, for ever), and each member
+/// reports the conflict once.
+#[test]
+fn two_alive_members_with_one_explicit_name_are_both_kept_and_the_conflict_reported_once() {
+    for seed in SEEDS {
+        let n = 4;
+        let mut sim = Sim::new(SimConfig::new(n, seed));
+        sim.set_node_name(1, "db", true);
+        sim.set_node_name(2, "db", true);
+        let events = record_events(&mut sim);
+        sim.start_all();
+        converge(&mut sim, seed);
+        sim.run_for(60 * SECOND);
+        let all: Vec<usize> = (0..n).collect();
+        assert!(
+            sim.all_see_alive(&all),
+            "seed {seed}: the ring is not whole"
+        );
+        assert_eq!(
+            evictions(&events),
+            0,
+            "seed {seed}: a member was replaced or declared down"
+        );
+        // Member 2 is confirmed down and rejoins newer than member 1: member 1 is challenged
+        // again, answers again, and the pair is not reported again.
+        sim.pause(2);
+        let others = everyone_but(n, &[2]);
+        assert!(
+            sim.run_until(30 * SECOND, STEP, |s| others
+                .iter()
+                .all(|&o| s.health(o, 2) == Some(Health::Confirmed))),
+            "seed {seed}: paused member 2 was not confirmed down"
+        );
+        sim.resume(2);
+        assert!(
+            sim.run_until(30 * SECOND, STEP, |s| s.all_see_alive(&all)),
+            "seed {seed}: member 2 did not come back"
+        );
+        sim.run_for(10 * SECOND);
+        let replaced = events
+            .borrow()
+            .iter()
+            .filter(|(_, _, e)| matches!(e, NodeEvent::MemberReplaced { .. }))
+            .count();
+        assert_eq!(replaced, 0, "seed {seed}: a member was replaced");
+        let pair = {
+            let (a, b) = (sim.identity(1).id, sim.identity(2).id);
+            vec![a.min(b), a.max(b)]
+        };
+        for i in 0..n {
+            assert_eq!(
+                name_conflicts(&events, i),
+                vec![("db".to_string(), pair.clone())],
+                "seed {seed}: member {i} should report the conflict exactly once"
+            );
+        }
+    }
+}
+
+/// The same under loss: a challenge answer may be lost and the older one evicted, but it
+/// rejoins newer and the other one answers, so both end up members.
+#[test]
+fn two_alive_members_with_one_explicit_name_both_stay_members_under_loss() {
+    for seed in seeds(&[]) {
+        let n = 4;
+        let mut config = SimConfig::new(n, seed);
+        config.loss = 0.1;
+        let mut sim = Sim::new(config);
+        sim.set_node_name(1, "db", true);
+        sim.set_node_name(2, "db", true);
+        sim.start_all();
+        converge(&mut sim, seed);
+        let all: Vec<usize> = (0..n).collect();
+        sim.run_for(60 * SECOND);
+        assert!(
+            sim.run_until(30 * SECOND, STEP, |s| s.all_see_alive(&all)),
+            "seed {seed}: after a minute under loss the ring did not become whole again"
+        );
+    }
+}
+
+/// A pod restarted on another node with its data dir lost: a new id under the same explicit
+/// name at a new address. The old id is silent, fails its challenge and is gone from every
+/// member within two probe timeouts or so, long before SWIM would have confirmed it.
+#[test]
+fn a_named_member_restarted_at_a_new_address_replaces_its_old_id_within_two_seconds() {
+    for seed in SEEDS {
+        let n = 6;
+        let mut sim = ring(n, seed);
+        let events = record_events(&mut sim);
+        let host = StdRng::seed_from_u64(seed).random_range(1..n);
+        let others = everyone_but(n, &[host]);
+        let old_id = sim.identity(host).id;
+        let name = sim.identity(host).node.to_string();
+        sim.crash(host);
+        let new = sim.add_member();
+        sim.set_node_name(new, &name, true);
+        let new_id = sim.identity(new).id;
+        let started = sim.now_ms();
+        sim.start(new, &[0]);
+        let replaced = sim.run_until(30 * SECOND, Duration::from_millis(10), |s| {
+            others.iter().all(|&o| {
+                !member_ids(s, o).contains(&old_id) && s.health(o, new) == Some(Health::Alive)
+            })
+        });
+        let took = sim.now_ms() - started;
+        assert!(
+            replaced,
+            "seed {seed}: the replacement of member {host} was not seen by everyone in 30 s"
+        );
+        assert!(
+            took <= 2_000,
+            "seed {seed}: the old id of {host} was dropped by everyone only after {took} ms"
+        );
+        let replacements = events
+            .borrow()
+            .iter()
+            .filter(|(_, _, e)| {
+                matches!(e, NodeEvent::MemberReplaced { old, new }
+                    if old.id == old_id && new.id == new_id)
+            })
+            .count();
+        assert!(
+            replacements >= 1,
+            "seed {seed}: no member reported the replacement"
+        );
+        sim.run_for(30 * SECOND);
+        for &o in others.iter().chain([&new]) {
+            let ids = member_ids(&sim, o);
+            assert!(
+                !ids.contains(&old_id),
+                "seed {seed}: member {o} lists the replaced id again"
+            );
+            assert_eq!(ids.len(), n, "seed {seed}: member {o} lists {ids:?}");
         }
     }
 }

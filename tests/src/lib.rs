@@ -303,10 +303,22 @@ pub const fn ip(block: u8, host: u8) -> Ipv4Addr {
     Ipv4Addr::new(127, 0, block, host)
 }
 
+/// What a supervisor is told its node name is.
+#[derive(Clone, Debug)]
+enum NodeName {
+    /// `--node-name node-127-0-X-n`, unique per address.
+    PerAddress,
+    /// `--node-name NAME`.
+    Given(String),
+    /// No `--node-name`: the host name, which every supervisor here shares.
+    HostName,
+}
+
 /// How a supervisor is started; kept so `restart` runs the very same command.
 #[derive(Clone, Debug)]
 pub struct SupervisorBuilder {
     ip: Ipv4Addr,
+    node_name: NodeName,
     peers: Vec<Ipv4Addr>,
     args: Vec<String>,
     env: Vec<(String, String)>,
@@ -363,6 +375,18 @@ impl SupervisorBuilder {
         self
     }
 
+    /// `--node-name NAME` instead of the default one per address.
+    pub fn node_name(mut self, name: &str) -> Self {
+        self.node_name = NodeName::Given(name.to_string());
+        self
+    }
+
+    /// No `--node-name`: the supervisor takes the host name, as every other one without it.
+    pub fn without_node_name(mut self) -> Self {
+        self.node_name = NodeName::HostName;
+        self
+    }
+
     /// Runs without loading the example package.
     pub fn without_service(mut self) -> Self {
         self.service = false;
@@ -377,6 +401,21 @@ impl SupervisorBuilder {
 
     /// Starts the supervisor without waiting for it to answer.
     pub fn spawn(self) -> Supervisor {
+        let root = self.new_root();
+        let mut sup = Supervisor {
+            spec: self,
+            log: root.path().join("hab.log"),
+            root,
+            retired_roots: Vec::new(),
+            child: None,
+            started: Instant::now(),
+        };
+        sup.spawn_child();
+        sup
+    }
+
+    /// A fresh temp root holding the files given with `file`.
+    fn new_root(&self) -> tempfile::TempDir {
         let root = tempfile::Builder::new()
             .prefix(&format!("hab-e2e-{}-", self.ip))
             .tempdir()
@@ -392,15 +431,7 @@ impl SupervisorBuilder {
                     .unwrap_or_else(|e| panic!("{}: set mtime: {e}", path.display()));
             }
         }
-        let mut sup = Supervisor {
-            spec: self,
-            log: root.path().join("hab.log"),
-            root,
-            child: None,
-            started: Instant::now(),
-        };
-        sup.spawn_child();
-        sup
+        root
     }
 
     /// Starts the supervisor and waits until its HTTP gateway answers.
@@ -416,6 +447,8 @@ impl SupervisorBuilder {
 pub struct Supervisor {
     spec: SupervisorBuilder,
     root: tempfile::TempDir,
+    /// Roots of earlier lives (`restart_with_fresh_root`); the log stays in the first one.
+    retired_roots: Vec<tempfile::TempDir>,
     log: PathBuf,
     child: Option<Child>,
     started: Instant,
@@ -431,6 +464,7 @@ impl Supervisor {
     pub fn at_ip(ip: Ipv4Addr) -> SupervisorBuilder {
         SupervisorBuilder {
             ip,
+            node_name: NodeName::PerAddress,
             peers: Vec::new(),
             args: Vec::new(),
             env: Vec::new(),
@@ -464,7 +498,15 @@ impl Supervisor {
             .arg(SocketAddr::new(ip, HTTP_PORT).to_string());
         cmd.arg("--listen-ctl")
             .arg(SocketAddr::new(ip, CTL_PORT).to_string());
-        cmd.arg("--node-name").arg(self.node_name());
+        match &spec.node_name {
+            NodeName::PerAddress => {
+                cmd.arg("--node-name").arg(self.node_name());
+            }
+            NodeName::Given(name) => {
+                cmd.arg("--node-name").arg(name);
+            }
+            NodeName::HostName => {}
+        }
         for peer in &spec.peers {
             cmd.arg("--peer").arg(format!("{peer}:{GOSSIP_PORT}"));
         }
@@ -512,8 +554,8 @@ impl Supervisor {
         format!("sup {}", self.spec.ip)
     }
 
-    /// `node-127-0-X-n`: unique per supervisor, since a newer member with the same node name
-    /// replaces the older one (and every process here shares the host name).
+    /// `node-127-0-X-n`: unique per supervisor, as pod names are (every process here shares
+    /// the host name, and members sharing a name are reported as a conflict).
     fn node_name(&self) -> String {
         format!("node-{}", self.spec.ip).replace('.', "-")
     }
@@ -680,6 +722,17 @@ impl Supervisor {
         self.wait_ready();
     }
 
+    /// Starts again at the same address with the same flags but a new, empty root: a new member
+    /// id, as a pod that lost its data dir. Waits until it answers.
+    pub fn restart_with_fresh_root(&mut self) {
+        self.kill();
+        let root = self.spec.new_root();
+        self.retired_roots
+            .push(std::mem::replace(&mut self.root, root));
+        self.spawn_child();
+        self.wait_ready();
+    }
+
     /// Prints the last `lines` lines of the log to stderr (shown by the test harness).
     pub fn print_log_tail(&self, lines: usize) {
         let log = self.log();
@@ -704,6 +757,9 @@ impl Drop for Supervisor {
             self.print_log_tail(40);
             // Keep the root to look at; its path is in the header above.
             self.root.disable_cleanup(true);
+            for root in &mut self.retired_roots {
+                root.disable_cleanup(true);
+            }
         }
     }
 }

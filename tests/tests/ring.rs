@@ -3,7 +3,7 @@
 //! Each test owns one 127.0.X.0/24 block (X below), so the tests run in parallel.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::io::Write;
 use std::net::{SocketAddr, TcpStream, UdpSocket};
@@ -29,9 +29,13 @@ const BLOCK_CORRUPT_STORE: u8 = 18;
 const BLOCK_STRICT_ROTATION: u8 = 20;
 const BLOCK_FRESH_KEY_ROTATION: u8 = 21;
 const BLOCK_PERSIST_ON_EXIT: u8 = 22;
+const BLOCK_NO_NODE_NAMES: u8 = 61;
+const BLOCK_FRESH_ROOT: u8 = 62;
+const BLOCK_SHARED_NAME: u8 = 63;
 const BLOCK_MALFORMED: u8 = 250;
 
 const ALIVE_SERIES: &str = "hab_gossip_members{health=\"alive\"}";
+const NAME_CONFLICTS_SERIES: &str = "hab_gossip_node_name_conflicts";
 const UNKNOWN_KEY_SERIES: &str = "hab_gossip_dropped_total{reason=\"unknown_key\"}";
 
 fn health_of(sup: &Supervisor, id: &str) -> Result<String, String> {
@@ -660,5 +664,147 @@ fn a_sigtermed_member_writes_its_rumor_store_before_exiting() {
         rumors.is_file(),
         "no rumor store at {} after a graceful exit",
         rumors.display()
+    );
+}
+
+/// `/butterfly`'s `node_name_conflicts`: node name -> the ids of the up members sharing it.
+fn name_conflicts(sup: &Supervisor) -> Result<BTreeMap<String, Vec<String>>, String> {
+    let doc = sup.butterfly()?;
+    serde_json::from_value(doc["node_name_conflicts"].clone())
+        .map_err(|e| format!("{}: node_name_conflicts: {e}: {doc}", sup.name()))
+}
+
+/// Every process here shares the host name: without `--node-name`, five supervisors share one
+/// node name. A member is its id, so they form a ring and keep it, and report the conflict.
+#[test]
+fn five_supervisors_without_node_names_form_a_ring_and_keep_it() {
+    let ring = start_ring(BLOCK_NO_NODE_NAMES, 5, |_, b| b.without_node_name());
+    let started = Instant::now();
+    wait_for(
+        SOON,
+        "every member sees 5 Alive members and 5 hello.default members alive in its census",
+        || ring_is_whole(&ring, Some(HELLO_GROUP)),
+    );
+    eprintln!(
+        "ring of 5 without node names whole after {:?}",
+        started.elapsed()
+    );
+    // Members that evict each other by name would leave it whole for moments only.
+    holds_throughout(
+        Duration::from_secs(5),
+        "every member sees exactly the 5 Alive",
+        || ring_is_whole(&ring, None),
+    );
+    let mut ids = member_ids(&ring);
+    ids.sort();
+    for sup in &ring {
+        let conflicts = name_conflicts(sup).unwrap();
+        assert_eq!(
+            conflicts.values().collect::<Vec<_>>(),
+            vec![&ids],
+            "{} should report the 5 sharing the host name: {conflicts:?}",
+            sup.name()
+        );
+        assert_eq!(
+            sup.metric(NAME_CONFLICTS_SERIES).unwrap(),
+            1.0,
+            "{}",
+            sup.name()
+        );
+        assert!(
+            !sup.log().contains("member replaced"),
+            "{} replaced a member",
+            sup.name()
+        );
+    }
+}
+
+/// A pod killed and restarted without its data dir: a new member id under the same explicit
+/// name and address. Its old id goes at once; with suspicion lasting 30 s, SWIM alone would
+/// have kept it listed (Suspect, then Confirmed) for much longer.
+#[test]
+fn a_member_restarted_with_its_name_and_a_fresh_root_replaces_its_old_id_at_once() {
+    let mut ring = start_ring(BLOCK_FRESH_ROOT, 4, |_, b| {
+        b.args(["--suspicion-mult", "150"])
+    });
+    wait_for(SOON, "the ring of 4 is whole", || {
+        ring_is_whole(&ring, Some(HELLO_GROUP))
+    });
+    let old_id = ring[3].member_id();
+    ring[3].kill();
+    ring[3].restart_with_fresh_root();
+    let restarted = Instant::now();
+    let new_id = ring[3].member_id();
+    assert_ne!(new_id, old_id, "a fresh root makes a new member id");
+    wait_for(
+        Duration::from_secs(5),
+        "every member sees the 4 current ids Alive and no longer lists the old id",
+        || {
+            ring_is_whole(&ring, Some(HELLO_GROUP))?;
+            for sup in &ring {
+                if sup.health()?.contains_key(&old_id) {
+                    return Err(format!("{} still lists {old_id}", sup.name()));
+                }
+            }
+            Ok(())
+        },
+    );
+    eprintln!(
+        "old id gone everywhere {:?} after the restart",
+        restarted.elapsed()
+    );
+    for sup in &ring[..3] {
+        assert!(
+            sup.log().contains("member replaced"),
+            "{} logged no replacement",
+            sup.name()
+        );
+    }
+}
+
+/// Two supervisors given one --node-name by mistake both answer: both stay members, and the
+/// conflict shows in /butterfly and /metrics.
+#[test]
+fn two_answering_members_with_one_explicit_name_are_both_kept_and_reported() {
+    let ring = start_ring(BLOCK_SHARED_NAME, 3, |host, b| {
+        if host <= 2 {
+            b.node_name("shared")
+        } else {
+            b
+        }
+    });
+    wait_for(SOON, "the ring of 3 is whole", || {
+        ring_is_whole(&ring, Some(HELLO_GROUP))
+    });
+    holds_throughout(
+        Duration::from_secs(3),
+        "every member sees exactly the 3 Alive",
+        || ring_is_whole(&ring, None),
+    );
+    let mut pair = member_ids(&ring[..2]);
+    pair.sort();
+    for sup in &ring {
+        let conflicts = name_conflicts(sup).unwrap();
+        assert_eq!(
+            conflicts,
+            BTreeMap::from([("shared".to_string(), pair.clone())]),
+            "{}",
+            sup.name()
+        );
+        assert_eq!(
+            sup.metric(NAME_CONFLICTS_SERIES).unwrap(),
+            1.0,
+            "{}",
+            sup.name()
+        );
+        assert!(
+            !sup.log().contains("member replaced"),
+            "{} replaced a member",
+            sup.name()
+        );
+    }
+    assert!(
+        ring[2].log().contains("share a node name"),
+        "the third member logged no conflict warning"
     );
 }

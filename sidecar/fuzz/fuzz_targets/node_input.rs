@@ -31,6 +31,7 @@ fn identity(i: usize) -> Identity {
         node: Arc::from(format!("m{i}").as_str()),
         addr: addr(i),
         persistent: false,
+        named: true,
     }
 }
 

@@ -2,8 +2,9 @@
 //!
 //! A member's `incarnation` is persisted and only ever grows (it is at least the wall-clock second
 //! of its start), so a restarted member always wins over its previous self and over an older
-//! member that used the same node name or address.
+//! member that used the same address (or the same explicit node name, once that one is silent).
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::net::SocketAddr;
 use std::str::FromStr;
@@ -67,18 +68,28 @@ pub struct Identity {
     pub id: MemberId,
     /// Persisted, grows on every start and every rejoin.
     pub incarnation: u64,
-    /// Host or pod name: a newer member with the same node name replaces the older one at once.
+    /// Host or pod name. Not unique: several supervisors on one host, or VMs cloned from one
+    /// image, share the host name (see `named`).
     pub node: Arc<str>,
     /// Where the member's gossip (UDP and TCP) listens, as peers reach it.
     pub addr: SocketAddr,
     /// Started with `--permanent-peer`: kept being contacted while it is down.
     pub persistent: bool,
+    /// The node name was given explicitly (`--node-name`, `HAB_NODE_NAME`), as a pod's name is:
+    /// only then may a newer member with that name replace a silent older one.
+    pub named: bool,
 }
 
 impl Identity {
     /// Orders two identities claiming the same address or node name: the newer one wins.
     pub fn is_newer_than(&self, other: &Identity) -> bool {
         (self.incarnation, self.id) > (other.incarnation, other.id)
+    }
+
+    /// Whether a newer member may take this one's node name: both names were given explicitly
+    /// and `newer` is newer (it still has to find this one silent, see `Node::member_up`).
+    pub fn may_be_replaced_by(&self, newer: &Identity) -> bool {
+        self.named && newer.named && *self.node == *newer.node && newer.is_newer_than(self)
     }
 }
 
@@ -107,7 +118,10 @@ impl foca::Identity for Identity {
     }
 
     fn win_addr_conflict(&self, adversary: &Self) -> bool {
+        // The same identity relayed by a member that predates the `named` flag arrives without
+        // it: the copy with the flag wins, so the two never take turns replacing each other.
         self.is_newer_than(adversary)
+            || (!adversary.is_newer_than(self) && self.named && !adversary.named)
     }
 }
 
@@ -149,6 +163,27 @@ pub struct MemberView {
     pub health: Health,
 }
 
+/// Node names held by more than one up member, each with those members' ids (sorted): the
+/// conflicts `/butterfly` and `/metrics` show. A member is its id, so all of them are kept.
+pub fn node_name_conflicts<'a>(
+    members: impl IntoIterator<Item = (&'a Identity, Health)>,
+) -> BTreeMap<Arc<str>, Vec<MemberId>> {
+    let mut by_name: BTreeMap<Arc<str>, BTreeSet<MemberId>> = BTreeMap::new();
+    for (identity, health) in members {
+        if health.is_up() && !identity.node.is_empty() {
+            by_name
+                .entry(Arc::clone(&identity.node))
+                .or_default()
+                .insert(identity.id);
+        }
+    }
+    by_name
+        .into_iter()
+        .filter(|(_, ids)| ids.len() > 1)
+        .map(|(name, ids)| (name, ids.into_iter().collect()))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -177,9 +212,79 @@ mod tests {
             node: "a".into(),
             addr: "127.0.0.1:9638".parse().unwrap(),
             persistent: false,
+            named: true,
         };
         let new = old.renew().unwrap();
         assert!(new.win_addr_conflict(&old));
         assert!(!old.win_addr_conflict(&new));
+        // Relayed by an older member, which drops the flag: the flagged copy wins the tie.
+        let stripped = Identity {
+            named: false,
+            ..old.clone()
+        };
+        assert!(old.win_addr_conflict(&stripped));
+        assert!(!stripped.win_addr_conflict(&old));
+        assert!(new.win_addr_conflict(&stripped));
+    }
+
+    #[test]
+    fn a_name_conflict_is_a_name_held_by_several_up_members() {
+        let member = |n: u8, node: &str| Identity {
+            id: MemberId([n; 16]),
+            incarnation: 10,
+            node: node.into(),
+            addr: format!("10.0.0.{n}:9638").parse().unwrap(),
+            persistent: false,
+            named: false,
+        };
+        let (a, b, c, d) = (
+            member(1, "host"),
+            member(2, "host"),
+            member(3, "host"),
+            member(4, "other"),
+        );
+        let conflicts = node_name_conflicts([
+            (&a, Health::Alive),
+            (&b, Health::Suspect),
+            (&c, Health::Confirmed),
+            (&d, Health::Alive),
+        ]);
+        assert_eq!(
+            conflicts.into_iter().collect::<Vec<_>>(),
+            vec![(Arc::from("host"), vec![a.id, b.id])],
+            "a confirmed member holds no name; a name held once is no conflict"
+        );
+        assert!(node_name_conflicts([(&a, Health::Alive), (&c, Health::Departed)]).is_empty());
+    }
+
+    #[test]
+    fn only_an_explicit_name_may_be_taken_over_and_only_by_a_newer_explicit_one() {
+        let old = Identity {
+            id: MemberId([1; 16]),
+            incarnation: 10,
+            node: "web-0".into(),
+            addr: "10.0.0.1:9638".parse().unwrap(),
+            persistent: false,
+            named: true,
+        };
+        let new = Identity {
+            id: MemberId([2; 16]),
+            incarnation: 11,
+            addr: "10.0.0.2:9638".parse().unwrap(),
+            ..old.clone()
+        };
+        assert!(old.may_be_replaced_by(&new));
+        assert!(!new.may_be_replaced_by(&old), "the older never takes over");
+        let unnamed = |i: &Identity| Identity {
+            named: false,
+            ..i.clone()
+        };
+        assert!(!unnamed(&old).may_be_replaced_by(&new));
+        assert!(!old.may_be_replaced_by(&unnamed(&new)));
+        let elsewhere = Identity {
+            node: "web-1".into(),
+            ..new.clone()
+        };
+        assert!(!old.may_be_replaced_by(&elsewhere));
     }
 }

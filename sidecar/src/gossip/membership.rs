@@ -124,6 +124,8 @@ pub struct SwimOutput {
     pub sends: Vec<(SocketAddr, Vec<u8>)>,
     pub timers: Vec<(SwimTimer, Duration)>,
     pub events: Vec<MembershipEvent>,
+    /// Members whose own datagrams (addressed to us) were handled: proof that they answer.
+    pub heard_from: Vec<MemberId>,
 }
 
 /// Why foca refused a datagram (counted in metrics).
@@ -204,6 +206,8 @@ const FLAG_PERSISTENT: u8 = 1;
 const FLAG_IPV6: u8 = 2;
 /// The port is Habitat's 9638 and is not sent (2 bytes off every identity on the wire).
 const FLAG_DEFAULT_PORT: u8 = 4;
+/// The node name was given explicitly (`Identity::named`).
+const FLAG_NAMED: u8 = 8;
 const DEFAULT_GOSSIP_PORT: u16 = 9638;
 pub const MAX_NODE_NAME: usize = 253;
 
@@ -257,6 +261,9 @@ fn put_identity(buf: &mut impl BufMut, id: &Identity) {
     if id.addr.port() == DEFAULT_GOSSIP_PORT {
         flags |= FLAG_DEFAULT_PORT;
     }
+    if id.named {
+        flags |= FLAG_NAMED;
+    }
     buf.put_u8(flags);
     match id.addr.ip() {
         IpAddr::V4(ip) => buf.put_slice(&ip.octets()),
@@ -304,6 +311,7 @@ fn get_identity(buf: &mut impl Buf) -> Result<Identity, WireError> {
         node: node.into(),
         addr: SocketAddr::new(ip, port),
         persistent: flags & FLAG_PERSISTENT != 0,
+        named: flags & FLAG_NAMED != 0,
     })
 }
 
@@ -445,6 +453,7 @@ impl foca::Codec<Identity> for WireCodec {
                 node: Arc::from(""),
                 addr: SocketAddr::from(([0, 0, 0, 0], 0)),
                 persistent: false,
+                named: false,
             },
         };
         Ok(Header {
@@ -510,6 +519,14 @@ impl foca::Runtime<Identity> for Collector<'_> {
             Notification::MemberDown(id) => {
                 self.out.events.push(MembershipEvent::Down(id.clone()));
             }
+            // The same identity again, now with the flags a relay predating them dropped (see
+            // `win_addr_conflict`): not a restart, so no Down.
+            Notification::Rename(old, new)
+                if old.id == new.id && old.incarnation == new.incarnation =>
+            {
+                self.renamed.push(self.out.events.len());
+                self.out.events.push(MembershipEvent::Up(new.clone()));
+            }
             Notification::Rename(old, new) => {
                 self.out.events.push(MembershipEvent::Down(old.clone()));
                 self.renamed.push(self.out.events.len());
@@ -525,6 +542,7 @@ impl foca::Runtime<Identity> for Collector<'_> {
                 self.probe_failed.push(id.clone());
             }
             Notification::DataReceived(header) => {
+                self.out.heard_from.push(header.src.id);
                 self.heard_from.push(header.src.clone());
                 if matches!(
                     header.message,
@@ -856,6 +874,7 @@ impl Membership {
             node: Arc::from(""),
             addr,
             persistent: false,
+            named: false,
         };
         if let Err(e) = self.run(|foca, rt| foca.announce(target, rt)) {
             tracing::debug!(%addr, error = %e, "announce");
@@ -950,6 +969,7 @@ mod tests {
             node: Arc::from(format!("n{n}").as_str()),
             addr: SocketAddr::from(([127, 0, 0, n], 9638)),
             persistent: false,
+            named: true,
         }
     }
 
@@ -1037,19 +1057,45 @@ mod tests {
         assert!(m.take_output().events.contains(&MembershipEvent::Up(again)));
     }
 
+    /// Members that predate the `named` flag relay identities without it: the copy with the
+    /// flag is kept, and swapping one copy for the other is no restart (no Down).
+    #[test]
+    fn a_relayed_copy_without_the_named_flag_is_the_same_member() {
+        let (me, peer, x) = (identity(1, 10), identity(2, 10), identity(3, 10));
+        let stripped = Identity {
+            named: false,
+            ..x.clone()
+        };
+        let mut m = Membership::new(me.clone(), SwimConfig::lan(), 7);
+        m.assume_alive(vec![peer.clone(), stripped.clone()]);
+        m.take_output();
+        m.handle_data(&update(&peer, &me, Member::alive(x.clone())))
+            .unwrap();
+        let events = m.take_output().events;
+        assert_eq!(events, vec![MembershipEvent::Up(x.clone())]);
+        assert_eq!(health_of(&m, &x), Health::Alive);
+        m.handle_data(&update(&peer, &me, Member::alive(stripped.clone())))
+            .unwrap();
+        assert_eq!(m.take_output().events, vec![], "the stripped copy loses");
+        assert!(m.members().any(|(i, _)| *i == x), "the flagged copy stays");
+        assert!(!m.members().any(|(i, _)| *i == stripped));
+    }
+
     #[test]
     fn identities_round_trip_through_the_codec() {
         let mut codec = WireCodec {
             state: Arc::new(Mutex::new(CodecState::default())),
         };
-        for (addr, persistent) in [
-            ("127.0.0.1:9638", false),
-            ("127.0.0.1:4000", true),
-            ("[::1]:9638", false),
+        for (addr, persistent, named) in [
+            ("127.0.0.1:9638", false, true),
+            ("127.0.0.1:4000", true, false),
+            ("[::1]:9638", false, false),
+            ("[::1]:4000", true, true),
         ] {
             let id = Identity {
                 addr: addr.parse().unwrap(),
                 persistent,
+                named,
                 ..identity(4, 1_790_000_000)
             };
             let mut buf = Vec::new();
@@ -1058,6 +1104,7 @@ mod tests {
                 .unwrap();
             let back = codec.decode_member(&buf[..]).unwrap();
             assert_eq!(back.id(), &id);
+            assert_eq!((back.id().persistent, back.id().named), (persistent, named));
             assert_eq!((back.incarnation(), back.state()), (3, State::Suspect));
         }
     }

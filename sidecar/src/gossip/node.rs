@@ -6,7 +6,7 @@
 //! Invariants: nothing here reads a clock or a socket; every datagram we accept passed the
 //! envelope's authentication and the replay window; malformed input is counted, never a panic.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -80,6 +80,8 @@ pub enum NodeTimer {
     MemberSync,
     Heal,
     Maintenance,
+    /// The deadline of a name challenge to this member (see `Node::member_up`).
+    NameChallenge(MemberId),
 }
 
 /// A TCP conversation started by this node; 0 means "no reply expected".
@@ -109,10 +111,18 @@ pub enum Output {
 pub enum NodeEvent {
     MemberUp(Identity),
     MemberDown(Identity),
-    /// A newer member took this one's node name; the old id is gone at once.
+    /// A newer member took this one's explicit node name while it was silent; the old id is
+    /// gone at once.
     MemberReplaced {
         old: Identity,
         new: Identity,
+    },
+    /// Members that both answer share a node name (several supervisors on one host, VMs cloned
+    /// from one image): all are kept. Reported once per pair of ids; `ids` are every up member
+    /// holding the name, ourselves included, sorted.
+    NodeNameConflict {
+        name: Arc<str>,
+        ids: Vec<MemberId>,
     },
     RumorChanged(RumorKey),
     /// This node was declared down and rejoined with a higher incarnation (persist it).
@@ -142,6 +152,18 @@ impl NodeStats {
     fn drop(&mut self, reason: &'static str) {
         *self.dropped.entry(reason).or_default() += 1;
     }
+}
+
+/// Pairs of ids reported in `NodeNameConflict` events are remembered up to this many: beyond, new
+/// pairs are not reported again (`/butterfly` and `/metrics` still show every conflict).
+const MAX_REPORTED_NAME_CONFLICTS: usize = 4096;
+
+/// A newer member with an explicit node name asked us to drop the older holder of that name; the
+/// older one is sent an Announce and keeps its place if it answers by `deadline_ms`.
+#[derive(Debug)]
+struct NameChallenge {
+    challenger: Identity,
+    deadline_ms: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -182,8 +204,12 @@ pub struct Node {
     members: HashMap<MemberId, MemberRecord>,
     /// Up members other than us, for O(1) random choice.
     up: UpSet,
-    /// Node name -> the member currently holding it.
-    by_node: HashMap<Arc<str>, MemberId>,
+    /// Node name -> every member whose record carries it, ourselves included.
+    by_node: HashMap<Arc<str>, BTreeSet<MemberId>>,
+    /// Challenged holder of a node name -> its pending challenge.
+    name_challenges: HashMap<MemberId, NameChallenge>,
+    /// Sorted id pairs already reported as sharing a node name (bounded).
+    name_conflicts_reported: HashSet<(MemberId, MemberId)>,
     /// Gossip address -> the member last seen there.
     by_addr: HashMap<SocketAddr, MemberId>,
     peers: Vec<SocketAddr>,
@@ -228,6 +254,7 @@ impl Node {
         let mut rng = StdRng::seed_from_u64(seed);
         let membership = Membership::new(identity.clone(), config.swim.clone(), rng.random());
         let mut members = HashMap::new();
+        let by_node = HashMap::from([(Arc::clone(&identity.node), BTreeSet::from([identity.id]))]);
         members.insert(
             identity.id,
             MemberRecord {
@@ -251,7 +278,9 @@ impl Node {
             rng,
             members,
             up: UpSet::default(),
-            by_node: HashMap::new(),
+            by_node,
+            name_challenges: HashMap::new(),
+            name_conflicts_reported: HashSet::new(),
             by_addr: HashMap::new(),
             peers: Vec::new(),
             sessions: HashMap::new(),
@@ -508,6 +537,7 @@ impl Node {
                 self.reschedule(NodeTimer::Maintenance, self.config.maintenance_interval);
                 self.maintenance();
             }
+            NodeTimer::NameChallenge(id) => self.name_challenge_expired(id),
         }
         self.flush_swim();
     }
@@ -1135,7 +1165,8 @@ impl Node {
     fn flush_swim(&mut self) {
         loop {
             let out = self.membership.take_output();
-            if out.sends.is_empty() && out.timers.is_empty() && out.events.is_empty() {
+            let idle = out.sends.is_empty() && out.timers.is_empty() && out.events.is_empty();
+            if idle && out.heard_from.is_empty() {
                 break;
             }
             for (to, swim) in out.sends {
@@ -1163,6 +1194,13 @@ impl Node {
             }
             for event in out.events {
                 self.on_membership_event(event);
+            }
+            // After the events: a datagram from the challenged member itself may have brought
+            // news of its challenger.
+            for id in out.heard_from {
+                if self.name_challenges.remove(&id).is_some() {
+                    tracing::debug!(member = %id, "answered a name challenge: kept");
+                }
             }
         }
         // A rumor goes once to each member: in a ring smaller than the budget, to all of them.
@@ -1193,12 +1231,15 @@ impl Node {
                     let current = record.identity.incarnation <= identity.incarnation;
                     if current && record.health != Health::Departed {
                         let was_up = record.health != Health::Confirmed;
-                        record.identity = identity.clone();
+                        let previous = std::mem::replace(&mut record.identity, identity.clone());
                         record.health = Health::Confirmed;
                         if was_up {
                             record.since_ms = self.now_ms;
                             self.up.remove(id);
                             self.unreached.remove(&id);
+                        }
+                        self.index_name(id, Some(&previous.node), &identity.node);
+                        if was_up {
                             self.events.push(NodeEvent::MemberDown(identity));
                         }
                     }
@@ -1224,6 +1265,14 @@ impl Node {
         }
     }
 
+    /// A member is its id. Another member with the same node name is a second member (several
+    /// supervisors on one host, VMs cloned from one image: all stay, and the conflict is
+    /// reported), unless both names were given explicitly, the new one is newer, and the old one
+    /// is silent: then it is the same pod or host restarted without its data dir, and the old id
+    /// goes at once (no ghost in the census or the electorate). Silent means held suspect or
+    /// down, unreached by its last probe, or not answering a challenge (see `challenge_name`).
+    /// Evicting an old member that still answers would make it rejoin newer and evict the other
+    /// in turn, for ever.
     fn member_up(&mut self, identity: Identity) {
         let id = identity.id;
         if self.store.departed(id) {
@@ -1234,33 +1283,167 @@ impl Node {
                 return;
             }
         }
-        // A newer member with the same node name replaces the older one at once.
-        let holder = self
+        let me = self.identity().id;
+        let holders: Vec<Identity> = self
             .by_node
             .get(&identity.node)
-            .filter(|holder| **holder != id && **holder != self.identity().id)
-            .and_then(|holder| self.members.get(holder))
-            .map(|r| r.identity.clone());
-        if let Some(old) = holder {
-            if !identity.is_newer_than(&old) {
-                // The older claim stands; keep tracking this member under its id only.
-                self.insert_up(identity);
-                return;
+            .into_iter()
+            .flatten()
+            .filter(|&&holder| holder != id)
+            .filter_map(|holder| self.members.get(holder))
+            .filter(|r| r.health != Health::Departed)
+            .map(|r| r.identity.clone())
+            .collect();
+        for old in holders.iter().filter(|h| h.id != me) {
+            if old.may_be_replaced_by(&identity) {
+                if self.seems_alive(old.id) {
+                    self.challenge_name(old.clone(), &identity);
+                } else {
+                    self.replace_member(old.clone(), identity.clone());
+                }
             }
-            self.members.remove(&old.id);
-            self.up.remove(old.id);
-            self.unreached.remove(&old.id);
-            self.store.forget_member_for_good(old.id, self.now_ms);
-            self.membership.declare_down(old.clone());
-            self.events.push(NodeEvent::MemberReplaced {
-                old,
-                new: identity.clone(),
+        }
+        self.insert_up(identity.clone());
+        // News of an older holder, after its successor (ourselves, say): it may be a dead pod
+        // that a member still gossips about, so it too has to answer.
+        let successor = holders.iter().find(|h| {
+            identity.may_be_replaced_by(h)
+                && self
+                    .members
+                    .get(&h.id)
+                    .is_some_and(|r| r.health == Health::Alive)
+        });
+        if let Some(newer) = successor.cloned() {
+            self.challenge_name(identity.clone(), &newer);
+        }
+        self.report_name_conflict(&identity);
+    }
+
+    /// Up here, not suspected, and its last probe answered.
+    fn seems_alive(&self, id: MemberId) -> bool {
+        self.health_of(id) == Some(Health::Alive) && !self.unreached.contains(&id)
+    }
+
+    /// Asks `old` to prove it is alive: an Announce, which it answers with a Feed. Any datagram
+    /// from its id before the deadline keeps it (`flush_swim`); the address alone proves
+    /// nothing, since a pod's IP is reused.
+    fn challenge_name(&mut self, old: Identity, challenger: &Identity) {
+        if self.name_challenges.contains_key(&old.id) {
+            return;
+        }
+        // Two probe timeouts: an answer that takes longer would fail a probe too. Stretched
+        // like the probe timers while this node is slow (Lifeguard).
+        let wait = self.config.swim.probe_timeout * 2 * (1 + self.local_health());
+        self.name_challenges.insert(
+            old.id,
+            NameChallenge {
+                challenger: challenger.clone(),
+                deadline_ms: self.now_ms + wait.as_millis() as u64,
+            },
+        );
+        tracing::debug!(old = %old.id, new = %challenger.id, node = %old.node, "name challenge");
+        self.outputs.push(Output::Schedule {
+            after: wait,
+            timer: NodeTimer::NameChallenge(old.id),
+        });
+        self.membership.announce_to(old);
+    }
+
+    /// The challenged member did not answer in time: its challenger replaces it.
+    fn name_challenge_expired(&mut self, old_id: MemberId) {
+        let Some(challenge) = self.name_challenges.get(&old_id) else {
+            return; // Answered.
+        };
+        if self.now_ms < challenge.deadline_ms {
+            // The timer of an earlier, answered challenge (or the clock went back): wait on.
+            let after = Duration::from_millis(challenge.deadline_ms - self.now_ms);
+            let timer = NodeTimer::NameChallenge(old_id);
+            self.outputs.push(Output::Schedule { after, timer });
+            return;
+        }
+        let Some(challenge) = self.name_challenges.remove(&old_id) else {
+            return;
+        };
+        // Both as they are now: either may have renewed or gone meanwhile.
+        let current = |id| {
+            self.members
+                .get(&id)
+                .filter(|r| r.health != Health::Departed)
+                .map(|r| (r.identity.clone(), r.health))
+        };
+        let (Some((old, _)), Some((new, Health::Alive))) =
+            (current(old_id), current(challenge.challenger.id))
+        else {
+            return;
+        };
+        if old.may_be_replaced_by(&new) {
+            self.replace_member(old, new);
+        }
+    }
+
+    /// Forgets `old` and its rumors, and tells the ring it is down.
+    fn replace_member(&mut self, old: Identity, new: Identity) {
+        self.members.remove(&old.id);
+        self.unindex_name(old.id, &old.node);
+        self.up.remove(old.id);
+        self.unreached.remove(&old.id);
+        self.name_challenges.remove(&old.id);
+        let mut keys = self.store.forget_member_for_good(old.id, self.now_ms);
+        keys.sort_unstable();
+        self.membership.declare_down(old.clone());
+        self.events.push(NodeEvent::MemberReplaced { old, new });
+        for key in keys {
+            self.events.push(NodeEvent::RumorChanged(key));
+        }
+    }
+
+    /// Reports, once per pair of ids, that `identity` shares its node name with members that
+    /// are up (ourselves included).
+    fn report_name_conflict(&mut self, identity: &Identity) {
+        let holders: Vec<MemberId> = self
+            .by_node
+            .get(&identity.node)
+            .into_iter()
+            .flatten()
+            .copied()
+            .filter(|id| {
+                self.members
+                    .get(id)
+                    .is_some_and(|r| r.health == Health::Alive && r.identity.node == identity.node)
+            })
+            .collect();
+        let mut new_pair = false;
+        for &other in holders.iter().filter(|&&other| other != identity.id) {
+            let pair = (identity.id.min(other), identity.id.max(other));
+            if self.name_conflicts_reported.len() < MAX_REPORTED_NAME_CONFLICTS {
+                new_pair |= self.name_conflicts_reported.insert(pair);
+            }
+        }
+        if new_pair {
+            self.events.push(NodeEvent::NodeNameConflict {
+                name: Arc::clone(&identity.node),
+                ids: holders,
             });
         }
-        if !identity.node.is_empty() {
-            self.by_node.insert(Arc::clone(&identity.node), id);
+    }
+
+    /// Files `id` under `node` (and no longer under `previous`).
+    fn index_name(&mut self, id: MemberId, previous: Option<&Arc<str>>, node: &Arc<str>) {
+        if let Some(previous) = previous.filter(|p| *p != node) {
+            self.unindex_name(id, previous);
         }
-        self.insert_up(identity);
+        if !node.is_empty() {
+            self.by_node.entry(Arc::clone(node)).or_default().insert(id);
+        }
+    }
+
+    fn unindex_name(&mut self, id: MemberId, node: &Arc<str>) {
+        if let Some(ids) = self.by_node.get_mut(node) {
+            ids.remove(&id);
+            if ids.is_empty() {
+                self.by_node.remove(node);
+            }
+        }
     }
 
     fn insert_up(&mut self, identity: Identity) {
@@ -1271,13 +1454,18 @@ impl Node {
             .get(&id)
             .is_some_and(|r| r.health == Health::Confirmed);
         self.by_addr.insert(identity.addr, id);
-        self.members.insert(
+        let previous = self.members.insert(
             id,
             MemberRecord {
                 identity: identity.clone(),
                 health: Health::Alive,
                 since_ms: self.now_ms,
             },
+        );
+        self.index_name(
+            id,
+            previous.as_ref().map(|r| &r.identity.node),
+            &identity.node,
         );
         self.up.insert(id);
         self.arm_gossip();
@@ -1364,7 +1552,9 @@ impl Node {
         // Events in a fixed order, not the maps' (same seed, same run).
         expired.sort_unstable();
         for id in expired {
-            self.members.remove(&id);
+            if let Some(record) = self.members.remove(&id) {
+                self.unindex_name(id, &record.identity.node);
+            }
             let mut keys = self.store.forget_member_for_good(id, now);
             keys.sort_unstable();
             for key in keys {
@@ -1381,6 +1571,9 @@ impl Node {
         let stale = 4 * self.config.sync_interval.as_millis() as u64;
         self.sessions
             .retain(|_, s| now.saturating_sub(s.started_ms) < stale);
+        let members = &self.members;
+        self.name_conflicts_reported
+            .retain(|(a, b)| members.contains_key(a) && members.contains_key(b));
         // Keys are remembered for members and configured peers only.
         let (by_addr, peers) = (&self.by_addr, &self.peers);
         self.peer_keys

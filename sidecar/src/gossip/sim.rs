@@ -106,6 +106,20 @@ pub struct Sim {
     pub lost: u64,
 }
 
+/// Member `i` as first created: a fresh id, node name `m<i>` given explicitly (as pod names
+/// are), and an incarnation above every earlier member's (they start at the wall-clock second).
+fn new_identity(rng: &mut StdRng, i: usize) -> Identity {
+    Identity {
+        id: MemberId::random(rng),
+        // Realistic size on the wire.
+        incarnation: 1_790_000_000 + i as u64,
+        node: Arc::from(format!("m{i}").as_str()),
+        addr: sim_addr(i),
+        persistent: false,
+        named: true,
+    }
+}
+
 /// The loopback address of member `i` (distinct per member; never a real target).
 pub fn sim_addr(i: usize) -> SocketAddr {
     let n = i as u32 + 1;
@@ -120,14 +134,7 @@ impl Sim {
         let n = config.members;
         let mut identities = Vec::with_capacity(n);
         for i in 0..n {
-            identities.push(Identity {
-                id: MemberId::random(&mut rng),
-                // Realistic size on the wire: incarnations start at the wall-clock second.
-                incarnation: 1_790_000_000 + i as u64,
-                node: Arc::from(format!("m{i}").as_str()),
-                addr: sim_addr(i),
-                persistent: false,
-            });
+            identities.push(new_identity(&mut rng, i));
         }
         let by_addr = identities
             .iter()
@@ -227,6 +234,30 @@ impl Sim {
 
     pub fn set_persistent(&mut self, i: usize, persistent: bool) {
         self.identities[i].persistent = persistent;
+    }
+
+    /// Sets the node name member `i` starts with next; `named`: given explicitly, not a
+    /// default host name.
+    pub fn set_node_name(&mut self, i: usize, name: &str, named: bool) {
+        self.identities[i].node = Arc::from(name);
+        self.identities[i].named = named;
+    }
+
+    /// Adds a member at a new address (not started), with a fresh id and an incarnation above
+    /// every existing member's, on a cleartext ring until `set_keyring`; returns its index.
+    pub fn add_member(&mut self) -> usize {
+        let i = self.nodes.len();
+        let mut identity = new_identity(&mut self.rng, i);
+        let newest = self.identities.iter().map(|id| id.incarnation).max();
+        identity.incarnation = identity.incarnation.max(newest.unwrap_or(0) + 1);
+        self.by_addr.insert(identity.addr, i);
+        self.identities.push(identity);
+        self.nodes.push(None);
+        self.epochs.push(0);
+        self.keyrings.push(Keyring::cleartext());
+        self.group.push(0);
+        self.disk.push(None);
+        i
     }
 
     pub fn set_keyring(&mut self, i: usize, keyring: Keyring) {
