@@ -1342,10 +1342,7 @@ impl Node {
             },
         );
         tracing::debug!(old = %old.id, new = %challenger.id, node = %old.node, "name challenge");
-        self.outputs.push(Output::Schedule {
-            after: wait,
-            timer: NodeTimer::NameChallenge(old.id),
-        });
+        self.schedule(wait, NodeTimer::NameChallenge(old.id));
         self.membership.announce_to(old);
     }
 
@@ -1357,8 +1354,7 @@ impl Node {
         if self.now_ms < challenge.deadline_ms {
             // The timer of an earlier, answered challenge (or the clock went back): wait on.
             let after = Duration::from_millis(challenge.deadline_ms - self.now_ms);
-            let timer = NodeTimer::NameChallenge(old_id);
-            self.outputs.push(Output::Schedule { after, timer });
+            self.schedule(after, NodeTimer::NameChallenge(old_id));
             return;
         }
         let Some(challenge) = self.name_challenges.remove(&old_id) else {
