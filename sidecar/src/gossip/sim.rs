@@ -254,6 +254,7 @@ impl Sim {
         self.identities.push(identity);
         self.nodes.push(None);
         self.epochs.push(0);
+        self.timers_fired.push(0);
         self.keyrings.push(Keyring::cleartext());
         self.group.push(0);
         self.disk.push(None);
