@@ -118,8 +118,9 @@ pub enum NodeEvent {
         new: Identity,
     },
     /// Members that both answer share a node name (several supervisors on one host, VMs cloned
-    /// from one image): all are kept. Reported once per pair of ids; `ids` are every up member
-    /// holding the name, ourselves included, sorted.
+    /// from one image): all are kept. Reported once per name, when it first becomes shared
+    /// (once per pair would log O(N^2) lines when N supervisors share a host name); `ids` are
+    /// the up members holding it then, ourselves included.
     NodeNameConflict {
         name: Arc<str>,
         ids: Vec<MemberId>,
@@ -154,8 +155,8 @@ impl NodeStats {
     }
 }
 
-/// Pairs of ids reported in `NodeNameConflict` events are remembered up to this many: beyond, new
-/// pairs are not reported again (`/butterfly` and `/metrics` still show every conflict).
+/// Names reported in `NodeNameConflict` events are remembered up to this many: beyond, new ones
+/// are not reported (`/butterfly` and `/metrics` still show every conflict).
 const MAX_REPORTED_NAME_CONFLICTS: usize = 4096;
 
 /// A newer member with an explicit node name asked us to drop the older holder of that name; the
@@ -209,7 +210,7 @@ pub struct Node {
     /// Challenged holder of a node name -> its pending challenge.
     name_challenges: HashMap<MemberId, NameChallenge>,
     /// Sorted id pairs already reported as sharing a node name (bounded).
-    name_conflicts_reported: HashSet<(MemberId, MemberId)>,
+    name_conflicts_reported: HashSet<Arc<str>>,
     /// Gossip address -> the member last seen there.
     by_addr: HashMap<SocketAddr, MemberId>,
     peers: Vec<SocketAddr>,
@@ -1393,8 +1394,8 @@ impl Node {
         }
     }
 
-    /// Reports, once per pair of ids, that `identity` shares its node name with members that
-    /// are up (ourselves included).
+    /// Reports, once per name, that `identity` shares its node name with members that are up
+    /// (ourselves included).
     fn report_name_conflict(&mut self, identity: &Identity) {
         let holders: Vec<MemberId> = self
             .by_node
@@ -1408,14 +1409,13 @@ impl Node {
                     .is_some_and(|r| r.health == Health::Alive && r.identity.node == identity.node)
             })
             .collect();
-        let mut new_pair = false;
-        for &other in holders.iter().filter(|&&other| other != identity.id) {
-            let pair = (identity.id.min(other), identity.id.max(other));
-            if self.name_conflicts_reported.len() < MAX_REPORTED_NAME_CONFLICTS {
-                new_pair |= self.name_conflicts_reported.insert(pair);
-            }
-        }
-        if new_pair {
+        let shared = holders.iter().any(|&other| other != identity.id);
+        let first_time = shared
+            && self.name_conflicts_reported.len() < MAX_REPORTED_NAME_CONFLICTS
+            && self
+                .name_conflicts_reported
+                .insert(Arc::clone(&identity.node));
+        if first_time {
             self.events.push(NodeEvent::NodeNameConflict {
                 name: Arc::clone(&identity.node),
                 ids: holders,
@@ -1567,9 +1567,10 @@ impl Node {
         let stale = 4 * self.config.sync_interval.as_millis() as u64;
         self.sessions
             .retain(|_, s| now.saturating_sub(s.started_ms) < stale);
-        let members = &self.members;
+        // A name is reported again if it becomes shared again after being held by one member.
+        let by_node = &self.by_node;
         self.name_conflicts_reported
-            .retain(|(a, b)| members.contains_key(a) && members.contains_key(b));
+            .retain(|name| by_node.get(name).is_some_and(|ids| ids.len() > 1));
         // Keys are remembered for members and configured peers only.
         let (by_addr, peers) = (&self.by_addr, &self.peers);
         self.peer_keys

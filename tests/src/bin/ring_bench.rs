@@ -3,8 +3,8 @@
 //! census (target: under 10 s), then each supervisor's resident memory after 30 s idle.
 //! Prints one JSON line: `{"ring_formed_s":..., "rss_mb":[...], "max_rss_mb":...}`.
 //!
-//! With `--members N` (N up to 250), a mass join instead: N supervisors without a service,
-//! default timings, started together on 127.0.201.1..N, each given only the first as its peer.
+//! With `--members N` (N up to 250), a mass join instead: N supervisors without a service or
+//! `--node-name` (all share the host name), default timings, started together on 127.0.201.1..N, each given only the first as its peer.
 //! For each member, the time from the last start until it first saw all N alive in
 //! `/butterfly` (target for 50: all within 3 s). Prints
 //! `{"members":N, "all_see_all_s":max, "median_s":..., "per_member_s":[...]}`.
@@ -82,6 +82,7 @@ fn mass_join(n: u8) {
         .map(|host| {
             let builder = Supervisor::at(BLOCK_MASS, host)
                 .default_timings()
+                .without_node_name()
                 .without_service();
             let builder = if host == 1 {
                 builder
