@@ -4,7 +4,7 @@
 //! Prints one JSON line: `{"ring_formed_s":..., "rss_mb":[...], "max_rss_mb":...}`.
 //!
 //! With `--members N` (N up to 250), a mass join instead: N supervisors without a service or
-//! `--node-name` (all share the host name), default timings, started together on 127.0.201.1..N, each given only the first as its peer.
+//! `--node-name` (all share the host name), default timings, started together on 127.0.202.1..N, each given only the first as its peer.
 //! For each member, the time from the last start until it first saw all N alive in
 //! `/butterfly` (target for 50: all within 3 s). Prints
 //! `{"members":N, "all_see_all_s":max, "median_s":..., "per_member_s":[...]}`.
@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use habitat_e2e::{ip, member_ids, ring_is_whole, start_ring, wait_for, Supervisor, HELLO_GROUP};
 
 const BLOCK_BENCH: u8 = 200;
-const BLOCK_MASS: u8 = 201;
+const BLOCK_MASS: u8 = 202;
 const IDLE: Duration = Duration::from_secs(30);
 
 /// VmRSS of a process, in MiB.
