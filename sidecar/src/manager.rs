@@ -19,6 +19,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::binds::{self, BindSpec, BindingMode};
 use crate::census::{self, CensusInput, LocalElections};
 use crate::cli::Topology;
+use crate::deadline::Deadline;
 use crate::election::{ElectionConfig, ElectionView, GroupElections, NextStep, ViewStatus};
 use crate::error::{Error, Result};
 use crate::gossip::crypto::{Keyring, RingKey};
@@ -743,8 +744,9 @@ pub async fn run(config: SupervisorConfig) -> anyhow::Result<()> {
     // Created once: a signal stream made anew each turn would re-register every time.
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut sigint = signal(SignalKind::interrupt())?;
+    // One timer for everything the loop waits on, armed only when something is due.
+    let mut deadline = Deadline::new();
     loop {
-        // One timer for everything the loop waits on, armed only when something is due.
         let due = [
             loop_state.timers.next_due(),
             loop_state.persist_at,
@@ -754,11 +756,11 @@ pub async fn run(config: SupervisorConfig) -> anyhow::Result<()> {
         .into_iter()
         .flatten()
         .min();
-        let sleep = tokio::time::sleep_until(due.unwrap_or_else(Instant::now).into());
+        deadline.set(due);
         tokio::select! {
             Some(message) = inbound_rx.recv() => loop_state.on_inbound(message),
             Some(request) = request_rx.recv() => loop_state.on_request(request),
-            _ = sleep, if due.is_some() => {
+            () = deadline.expired() => {
                 let now = Instant::now();
                 loop_state.on_due(now);
                 if housekeeping.next_due().is_some_and(|at| at <= now) {

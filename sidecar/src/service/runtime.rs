@@ -29,13 +29,16 @@ use crate::binds::{self, Binding, BindingMode};
 use crate::census::{CensusGroup, ELECTION_FINISHED};
 use crate::cli::Topology;
 use crate::config::{self, Layers, UserTomlWatch};
+use crate::deadline::Deadline;
 use crate::gossip::rumor::ServiceGroup;
 use crate::package::Package;
 use crate::template::context::{render_context, PkgContext, RenderInput, SysContext};
 use crate::template::Renderer;
 
-/// How often `user.toml` is polled for changes.
-const USER_TOML_POLL: Duration = Duration::from_secs(1);
+/// How often `user.toml` is polled for changes: a `stat` each time, a read only when it moved.
+/// An edit applies within this long (README); polling more often costs an idle service a
+/// wake-up each time.
+const USER_TOML_POLL: Duration = Duration::from_secs(2);
 
 /// What `hab sup run` was told about the service.
 #[derive(Clone, Debug)]
@@ -230,8 +233,9 @@ pub async fn run(
     rt.load_layers();
     rt.run_suitability();
 
-    let mut user_poll = tokio::time::interval(USER_TOML_POLL);
-    user_poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut user_check = Instant::now() + USER_TOML_POLL;
+    // One timer for every deadline of the loop (see `Deadline`).
+    let mut deadline = Deadline::new();
     let mut init_backoff = Backoff::new(spec.backoff.clone());
     let mut init_retry_at: Option<Instant> = None;
     loop {
@@ -246,11 +250,12 @@ pub async fn run(
             init_retry_at.filter(|_| rt.process.is_none()),
             rt.post_run_retry,
             rt.next_health_check.filter(|_| !rt.health_check_running),
+            Some(user_check),
         ]
         .into_iter()
         .flatten()
-        .min()
-        .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+        .min();
+        deadline.set(wake);
         tokio::select! {
             changed = view_rx.changed() => {
                 if changed.is_err() {
@@ -259,18 +264,21 @@ pub async fn run(
                 rt.view = view_rx.borrow_and_update().clone();
                 rt.on_view_change().await;
             }
-            _ = user_poll.tick() => {
-                if rt.user_watch.changed() {
-                    rt.on_user_toml_change().await;
-                }
-            }
             Some(joined) = rt.tasks.join_next(), if !rt.tasks.is_empty() => {
                 if let Ok((kind, outcome)) = joined {
                     rt.on_hook_done(kind, outcome);
                 }
             }
             event = next_event(&mut rt.process_events) => rt.on_process_event(event),
-            _ = tokio::time::sleep_until(wake.into()) => rt.on_timer(),
+            () = deadline.expired() => {
+                if Instant::now() >= user_check {
+                    user_check = Instant::now() + USER_TOML_POLL;
+                    if rt.user_watch.changed() {
+                        rt.on_user_toml_change().await;
+                    }
+                }
+                rt.on_timer();
+            }
             _ = stop.changed() => break,
         }
     }
