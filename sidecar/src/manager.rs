@@ -642,6 +642,10 @@ pub async fn run(config: SupervisorConfig) -> anyhow::Result<()> {
     let http_listener = TcpListener::bind(config.listen_http)
         .await
         .map_err(|e| anyhow::anyhow!("--listen-http {}: {e}", config.listen_http))?;
+    // `try_send_to` sends only once the reactor has seen the socket writable; on one thread
+    // it polls only when the loop waits, so the first announces were dropped (a fast join
+    // then waited for a heal).
+    udp.writable().await?;
     let gossip_port = udp.local_addr()?.port();
     let identity = Identity {
         id: member_id,

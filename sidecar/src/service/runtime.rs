@@ -16,6 +16,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use rand::RngExt;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
+use tracing::Instrument;
 
 use super::backoff::{Backoff, BackoffPolicy};
 use super::changes::Changes;
@@ -183,15 +184,26 @@ fn hook_template_name(kind: HookKind) -> String {
 /// Runs a service until `stop` turns true; then stops it and runs `post-stop`.
 pub async fn run(
     spec: ServiceSpec,
+    view_rx: watch::Receiver<RingView>,
+    status: watch::Sender<ServiceStatus>,
+    stop: watch::Receiver<bool>,
+) {
+    // Entered on every poll only: a guard held across an await would stay entered on the
+    // thread while other tasks run (on one thread, the supervisor's lines came out as ours).
+    let span = tracing::info_span!("svc", service_group = %spec.service_group);
+    run_service(spec, view_rx, status, stop)
+        .instrument(span)
+        .await;
+}
+
+async fn run_service(
+    spec: ServiceSpec,
     mut view_rx: watch::Receiver<RingView>,
     status: watch::Sender<ServiceStatus>,
     mut stop: watch::Receiver<bool>,
 ) {
     let spec = Arc::new(spec);
     let dirs = SvcDirs::new(&spec.root, spec.package.name());
-    let service_group = spec.service_group.to_string();
-    let span = tracing::info_span!("svc", service_group = %service_group);
-    let _entered = span.enter();
     if let Err(e) = dirs.create() {
         tracing::error!(error = %e, "cannot create the service directory");
         status.send_modify(|s| s.config_error = Some(e.to_string()));
