@@ -361,7 +361,7 @@ enum Seen {
     },
 }
 
-/// A cheap change detector for `user.toml`, polled about once a second by the supervisor.
+/// A cheap change detector for `user.toml`, polled every 2 s by the service runtime.
 /// A poll is one `stat`; the file is read and hashed only when its size or mtime moved, and a
 /// rewrite with identical content (e.g. `touch`) is not a change. On filesystems with coarse
 /// mtimes, a same-size rewrite within one mtime tick is seen only at the next change.

@@ -238,6 +238,20 @@ pub struct Step {
     pub view: ElectionView,
 }
 
+/// When an engine needs its next step if nothing it reads changes (the ring's members and their
+/// health, the rumor store, `synced`, its suitability): the supervisor steps it on every such
+/// change and, in between, only as this says, so an idle ring has no election timer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum NextStep {
+    /// Every gossip interval: a running election's delays (settle, stable, a nomination's
+    /// turn, the finish grace) end with time alone.
+    Tick,
+    /// At this time (ms): a confirmed-dead voter leaves the electorate, which may restore quorum.
+    At(u64),
+    /// Only when an input changes: the outcome does not depend on the time.
+    OnChange,
+}
+
 /// One member's election engine for one service group.
 #[derive(Clone, Debug)]
 pub struct Election {
@@ -265,6 +279,9 @@ pub struct Election {
     candidate_now: bool,
     /// This member knows the group (see `ElectionConfig::stable`): the view it knows, since when.
     informed: Option<(GroupKnowledge, u64)>,
+    /// The last step found a finished election whose leader is up: until an input changes, no
+    /// delay can change the outcome (see `next_step`).
+    settled: bool,
     view: ElectionView,
 }
 
@@ -296,6 +313,7 @@ impl Election {
             resigned: false,
             candidate_now: false,
             informed: None,
+            settled: false,
             view: ElectionView::NONE,
         }
     }
@@ -359,6 +377,26 @@ impl Election {
     /// The view computed by the last step.
     pub const fn view(&self) -> ElectionView {
         self.view
+    }
+
+    /// When this engine needs a step if none of its inputs changes (see `NextStep`).
+    pub fn next_step(&self, now_ms: u64) -> NextStep {
+        if self.resigned || self.settled {
+            return NextStep::OnChange;
+        }
+        if self.view.status == ViewStatus::NoQuorum {
+            // Without quorum nothing but the electorate expiry moves with time. An entry of a
+            // member gone from the group meanwhile costs at most one needless step.
+            let expiry = self.config.electorate_expiry.as_millis() as u64;
+            return self
+                .down_since
+                .values()
+                .map(|since| since.saturating_add(expiry))
+                .filter(|at| *at > now_ms)
+                .min()
+                .map_or(NextStep::OnChange, NextStep::At);
+        }
+        NextStep::Tick
     }
 
     /// Builds the electorate from the ring (and tracks how long members have been dead).
@@ -494,6 +532,7 @@ impl Election {
         electorate: &Electorate,
         current: Option<&ElectionRumor>,
     ) -> Step {
+        self.settled = false;
         let started = *self.started_ms.get_or_insert(now_ms);
         let term = current.map_or(0, |c| c.term);
         self.highest_term = self.highest_term.max(term);
@@ -574,6 +613,9 @@ impl Election {
         let acceptable =
             term_belongs_to(c.term, candidate) && electorate.is_up(candidate) && !is_withdrawal(c);
         if c.status == ElectionStatus::Finished && acceptable {
+            // Time alone cannot undo this: the electorate expiry only drops confirmed-dead
+            // voters, never the up leader, and dropping them never costs quorum.
+            self.settled = true;
             return self.done(None, ViewStatus::Finished, Some(candidate), term);
         }
         // The last finished leader, while it is healthy, stays leader until a newer term
@@ -837,6 +879,16 @@ impl GroupElections {
             publish.extend(u.step(now_ms, members, store, synced).publish);
         }
         (publish, self.views())
+    }
+
+    /// The sooner of both engines' `Election::next_step`.
+    pub fn next_step(&self, now_ms: u64) -> NextStep {
+        [self.leader.as_ref(), self.update.as_ref()]
+            .into_iter()
+            .flatten()
+            .map(|e| e.next_step(now_ms))
+            .min()
+            .unwrap_or(NextStep::OnChange)
     }
 
     /// Resigns from both elections (see `Election::resign`); the rumors to publish.
@@ -1311,5 +1363,92 @@ mod tests {
             standalone.update().map(Election::kind),
             Some(ElectionKind::Update)
         );
+    }
+
+    #[test]
+    fn an_engine_needs_ticks_while_its_election_runs_and_none_once_a_live_leader_is_declared() {
+        let one = alive(&[1]);
+        let mut e = engine(1, 0);
+        assert_eq!(e.next_step(0), NextStep::Tick, "before its first step");
+        e.decide(0, &one, None);
+        assert_eq!(e.next_step(0), NextStep::Tick, "settling");
+        let run = election(&e.decide(100, &one, None).publish);
+        assert_eq!(e.next_step(100), NextStep::Tick, "running");
+        let done = election(&e.decide(101, &one, Some(&run)).publish);
+        assert_eq!(
+            e.next_step(101),
+            NextStep::Tick,
+            "declared, not yet seen back"
+        );
+        e.decide(102, &one, Some(&done));
+        assert_eq!(e.next_step(102), NextStep::OnChange);
+
+        let all = alive(&[1, 2, 3]);
+        let mut follower = engine(2, 0);
+        follower.decide(0, &all, Some(&finished(1, 1)));
+        assert_eq!(follower.next_step(0), NextStep::OnChange);
+        // A stray newer term: the incumbent stays, but re-declaring waits on timers.
+        let stray = ElectionRumor::new(id(3), group(), term_for(2, id(3)), 0);
+        follower.decide(1, &all, Some(&stray));
+        assert_eq!(follower.next_step(1), NextStep::Tick);
+        // The leader confirmed dead: a new term runs on timers.
+        let leader_dead = Electorate::new([
+            (id(1), Health::Confirmed),
+            (id(2), Health::Alive),
+            (id(3), Health::Alive),
+        ]);
+        follower.decide(2, &leader_dead, Some(&finished(1, 1)));
+        assert_eq!(follower.next_step(2), NextStep::Tick);
+    }
+
+    #[test]
+    fn without_quorum_an_engine_wakes_only_when_a_dead_voter_leaves_the_electorate() {
+        let mut store = Store::default();
+        for n in [1, 2, 3] {
+            let rumor = crate::gossip::rumor::ServiceRumor {
+                member_id: id(n),
+                service_group: group(),
+                incarnation: 1,
+                package: "core/pg/1.0.0/20260101000000".into(),
+                initialized: true,
+                sys: Default::default(),
+                cfg: Vec::new(),
+                tombstone: false,
+            };
+            store.insert(Rumor::Service(rumor), 0);
+        }
+        let mut members = ring(&[1, 2, 3]);
+        members[1].health = Health::Confirmed;
+        members[2].health = Health::Confirmed;
+        let mut e = engine(1, 0);
+        let step = e.step(1_000, &members, &store, true);
+        assert_eq!(step.view.status, ViewStatus::NoQuorum);
+        // `electorate_expiry` is 60 s: both dead voters leave at 61 s.
+        assert_eq!(e.next_step(1_000), NextStep::At(61_000));
+        assert_eq!(e.next_step(30_000), NextStep::At(61_000));
+        let step = e.step(61_000, &members, &store, true);
+        assert_eq!(
+            step.view.status,
+            ViewStatus::None,
+            "alone, quorum, settling"
+        );
+        assert_eq!(e.next_step(61_000), NextStep::Tick);
+    }
+
+    #[test]
+    fn group_elections_wake_for_the_sooner_engine() {
+        let members: Vec<MemberView> = Vec::new();
+        let store = Store::default();
+        let mut both = GroupElections::new(&group(), id(1), &config(), true, true, 0);
+        assert_eq!(both.next_step(0), NextStep::Tick);
+        both.resign();
+        assert_eq!(both.next_step(0), NextStep::OnChange);
+        both.step(0, &members, &store, false);
+        assert_eq!(
+            both.next_step(0),
+            NextStep::OnChange,
+            "a resigned engine has no timers"
+        );
+        assert!(NextStep::Tick < NextStep::At(0) && NextStep::At(u64::MAX) < NextStep::OnChange);
     }
 }

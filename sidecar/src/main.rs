@@ -65,8 +65,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Sup(SupCommand::Run(args)) => {
             let config = supervisor_config(cli.root, *args)?;
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
+            // One thread: the loop owns all gossip state and runs on the thread that blocks on
+            // it, and the other tasks mostly wait, so worker threads only added cross-thread
+            // wake-ups (docs/performance.md, "Idle cost"). DNS lookups still go to tokio's
+            // blocking pool; hooks and the service are child processes.
+            let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?;
             runtime.block_on(manager::run(config))

@@ -13,15 +13,17 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rand::RngExt;
 use tokio::net::{TcpListener, UdpSocket};
+use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::binds::{self, BindSpec, BindingMode};
 use crate::census::{self, CensusInput, LocalElections};
 use crate::cli::Topology;
-use crate::election::{ElectionConfig, ElectionView, GroupElections, ViewStatus};
+use crate::deadline::Deadline;
+use crate::election::{ElectionConfig, ElectionView, GroupElections, NextStep, ViewStatus};
 use crate::error::{Error, Result};
 use crate::gossip::crypto::{Keyring, RingKey};
-use crate::gossip::member::{Identity, MemberId};
+use crate::gossip::member::{Identity, MemberId, MemberView};
 use crate::gossip::node::{GossipConfig, Node, NodeEvent, NodeTimer, Output, SessionId};
 use crate::gossip::rumor::{Rumor, RumorKey, ServiceGroup, ServiceRumor, SysInfo};
 use crate::gossip::store;
@@ -229,8 +231,16 @@ fn persist_incarnation(dirs: &SupDirs, incarnation: u64) -> Result<()> {
     )
 }
 
-/// How often ring keys, peers and the peer watch file are re-read.
+/// How often ring keys and the peer watch file are checked: a `stat` per file, and a read only
+/// when one changed (or a new key is pending).
 const KEY_RELOAD_INTERVAL: Duration = Duration::from_secs(5);
+/// How often configured peers are resolved again while one of them is not an up member.
+const PEER_RETRY_INTERVAL: Duration = Duration::from_secs(5);
+/// ... and while every one is: the ring already holds them, so a lookup only matters when a
+/// name moves to a new address, and its old member going down brings the retry pace back.
+const PEER_REFRESH_INTERVAL: Duration = Duration::from_secs(60);
+/// The rumor store is written at most this often.
+const PERSIST_DEBOUNCE: Duration = Duration::from_secs(1);
 
 /// Ring keys: `--ring NAME` from the keys dir (reloaded while running) and/or `HAB_RING_KEY`.
 struct RingKeys {
@@ -239,6 +249,10 @@ struct RingKeys {
     dir: PathBuf,
     activation: Duration,
     loaded: Vec<String>,
+    /// The key files as last read (see `key_files_stamp`).
+    stamp: Vec<FileStamp>,
+    /// The last keyring held a pending key: it turns active with time, not with a file change.
+    pending: bool,
 }
 
 impl RingKeys {
@@ -261,7 +275,20 @@ impl RingKeys {
                 .ring_key_activation
                 .max(KEY_RELOAD_INTERVAL + Duration::from_secs(1)),
             loaded: Vec::new(),
+            stamp: Vec::new(),
+            pending: false,
         })
+    }
+
+    /// The keyring again when a key file changed or a pending key may have become active;
+    /// `None` while nothing did (then this costs one directory listing and a `stat` per key).
+    fn reload(&mut self) -> Option<Result<Keyring>> {
+        let name = self.name.as_deref()?;
+        let stamp = key_files_stamp(&self.dir, name);
+        if stamp == self.stamp && !self.pending {
+            return None;
+        }
+        Some(self.keyring(false))
     }
 
     /// Every revision held; revisions whose file is younger than the activation delay are only
@@ -270,6 +297,8 @@ impl RingKeys {
         let Some(name) = self.name.clone() else {
             return Ok(Keyring::cleartext());
         };
+        // Taken before the read: a file changing in between is read again at the next check.
+        self.stamp = key_files_stamp(&self.dir, &name);
         let mut keys = match keys::load_ring_keys(&self.dir, &name) {
             Ok(keys) => keys,
             Err(Error::KeyNotFound { .. }) if self.env_key.is_some() || !strict => Vec::new(),
@@ -309,6 +338,7 @@ impl RingKeys {
             })
             .collect();
         names.sort();
+        self.pending = !pending.is_empty();
         if names != self.loaded {
             tracing::info!(keys = ?names, "ring keys loaded");
             self.loaded = names;
@@ -375,6 +405,55 @@ fn read_peer_watch_file(path: &Path) -> Vec<PeerSpec> {
         .collect()
 }
 
+/// What a `stat` says of a file: enough to notice a change without reading it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct FileStamp {
+    name: std::ffi::OsString,
+    modified: Option<SystemTime>,
+    len: u64,
+}
+
+impl FileStamp {
+    fn of(path: &Path) -> Option<FileStamp> {
+        let meta = std::fs::metadata(path).ok()?;
+        Some(FileStamp {
+            name: path.file_name().unwrap_or_default().to_owned(),
+            modified: meta.modified().ok(),
+            len: meta.len(),
+        })
+    }
+}
+
+/// The ring key files of `name` in `dir` (`<name>-*.sym.key`), sorted; empty when there is
+/// no such directory.
+fn key_files_stamp(dir: &Path, name: &str) -> Vec<FileStamp> {
+    let prefix = format!("{name}-");
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut stamps: Vec<FileStamp> = entries
+        .filter_map(|entry| entry.ok())
+        .filter(|entry| {
+            let file_name = entry.file_name();
+            let file_name = file_name.to_string_lossy();
+            file_name.starts_with(&prefix) && file_name.ends_with(".sym.key")
+        })
+        .filter_map(|entry| FileStamp::of(&entry.path()))
+        .collect();
+    stamps.sort_by(|a, b| a.name.cmp(&b.name));
+    stamps
+}
+
+/// Whether every configured peer resolved to the address of an up member (this one counts).
+fn peers_all_up(configured: usize, resolved: &[SocketAddr], members: &[MemberView]) -> bool {
+    resolved.len() == configured
+        && resolved.iter().all(|peer| {
+            members
+                .iter()
+                .any(|m| m.health.is_up() && m.identity.addr == *peer)
+        })
+}
+
 /// The service rumor for the loaded package, if any.
 fn service_rumor(
     config: &SupervisorConfig,
@@ -404,6 +483,106 @@ fn service_rumor(
         cfg: toml::to_string(&exported).unwrap_or_default().into_bytes(),
         tombstone: false,
     })
+}
+
+/// The loop's slow chores, each with a deadline armed only when it has work: checking ring keys
+/// and the peer watch file (when there are any) every `KEY_RELOAD_INTERVAL`, and resolving the
+/// configured peers (see `PEER_RETRY_INTERVAL`).
+struct Housekeeping {
+    ring_keys: RingKeys,
+    configured: Vec<PeerSpec>,
+    /// The peer watch file and its stamp when last read.
+    watch_file: Option<(PathBuf, Option<FileStamp>)>,
+    /// `--peer` and the watch file's peers.
+    specs: Vec<PeerSpec>,
+    resolved: Vec<SocketAddr>,
+    /// When the last lookup ran.
+    resolved_at: Instant,
+    files_at: Option<Instant>,
+    resolve_at: Option<Instant>,
+}
+
+impl Housekeeping {
+    fn new(config: &SupervisorConfig, ring_keys: RingKeys) -> Housekeeping {
+        let now = Instant::now();
+        let watch_file = config.peer_watch_file.clone().map(|path| (path, None));
+        let has_files = ring_keys.name.is_some() || watch_file.is_some();
+        let mut housekeeping = Housekeeping {
+            ring_keys,
+            configured: config.peers.clone(),
+            watch_file,
+            specs: config.peers.clone(),
+            resolved: Vec::new(),
+            resolved_at: now,
+            files_at: has_files.then(|| now + KEY_RELOAD_INTERVAL),
+            resolve_at: None,
+        };
+        housekeeping.read_watch_file(true);
+        housekeeping
+    }
+
+    fn next_due(&self) -> Option<Instant> {
+        [self.files_at, self.resolve_at].into_iter().flatten().min()
+    }
+
+    /// Re-reads the peer watch file when forced or its stamp moved; whether the peers changed.
+    fn read_watch_file(&mut self, force: bool) -> bool {
+        let Some((path, stamp)) = self.watch_file.as_mut() else {
+            return false;
+        };
+        let now = FileStamp::of(path);
+        if *stamp == now && !force {
+            return false;
+        }
+        *stamp = now;
+        let mut specs = self.configured.clone();
+        specs.extend(read_peer_watch_file(path));
+        let changed = specs != self.specs;
+        self.specs = specs;
+        changed
+    }
+
+    /// Resolves the peers now; the next lookup comes at the retry pace until all are up.
+    async fn resolve(&mut self) {
+        self.resolved = resolve_peers(&self.specs).await;
+        self.resolved_at = Instant::now();
+        self.resolve_at = (!self.specs.is_empty()).then(|| self.resolved_at + PEER_RETRY_INTERVAL);
+    }
+
+    async fn run(&mut self, now: Instant, node: &mut Node) {
+        if self.files_at.is_some_and(|at| at <= now) {
+            self.files_at = Some(now + KEY_RELOAD_INTERVAL);
+            match self.ring_keys.reload() {
+                Some(Ok(keyring)) => node.set_keyring(keyring),
+                Some(Err(e)) => tracing::warn!(error = %e, "ring keys"),
+                None => {}
+            }
+            if self.read_watch_file(false) {
+                self.resolve_at = Some(now);
+            }
+        }
+        if self.resolve_at.is_some_and(|at| at <= now) {
+            let before = self.resolved.clone();
+            self.resolve().await;
+            if self.resolved != before {
+                node.set_peers(now_ms(), self.resolved.clone());
+            }
+            self.on_membership_change(&node.members());
+        }
+    }
+
+    /// Paces the lookups by whether every configured peer is an up member.
+    fn on_membership_change(&mut self, members: &[MemberView]) {
+        if self.specs.is_empty() {
+            return;
+        }
+        let pace = if peers_all_up(self.specs.len(), &self.resolved, members) {
+            PEER_REFRESH_INTERVAL
+        } else {
+            PEER_RETRY_INTERVAL
+        };
+        self.resolve_at = Some(self.resolved_at + pace);
+    }
 }
 
 /// Timers the node asked for, in due order.
@@ -463,6 +642,10 @@ pub async fn run(config: SupervisorConfig) -> anyhow::Result<()> {
     let http_listener = TcpListener::bind(config.listen_http)
         .await
         .map_err(|e| anyhow::anyhow!("--listen-http {}: {e}", config.listen_http))?;
+    // `try_send_to` sends only once the reactor has seen the socket writable; on one thread
+    // it polls only when the loop waits, so the first announces were dropped (a fast join
+    // then waited for a heal).
+    udp.writable().await?;
     let gossip_port = udp.local_addr()?.port();
     let identity = Identity {
         id: member_id,
@@ -503,13 +686,9 @@ pub async fn run(config: SupervisorConfig) -> anyhow::Result<()> {
     };
     crate::http::spawn(http_listener, handle, config.http_auth_token.clone());
 
-    let mut peer_specs = config.peers.clone();
-    if let Some(file) = &config.peer_watch_file {
-        peer_specs.extend(read_peer_watch_file(file));
-    }
-    let peers = resolve_peers(&peer_specs).await;
-    let mut resolved_peers = peers.clone();
-    node.start(now_ms(), peers);
+    let mut housekeeping = Housekeeping::new(&config, ring_keys);
+    housekeeping.resolve().await;
+    node.start(now_ms(), housekeeping.resolved.clone());
     let mut election = None;
     let mut service = None;
     if let Some(package) = &package {
@@ -558,61 +737,48 @@ pub async fn run(config: SupervisorConfig) -> anyhow::Result<()> {
         election,
         service,
         view_dirty: true,
-        election_dirty: false,
+        // The first step starts the engines' clocks.
+        election_dirty: true,
+        election_at: None,
+        election_tick: config.gossip.swim.gossip_interval,
+        membership_seen: None,
+        persist_at: None,
     };
-    loop_state.process_outputs();
+    loop_state.after_input();
 
-    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    let mut housekeeping = tokio::time::interval(KEY_RELOAD_INTERVAL);
-    housekeeping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut persist_tick = tokio::time::interval(Duration::from_secs(1));
-    let mut election_tick = tokio::time::interval(config.gossip.swim.gossip_interval);
-    election_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Created once: a signal stream made anew each turn would re-register every time.
+    let mut sigterm = signal(SignalKind::terminate())?;
+    let mut sigint = signal(SignalKind::interrupt())?;
+    // One timer for everything the loop waits on, armed only when something is due.
+    let mut deadline = Deadline::new();
     loop {
-        let next_timer = loop_state
-            .timers
-            .next_due()
-            .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+        let due = [
+            loop_state.timers.next_due(),
+            loop_state.persist_at,
+            loop_state.election_at,
+            housekeeping.next_due(),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
+        deadline.set(due);
         tokio::select! {
             Some(message) = inbound_rx.recv() => loop_state.on_inbound(message),
             Some(request) = request_rx.recv() => loop_state.on_request(request),
-            _ = tokio::time::sleep_until(next_timer.into()) => {
+            () = deadline.expired() => {
                 let now = Instant::now();
-                while let Some(timer) = loop_state.timers.pop_due(now) {
-                    loop_state.node.handle_timer(now_ms(), timer);
+                loop_state.on_due(now);
+                if housekeeping.next_due().is_some_and(|at| at <= now) {
+                    housekeeping.run(now, &mut loop_state.node).await;
                 }
-            }
-            _ = housekeeping.tick() => {
-                match ring_keys.keyring(false) {
-                    Ok(keyring) => loop_state.node.set_keyring(keyring),
-                    Err(e) => tracing::warn!(error = %e, "ring keys"),
-                }
-                let mut specs = config.peers.clone();
-                if let Some(file) = &config.peer_watch_file {
-                    specs.extend(read_peer_watch_file(file));
-                }
-                let peers = resolve_peers(&specs).await;
-                if peers != resolved_peers {
-                    resolved_peers = peers.clone();
-                    loop_state.node.set_peers(now_ms(), peers);
-                }
-            }
-            _ = persist_tick.tick() => loop_state.persist_if_dirty(),
-            _ = election_tick.tick() => {
-                loop_state.step_election();
-                // Member health moves without rumor changes; the service sees it each interval.
-                loop_state.view_dirty = true;
             }
             Ok(()) = service_status_changed(&mut loop_state.service) => loop_state.on_service_status(),
             _ = sigterm.recv() => break,
-            _ = tokio::signal::ctrl_c() => break,
+            _ = sigint.recv() => break,
         }
-        loop_state.process_outputs();
-        if std::mem::take(&mut loop_state.election_dirty) {
-            loop_state.step_election();
-            loop_state.process_outputs();
+        if loop_state.after_input() {
+            housekeeping.on_membership_change(&loop_state.node.members());
         }
-        loop_state.refresh_service_view();
     }
     loop_state.shut_down(&mut inbound_rx, &config).await;
     tracing::info!("shutting down: leaving the ring");
@@ -685,6 +851,14 @@ struct LoopState {
     dirs: SupDirs,
     store_dirty: bool,
     last_persist: Instant,
+    /// When the dirty store is written (at most once per `PERSIST_DEBOUNCE`).
+    persist_at: Option<Instant>,
+    /// When the elections need a step with no input changed (see `Election::next_step`).
+    election_at: Option<Instant>,
+    /// A running election is stepped this often (the gossip interval).
+    election_tick: Duration,
+    /// The membership fingerprint and `knows_ring` as the census and elections last saw them.
+    membership_seen: Option<(u64, bool)>,
 }
 
 impl LoopState {
@@ -715,6 +889,58 @@ impl LoopState {
         }
     }
 
+    /// Brings what is derived from the node up to date after the loop handled an input: sends
+    /// what the node produced, steps the elections when one of their inputs changed, refreshes
+    /// the service's census and arms the persist deadline. Whether the membership changed.
+    fn after_input(&mut self) -> bool {
+        self.process_outputs();
+        let membership_changed = self.notice_membership();
+        // A rumor we publish is an input too (a declaration seen back settles the election):
+        // answered now, within a few rounds, the rest at the next election deadline.
+        for _ in 0..4 {
+            if !std::mem::take(&mut self.election_dirty) {
+                break;
+            }
+            self.step_election();
+            self.process_outputs();
+        }
+        if std::mem::take(&mut self.election_dirty) {
+            self.election_at = Some(Instant::now());
+        }
+        self.refresh_service_view();
+        if self.store_dirty && self.persist_at.is_none() {
+            self.persist_at = Some((self.last_persist + PERSIST_DEBOUNCE).max(Instant::now()));
+        }
+        membership_changed
+    }
+
+    /// Handles what is due: the node's timers, the debounced persist, an election deadline.
+    fn on_due(&mut self, now: Instant) {
+        while let Some(timer) = self.timers.pop_due(now) {
+            self.node.handle_timer(now_ms(), timer);
+        }
+        if self.persist_at.is_some_and(|at| at <= now) {
+            self.persist();
+        }
+        if self.election_at.is_some_and(|at| at <= now) {
+            self.election_at = None;
+            self.election_dirty = true;
+        }
+    }
+
+    /// Member health moves without rumor changes (foca marks suspects silently): the census
+    /// and the elections follow the node's membership fingerprint. Whether it moved.
+    fn notice_membership(&mut self) -> bool {
+        let seen = (self.node.membership_fingerprint(), self.node.knows_ring());
+        if self.membership_seen == Some(seen) {
+            return false;
+        }
+        self.membership_seen = Some(seen);
+        self.view_dirty = true;
+        self.election_dirty = true;
+        true
+    }
+
     /// Runs the election engines over the current ring view and publishes what they decide.
     fn step_election(&mut self) {
         let Some(elections) = self.election.as_mut() else {
@@ -725,6 +951,13 @@ impl LoopState {
         let members = self.node.members();
         let synced = self.node.knows_ring();
         let (rumors, views) = elections.step(now, &members, self.node.store(), synced);
+        self.election_at = match elections.next_step(now) {
+            NextStep::Tick => Some(Instant::now() + self.election_tick),
+            NextStep::At(at_ms) => {
+                Some(Instant::now() + Duration::from_millis(at_ms.saturating_sub(now)))
+            }
+            NextStep::OnChange => None,
+        };
         for rumor in rumors {
             if let Err(e) = self.node.publish(now, rumor) {
                 tracing::warn!(error = %e, "cannot publish an election rumor");
@@ -804,6 +1037,7 @@ impl LoopState {
         let status = service.status.borrow_and_update().clone();
         if let (Some(election), Some(suitability)) = (self.election.as_mut(), status.suitability) {
             election.set_suitability(suitability);
+            self.election_dirty = true;
         }
         let cfg = toml::to_string(&status.exported)
             .unwrap_or_default()
@@ -1064,16 +1298,10 @@ impl LoopState {
         }
     }
 
-    /// Writes the rumor store at most once a second, atomically.
-    fn persist_if_dirty(&mut self) {
-        if !self.store_dirty || self.last_persist.elapsed() < Duration::from_millis(900) {
-            return;
-        }
-        self.persist();
-    }
-
+    /// Writes the rumor store atomically (see `persist_at` for the debounce).
     fn persist(&mut self) {
         self.store_dirty = false;
+        self.persist_at = None;
         self.last_persist = Instant::now();
         let bytes = self.node.store().snapshot();
         if let Err(e) = store::write_atomically(&self.dirs.rumor_file(), &bytes) {
@@ -1124,5 +1352,74 @@ mod tests {
             .filter_map(|e| e.ok())
             .any(|e| e.file_name().to_string_lossy().contains("corrupt"));
         assert!(moved);
+    }
+
+    fn ring_keys(dir: &Path, activation: Duration) -> RingKeys {
+        RingKeys {
+            name: Some("prod".into()),
+            env_key: None,
+            dir: dir.to_path_buf(),
+            activation,
+            loaded: Vec::new(),
+            stamp: Vec::new(),
+            pending: false,
+        }
+    }
+
+    #[test]
+    fn ring_keys_are_read_again_only_when_a_key_file_changed() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("keys");
+        let old = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        keys::generate_ring_key(&dir, "prod", old, [1; 32]).unwrap();
+        let mut keys = ring_keys(&dir, Duration::ZERO);
+        assert!(keys.keyring(true).unwrap().is_encrypted());
+        assert!(keys.reload().is_none(), "nothing changed");
+        std::fs::write(dir.join("other-20240101000000.sym.key"), "not ours").unwrap();
+        assert!(keys.reload().is_none(), "another ring's file");
+        keys::generate_ring_key(&dir, "prod", old + Duration::from_secs(60), [2; 32]).unwrap();
+        assert!(matches!(keys.reload(), Some(Ok(_))), "a new key file");
+        assert!(keys.reload().is_none());
+    }
+
+    #[test]
+    fn a_pending_ring_key_is_read_again_until_it_is_active() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("keys");
+        // Just written, so younger than the activation delay: pending.
+        keys::generate_ring_key(&dir, "prod", SystemTime::now(), [1; 32]).unwrap();
+        let mut keys = ring_keys(&dir, Duration::from_secs(3600));
+        keys.keyring(true).unwrap();
+        assert!(matches!(keys.reload(), Some(Ok(_))));
+        assert!(matches!(keys.reload(), Some(Ok(_))), "still pending");
+        keys.activation = Duration::ZERO;
+        assert!(matches!(keys.reload(), Some(Ok(_))), "turns active now");
+        assert!(keys.reload().is_none(), "active: nothing left to wait for");
+    }
+
+    #[test]
+    fn peers_are_all_up_only_when_every_configured_peer_resolved_to_an_up_member() {
+        use crate::gossip::member::Health;
+        let member = |n: u8, health: Health| MemberView {
+            identity: Identity {
+                id: MemberId([n; 16]),
+                incarnation: 1,
+                node: Arc::from(format!("node-{n}").as_str()),
+                addr: SocketAddr::from(([10, 0, 0, n], 9638)),
+                persistent: false,
+            },
+            health,
+        };
+        let peer = |n: u8| SocketAddr::from(([10, 0, 0, n], 9638));
+        let members = [member(1, Health::Alive), member(2, Health::Suspect)];
+        assert!(peers_all_up(2, &[peer(1), peer(2)], &members));
+        assert!(
+            !peers_all_up(3, &[peer(1), peer(2)], &members),
+            "one did not resolve"
+        );
+        assert!(!peers_all_up(1, &[peer(3)], &members), "no member there");
+        let down = [member(1, Health::Alive), member(2, Health::Confirmed)];
+        assert!(!peers_all_up(2, &[peer(1), peer(2)], &down), "one is down");
+        assert!(peers_all_up(0, &[], &members));
     }
 }

@@ -16,8 +16,8 @@ use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 
 use habitat_sidecar::election::{
-    term_round, update_suitability, Election, ElectionConfig, ElectionKind, ElectionView,
-    ViewStatus,
+    term_round, update_suitability, Election, ElectionConfig, ElectionKind, ElectionView, NextStep,
+    Step, ViewStatus,
 };
 use habitat_sidecar::gossip::member::{Health, Identity, MemberId};
 use habitat_sidecar::gossip::node::GossipConfig;
@@ -95,10 +95,43 @@ struct Record {
     electorate: usize,
 }
 
+/// What an engine reads, as the supervisor watches it: the membership fingerprint, the store's
+/// root hash, `knows_ring` and the engine's suitability.
+type Inputs = (u64, u64, bool, u64);
+
+/// How the application hook steps the engines: after every delivery, or, with `on`, as the
+/// supervisor does (`manager.rs`): when an input changed (membership, store, `synced`,
+/// suitability) or when `Election::next_step` asks, a running election once per gossip
+/// interval.
+struct LazySteps {
+    on: bool,
+    /// Per member: its inputs at its engine's last step, and when that was.
+    last: Vec<Option<(Inputs, u64)>>,
+    /// Hook calls and engine steps.
+    calls: u64,
+    steps: u64,
+}
+
+impl LazySteps {
+    /// Whether the engine needs a step now, given its inputs.
+    fn due(&self, i: usize, now: u64, inputs: Inputs, engine: &Election) -> bool {
+        let Some((seen, at)) = self.last[i].filter(|_| self.on) else {
+            return true;
+        };
+        seen != inputs
+            || match engine.next_step(now) {
+                NextStep::Tick => now >= at + gossip_interval_ms(),
+                NextStep::At(deadline) => now >= deadline,
+                NextStep::OnChange => false,
+            }
+    }
+}
+
 struct World {
     sim: Sim,
     seed: u64,
     engines: Rc<RefCell<Vec<Option<Election>>>>,
+    lazy: Rc<RefCell<LazySteps>>,
     record: Rc<RefCell<Record>>,
     suitability: Vec<u64>,
     incarnation: Vec<u64>,
@@ -137,6 +170,13 @@ impl World {
             ..Record::default()
         }));
         let (hook_engines, hook_record) = (Rc::clone(&engines), Rc::clone(&record));
+        let lazy = Rc::new(RefCell::new(LazySteps {
+            on: false,
+            last: vec![None; n],
+            calls: 0,
+            steps: 0,
+        }));
+        let hook_lazy = Rc::clone(&lazy);
         let trace = std::env::var("HAB_ELECTION_TRACE").is_ok();
         sim.set_app_hook(Box::new(move |now, i, node| {
             let mut engines = hook_engines.borrow_mut();
@@ -145,7 +185,25 @@ impl World {
             };
             let synced = node.knows_ring();
             let before = engine.view();
-            let step = engine.step(now, &node.members(), node.store(), synced);
+            let inputs = (
+                node.membership_fingerprint(),
+                node.store().root(),
+                synced,
+                engine.suitability(),
+            );
+            let mut lazy = hook_lazy.borrow_mut();
+            // Skipped, the engine's last view still goes through every check below.
+            lazy.calls += 1;
+            let step = if lazy.due(i, now, inputs, engine) {
+                lazy.steps += 1;
+                lazy.last[i] = Some((inputs, now));
+                engine.step(now, &node.members(), node.store(), synced)
+            } else {
+                Step {
+                    publish: None,
+                    view: engine.view(),
+                }
+            };
             if trace && step.view != before {
                 eprintln!(
                     "t={now} member {i} view {:?} leader {:?} round {}",
@@ -219,6 +277,7 @@ impl World {
             sim,
             seed,
             engines,
+            lazy,
             record,
             suitability: suitability.to_vec(),
             incarnation: vec![0; n],
@@ -249,6 +308,7 @@ impl World {
             self.config.clone(),
         );
         self.engines.borrow_mut()[i] = Some(engine);
+        self.lazy.borrow_mut().last[i] = None;
     }
 
     /// Loads the service at member `i` (publishes its service rumor).
@@ -570,6 +630,87 @@ fn isolating_a_follower_of_persistent_members_keeps_the_leader() {
     }
 }
 
+/// The membership fingerprint the supervisor watches (as `LazySteps` does) holds still in a
+/// quiet ring and moves when a member turns suspect (foca says nothing then), is confirmed
+/// down, and comes back.
+#[test]
+fn the_membership_fingerprint_moves_with_health_and_only_then() {
+    use habitat_sidecar::gossip::member::Health::{Alive, Confirmed, Suspect};
+    for seed in 1..=3 {
+        let mut config = SimConfig::new(3, seed);
+        config.gossip = fast_gossip();
+        let mut sim = Sim::new(config);
+        sim.start_all();
+        assert!(sim.run_until(10 * SECOND, 10 * MS, |sim| sim.all_see_alive(&[0, 1, 2])));
+        let fingerprint = |sim: &Sim| sim.node(0).unwrap().membership_fingerprint();
+        let quiet = fingerprint(&sim);
+        sim.run_for(5 * SECOND);
+        assert_eq!(
+            fingerprint(&sim),
+            quiet,
+            "seed {seed}: moved in a quiet ring"
+        );
+        sim.pause(2);
+        let mut seen = vec![(Alive, quiet)];
+        let ok = sim.run_until(30 * SECOND, MS, |sim| {
+            let health = sim.health(0, 2).unwrap();
+            if health != seen.last().unwrap().0 {
+                seen.push((health, fingerprint(sim)));
+            }
+            seen.last().unwrap().0 == Confirmed
+        });
+        assert!(
+            ok,
+            "seed {seed}: member 2 never confirmed down; seen {seen:?}"
+        );
+        sim.resume(2);
+        let ok = sim.run_until(30 * SECOND, MS, |sim| sim.all_see_alive(&[0, 1, 2]));
+        assert!(ok, "seed {seed}: member 2 never came back");
+        seen.push((Alive, fingerprint(&sim)));
+        let healths: Vec<_> = seen.iter().map(|(h, _)| *h).collect();
+        assert_eq!(healths, [Alive, Suspect, Confirmed, Alive], "seed {seed}");
+        for pair in seen.windows(2) {
+            assert_ne!(pair[0].1, pair[1].1, "seed {seed}: {pair:?}");
+        }
+    }
+}
+
+/// Stepped as the supervisor does (see `LazySteps`), a settled ring's engines need no step at
+/// all while nothing changes (so the supervisor arms no election timer), and a crashed leader
+/// is still replaced.
+#[test]
+fn a_settled_idle_ring_needs_no_election_step_and_still_replaces_a_crashed_leader() {
+    for seed in 1..=5 {
+        let mut w = World::new(5, seed, &[0; 5]);
+        w.lazy.borrow_mut().on = true;
+        w.start_all();
+        let (leader, _) = w.wait_agreed(&[0, 1, 2, 3, 4], 10 * SECOND, "first election");
+        // Rumors finish spreading and anti-entropy finds nothing new.
+        w.sim.run_for(2 * fast_gossip().sync_max_interval);
+        let counts = |w: &World| {
+            let lazy = w.lazy.borrow();
+            (lazy.calls, lazy.steps)
+        };
+        let (calls, steps) = counts(&w);
+        w.sim.run_for(10 * SECOND);
+        let (calls_after, steps_after) = counts(&w);
+        assert!(
+            calls_after > calls + 100,
+            "seed {seed}: the hook kept running"
+        );
+        assert_eq!(
+            steps_after, steps,
+            "seed {seed}: steps in an idle, settled ring"
+        );
+        let crashed = w.index_of(leader);
+        w.crash(crashed);
+        let rest = everyone_but(5, &[crashed]);
+        let (new, _) = w.wait_agreed_other_than(&rest, leader, 20 * SECOND);
+        assert_ne!(new, leader, "seed {seed}");
+        w.assert_no_violations();
+    }
+}
+
 // ---- Graceful step-down, update elections, suitability changes ----
 
 /// How member `i` stops: with `resign`, as `hab sup run` does on SIGTERM (withdraw, keep the
@@ -768,7 +909,7 @@ fn membership_converged(
 
 /// One random run: crashes, restarts and partitions (and pauses, with `pauses`), then the
 /// faults stop and the members must agree.
-fn chaos(seed: u64, pauses: bool) -> Outcome {
+fn chaos(seed: u64, pauses: bool, lazy: bool) -> Outcome {
     let mut rng = StdRng::seed_from_u64(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15));
     let n = [3, 5, 7][(seed % 3) as usize];
     let suitability: Vec<u64> = (0..n)
@@ -781,6 +922,7 @@ fn chaos(seed: u64, pauses: bool) -> Outcome {
         })
         .collect();
     let mut w = World::new(n, seed, &suitability);
+    w.lazy.borrow_mut().on = lazy;
     let swim = fast_gossip().swim;
     let suspicion_ms = (swim.suspicion_mult
         * (n as f64).log10().max(1.0)
@@ -910,14 +1052,19 @@ fn chaos(seed: u64, pauses: bool) -> Outcome {
 }
 
 /// Replays one seed: `HAB_ELECTION_SEED=29 HAB_ELECTION_TRACE=1 cargo test ... replay_one_seed`
-/// (add `HAB_ELECTION_PAUSES=1` for a seed of the test with pauses).
+/// (add `HAB_ELECTION_PAUSES=1` for a seed of the test with pauses, `HAB_ELECTION_LAZY=1` for
+/// one of the test that steps as the supervisor does).
 #[test]
 fn replay_one_seed() {
     if let Some(seed) = std::env::var("HAB_ELECTION_SEED")
         .ok()
         .and_then(|v| v.parse().ok())
     {
-        let outcome = chaos(seed, std::env::var("HAB_ELECTION_PAUSES").is_ok());
+        let outcome = chaos(
+            seed,
+            std::env::var("HAB_ELECTION_PAUSES").is_ok(),
+            std::env::var("HAB_ELECTION_LAZY").is_ok(),
+        );
         eprintln!(
             "seed {seed}: agreed {:?} ms after membership converged",
             outcome.agree_ms
@@ -957,14 +1104,14 @@ const REGRESSIONS: &[u64] = &[
 fn ring_bug_seeds_converge() {
     for (seed, pauses) in [(111, false), (121, false), (29, true)] {
         assert!(
-            chaos(seed, pauses).agree_ms.is_some(),
+            chaos(seed, pauses, false).agree_ms.is_some(),
             "seed {seed}: ring never converged"
         );
     }
 }
 
 /// Runs `chaos` over the seeds on every core; returns (seed, agreement ms or None), in order.
-fn chaos_all(seeds: &[u64], pauses: bool) -> Vec<(u64, Option<u64>)> {
+fn chaos_all(seeds: &[u64], pauses: bool, lazy: bool) -> Vec<(u64, Option<u64>)> {
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
     let chunk = seeds.len().div_ceil(threads).max(1);
     std::thread::scope(|scope| {
@@ -973,7 +1120,7 @@ fn chaos_all(seeds: &[u64], pauses: bool) -> Vec<(u64, Option<u64>)> {
             .map(|part| {
                 scope.spawn(move || {
                     part.iter()
-                        .map(|&seed| (seed, chaos(seed, pauses).agree_ms))
+                        .map(|&seed| (seed, chaos(seed, pauses, lazy).agree_ms))
                         .collect::<Vec<_>>()
                 })
             })
@@ -992,7 +1139,7 @@ const AGREE_BOUND_INTERVALS: u64 = 8;
 /// Runs `seeds` (plus `regressions`) and checks safety on every run (in the application hook),
 /// that the ring's membership converged after the faults stopped, and agreement within
 /// `AGREE_BOUND_INTERVALS`.
-fn check_chaos(seeds: u64, regressions: &[u64], pauses: bool) {
+fn check_chaos(seeds: u64, regressions: &[u64], pauses: bool, lazy: bool) {
     let bound_ms = AGREE_BOUND_INTERVALS * gossip_interval_ms();
     let started = Instant::now();
     let mut seeds: Vec<u64> = (1..=seeds).chain(regressions.iter().copied()).collect();
@@ -1001,7 +1148,7 @@ fn check_chaos(seeds: u64, regressions: &[u64], pauses: bool) {
     let mut slow = Vec::new();
     let mut times = Vec::new();
     let mut ring_stuck = Vec::new();
-    for (seed, agree_ms) in chaos_all(&seeds, pauses) {
+    for (seed, agree_ms) in chaos_all(&seeds, pauses, lazy) {
         match agree_ms {
             None => ring_stuck.push(seed),
             Some(ms) => {
@@ -1020,7 +1167,7 @@ fn check_chaos(seeds: u64, regressions: &[u64], pauses: bool) {
             .unwrap_or(0)
     };
     eprintln!(
-        "{} seeds (pauses: {pauses}) in {:?}: agreement after converged membership p50 {} ms, \
+        "{} seeds (pauses: {pauses}, lazy steps: {lazy}) in {:?}: agreement after converged membership p50 {} ms, \
          p99 {} ms, max {} ms",
         seeds.len(),
         started.elapsed(),
@@ -1049,14 +1196,26 @@ fn check_chaos(seeds: u64, regressions: &[u64], pauses: bool) {
 /// faults stop. 30,000 seeds measured: p50 0 ms, p99 175 ms, max 356 ms (bound 400 ms).
 #[test]
 fn under_random_faults_one_leader_per_term_no_minority_leader_and_agreement() {
-    check_chaos(seed_count(2_000), REGRESSIONS, false);
+    check_chaos(seed_count(2_000), REGRESSIONS, false, false);
 }
 
 /// The same with paused processes among the faults (a member that stops answering, then
 /// resumes with its old state). Seed 273 once left two members apart for good.
 #[test]
 fn under_random_faults_with_pauses_the_same_holds() {
-    check_chaos(seed_count(1_000), &[273], true);
+    check_chaos(seed_count(1_000), &[273], true, false);
+}
+
+/// The same (pauses included), with the engines stepped as the supervisor steps them: only
+/// when an input changed or `Election::next_step` asks for it, a running election once per
+/// gossip interval (see `LazySteps`). An idle ring has no election timer; this shows that
+/// costs neither safety nor agreement time.
+#[test]
+fn stepped_only_when_needed_as_the_supervisor_does_the_same_holds() {
+    let mut regressions = REGRESSIONS.to_vec();
+    regressions.push(273);
+    check_chaos(seed_count(1_000), &regressions, false, true);
+    check_chaos(seed_count(500), &[273], true, true);
 }
 
 /// A member restarted while one of its configured peers is still crashed knows the ring

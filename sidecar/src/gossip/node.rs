@@ -1625,6 +1625,28 @@ impl Node {
     pub fn up_count(&self) -> usize {
         self.up.len()
     }
+
+    /// A number that changes whenever `members()` would list other members, identities or
+    /// health, suspicion included (foca marks a suspect without telling us): a supervisor that
+    /// builds views from `members()` compares it instead of rebuilding them. O(members), no
+    /// allocation; order-free, as it sums one hash per member.
+    pub fn membership_fingerprint(&self) -> u64 {
+        use std::hash::{Hash, Hasher};
+        fn hash_of(value: impl Hash) -> u64 {
+            let mut hasher = std::hash::DefaultHasher::new();
+            value.hash(&mut hasher);
+            hasher.finish()
+        }
+        let records = self
+            .members
+            .values()
+            .map(|r| hash_of((&r.identity, r.health)));
+        let swim = self
+            .membership
+            .members()
+            .map(|(identity, health)| hash_of((identity.id, health, 1u8)));
+        records.chain(swim).fold(0, u64::wrapping_add)
+    }
 }
 
 /// A set of member ids with O(1) insert, remove and uniform random choice.

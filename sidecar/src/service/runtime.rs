@@ -16,6 +16,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use rand::RngExt;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
+use tracing::Instrument;
 
 use super::backoff::{Backoff, BackoffPolicy};
 use super::changes::Changes;
@@ -29,13 +30,16 @@ use crate::binds::{self, Binding, BindingMode};
 use crate::census::{CensusGroup, ELECTION_FINISHED};
 use crate::cli::Topology;
 use crate::config::{self, Layers, UserTomlWatch};
+use crate::deadline::Deadline;
 use crate::gossip::rumor::ServiceGroup;
 use crate::package::Package;
 use crate::template::context::{render_context, PkgContext, RenderInput, SysContext};
 use crate::template::Renderer;
 
-/// How often `user.toml` is polled for changes.
-const USER_TOML_POLL: Duration = Duration::from_secs(1);
+/// How often `user.toml` is polled for changes: a `stat` each time, a read only when it moved.
+/// An edit applies within this long (README); polling more often costs an idle service a
+/// wake-up each time.
+const USER_TOML_POLL: Duration = Duration::from_secs(2);
 
 /// What `hab sup run` was told about the service.
 #[derive(Clone, Debug)]
@@ -180,15 +184,26 @@ fn hook_template_name(kind: HookKind) -> String {
 /// Runs a service until `stop` turns true; then stops it and runs `post-stop`.
 pub async fn run(
     spec: ServiceSpec,
+    view_rx: watch::Receiver<RingView>,
+    status: watch::Sender<ServiceStatus>,
+    stop: watch::Receiver<bool>,
+) {
+    // Entered on every poll only: a guard held across an await would stay entered on the
+    // thread while other tasks run (on one thread, the supervisor's lines came out as ours).
+    let span = tracing::info_span!("svc", service_group = %spec.service_group);
+    run_service(spec, view_rx, status, stop)
+        .instrument(span)
+        .await;
+}
+
+async fn run_service(
+    spec: ServiceSpec,
     mut view_rx: watch::Receiver<RingView>,
     status: watch::Sender<ServiceStatus>,
     mut stop: watch::Receiver<bool>,
 ) {
     let spec = Arc::new(spec);
     let dirs = SvcDirs::new(&spec.root, spec.package.name());
-    let service_group = spec.service_group.to_string();
-    let span = tracing::info_span!("svc", service_group = %service_group);
-    let _entered = span.enter();
     if let Err(e) = dirs.create() {
         tracing::error!(error = %e, "cannot create the service directory");
         status.send_modify(|s| s.config_error = Some(e.to_string()));
@@ -230,8 +245,9 @@ pub async fn run(
     rt.load_layers();
     rt.run_suitability();
 
-    let mut user_poll = tokio::time::interval(USER_TOML_POLL);
-    user_poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut user_check = Instant::now() + USER_TOML_POLL;
+    // One timer for every deadline of the loop (see `Deadline`).
+    let mut deadline = Deadline::new();
     let mut init_backoff = Backoff::new(spec.backoff.clone());
     let mut init_retry_at: Option<Instant> = None;
     loop {
@@ -246,11 +262,12 @@ pub async fn run(
             init_retry_at.filter(|_| rt.process.is_none()),
             rt.post_run_retry,
             rt.next_health_check.filter(|_| !rt.health_check_running),
+            Some(user_check),
         ]
         .into_iter()
         .flatten()
-        .min()
-        .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+        .min();
+        deadline.set(wake);
         tokio::select! {
             changed = view_rx.changed() => {
                 if changed.is_err() {
@@ -259,18 +276,21 @@ pub async fn run(
                 rt.view = view_rx.borrow_and_update().clone();
                 rt.on_view_change().await;
             }
-            _ = user_poll.tick() => {
-                if rt.user_watch.changed() {
-                    rt.on_user_toml_change().await;
-                }
-            }
             Some(joined) = rt.tasks.join_next(), if !rt.tasks.is_empty() => {
                 if let Ok((kind, outcome)) = joined {
                     rt.on_hook_done(kind, outcome);
                 }
             }
             event = next_event(&mut rt.process_events) => rt.on_process_event(event),
-            _ = tokio::time::sleep_until(wake.into()) => rt.on_timer(),
+            () = deadline.expired() => {
+                if Instant::now() >= user_check {
+                    user_check = Instant::now() + USER_TOML_POLL;
+                    if rt.user_watch.changed() {
+                        rt.on_user_toml_change().await;
+                    }
+                }
+                rt.on_timer();
+            }
             _ = stop.changed() => break,
         }
     }
