@@ -1407,6 +1407,7 @@ mod tests {
                 node: Arc::from(format!("node-{n}").as_str()),
                 addr: SocketAddr::from(([10, 0, 0, n], 9638)),
                 persistent: false,
+                named: true,
             },
             health,
         };
