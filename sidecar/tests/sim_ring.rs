@@ -631,6 +631,30 @@ fn a_member_that_wakes_from_a_freeze_gets_the_rumors_it_missed() {
     }
 }
 
+/// After a freeze every pending timer of the member is late; the first one pulls from
+/// `rumor_fanout` members and the rest do not open syncs of their own.
+#[test]
+fn a_member_that_wakes_from_a_freeze_pulls_from_a_few_members_once() {
+    for seed in SEEDS {
+        let n = 9;
+        let mut sim = ring(n, seed);
+        sim.run_for(60 * SECOND);
+        sim.pause(4);
+        sim.run_for(3 * SECOND);
+        let before = sim.node(4).unwrap().stats().frames_sent;
+        sim.resume(4);
+        sim.run_for(SECOND / 2);
+        let fanout = sim.node(4).unwrap().config().rumor_fanout as u64;
+        // Nothing changed meanwhile: a hello to each of `fanout` peers (answered in sync), and
+        // maybe a membership exchange. Each late timer pulling on its own sent 11 and more.
+        let sent = sim.node(4).unwrap().stats().frames_sent - before;
+        assert!(
+            sent <= 2 * fanout,
+            "seed {seed}: the woken member sent {sent} frames in half a second"
+        );
+    }
+}
+
 /// A member whose announces went out before its configured peer listened (pods of one
 /// StatefulSet start a moment apart) meets it within about a probe period: while a
 /// configured peer has never been heard of, heals start after one probe period instead of

@@ -23,11 +23,12 @@ use super::rumor::{Rumor, RumorKey};
 use super::store::{self, Insert, Store};
 use super::wire::{self, Datagram, Frame, Writer, FRAME_SOFT_LIMIT, MAX_DATAGRAM, SYNC_BUCKETS};
 
-/// Every timing and limit of the ring.
 /// Members listed in one membership frame: the soft frame limit over the largest identity
-/// (id, incarnation, IPv6 address, a 253-byte name, postcard's lengths).
+/// (id, incarnation, IPv6 address, a 253-byte name, postcard's lengths). A frame listing more
+/// is dropped whole (`bad_member`): no peer grows our membership by more per exchange.
 const MAX_MEMBERS_PER_FRAME: usize = FRAME_SOFT_LIMIT / 300;
 
+/// Every timing and limit of the ring.
 #[derive(Clone, Debug)]
 pub struct GossipConfig {
     pub swim: SwimConfig,
@@ -76,8 +77,9 @@ pub enum NodeTimer {
     Swim(SwimTimer),
     RumorGossip,
     Sync,
-    /// Membership anti-entropy (see `Node::next_member_sync_delay`).
-    MemberSync,
+    /// Membership anti-entropy (see `Node::next_member_sync_delay`); a timer whose generation
+    /// is not the current one was superseded by an earlier one and does nothing.
+    MemberSync(u64),
     Heal,
     Maintenance,
     /// The deadline of a name challenge to this member (see `Node::member_up`).
@@ -209,7 +211,7 @@ pub struct Node {
     by_node: HashMap<Arc<str>, BTreeSet<MemberId>>,
     /// Challenged holder of a node name -> its pending challenge.
     name_challenges: HashMap<MemberId, NameChallenge>,
-    /// Sorted id pairs already reported as sharing a node name (bounded).
+    /// Node names already reported as shared (bounded).
     name_conflicts_reported: HashSet<Arc<str>>,
     /// Gossip address -> the member last seen there.
     by_addr: HashMap<SocketAddr, MemberId>,
@@ -230,6 +232,10 @@ pub struct Node {
     /// The pause before the next membership exchange, and whether a member came up since the
     /// last one (see `next_member_sync_delay`).
     member_sync_delay: Duration,
+    member_sync_generation: u64,
+    /// When this member last pulled from peers after a freeze: every timer is late after one,
+    /// and the first late timer pulls for all of them.
+    freeze_pull_ms: Option<u64>,
     member_came_up: bool,
     /// Timers scheduled and not fired yet, with when they are due (see `lateness`).
     timers_due: Vec<(NodeTimer, u64)>,
@@ -293,6 +299,8 @@ impl Node {
             unreached: HashSet::new(),
             unheard_heal_delay: None,
             member_sync_delay: Duration::ZERO,
+            member_sync_generation: 0,
+            freeze_pull_ms: None,
             member_came_up: false,
             timers_due: Vec::new(),
             wrong_key_logged: HashSet::new(),
@@ -425,7 +433,10 @@ impl Node {
         self.member_sync_delay = self.config.swim.probe_period;
         for (timer, base) in [
             (NodeTimer::Sync, self.config.sync_interval),
-            (NodeTimer::MemberSync, self.config.swim.probe_period),
+            (
+                NodeTimer::MemberSync(self.member_sync_generation),
+                self.config.swim.probe_period,
+            ),
             (NodeTimer::Heal, self.config.swim.probe_period),
             (NodeTimer::Maintenance, self.config.maintenance_interval),
         ] {
@@ -519,9 +530,12 @@ impl Node {
                     self.start_sync(self.peers[i]);
                 }
             }
-            NodeTimer::MemberSync => {
+            NodeTimer::MemberSync(generation) => {
+                if generation != self.member_sync_generation {
+                    return self.flush_swim();
+                }
                 let next = self.next_member_sync_delay();
-                self.reschedule(NodeTimer::MemberSync, next);
+                self.reschedule(NodeTimer::MemberSync(generation), next);
                 if let Some(peer) = self.random_up_member() {
                     self.start_member_sync(peer.addr);
                 } else if !self.peers.is_empty() {
@@ -823,9 +837,13 @@ impl Node {
     fn after_timer_fired_late(&mut self, lateness_ms: u64) {
         let swim = &self.config.swim;
         let stall = 3 * swim.gossip_interval.min(swim.probe_period).as_millis() as u64;
-        if lateness_ms <= stall || self.last_sync_ms.is_none() || self.left {
+        let pulled_lately = self
+            .freeze_pull_ms
+            .is_some_and(|at| self.now_ms.saturating_sub(at) <= stall);
+        if lateness_ms <= stall || pulled_lately || self.last_sync_ms.is_none() || self.left {
             return;
         }
+        self.freeze_pull_ms = Some(self.now_ms);
         let peers = self
             .up
             .gossip_targets(&mut self.rng, self.config.rumor_fanout);
@@ -931,6 +949,10 @@ impl Node {
     /// membership anti-entropy, not a broadcast, carries them on. Known members are left to
     /// SWIM, so a peer's stale view never revives a member we hold down.
     fn import_members(&mut self, members: Vec<Identity>) {
+        if members.len() > MAX_MEMBERS_PER_FRAME {
+            self.stats.drop("bad_member");
+            return;
+        }
         let me = self.identity().id;
         let mut fresh = Vec::new();
         for identity in members {
@@ -957,6 +979,20 @@ impl Node {
     /// Membership exchanges come every probe period while members are coming up (a join
     /// storm, a healed partition), and back off to `sync_max_interval` once the ring is
     /// settled: idle, a member makes one such exchange a minute.
+    /// A member came up while membership exchanges were backed off (a join to a settled ring,
+    /// a healed partition): the next one comes within a probe period, not after the backed-off
+    /// pause, which may be a minute away. The timer armed for then is superseded.
+    fn hasten_member_sync(&mut self) {
+        let fast = self.config.swim.probe_period;
+        if self.member_sync_delay <= fast || self.left {
+            return;
+        }
+        self.member_sync_delay = fast;
+        self.member_sync_generation += 1;
+        let timer = NodeTimer::MemberSync(self.member_sync_generation);
+        self.reschedule(timer, fast);
+    }
+
     fn next_member_sync_delay(&mut self) -> Duration {
         self.member_sync_delay = if std::mem::take(&mut self.member_came_up) {
             self.config.swim.probe_period
@@ -1078,9 +1114,8 @@ impl Node {
         }
     }
 
-    /// Arms the gossip tick while rumors are queued and someone is up to hear them (a member
-    /// that comes up re-arms it, see `insert_up`).
-    /// Arms the gossip tick while rumors or foca's membership updates wait to be sent; an idle
+    /// Arms the gossip tick while rumors or foca's membership updates wait to be sent and
+    /// someone is up to hear them (a member that comes up re-arms it, see `insert_up`); an idle
     /// member has no tick at all.
     fn arm_gossip(&mut self) {
         let work = !self.queue.is_empty() || self.membership.has_updates();
@@ -1098,7 +1133,7 @@ impl Node {
         }
     }
 
-    /// Every timer goes through here, so a late one can be told (see `advance_clock`).
+    /// Every timer goes through here, so a late one can be told (see `after_timer_fired_late`).
     fn schedule(&mut self, after: Duration, timer: NodeTimer) {
         let due_ms = self.now_ms + after.as_millis() as u64;
         self.timers_due.push((timer.clone(), due_ms));
@@ -1213,7 +1248,7 @@ impl Node {
     }
 
     /// Members a gossip tick sends to: the configured fanout, or every up member in a ring of
-    /// at most twice the fanout (see `gossip_rumors`).
+    /// at most twice the fanout (see `send_gossip_round`).
     fn gossip_fanout(&self) -> usize {
         if self.up.len() <= 2 * self.config.rumor_fanout {
             self.up.len()
@@ -1397,6 +1432,9 @@ impl Node {
     /// Reports, once per name, that `identity` shares its node name with members that are up
     /// (ourselves included).
     fn report_name_conflict(&mut self, identity: &Identity) {
+        if self.name_conflicts_reported.contains(&identity.node) {
+            return;
+        }
         let holders: Vec<MemberId> = self
             .by_node
             .get(&identity.node)
@@ -1444,7 +1482,10 @@ impl Node {
 
     fn insert_up(&mut self, identity: Identity) {
         let id = identity.id;
-        self.member_came_up |= !self.up.index.contains_key(&id);
+        if !self.up.index.contains_key(&id) {
+            self.member_came_up = true;
+            self.hasten_member_sync();
+        }
         let was_down = self
             .members
             .get(&id)
