@@ -1444,7 +1444,7 @@ impl Node {
             .filter(|id| {
                 self.members
                     .get(id)
-                    .is_some_and(|r| r.health == Health::Alive && r.identity.node == identity.node)
+                    .is_some_and(|r| r.health.is_up() && r.identity.node == identity.node)
             })
             .collect();
         let shared = holders.iter().any(|&other| other != identity.id);
