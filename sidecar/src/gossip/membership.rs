@@ -501,6 +501,97 @@ impl foca::Codec<Identity> for WireCodec {
     }
 }
 
+/// A datagram's membership updates split by whether this member passes them on.
+///
+/// SWIM as foca implements it gossips every change to everyone, so under loss each unconfirmed
+/// suspicion and its refutation cost every member O(log N) sends, and their number grows with N:
+/// per-member traffic grew linearly with the ring. Here only what every member must learn is
+/// passed on: a member declared down, and a member first heard of (incarnation 0, a join or a
+/// renewed identity). A suspicion matters to the suspect, and to those that hold it: the prober
+/// and the few members its own piggybacked copies reach. Each of them times it and tells the
+/// suspect directly until it refutes (`tell_suspect`, `suspect_on_hearsay`), and the suspect
+/// answers each teller directly (`handle_data`); others take a refutation from the suspect's own
+/// messages. Suspicions and refutations are still applied here, just not relayed.
+struct Relay {
+    src: Identity,
+    src_incarnation: u16,
+    /// The datagram with only the updates to pass on.
+    loud: Vec<u8>,
+    quiet: Vec<Member<Identity>>,
+    /// An update names this member Suspect.
+    suspects_me: bool,
+}
+
+impl Relay {
+    /// `None`: nothing to keep quiet, or a message foca must see whole (join, feed, turn-undead,
+    /// anything malformed): handled by foca as it came.
+    fn plan(codec: &Arc<Mutex<CodecState>>, me: &Identity, data: &[u8]) -> Option<Relay> {
+        use foca::Codec as _;
+        let tag = *data.first()?;
+        if !matches!(
+            tag,
+            MSG_PING
+                | MSG_ACK
+                | MSG_PING_REQ
+                | MSG_INDIRECT_PING
+                | MSG_INDIRECT_ACK
+                | MSG_FORWARDED_ACK
+                | MSG_GOSSIP
+        ) {
+            return None;
+        }
+        let mut codec = WireCodec {
+            state: Arc::clone(codec),
+        };
+        let mut rest = data;
+        let header = codec.decode_header(&mut rest).ok()?;
+        if header.dst != *me || header.src == *me || header.src.addr == me.addr {
+            return None;
+        }
+        let header_len = data.len() - rest.len();
+        let mut loud_ranges = Vec::new();
+        let mut quiet = Vec::new();
+        let mut suspects_me = false;
+        if rest.len() >= 2 {
+            let count = rest.get_u16();
+            for _ in 0..count {
+                let start = data.len() - rest.len();
+                let update = codec.decode_member(&mut rest).ok()?;
+                let about = update.id();
+                if about.id == me.id || about.addr == me.addr {
+                    suspects_me |= about == me && update.state() == State::Suspect;
+                    loud_ranges.push(start..data.len() - rest.len());
+                } else if update.state() == State::Down
+                    || (update.state() == State::Alive && update.incarnation() == 0)
+                {
+                    loud_ranges.push(start..data.len() - rest.len());
+                } else {
+                    quiet.push(update);
+                }
+            }
+        }
+        // Custom broadcasts are not used: a tail is malformed, and foca says so.
+        if !rest.is_empty() || (quiet.is_empty() && header.src_incarnation == 0 && !suspects_me) {
+            return None;
+        }
+        let mut loud = Vec::with_capacity(data.len());
+        loud.extend_from_slice(&data[..header_len]);
+        if !loud_ranges.is_empty() || !quiet.is_empty() {
+            loud.put_u16(u16::try_from(loud_ranges.len()).ok()?);
+            for range in loud_ranges {
+                loud.extend_from_slice(data.get(range)?);
+            }
+        }
+        Some(Relay {
+            src: header.src,
+            src_incarnation: header.src_incarnation,
+            loud,
+            quiet,
+            suspects_me,
+        })
+    }
+}
+
 /// Collects what foca wants done during one call.
 struct Collector<'a> {
     out: &'a mut SwimOutput,
@@ -575,6 +666,13 @@ pub struct Membership {
     announce_every: Duration,
     /// Members known when the last periodic announce went out.
     members_at_announce: usize,
+    /// Members this one suspects (its probe failed, or it heard so and times it too), told of it
+    /// on every probe step until they refute or go down: suspicions are not gossiped (see
+    /// `Relay`), so a lost notice or a lost answer must be repeated.
+    suspecting: Vec<Identity>,
+    /// foca's current timer token (it changes when this member rejoins), taken from the probe
+    /// timers foca arms; our own suspicion timers carry it.
+    timer_token: foca::TimerToken,
 }
 
 /// The periodic announce backs off to at most this many times `SwimConfig::announce_interval`.
@@ -604,6 +702,8 @@ impl Membership {
             out: SwimOutput::default(),
             announce_every,
             members_at_announce: 0,
+            suspecting: Vec::new(),
+            timer_token: 0,
         }
     }
 
@@ -745,6 +845,17 @@ impl Membership {
         for suspect in probe_failed.iter().chain(&heard_from) {
             self.tell_suspect(suspect);
         }
+        for suspect in probe_failed {
+            if !self.suspecting.contains(&suspect) {
+                self.suspecting.push(suspect);
+            }
+        }
+        if let Some(token) = self.out.timers.iter().find_map(|(timer, _)| match timer.0 {
+            Timer::ProbeRandomMember(token) => Some(token),
+            _ => None,
+        }) {
+            self.timer_token = token;
+        }
         self.resize_if_needed();
         result
     }
@@ -754,7 +865,6 @@ impl Membership {
     /// its piggybacked updates, which are sent a bounded number of times to random members and
     /// can all miss the suspect (then an alive member is declared down and must rejoin).
     fn tell_suspect(&mut self, suspect: &Identity) {
-        use foca::Codec as _;
         let Some(member) = self
             .foca
             .iter_membership_state()
@@ -763,6 +873,13 @@ impl Membership {
         else {
             return;
         };
+        self.send_gossip(suspect, Some(&member));
+    }
+
+    /// Sends `to` a Gossip message of its own: our header (which carries our incarnation, so it
+    /// refutes a suspicion of us) and at most one update.
+    fn send_gossip(&mut self, to: &Identity, update: Option<&Member<Identity>>) {
+        use foca::Codec as _;
         let src_incarnation = self
             .codec
             .lock()
@@ -770,7 +887,7 @@ impl Membership {
         let header = Header {
             src: self.foca.identity().clone(),
             src_incarnation,
-            dst: suspect.clone(),
+            dst: to.clone(),
             message: Message::Gossip,
         };
         let mut codec = WireCodec {
@@ -778,12 +895,12 @@ impl Membership {
         };
         let mut buf = Vec::with_capacity(self.config.max_swim_packet);
         let encoded = codec.encode_header(&header, &mut buf).and_then(|()| {
-            buf.put_u16(1);
-            codec.encode_member(&member, &mut buf)
+            buf.put_u16(u16::from(update.is_some()));
+            update.map_or(Ok(()), |member| codec.encode_member(member, &mut buf))
         });
         match encoded {
-            Ok(()) => self.out.sends.push((suspect.addr, buf)),
-            Err(e) => tracing::debug!(error = %e, "suspicion notice"),
+            Ok(()) => self.out.sends.push((to.addr, buf)),
+            Err(e) => tracing::debug!(error = %e, "gossip to one member"),
         }
     }
 
@@ -814,8 +931,76 @@ impl Membership {
     }
 
     pub fn handle_data(&mut self, data: &[u8]) -> Result<(), SwimDrop> {
+        let me = self.foca.identity().clone();
+        let Some(relay) = Relay::plan(&self.codec, &me, data) else {
+            return self.handle_whole(data);
+        };
+        let Relay {
+            src,
+            src_incarnation,
+            loud,
+            quiet,
+            suspects_me,
+        } = relay;
+        let result = self.run(|foca, rt| {
+            if src_incarnation > 0 {
+                // A refutation carried by the header: taken in quietly, so foca's own apply of
+                // the header finds nothing new to spread.
+                let header_says = Member::new(src.clone(), src_incarnation, State::Alive);
+                foca.apply_many(std::iter::once(header_says), false, &mut *rt)?;
+            }
+            foca.handle_data(&loud, &mut *rt)?;
+            // foca ignores the updates of a sender it holds down; so do we.
+            if !quiet.is_empty() && foca.iter_members().any(|m| m.id() == &src) {
+                foca.apply_many(quiet.iter().cloned(), false, &mut *rt)?;
+                return Ok(quiet);
+            }
+            Ok(Vec::new())
+        });
+        if let Ok(applied) = &result {
+            for update in applied.iter().filter(|u| u.state() == State::Suspect) {
+                self.suspect_on_hearsay(update);
+            }
+        }
+        if suspects_me && result.is_ok() {
+            // Only the teller holds the suspicion's timer: answer it directly, so the
+            // refutation does not depend on gossip reaching it.
+            self.send_gossip(&src, None);
+        }
+        result.map(drop).map_err(Self::drop_reason)
+    }
+
+    /// A suspicion heard from another member and now held here: this member times it too and
+    /// tells the suspect until it refutes, as its prober does (Lifeguard lets every member that
+    /// hears a suspicion start a timer). The prober's notice and the Down it declares can both be
+    /// lost; a second declarer keeps a dead member from staying Suspect here until this member
+    /// happens to probe it (up to N probe periods).
+    fn suspect_on_hearsay(&mut self, update: &Member<Identity>) {
+        let held = self.foca.iter_membership_state().any(|m| {
+            m.id() == update.id()
+                && m.state() == State::Suspect
+                && m.incarnation() == update.incarnation()
+        });
+        if !held || self.suspecting.contains(update.id()) {
+            return;
+        }
+        let timer = Timer::ChangeSuspectToDown {
+            member_id: update.id().clone(),
+            incarnation: update.incarnation(),
+            token: self.timer_token,
+        };
+        let after = self.foca_config(self.sized_for).suspect_to_down_after;
+        self.out.timers.push((SwimTimer(timer), after));
+        self.suspecting.push(update.id().clone());
+    }
+
+    fn handle_whole(&mut self, data: &[u8]) -> Result<(), SwimDrop> {
         let result = self.run(|foca, rt| foca.handle_data(data, rt));
-        result.map_err(|e| match e {
+        result.map_err(Self::drop_reason)
+    }
+
+    fn drop_reason(e: foca::Error) -> SwimDrop {
+        match e {
             foca::Error::DataFromOurselves => SwimDrop::FromOurselves,
             foca::Error::Decode(inner) if inner.to_string().contains("departed") => {
                 SwimDrop::FromDeparted
@@ -824,7 +1009,7 @@ impl Membership {
                 SwimDrop::Malformed
             }
             _ => SwimDrop::Other,
-        })
+        }
     }
 
     pub fn handle_timer(&mut self, timer: SwimTimer) {
@@ -834,9 +1019,31 @@ impl Membership {
         if matches!(timer.0, Timer::PeriodicAnnounce(_)) {
             self.back_off_announce();
         }
+        let probe_step = matches!(
+            timer.0,
+            Timer::ProbeRandomMember(_) | Timer::SendIndirectProbe { .. }
+        );
         if let Err(e) = self.run(|foca, rt| foca.handle_timer(timer.0, rt)) {
             tracing::debug!(error = %e, "swim timer");
         }
+        if probe_step {
+            self.retell_suspects();
+        }
+    }
+
+    /// Repeats the suspicion notice to every member this one suspects and that has not refuted
+    /// yet (twice a probe period, so several times within any suspicion timeout).
+    fn retell_suspects(&mut self) {
+        let mut suspecting = std::mem::take(&mut self.suspecting);
+        suspecting.retain(|suspect| {
+            self.foca
+                .iter_membership_state()
+                .any(|m| m.id() == suspect && m.state() == State::Suspect)
+        });
+        for suspect in &suspecting {
+            self.tell_suspect(suspect);
+        }
+        self.suspecting = suspecting;
     }
 
     /// foca 2.0.0 answers every expiring suspicion timer with `TurnUndead` to the suspect, even
@@ -958,7 +1165,7 @@ impl Membership {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
     use foca::Codec;
 
@@ -1180,6 +1387,117 @@ mod tests {
             "x refuted: nothing to tell"
         );
         assert_eq!(health_of(&m, &x), Health::Alive);
+    }
+
+    /// A ring of `me`, `peer` and `others` more members, all alive, nothing queued.
+    fn quiet_ring(others: u8) -> (Membership, Identity, Identity) {
+        let (me, peer) = (identity(1, 10), identity(2, 10));
+        let mut m = Membership::new(me.clone(), SwimConfig::lan(), 7);
+        let mut members = vec![peer.clone()];
+        members.extend((0..others).map(|i| identity(10 + i, 10)));
+        m.assume_alive(members);
+        m.take_output();
+        assert!(!m.has_updates());
+        (m, me, peer)
+    }
+
+    #[test]
+    fn a_heard_suspicion_or_refutation_is_applied_but_not_passed_on() {
+        let (mut m, me, peer) = quiet_ring(5);
+        let x = identity(10, 10);
+        m.handle_data(&update(
+            &peer,
+            &me,
+            Member::new(x.clone(), 0, State::Suspect),
+        ))
+        .unwrap();
+        assert_eq!(health_of(&m, &x), Health::Suspect);
+        assert!(!m.has_updates(), "a suspicion is not gossiped on");
+        m.handle_data(&update(&peer, &me, Member::new(x.clone(), 1, State::Alive)))
+            .unwrap();
+        assert_eq!(health_of(&m, &x), Health::Alive);
+        assert!(!m.has_updates(), "nor is its refutation");
+    }
+
+    #[test]
+    fn a_down_member_and_a_new_member_are_passed_on() {
+        let (mut m, me, peer) = quiet_ring(5);
+        m.handle_data(&update(
+            &peer,
+            &me,
+            Member::new(identity(10, 10), 0, State::Down),
+        ))
+        .unwrap();
+        assert!(m.has_updates(), "a confirmed death is gossiped on");
+        let (mut m, me, peer) = quiet_ring(5);
+        m.handle_data(&update(&peer, &me, Member::alive(identity(40, 10))))
+            .unwrap();
+        assert!(m.has_updates(), "a join is gossiped on");
+    }
+
+    /// The datagrams in `out` that go to `to` as a Gossip, with the incarnation their header
+    /// gives the sender.
+    fn gossip_to(out: &SwimOutput, to: &Identity) -> Vec<u16> {
+        out.sends
+            .iter()
+            .filter(|(addr, _)| *addr == to.addr)
+            .filter_map(|(_, bytes)| {
+                let mut codec = WireCodec {
+                    state: Arc::new(Mutex::new(CodecState {
+                        me: Some(to.clone()),
+                        ..CodecState::default()
+                    })),
+                };
+                let header = codec.decode_header(&bytes[..]).unwrap();
+                (header.message == Message::Gossip).then_some(header.src_incarnation)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_suspected_member_answers_whoever_told_it_directly() {
+        // Among 50 members, foca's own refutation gossip (3 random members) seldom hits the
+        // teller: the direct answer must.
+        let (mut m, me, peer) = quiet_ring(48);
+        m.handle_data(&update(
+            &peer,
+            &me,
+            Member::new(me.clone(), 0, State::Suspect),
+        ))
+        .unwrap();
+        let answers = gossip_to(&m.take_output(), &peer);
+        assert!(
+            answers.iter().any(|&incarnation| incarnation >= 1),
+            "the teller gets our refuting incarnation: {answers:?}"
+        );
+    }
+
+    #[test]
+    fn a_heard_suspicion_is_timed_and_told_to_the_suspect_here_too() {
+        let (mut m, me, peer) = quiet_ring(5);
+        let x = identity(10, 10);
+        m.handle_data(&update(
+            &peer,
+            &me,
+            Member::new(x.clone(), 0, State::Suspect),
+        ))
+        .unwrap();
+        let out = m.take_output();
+        let timer = out
+            .timers
+            .into_iter()
+            .find(|(t, _)| matches!(&t.0, Timer::ChangeSuspectToDown { member_id, .. } if *member_id == x))
+            .expect("a suspicion timer for x")
+            .0;
+        // A probe step tells x again while it has not refuted.
+        m.handle_timer(SwimTimer(Timer::ProbeRandomMember(0)));
+        assert!(
+            tells_suspect(&m.take_output(), &x),
+            "x is told again on a probe step"
+        );
+        // x never answers: this member declares it down itself.
+        m.handle_timer(timer);
+        assert_eq!(health_of(&m, &x), Health::Confirmed);
     }
 
     #[test]
