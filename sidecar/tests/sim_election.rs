@@ -578,12 +578,14 @@ fn a_two_three_partition_leaves_the_minority_without_quorum_and_it_adopts_the_ma
         let (majority_leader, term) = w.wait_agreed_other_than(&[2, 3, 4], w.id(0), 10 * SECOND);
         assert!(term > first_term, "seed {seed}");
         w.sim.heal_partition();
+        // The leader is sticky. Its term may move (seed 2; seed 20 of 40 before suspicions
+        // stayed local, 3 of 40 since): the two sides confirm each other down, the minority's
+        // Down of the new leader crosses the heal, everyone sees the leader down until it rejoins
+        // under a renewed identity, a member nominates meanwhile, and the leader wins again in
+        // a newer term.
         let (after, after_term) = w.wait_agreed(&[0, 1, 2, 3, 4], 10 * SECOND, "after heal");
-        assert_eq!(
-            (after, after_term),
-            (majority_leader, term),
-            "seed {seed}: sticky"
-        );
+        assert_eq!(after, majority_leader, "seed {seed}: sticky");
+        assert!(after_term >= term, "seed {seed}: the term never goes back");
         w.assert_no_violations();
     }
 }
