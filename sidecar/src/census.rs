@@ -12,8 +12,8 @@ use serde_json::{json, Map, Value};
 use crate::election::{ElectionView, GroupViews, ViewStatus};
 use crate::gossip::member::{node_name_conflicts, Health, Identity, MemberId, MemberView};
 use crate::gossip::rumor::{
-    DepartureRumor, ElectionRumor, ElectionStatus, Rumor, RumorKind, ServiceConfigRumor,
-    ServiceFileRumor, ServiceGroup, ServiceRumor, SysInfo,
+    DepartureRumor, ElectionRumor, ElectionStatus, RetirementRumor, Rumor, RumorKind,
+    ServiceConfigRumor, ServiceFileRumor, ServiceGroup, ServiceRumor, SysInfo,
 };
 use crate::gossip::store::Store;
 
@@ -33,15 +33,22 @@ pub const ELECTION_FINISHED: &str = "ElectionFinished";
 pub struct LocalElections {
     pub leader: BTreeMap<ServiceGroup, ElectionView>,
     pub update: BTreeMap<ServiceGroup, ElectionView>,
+    /// The members this member's engines count for quorum, per group.
+    pub electorate: BTreeMap<ServiceGroup, Vec<MemberId>>,
 }
 
 impl LocalElections {
     /// From one group's `GroupViews` (what `GroupElections::step` returns).
     pub fn of_group(group: &ServiceGroup, views: GroupViews) -> LocalElections {
         let one = |v: Option<ElectionView>| v.map(|v| (group.clone(), v)).into_iter().collect();
+        let has_engine = views.leader.is_some() || views.update.is_some();
         LocalElections {
             leader: one(views.leader),
             update: one(views.update),
+            electorate: has_engine
+                .then(|| (group.clone(), views.electorate))
+                .into_iter()
+                .collect(),
         }
     }
 }
@@ -163,6 +170,10 @@ pub struct CensusGroup {
     pub service_config: Option<(u64, toml::Table)>,
     /// Sorted by file name.
     pub service_files: Vec<CensusFile>,
+    /// The members counted for quorum, where this member runs the group's elections.
+    pub electorate: Option<Vec<MemberId>>,
+    /// Members a leader retired from the electorate (and not back since), sorted.
+    pub retired_members: Vec<MemberId>,
 }
 
 impl CensusGroup {
@@ -181,6 +192,8 @@ impl CensusGroup {
             update_election_term: None,
             service_config: None,
             service_files: Vec::new(),
+            electorate: None,
+            retired_members: Vec::new(),
         }
     }
 
@@ -229,9 +242,18 @@ impl CensusGroup {
             "changed_service_files": [],
             "election_status": self.election_status,
             "election_term": self.election_term,
+            "electorate": self
+                .electorate
+                .as_ref()
+                .map(|ids| ids.iter().map(ToString::to_string).collect::<Vec<_>>()),
             "leader_id": self.leader_id.map(|id| id.to_string()),
             "local_member_id": self.local_member_id.to_string(),
             "population": population,
+            "retired_members": self
+                .retired_members
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>(),
             "service_config": service_config,
             "service_files": service_files,
             "service_group": self.service_group.as_str(),
@@ -304,6 +326,7 @@ struct GroupRumors<'a> {
     files: Vec<&'a ServiceFileRumor>,
     election: Option<&'a ElectionRumor>,
     update_election: Option<&'a ElectionRumor>,
+    retired: Vec<&'a RetirementRumor>,
 }
 
 fn group_rumors(store: &Store) -> BTreeMap<ServiceGroup, GroupRumors<'_>> {
@@ -332,6 +355,11 @@ fn group_rumors(store: &Store) -> BTreeMap<ServiceGroup, GroupRumors<'_>> {
                     .or_default()
                     .update_election = Some(r);
             }
+            Rumor::Retirement(r) => groups
+                .entry(r.service_group.clone())
+                .or_default()
+                .retired
+                .push(r),
             Rumor::Service(_) | Rumor::Departure(_) => {}
         }
     }
@@ -447,6 +475,18 @@ pub fn census_groups_with(input: &CensusInput<'_>, local: &LocalElections) -> Ve
                 })
                 .collect();
             service_files.sort_by(|a, b| a.filename.cmp(&b.filename));
+            let mut retired_members: Vec<MemberId> = rumors
+                .retired
+                .iter()
+                .filter(|r| {
+                    known
+                        .get(&r.member_id)
+                        .is_none_or(|(identity, _)| r.covers(identity.incarnation))
+                })
+                .map(|r| r.member_id)
+                .collect();
+            retired_members.sort_unstable();
+            let electorate = local.electorate.get(&service_group).cloned();
             Some(CensusGroup {
                 service_group,
                 local_member_id: input.local.id,
@@ -461,6 +501,8 @@ pub fn census_groups_with(input: &CensusInput<'_>, local: &LocalElections) -> Ve
                     .config
                     .map(|c| (c.incarnation, parse_toml_table(&c.config))),
                 service_files,
+                electorate,
+                retired_members,
             })
         })
         .collect()
@@ -539,6 +581,7 @@ pub fn butterfly(input: &CensusInput<'_>) -> Value {
     let mut elections = Map::new();
     let mut updates = Map::new();
     let mut departures = Map::new();
+    let mut retirements: Map<String, Value> = Map::new();
     for rumor in input.store.iter() {
         match rumor {
             Rumor::Service(r) if !r.tombstone => {
@@ -575,6 +618,14 @@ pub fn butterfly(input: &CensusInput<'_>) -> Value {
             Rumor::Departure(r) => {
                 departures.insert(r.member_id.to_string(), departure_json(r));
             }
+            Rumor::Retirement(r) => {
+                if let Value::Object(group) = retirements
+                    .entry(r.service_group.to_string())
+                    .or_insert_with(|| Value::Object(Map::new()))
+                {
+                    group.insert(r.member_id.to_string(), retirement_json(r));
+                }
+            }
         }
     }
     let departure_list = if departures.is_empty() {
@@ -585,6 +636,7 @@ pub fn butterfly(input: &CensusInput<'_>) -> Value {
     let counter = |kind| input.store.update_counter(kind);
     json!({
         "departure": { "list": departure_list, "update_counter": counter(RumorKind::Departure) },
+        "retirement": { "list": retirements, "update_counter": counter(RumorKind::Retirement) },
         "election": { "list": elections, "update_counter": counter(RumorKind::Election) },
         "election_update": {
             "list": updates,
@@ -674,6 +726,16 @@ fn election_json(r: &ElectionRumor) -> Value {
 
 fn departure_json(r: &DepartureRumor) -> Value {
     json!({ "member_id": r.member_id.to_string() })
+}
+
+fn retirement_json(r: &RetirementRumor) -> Value {
+    json!({
+        "member_id": r.member_id.to_string(),
+        "service_group": r.service_group.to_string(),
+        "incarnation": r.incarnation,
+        "retired_by": r.retired_by.to_string(),
+        "term": r.term,
+    })
 }
 
 /// Parses TOML text bytes into a table; empty, non-UTF-8 or invalid TOML gives an empty table
@@ -859,8 +921,41 @@ mod tests {
             GroupViews {
                 leader: Some(view),
                 update: None,
+                electorate: vec![id(1), id(2)],
             },
         )
+    }
+
+    #[test]
+    fn the_census_shows_the_electorate_and_the_members_a_leader_retired() {
+        let mut f = Fixture::new();
+        let retire = |member: u8, incarnation: u64| {
+            Rumor::Retirement(RetirementRumor {
+                service_group: group("redis.default"),
+                member_id: id(member),
+                incarnation,
+                retired_by: id(2),
+                term: 3,
+            })
+        };
+        // Member 3 retired as it is; member 1 retired under an older identity (back since).
+        f.store.insert(retire(3, 103), 0);
+        f.store.insert(retire(1, 100), 0);
+        let doc = census_with(&f.input(), &local(ViewStatus::Finished, Some(2), 3));
+        let json = &doc["census_groups"]["redis.default"];
+        assert_eq!(json["retired_members"], json!([id(3).to_string()]));
+        assert_eq!(
+            json["electorate"],
+            json!([id(1).to_string(), id(2).to_string()])
+        );
+        // Where no engine of ours runs, the electorate is not known here.
+        let web = &census(&f.input())["census_groups"]["web.prod@acme"];
+        assert_eq!(web["electorate"], Value::Null);
+        let butterfly = butterfly(&f.input());
+        assert_eq!(
+            butterfly["retirement"]["list"]["redis.default"][id(3).to_string()]["retired_by"],
+            json!(id(2).to_string())
+        );
     }
 
     #[test]

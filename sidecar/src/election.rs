@@ -14,13 +14,15 @@
 //! as the environment variable `HAB_ELECTION_TERM` (`TERM_ENV_VAR`) and to templates as
 //! `svc.me.term` (both from the census: `service::runtime`).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::gossip::member::{Health, MemberId, MemberView};
 use crate::gossip::node::GossipConfig;
-use crate::gossip::rumor::{ElectionRumor, ElectionStatus, Rumor, RumorKey, ServiceGroup};
+use crate::gossip::rumor::{
+    ElectionRumor, ElectionStatus, RetirementRumor, Rumor, RumorKey, ServiceGroup,
+};
 use crate::gossip::store::Store;
 
 /// The environment variable that carries the finished term (fencing token) to hooks.
@@ -114,7 +116,17 @@ pub struct ElectionConfig {
     pub finish_grace: Duration,
     /// A member confirmed dead this long leaves the electorate.
     pub electorate_expiry: Duration,
+    /// The leader, holding quorum, retires a member confirmed dead this long from the
+    /// electorate (a `RetirementRumor`), and retires the next one no sooner than this after the
+    /// previous (see `Election::retirement`).
+    pub retire_after: Duration,
 }
+
+/// A minute: far longer than failure detection (a crashed member is confirmed dead within
+/// seconds) and than the spread of a retirement to every connected member (seconds), so one
+/// retirement is known everywhere before the next is decided; short enough that a group whose
+/// members are replaced one by one keeps its quorum when replacements come minutes apart.
+pub const DEFAULT_RETIRE_AFTER: Duration = Duration::from_secs(60);
 
 impl ElectionConfig {
     pub fn for_gossip(gossip: &GossipConfig) -> ElectionConfig {
@@ -123,6 +135,7 @@ impl ElectionConfig {
             stable: gossip.swim.gossip_interval * 2,
             finish_grace: gossip.swim.gossip_interval * 4,
             electorate_expiry: gossip.swim.dead_member_ttl,
+            retire_after: DEFAULT_RETIRE_AFTER,
         }
     }
 
@@ -174,13 +187,21 @@ pub fn is_withdrawal(rumor: &ElectionRumor) -> bool {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Electorate {
     voters: BTreeMap<MemberId, Health>,
+    /// Members of the group a retirement record keeps out (see `RetirementRumor`).
+    retired: Vec<MemberId>,
 }
 
 impl Electorate {
     pub fn new(voters: impl IntoIterator<Item = (MemberId, Health)>) -> Electorate {
         Electorate {
             voters: voters.into_iter().collect(),
+            retired: Vec::new(),
         }
+    }
+
+    /// Members of the group that no longer count because a leader retired them.
+    pub fn retired(&self) -> &[MemberId] {
+        &self.retired
     }
 
     pub fn len(&self) -> usize {
@@ -263,6 +284,16 @@ pub struct Election {
     started_ms: Option<u64>,
     /// When each member was first seen confirmed dead (for the electorate expiry).
     down_since: HashMap<MemberId, u64>,
+    /// Whether this engine may retire dead members when it leads (one engine per group does,
+    /// see `GroupElections::new`).
+    retires: bool,
+    /// Retirement records seen, and when the newest of them was first seen here.
+    retirements_seen: HashSet<(MemberId, u64)>,
+    last_retirement_ms: Option<u64>,
+    /// When this member, leading, may retire its next dead member if nothing changes.
+    retire_at: Option<u64>,
+    /// The members counted for quorum at the last step (for the census).
+    electorate_ids: Vec<MemberId>,
     /// (term, time) this member, as candidate, first held a majority.
     majority_since: Option<(u64, u64)>,
     /// The newest finished rumor seen: its leader stays leader while healthy.
@@ -305,6 +336,11 @@ impl Election {
             config,
             started_ms: None,
             down_since: HashMap::new(),
+            retires: true,
+            retirements_seen: HashSet::new(),
+            last_retirement_ms: None,
+            retire_at: None,
+            electorate_ids: Vec::new(),
             majority_since: None,
             last_finished: None,
             quorum_since: None,
@@ -381,8 +417,11 @@ impl Election {
 
     /// When this engine needs a step if none of its inputs changes (see `NextStep`).
     pub fn next_step(&self, now_ms: u64) -> NextStep {
-        if self.resigned || self.settled {
+        if self.resigned {
             return NextStep::OnChange;
+        }
+        if self.settled {
+            return self.retire_at.map_or(NextStep::OnChange, NextStep::At);
         }
         if self.view.status == ViewStatus::NoQuorum {
             // Without quorum nothing but the electorate expiry moves with time. An entry of a
@@ -422,7 +461,21 @@ impl Election {
             members.iter().map(|m| (m.identity.id, m)).collect();
         let expiry = self.config.electorate_expiry.as_millis() as u64;
         let mut voters = Vec::new();
+        let mut retired = Vec::new();
         for id in in_group {
+            if let Some(record) = store.retirement(&self.group, id) {
+                if self.retirements_seen.insert((id, record.incarnation)) {
+                    self.last_retirement_ms = Some(now_ms);
+                }
+                // Back under a renewed identity: a newcomer, it counts again.
+                let covered = known
+                    .get(&id)
+                    .is_none_or(|m| record.covers(m.identity.incarnation));
+                if covered {
+                    retired.push(id);
+                    continue;
+                }
+            }
             // A service rumor of a member the ring has not told us about counts as down: it
             // weighs on quorum until it expires, as a confirmed-dead member does.
             let health = match known.get(&id) {
@@ -450,7 +503,9 @@ impl Election {
             }
             voters.push((id, health));
         }
-        Electorate::new(voters)
+        let mut electorate = Electorate::new(voters);
+        electorate.retired = retired;
+        electorate
     }
 
     /// One step from the ring's state: `members` as `Node::members()` lists them, the store,
@@ -464,9 +519,65 @@ impl Election {
         synced: bool,
     ) -> Step {
         let electorate = self.electorate(now_ms, members, store);
+        self.electorate_ids = electorate.ids().collect();
         self.observe(now_ms, members, &electorate, synced);
         let current = self.kind.current(store, &self.group).cloned();
-        self.decide(now_ms, &electorate, current.as_ref())
+        let mut step = self.decide(now_ms, &electorate, current.as_ref());
+        self.retire_at = None;
+        if step.publish.is_none() {
+            step.publish = self.retirement(now_ms, members, &electorate);
+        }
+        step
+    }
+
+    /// Quorum-led retirement: the finished leader of a group that holds quorum retires the
+    /// member confirmed dead the longest, once it has been dead for `retire_after` and the
+    /// previous retirement is that old too. Only a side holding quorum shrinks the electorate,
+    /// so a partitioned minority never shrinks its way to a majority; one member at a time,
+    /// each known everywhere before the next, so the majorities of the electorate before and
+    /// after a retirement always overlap (Raft's single-server membership change). The dead
+    /// member is counted when quorum is checked, so retirement never shrinks the electorate below
+    /// two members.
+    fn retirement(
+        &mut self,
+        now_ms: u64,
+        members: &[MemberView],
+        electorate: &Electorate,
+    ) -> Option<Rumor> {
+        if !self.retires
+            || self.resigned
+            || !self.view.is_leader(self.me)
+            || !electorate.has_quorum()
+        {
+            return None;
+        }
+        let after = self.config.retire_after.as_millis() as u64;
+        let (since, id) = electorate
+            .voters
+            .iter()
+            .filter(|(_, health)| **health == Health::Confirmed)
+            .filter_map(|(id, _)| self.down_since.get(id).map(|since| (*since, *id)))
+            .min()?;
+        let due = since.saturating_add(after).max(
+            self.last_retirement_ms
+                .map_or(0, |t| t.saturating_add(after)),
+        );
+        if now_ms < due {
+            self.retire_at = Some(due);
+            return None;
+        }
+        let incarnation = members
+            .iter()
+            .find(|m| m.identity.id == id)
+            .map_or(0, |m| m.identity.incarnation);
+        tracing::info!(member = %id, group = %self.group, term = self.view.term, "retiring a dead member from the electorate");
+        Some(Rumor::Retirement(RetirementRumor {
+            service_group: self.group.clone(),
+            member_id: id,
+            incarnation,
+            retired_by: self.me,
+            term: self.view.term,
+        }))
     }
 
     /// Tracks whether this member knows its group: it has pulled a peer's whole store and heard
@@ -795,10 +906,12 @@ impl Election {
 }
 
 /// The views of one group's two elections at this member.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct GroupViews {
     pub leader: Option<ElectionView>,
     pub update: Option<ElectionView>,
+    /// The members counted for quorum at the last step, sorted (both elections count the same).
+    pub electorate: Vec<MemberId>,
 }
 
 /// Both elections of one service group at this member, as the manager runs them: the leader
@@ -827,10 +940,14 @@ impl GroupElections {
         GroupElections {
             leader: leader_topology.then(|| engine(ElectionKind::Leader, suitability)),
             update: rolling.then(|| {
-                engine(
+                let mut update = engine(
                     ElectionKind::Update,
                     update_suitability(leader_topology, false),
-                )
+                );
+                // One engine retires for the group (both count the same electorate): two
+                // leaders' records of one member would otherwise conflict.
+                update.retires = !leader_topology;
+                update
             }),
         }
     }
@@ -855,6 +972,12 @@ impl GroupElections {
         GroupViews {
             leader: self.leader.as_ref().map(Election::view),
             update: self.update.as_ref().map(Election::view),
+            electorate: self
+                .leader
+                .as_ref()
+                .or(self.update.as_ref())
+                .map(|e| e.electorate_ids.clone())
+                .unwrap_or_default(),
         }
     }
 
@@ -918,6 +1041,7 @@ mod tests {
             stable: Duration::from_millis(30),
             finish_grace: Duration::from_millis(100),
             electorate_expiry: Duration::from_secs(60),
+            retire_after: Duration::from_secs(10),
         }
     }
 
@@ -1433,6 +1557,135 @@ mod tests {
             "alone, quorum, settling"
         );
         assert_eq!(e.next_step(61_000), NextStep::Tick);
+    }
+
+    /// A store with the service rumors of `members` and `leader`'s finished election.
+    fn group_store(members: &[u8], leader: u8) -> Store {
+        let mut store = Store::default();
+        for n in members {
+            let rumor = crate::gossip::rumor::ServiceRumor {
+                member_id: id(*n),
+                service_group: group(),
+                incarnation: 1,
+                package: "core/pg/1.0.0/20260101000000".into(),
+                initialized: true,
+                sys: Default::default(),
+                cfg: Vec::new(),
+                tombstone: false,
+            };
+            store.insert(Rumor::Service(rumor), 0);
+        }
+        store.insert(Rumor::Election(finished(leader, 1)), 0);
+        store
+    }
+
+    fn dead(members: &mut [MemberView], n: u8) {
+        for m in members.iter_mut().filter(|m| m.identity.id == id(n)) {
+            m.health = Health::Confirmed;
+        }
+    }
+
+    fn retirement(step: &Step) -> Option<RetirementRumor> {
+        match &step.publish {
+            Some(Rumor::Retirement(r)) => Some(r.clone()),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn a_leader_with_quorum_retires_a_member_dead_past_the_grace_and_it_stops_counting() {
+        let mut store = group_store(&[1, 2, 3], 1);
+        let mut members = ring(&[1, 2, 3]);
+        dead(&mut members, 3);
+        let mut leader = engine(1, 0);
+        let step = leader.step(1_000, &members, &store, true);
+        assert_eq!(step.view.leader, Some(id(1)));
+        assert_eq!(retirement(&step), None, "dead for less than the grace");
+        assert_eq!(leader.next_step(1_000), NextStep::At(11_000));
+        let step = leader.step(11_000, &members, &store, true);
+        let retired = retirement(&step).expect("member 3 retired");
+        assert_eq!(
+            (retired.member_id, retired.incarnation, retired.retired_by),
+            (id(3), 1, id(1))
+        );
+        assert_eq!(retired.term, finished(1, 1).term);
+        store.insert(Rumor::Retirement(retired), 11_000);
+        let electorate = leader.electorate(11_001, &members, &store);
+        assert_eq!(electorate.len(), 2);
+        assert_eq!(electorate.retired(), &[id(3)]);
+        // Now 1 of 2 dead would be no quorum; the group keeps electing with 2 of 2.
+        let step = leader.step(11_001, &members, &store, true);
+        assert_eq!((step.view.leader, retirement(&step)), (Some(id(1)), None));
+        // A follower never retires anyone.
+        let mut follower = engine(2, 0);
+        let store = group_store(&[1, 2, 3], 1);
+        follower.step(1_000, &members, &store, true);
+        assert_eq!(
+            retirement(&follower.step(60_000, &members, &store, true)),
+            None
+        );
+    }
+
+    #[test]
+    fn without_quorum_nobody_is_ever_retired() {
+        let store = group_store(&[1, 2, 3], 1);
+        let mut members = ring(&[1, 2, 3]);
+        dead(&mut members, 2);
+        dead(&mut members, 3);
+        let mut leader = engine(1, 0);
+        for now in [1_000, 11_000, 59_000] {
+            let step = leader.step(now, &members, &store, true);
+            assert_eq!(step.view.status, ViewStatus::NoQuorum);
+            assert_eq!(retirement(&step), None, "at {now} ms");
+        }
+    }
+
+    #[test]
+    fn a_retired_member_back_under_a_renewed_identity_counts_again() {
+        let mut store = group_store(&[1, 2, 3], 1);
+        store.insert(
+            Rumor::Retirement(RetirementRumor {
+                service_group: group(),
+                member_id: id(3),
+                incarnation: 1,
+                retired_by: id(1),
+                term: finished(1, 1).term,
+            }),
+            0,
+        );
+        let mut members = ring(&[1, 2, 3]);
+        let mut e = engine(2, 0);
+        assert_eq!(e.electorate(0, &members, &store).len(), 2, "retired");
+        members[2].identity.incarnation = 2;
+        let electorate = e.electorate(0, &members, &store);
+        assert_eq!((electorate.len(), electorate.retired().len()), (3, 0));
+    }
+
+    #[test]
+    fn dead_members_are_retired_one_at_a_time_a_grace_apart() {
+        let mut store = group_store(&[1, 2, 3, 4, 5], 1);
+        let mut members = ring(&[1, 2, 3, 4, 5]);
+        dead(&mut members, 4);
+        dead(&mut members, 5);
+        let mut leader = engine(1, 0);
+        leader.step(1_000, &members, &store, true);
+        let first = retirement(&leader.step(11_000, &members, &store, true)).expect("one");
+        store.insert(Rumor::Retirement(first.clone()), 11_000);
+        let step = leader.step(11_001, &members, &store, true);
+        assert_eq!(retirement(&step), None, "the next waits");
+        assert_eq!(leader.next_step(11_001), NextStep::At(21_001));
+        let second = retirement(&leader.step(21_001, &members, &store, true)).expect("two");
+        assert_ne!(first.member_id, second.member_id);
+        assert!([id(4), id(5)].contains(&second.member_id));
+    }
+
+    #[test]
+    fn only_one_engine_of_a_group_retires() {
+        let both = GroupElections::new(&group(), id(1), &config(), true, true, 0);
+        assert!(both.leader().is_some_and(|e| e.retires));
+        assert!(both.update().is_some_and(|e| !e.retires));
+        let standalone = GroupElections::new(&group(), id(1), &config(), false, true, 0);
+        assert!(standalone.update().is_some_and(|e| e.retires));
     }
 
     #[test]

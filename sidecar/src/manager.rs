@@ -1218,7 +1218,7 @@ impl LoopState {
                     self.node.stats(),
                     &members,
                     self.node.local_health(),
-                    self.node.store().len(),
+                    self.node.store(),
                 );
                 let _ = reply.send(text);
             }

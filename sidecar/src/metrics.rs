@@ -1,6 +1,6 @@
 //! Prometheus metrics of the supervisor (`GET /metrics`): members by health, rumors sent,
 //! received and dropped by reason, bytes and packets in and out, Lifeguard's local health, node
-//! names shared by several members.
+//! names shared by several members, retirements from group electorates.
 //! Counters mirror the gossip node's own counters, so they only ever grow.
 
 use prometheus_client::encoding::text::encode;
@@ -11,6 +11,8 @@ use prometheus_client::registry::Registry;
 
 use crate::gossip::member::{node_name_conflicts, Health, MemberView};
 use crate::gossip::node::NodeStats;
+use crate::gossip::rumor::RumorKind;
+use crate::gossip::store::Store;
 
 type Labels = Vec<(&'static str, String)>;
 
@@ -24,7 +26,9 @@ pub struct Metrics {
     local_health: Gauge,
     rumors_stored: Gauge,
     node_name_conflicts: Gauge,
+    retirements: Counter,
     last: NodeStats,
+    last_retirements: u64,
 }
 
 impl Default for Metrics {
@@ -48,6 +52,7 @@ impl Metrics {
         let local_health = Gauge::default();
         let rumors_stored = Gauge::default();
         let name_conflicts = Gauge::default();
+        let retirements = Counter::default();
         registry.register("members", "Ring members by health", members.clone());
         registry.register("bytes", "Gossip bytes by direction", bytes.clone());
         registry.register(
@@ -80,6 +85,11 @@ impl Metrics {
             "Node names held by more than one up member (all are kept; give each its own name)",
             name_conflicts.clone(),
         );
+        registry.register(
+            "retirements",
+            "Dead members a group's leader retired from the electorate, as recorded here",
+            retirements.clone(),
+        );
         Metrics {
             registry,
             members,
@@ -90,7 +100,9 @@ impl Metrics {
             local_health,
             rumors_stored,
             node_name_conflicts: name_conflicts,
+            retirements,
             last: NodeStats::default(),
+            last_retirements: 0,
         }
     }
 
@@ -100,7 +112,7 @@ impl Metrics {
         stats: &NodeStats,
         members: &[MemberView],
         local_health: u32,
-        rumors_stored: usize,
+        store: &Store,
     ) -> String {
         for health in Health::ALL {
             let count = members.iter().filter(|m| m.health == health).count();
@@ -179,7 +191,10 @@ impl Metrics {
             );
         }
         self.local_health.set(i64::from(local_health));
-        self.rumors_stored.set(rumors_stored as i64);
+        self.rumors_stored.set(store.len() as i64);
+        let retirements = store.update_counter(RumorKind::Retirement);
+        advance(&self.retirements, self.last_retirements, retirements);
+        self.last_retirements = retirements;
         let conflicts = node_name_conflicts(members.iter().map(|m| (&m.identity, m.health)));
         self.node_name_conflicts.set(conflicts.len() as i64);
         self.last = stats.clone();
@@ -203,7 +218,7 @@ mod tests {
             ..NodeStats::default()
         };
         stats.dropped.insert("unknown_key", 3);
-        let text = metrics.render(&stats, &[], 0, 0);
+        let text = metrics.render(&stats, &[], 0, &Store::new());
         assert!(
             text.contains("hab_gossip_bytes_total{direction=\"out\"} 100"),
             "{text}"
@@ -217,7 +232,20 @@ mod tests {
             "{text}"
         );
         stats.bytes_sent = 150;
-        let text = metrics.render(&stats, &[], 2, 5);
+        let mut store = Store::new();
+        store.insert(
+            crate::gossip::rumor::Rumor::Retirement(crate::gossip::rumor::RetirementRumor {
+                service_group: crate::gossip::rumor::ServiceGroup::parse("pg.default").unwrap(),
+                member_id: crate::gossip::member::MemberId([3; 16]),
+                incarnation: 1,
+                retired_by: crate::gossip::member::MemberId([1; 16]),
+                term: 7,
+            }),
+            0,
+        );
+        let text = metrics.render(&stats, &[], 2, &store);
+        assert!(text.contains("hab_gossip_retirements_total 1"), "{text}");
+        assert!(text.contains("hab_gossip_rumors_stored 1"), "{text}");
         assert!(
             text.contains("hab_gossip_bytes_total{direction=\"out\"} 150"),
             "{text}"
@@ -247,7 +275,7 @@ mod tests {
             view(4, "other", Health::Alive),
             view(5, "other", Health::Confirmed),
         ];
-        let text = Metrics::new().render(&NodeStats::default(), &members, 0, 0);
+        let text = Metrics::new().render(&NodeStats::default(), &members, 0, &Store::new());
         assert!(text.contains("hab_gossip_node_name_conflicts 1"), "{text}");
     }
 }

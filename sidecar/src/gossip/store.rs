@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest, Sha256};
 
 use super::member::MemberId;
-use super::rumor::{Merge, Rumor, RumorKey, RumorKind};
+use super::rumor::{Merge, RetirementRumor, Rumor, RumorKey, RumorKind, ServiceGroup};
 use super::wire::{self, SYNC_BUCKETS};
 use crate::error::{Error, Result};
 
@@ -51,7 +51,7 @@ pub struct Store {
     expired: HashMap<(u64, u64), u64>,
     by_hash: HashMap<u64, RumorKey>,
     buckets: Vec<u64>,
-    update_counters: [u64; 6],
+    update_counters: [u64; RumorKind::ALL.len()],
     conflicts: u64,
 }
 
@@ -99,7 +99,7 @@ impl Store {
             expired: HashMap::new(),
             by_hash: HashMap::new(),
             buckets: vec![0; SYNC_BUCKETS],
-            update_counters: [0; 6],
+            update_counters: [0; RumorKind::ALL.len()],
             conflicts: 0,
         }
     }
@@ -290,16 +290,20 @@ impl Store {
         keys
     }
 
-    /// Keys of the rumors that only describe `member` (its service rumors).
+    /// Keys of the rumors that only describe `member` (its service rumors, and the records of
+    /// its retirement, moot once its service rumors are gone).
     fn keys_of_member(&self, member: MemberId) -> Vec<RumorKey> {
         self.entries
             .keys()
-            .filter(|k| matches!(k, RumorKey::Service { member: m, .. } if *m == member))
+            .filter(|k| {
+                matches!(k, RumorKey::Service { member: m, .. }
+                    | RumorKey::Retirement { member: m, .. } if *m == member)
+            })
             .cloned()
             .collect()
     }
 
-    /// Removes every rumor that only describes `member` (its service rumors).
+    /// Removes every rumor that only describes `member` (see `keys_of_member`).
     pub fn forget_member(&mut self, member: MemberId) -> Vec<RumorKey> {
         let keys = self.keys_of_member(member);
         for key in &keys {
@@ -310,6 +314,18 @@ impl Store {
 
     pub fn departed(&self, member: MemberId) -> bool {
         self.entries.contains_key(&RumorKey::Departure { member })
+    }
+
+    /// The group's retirement record of `member`, if any (see `RetirementRumor`).
+    pub fn retirement(&self, group: &ServiceGroup, member: MemberId) -> Option<&RetirementRumor> {
+        let key = RumorKey::Retirement {
+            group: group.clone(),
+            member,
+        };
+        match self.get(&key) {
+            Some(Rumor::Retirement(r)) => Some(r),
+            _ => None,
+        }
     }
 
     /// Versioned snapshot: magic, then postcard of every rumor.
@@ -423,6 +439,26 @@ mod tests {
         assert_eq!(store.insert(service(1, 3, false), 21_000), Insert::New);
         store.expire_tombstones(40_000, 10_000);
         assert!(store.expired.is_empty());
+    }
+
+    #[test]
+    fn a_forgotten_member_takes_its_retirement_record_along() {
+        let mut store = Store::new();
+        let group = crate::gossip::rumor::tests::group("redis.default");
+        store.insert(service(1, 1, false), 0);
+        store.insert(
+            Rumor::Retirement(RetirementRumor {
+                service_group: group.clone(),
+                member_id: MemberId([1; 16]),
+                incarnation: 4,
+                retired_by: MemberId([2; 16]),
+                term: 9,
+            }),
+            0,
+        );
+        assert!(store.retirement(&group, MemberId([1; 16])).is_some());
+        assert_eq!(store.forget_member_for_good(MemberId([1; 16]), 0).len(), 2);
+        assert!(store.is_empty());
     }
 
     #[test]

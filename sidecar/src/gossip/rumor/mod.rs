@@ -7,6 +7,7 @@
 
 pub mod departure;
 pub mod election;
+pub mod retirement;
 pub mod service;
 pub mod service_config;
 pub mod service_file;
@@ -17,6 +18,7 @@ use serde::{Deserialize, Serialize};
 
 pub use departure::DepartureRumor;
 pub use election::{ElectionRumor, ElectionStatus};
+pub use retirement::RetirementRumor;
 pub use service::{ServiceRumor, SysInfo};
 pub use service_config::ServiceConfigRumor;
 pub use service_file::ServiceFileRumor;
@@ -110,16 +112,18 @@ pub enum RumorKind {
     Election,
     ElectionUpdate,
     Departure,
+    Retirement,
 }
 
 impl RumorKind {
-    pub const ALL: [RumorKind; 6] = [
+    pub const ALL: [RumorKind; 7] = [
         RumorKind::Service,
         RumorKind::ServiceConfig,
         RumorKind::ServiceFile,
         RumorKind::Election,
         RumorKind::ElectionUpdate,
         RumorKind::Departure,
+        RumorKind::Retirement,
     ];
 
     pub const fn as_str(self) -> &'static str {
@@ -130,6 +134,7 @@ impl RumorKind {
             RumorKind::Election => "election",
             RumorKind::ElectionUpdate => "election_update",
             RumorKind::Departure => "departure",
+            RumorKind::Retirement => "retirement",
         }
     }
 }
@@ -157,6 +162,10 @@ pub enum RumorKey {
     Departure {
         member: MemberId,
     },
+    Retirement {
+        group: ServiceGroup,
+        member: MemberId,
+    },
 }
 
 impl RumorKey {
@@ -168,6 +177,7 @@ impl RumorKey {
             RumorKey::Election { .. } => RumorKind::Election,
             RumorKey::ElectionUpdate { .. } => RumorKind::ElectionUpdate,
             RumorKey::Departure { .. } => RumorKind::Departure,
+            RumorKey::Retirement { .. } => RumorKind::Retirement,
         }
     }
 }
@@ -181,6 +191,8 @@ pub enum Rumor {
     Election(ElectionRumor),
     ElectionUpdate(ElectionRumor),
     Departure(DepartureRumor),
+    /// Appended last: an older member drops it alone (protocol §13).
+    Retirement(RetirementRumor),
 }
 
 /// The result of offering an incoming rumor against the stored one of the same key.
@@ -217,6 +229,10 @@ impl Rumor {
             Rumor::Departure(r) => RumorKey::Departure {
                 member: r.member_id,
             },
+            Rumor::Retirement(r) => RumorKey::Retirement {
+                group: r.service_group.clone(),
+                member: r.member_id,
+            },
         }
     }
 
@@ -228,6 +244,7 @@ impl Rumor {
             Rumor::Election(_) => RumorKind::Election,
             Rumor::ElectionUpdate(_) => RumorKind::ElectionUpdate,
             Rumor::Departure(_) => RumorKind::Departure,
+            Rumor::Retirement(_) => RumorKind::Retirement,
         }
     }
 
@@ -255,6 +272,15 @@ impl Rumor {
                 Some(merged) => Merge::Replace(Box::new(Rumor::ElectionUpdate(merged))),
                 None => Merge::Stale,
             },
+            (Rumor::Retirement(a), Rumor::Retirement(b)) => {
+                use std::cmp::Ordering;
+                match b.version().cmp(&a.version()) {
+                    Ordering::Greater => Merge::Replace(Box::new(incoming.clone())),
+                    Ordering::Less => Merge::Stale,
+                    Ordering::Equal if a == b => Merge::Stale,
+                    Ordering::Equal => Merge::Conflict,
+                }
+            }
             // A departure is permanent: the first one stands.
             _ => Merge::Stale,
         }
