@@ -1024,7 +1024,7 @@ impl GroupElections {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
 
     fn id(n: u8) -> MemberId {
