@@ -105,6 +105,8 @@ fn group(name: &str, g: u8, package: &str, cfg: &str) -> CensusGroup {
         update_election_term: None,
         service_config: None,
         service_files: Vec::new(),
+        electorate: None,
+        retired_members: Vec::new(),
     }
 }
 

@@ -479,9 +479,11 @@ pub fn census_groups_with(input: &CensusInput<'_>, local: &LocalElections) -> Ve
                 .retired
                 .iter()
                 .filter(|r| {
-                    known
+                    let seen_up_as = known
                         .get(&r.member_id)
-                        .is_none_or(|(identity, _)| r.covers(identity.incarnation))
+                        .filter(|(_, health)| health.is_up())
+                        .map(|(identity, _)| identity.incarnation);
+                    r.applies_to(seen_up_as)
                 })
                 .map(|r| r.member_id)
                 .collect();

@@ -370,6 +370,11 @@ impl Election {
         self.suitability
     }
 
+    /// The members counted for quorum at the last step, sorted.
+    pub fn electorate_ids(&self) -> &[MemberId] {
+        &self.electorate_ids
+    }
+
     /// The suitability hook's latest answer. A running candidacy of ours with another
     /// suitability is re-run in the next round (so a better member can counter it, or we can
     /// counter a worse one); a finished leader is kept (leadership is sticky).
@@ -467,11 +472,11 @@ impl Election {
                 if self.retirements_seen.insert((id, record.incarnation)) {
                     self.last_retirement_ms = Some(now_ms);
                 }
-                // Back under a renewed identity: a newcomer, it counts again.
-                let covered = known
+                let seen_up_as = known
                     .get(&id)
-                    .is_none_or(|m| record.covers(m.identity.incarnation));
-                if covered {
+                    .filter(|m| m.health.is_up())
+                    .map(|m| m.identity.incarnation);
+                if record.applies_to(seen_up_as) {
                     retired.push(id);
                     continue;
                 }
@@ -976,7 +981,7 @@ impl GroupElections {
                 .leader
                 .as_ref()
                 .or(self.update.as_ref())
-                .map(|e| e.electorate_ids.clone())
+                .map(|e| e.electorate_ids().to_vec())
                 .unwrap_or_default(),
         }
     }

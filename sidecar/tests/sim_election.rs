@@ -264,6 +264,21 @@ impl World {
                     }
                 }
             }
+            if let Some(Rumor::Retirement(r)) = &step.publish {
+                if trace {
+                    eprintln!(
+                        "t={now} member {i} retires {} (term {})",
+                        r.member_id, r.term
+                    );
+                }
+                if minority && settled {
+                    let v = format!(
+                        "t={now} member {i} retired {} on a side of {side_size} of {}",
+                        r.member_id, record.electorate
+                    );
+                    record.violations.push(v);
+                }
+            }
             if minority && settled && step.view.status == ViewStatus::Finished {
                 let v = format!(
                     "t={now} member {i} reports leader {:?} on a side of {side_size} of {}",
@@ -341,6 +356,18 @@ impl World {
         self.new_engine(i);
         self.sim.restart_from_disk(i, peers);
         self.load(i);
+    }
+
+    /// Replaces member `i` by a new one (a new id and a new node name, as a re-imaged VM or a
+    /// new container gets) with a fresh store and engine; returns the old id.
+    fn replace(&mut self, i: usize, name: &str, peers: &[usize]) -> MemberId {
+        self.engines.borrow_mut()[i] = None;
+        self.sim.set_node_name(i, name, true);
+        let old = self.sim.replace_member(i, peers);
+        self.incarnation[i] = 0;
+        self.new_engine(i);
+        self.load(i);
+        old
     }
 
     fn view(&self, i: usize) -> Option<ElectionView> {
@@ -1306,4 +1333,39 @@ fn a_partition_heal_swaps_rumors_without_waiting_for_the_sync_backoff() {
         worst <= bound,
         "rumor crossed {worst} ms after convergence, over 8 gossip intervals ({bound} ms): {times:?}"
     );
+}
+
+/// Habitat's issues #1994 and #5188: a leader group of 3 whose members are replaced one at a
+/// time (a new id and a new node name each) stopped electing from the third replacement on,
+/// as every dead member still counted (3 alive of 6). The leader retires each dead member once
+/// it has been dead for `retire_after`, so the group elects after every replacement and its
+/// electorate is back to 3.
+#[test]
+fn a_group_whose_members_are_replaced_one_by_one_keeps_electing() {
+    for seed in 1..=5 {
+        let mut config = election_config();
+        config.retire_after = 5 * SECOND;
+        let mut w = World::with(3, seed, &[0; 3], config, ElectionKind::Leader);
+        w.start_all();
+        w.wait_agreed(&[0, 1, 2], 10 * SECOND, "first election");
+        for round in 0..6 {
+            let i = round % 3;
+            let old = w.replace(i, &format!("replaced-{round}"), &everyone_but(3, &[i]));
+            w.wait_agreed(&[0, 1, 2], 10 * SECOND, &format!("replacement {round}"));
+            let engines = Rc::clone(&w.engines);
+            let retired = w.sim.run_until(20 * SECOND, 10 * MS, |_| {
+                engines.borrow().iter().all(|e| {
+                    e.as_ref().is_some_and(|e| {
+                        e.electorate_ids().len() == 3 && !e.electorate_ids().contains(&old)
+                    })
+                })
+            });
+            assert!(
+                retired,
+                "seed {seed}: replacement {round}: {old} not retired everywhere within 20 s"
+            );
+        }
+        w.wait_agreed(&[0, 1, 2], 10 * SECOND, "at the end");
+        w.assert_no_violations();
+    }
 }

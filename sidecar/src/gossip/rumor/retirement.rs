@@ -22,9 +22,16 @@ pub struct RetirementRumor {
 }
 
 impl RetirementRumor {
-    /// Whether this record retires the member as it is now (an identity at `incarnation`).
-    pub const fn covers(&self, incarnation: u64) -> bool {
-        incarnation <= self.incarnation
+    /// Whether this record keeps the member out, given the identity incarnation under which
+    /// it is seen up here, if it is: only a member back under a newer identity than the record
+    /// names (it rejoined after it was retired) is a newcomer. The retiring leader may not
+    /// know the identity of a member that died before it joined (it writes 0): the member still
+    /// counts as retired wherever it is not seen up.
+    pub const fn applies_to(&self, seen_up_as: Option<u64>) -> bool {
+        match seen_up_as {
+            Some(incarnation) => incarnation <= self.incarnation,
+            None => true,
+        }
     }
 
     pub const fn version(&self) -> (u64, u64) {
@@ -73,11 +80,11 @@ mod tests {
     }
 
     #[test]
-    fn a_renewed_identity_is_not_retired() {
+    fn a_member_seen_up_under_a_renewed_identity_is_not_retired() {
         let Rumor::Retirement(r) = retirement(5, 1, 1) else {
             unreachable!()
         };
-        assert!(r.covers(5) && r.covers(4));
-        assert!(!r.covers(6));
+        assert!(r.applies_to(None) && r.applies_to(Some(5)) && r.applies_to(Some(4)));
+        assert!(!r.applies_to(Some(6)));
     }
 }
