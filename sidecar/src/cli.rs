@@ -185,6 +185,10 @@ pub struct TimingArgs {
     /// Envelopes older or newer than this (clock skew) are rejected as replays.
     #[arg(long, value_name = "SECS", default_value = "120", value_parser = parse_secs)]
     pub replay_window: Duration,
+    /// A group's leader, holding quorum, retires a member confirmed dead this long from the
+    /// group's electorate (one at a time, at least this far apart).
+    #[arg(long, value_name = "SECS", default_value = "60", value_parser = parse_secs)]
+    pub retire_after: Duration,
 }
 
 impl TimingArgs {

@@ -107,6 +107,7 @@ fn supervisor_config(root: std::path::PathBuf, args: RunArgs) -> anyhow::Result<
         node_name: args.node_name,
         sys_ip: args.sys_ip_address,
         gossip,
+        retire_after: args.timing.retire_after,
         http_auth_token: std::env::var("HAB_SUP_GATEWAY_AUTH_TOKEN").ok(),
     })
 }

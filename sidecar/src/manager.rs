@@ -61,6 +61,8 @@ pub struct SupervisorConfig {
     pub node_name: Option<String>,
     pub sys_ip: Option<IpAddr>,
     pub gossip: GossipConfig,
+    /// See `ElectionConfig::retire_after`.
+    pub retire_after: Duration,
     pub http_auth_token: Option<String>,
 }
 
@@ -700,7 +702,10 @@ pub async fn run(config: SupervisorConfig) -> anyhow::Result<()> {
             election = Some(GroupElections::new(
                 &rumor.service_group,
                 identity.id,
-                &ElectionConfig::for_gossip(&config.gossip),
+                &ElectionConfig {
+                    retire_after: config.retire_after,
+                    ..ElectionConfig::for_gossip(&config.gossip)
+                },
                 true,
                 false,
                 0,
@@ -1265,10 +1270,14 @@ impl LoopState {
                 NodeEvent::RumorChanged(key) => {
                     self.store_dirty = true;
                     self.view_dirty = true;
-                    // A vote or a declaration is answered now, not at the next tick.
+                    // A vote or a declaration is answered now, not at the next tick; a
+                    // service rumor or a retirement changes the electorate.
                     if matches!(
                         key,
-                        RumorKey::Election { .. } | RumorKey::ElectionUpdate { .. }
+                        RumorKey::Election { .. }
+                            | RumorKey::ElectionUpdate { .. }
+                            | RumorKey::Service { .. }
+                            | RumorKey::Retirement { .. }
                     ) {
                         self.election_dirty = true;
                     }

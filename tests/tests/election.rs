@@ -85,3 +85,61 @@ fn five_supervisors_elect_one_leader_and_fail_over_on_sigkill_and_on_sigterm() {
         );
     }
 }
+
+const BLOCK_REPLACED: u8 = 32;
+
+/// Issue 18 (Habitat's #1994 and #5188): a leader group of 3 whose members are replaced one at
+/// a time (SIGKILL, then a new supervisor at a new address, with a fresh root and its own node
+/// name, as a re-imaged VM or a new container gets), six times, with a 2 s grace: after every
+/// replacement the 3 live members agree on a leader, and the dead member is retired, so every
+/// member's electorate is those 3 again and the next replacement keeps quorum. Without
+/// retirement the third replacement leaves 3 alive of 6 and no election.
+#[test]
+fn three_supervisors_replaced_one_at_a_time_six_times_keep_electing() {
+    let args = ["--topology", "leader", "--retire-after", "2"];
+    let mut ring = start_ring(BLOCK_REPLACED, 3, |_, b| b.args(args));
+    new_leader(&ring, None, SOON);
+    for round in 0..6u8 {
+        let mut dead = ring.remove(0);
+        let dead_id = dead.member_id();
+        dead.kill();
+        let peers: Vec<_> = ring.iter().map(Supervisor::ip).collect();
+        let mut fresh = Supervisor::at(BLOCK_REPLACED, 4 + round)
+            .peers(peers)
+            .args(args)
+            .spawn();
+        fresh.wait_ready();
+        ring.push(fresh);
+        let (leader, took) = new_leader(&ring, None, SOON);
+        eprintln!("replacement {round}: leader {leader} agreed after {took:?}");
+        let mut live: Vec<String> = ring.iter().map(Supervisor::member_id).collect();
+        live.sort();
+        wait_for(SOON, "the dead member is retired everywhere", || {
+            for sup in &ring {
+                let census = sup.census()?;
+                let group = &census["census_groups"][HELLO_GROUP];
+                let electorate: Vec<String> = group["electorate"]
+                    .as_array()
+                    .map(|ids| {
+                        ids.iter()
+                            .filter_map(|id| id.as_str().map(str::to_string))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                if electorate != live {
+                    return Err(format!("{}: electorate {electorate:?}", sup.name()));
+                }
+                let retired = group["retired_members"].to_string();
+                if !retired.contains(&dead_id) {
+                    return Err(format!("{}: retired {retired}", sup.name()));
+                }
+            }
+            Ok(())
+        });
+    }
+    let metrics = ring[0].metrics().unwrap();
+    assert!(
+        habitat_e2e::metric_sum(&metrics, "hab_gossip_retirements_total") >= 1.0,
+        "{metrics}"
+    );
+}
