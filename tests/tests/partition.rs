@@ -8,18 +8,37 @@
 
 use std::time::Duration;
 
-use habitat_e2e::{agreed_leader, election_of, wait_for, NetnsLab, Supervisor, HELLO_GROUP};
+use habitat_e2e::{
+    agreed_leader, election_of, holds_throughout, metric_sum, wait_for, NetnsLab, Supervisor,
+    HELLO_GROUP,
+};
 
 const SUBNET: u8 = 1;
 const HOSTS: [u8; 5] = [1, 2, 3, 4, 5];
 const SOON: Duration = Duration::from_secs(30);
 
 fn lab() -> Result<NetnsLab, String> {
-    let mut lab = NetnsLab::new(SUBNET)?;
-    for host in HOSTS {
+    lab_of(SUBNET, &HOSTS)
+}
+
+fn lab_of(subnet: u8, hosts: &[u8]) -> Result<NetnsLab, String> {
+    let mut lab = NetnsLab::new(subnet)?;
+    for &host in hosts {
         lab.add_host(host)?;
     }
     Ok(lab)
+}
+
+/// The ids a supervisor's census lists under `field` of the hello group.
+fn census_ids(sup: &Supervisor, field: &str) -> Result<Vec<String>, String> {
+    let census = sup.census()?;
+    let ids = census["census_groups"][HELLO_GROUP][field]
+        .as_array()
+        .ok_or_else(|| format!("{}: no {field} in the census", sup.name()))?
+        .iter()
+        .filter_map(|id| id.as_str().map(str::to_string))
+        .collect();
+    Ok(ids)
 }
 
 #[test]
@@ -97,4 +116,101 @@ fn a_two_three_partition_leaves_the_two_without_quorum_and_heals_onto_one_leader
         agreed_leader(&all, HELLO_GROUP)
     });
     assert_eq!(healed, second, "the majority's leader is kept (sticky)");
+}
+
+/// Issue 18: a 2|1 partition of a group of 3 with a 2 s retirement grace. The single member
+/// (the leader, cut off) waits far past the grace and still never elects itself and never
+/// retires the other two: it has no quorum. The two elect a leader and retire the single one
+/// (they hold quorum); after the heal it comes back under a renewed identity, counts again, and
+/// all three agree on one leader.
+#[test]
+fn a_cut_off_member_never_elects_nor_retires_the_majority_and_rejoins_the_electorate() {
+    const HOSTS3: [u8; 3] = [1, 2, 3];
+    let lab = match lab_of(2, &HOSTS3) {
+        Ok(lab) => lab,
+        Err(why) => {
+            eprintln!("SKIPPED: cannot build network namespaces ({why}); see sim_election.rs");
+            return;
+        }
+    };
+    let mut ring: Vec<Supervisor> = HOSTS3
+        .iter()
+        .map(|&h| {
+            let peers = HOSTS3.iter().filter(|&&p| p != h).map(|&p| lab.ip(p));
+            Supervisor::at_ip(lab.ip(h))
+                .in_netns(&lab.ns(h))
+                .peers(peers)
+                .args(["--topology", "leader", "--retire-after", "2"])
+                .spawn()
+        })
+        .collect();
+    for sup in &mut ring {
+        sup.wait_ready();
+    }
+    let all: Vec<&Supervisor> = ring.iter().collect();
+    let first = wait_for(SOON, "all three agree on a leader", || {
+        agreed_leader(&all, HELLO_GROUP)
+    });
+    let single_at = ring.iter().position(|s| s.member_id() == first).unwrap();
+    lab.attach(HOSTS3[single_at], "br1").unwrap();
+    let single = &ring[single_at];
+    let pair: Vec<&Supervisor> = (0..3)
+        .filter(|i| *i != single_at)
+        .map(|i| &ring[i])
+        .collect();
+
+    let second = wait_for(SOON, "the two elect a new leader", || {
+        let leader = agreed_leader(&pair, HELLO_GROUP)?;
+        if leader == first {
+            return Err(format!("still {leader}"));
+        }
+        Ok(leader)
+    });
+    wait_for(SOON, "the two retire the cut-off member", || {
+        for sup in &pair {
+            let retired = census_ids(sup, "retired_members")?;
+            if !retired.contains(&first) {
+                return Err(format!("{}: retired {retired:?}", sup.name()));
+            }
+        }
+        Ok(())
+    });
+    // Five times the grace: the single member sees the two dead all along, and still neither
+    // elects nor retires anyone.
+    holds_throughout(
+        Duration::from_secs(10),
+        "the cut-off member stays without quorum and retires nobody",
+        || {
+            match election_of(single, HELLO_GROUP)? {
+                (status, None) if status == "ElectionNoQuorum" => {}
+                other => return Err(format!("election {other:?}")),
+            }
+            let retired = census_ids(single, "retired_members")?;
+            if !retired.is_empty() {
+                return Err(format!("retired {retired:?}"));
+            }
+            let metrics = single.metrics()?;
+            if metric_sum(&metrics, "hab_gossip_retirements_total") != 0.0 {
+                return Err("a retirement was recorded".into());
+            }
+            Ok(())
+        },
+    );
+
+    lab.attach(HOSTS3[single_at], "br0").unwrap();
+    let healed = wait_for(SOON, "all three agree on one leader after the heal", || {
+        agreed_leader(&all, HELLO_GROUP)
+    });
+    assert_eq!(healed, second, "the pair's leader is kept (sticky)");
+    let mut ids: Vec<String> = ring.iter().map(Supervisor::member_id).collect();
+    ids.sort();
+    wait_for(SOON, "the member back counts again everywhere", || {
+        for sup in &ring {
+            let electorate = census_ids(sup, "electorate")?;
+            if electorate != ids {
+                return Err(format!("{}: electorate {electorate:?}", sup.name()));
+            }
+        }
+        Ok(())
+    });
 }
