@@ -145,6 +145,8 @@ pub struct NodeStats {
     pub frames_received: u64,
     pub bytes_sent: u64,
     pub bytes_received: u64,
+    /// Datagrams sent in envelope version 2 (to members that advertise it).
+    pub datagrams_sent_v2: u64,
     /// Rumor transmissions (one rumor in one datagram or frame counts one).
     pub rumors_sent: u64,
     pub rumors_received: u64,
@@ -1214,6 +1216,7 @@ impl Node {
         };
         let bytes = self.seal(key, &w.buf, v2);
         self.stats.datagrams_sent += 1;
+        self.stats.datagrams_sent_v2 += u64::from(v2);
         self.stats.bytes_sent += bytes.len() as u64;
         self.stats.rumors_sent += rumors.len() as u64;
         self.outputs.push(Output::Datagram { to, bytes });
