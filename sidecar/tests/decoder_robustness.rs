@@ -764,4 +764,3 @@ fn a_forged_higher_incarnation_does_not_set_off_a_rejoin_storm() {
     }
     assert!(ring.all_see_all_alive());
 }
-

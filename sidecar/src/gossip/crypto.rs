@@ -240,7 +240,13 @@ impl Keyring {
     /// all 80 random bits (about 2^40 envelopes in one millisecond for an even chance), and
     /// XChaCha20 needs nothing more of a nonce than that it never repeats under a key.
     /// Timestamps above 48 bits are clamped (the year 10889).
-    pub fn seal_v2_into(&self, body: &[u8], timestamp_ms: u64, random: [u8; 16], out: &mut Vec<u8>) {
+    pub fn seal_v2_into(
+        &self,
+        body: &[u8],
+        timestamp_ms: u64,
+        random: [u8; 16],
+        out: &mut Vec<u8>,
+    ) {
         let start = out.len();
         let key = self.sealing_key();
         out.reserve(HEADER_LEN_V2 + body.len() + if key.is_some() { TAG_LEN } else { 0 });
@@ -360,7 +366,11 @@ impl Keyring {
             }
             return Ok(opened(CLEARTEXT_KEY_ID, packet[HEADER_LEN_V2..].to_vec()));
         }
-        let mut candidates = self.keys.iter().filter(|k| k.id.short() == short).peekable();
+        let mut candidates = self
+            .keys
+            .iter()
+            .filter(|k| k.id.short() == short)
+            .peekable();
         if candidates.peek().is_none() {
             return Err(OpenError::UnknownShortKey(short));
         }
@@ -772,7 +782,10 @@ mod tests {
     fn v2_envelope_layout_matches_the_wire_format() {
         let k = key("prod", "20260101000000", 1);
         let mut random = [0u8; 16];
-        random.iter_mut().enumerate().for_each(|(i, b)| *b = i as u8);
+        random
+            .iter_mut()
+            .enumerate()
+            .for_each(|(i, b)| *b = i as u8);
         let sealed = ring(&[&k]).seal_v2(b"hello", NOW, random);
         assert_eq!(sealed.len(), 5 + ENVELOPE_OVERHEAD_V2);
         assert_eq!(ENVELOPE_OVERHEAD_V2, 35);
@@ -783,7 +796,11 @@ mod tests {
         assert_ne!(&sealed[19..24], b"hello");
         let opened = ring(&[&k]).open(&sealed).unwrap();
         assert_eq!(opened.version, 2);
-        assert_eq!(opened.key_id, k.id(), "the full id of the key that opened it");
+        assert_eq!(
+            opened.key_id,
+            k.id(),
+            "the full id of the key that opened it"
+        );
         assert_eq!(opened.timestamp_ms, NOW);
         assert_eq!(opened.nonce[..16], sealed[3..19]);
         assert_eq!(opened.nonce[16..], [0; 8]);

@@ -187,7 +187,7 @@ struct CodecState {
     /// Full identities decoded (headers, PingReq/IndirectPing/... identities, member updates) or
     /// addressed by us, by id prefix: what references resolve against. One per id, the newest
     /// renewal; bounded by `MAX_CACHED`.
-    identities: BTreeMap<[u8; REF_PREFIX], Identity>,
+    identities: BTreeMap<[u8; REF_PREFIX], Cached>,
     /// Address -> the newest identity known there and whether it carried `FLAG_V2`: whether we
     /// seal v2 and write compact headers to that address. Bounded by `MAX_CACHED`.
     v2_peers: BTreeMap<SocketAddr, PeerWire>,
@@ -202,6 +202,13 @@ struct CodecState {
     former_digests: Vec<[u8; DIGEST_LEN]>,
     /// `identity_digest(me)`, computed once per identity (see `my_digest`).
     me_digest: Option<[u8; DIGEST_LEN]>,
+}
+
+/// An identity in the reference cache, with its digest once we addressed it.
+#[derive(Debug, Clone)]
+struct Cached {
+    identity: Identity,
+    digest: Option<[u8; DIGEST_LEN]>,
 }
 
 /// What we know of the wire a member at an address reads.
@@ -275,16 +282,26 @@ impl CodecState {
             return;
         }
         let key = id_prefix(&identity.id);
-        let keep_cached = self.identities.get(&key).is_some_and(|cached| {
-            if cached.id == identity.id {
-                cached.incarnation > identity.incarnation
-                    || (cached.incarnation == identity.incarnation && !firsthand)
-            } else {
-                !firsthand // Two ids sharing a prefix (2^-64): the one that speaks wins.
-            }
-        });
+        let keep_cached = self.identities.get(&key).is_some_and(
+            |Cached {
+                 identity: cached, ..
+             }| {
+                if cached == identity {
+                    true
+                } else if cached.id == identity.id {
+                    cached.incarnation > identity.incarnation
+                        || (cached.incarnation == identity.incarnation && !firsthand)
+                } else {
+                    !firsthand // Two ids sharing a prefix (2^-64): the one that speaks wins.
+                }
+            },
+        );
         if !keep_cached {
-            bounded_insert(&mut self.identities, key, identity.clone());
+            let cached = Cached {
+                identity: identity.clone(),
+                digest: None,
+            };
+            bounded_insert(&mut self.identities, key, cached);
         }
         // The wire a member reads: the newest identity at its address says. A relayed copy
         // without the flag may be a relay predating it that dropped it: it clears the flag only
@@ -297,13 +314,32 @@ impl CodecState {
             Some(p) if v2 || firsthand => newest(p),
             Some(p) => (identity.incarnation, identity.id) > (p.incarnation, p.id),
         };
-        if update {
+        let unchanged = self.v2_peers.get(&identity.addr).is_some_and(|p| {
+            (p.id, p.incarnation, p.v2) == (identity.id, identity.incarnation, v2)
+        });
+        if update && !unchanged {
             let wire = PeerWire {
                 id: identity.id,
                 incarnation: identity.incarnation,
                 v2,
             };
             bounded_insert(&mut self.v2_peers, identity.addr, wire);
+        }
+    }
+
+    /// `identity_digest(identity)`, kept with the cached identity when it is the one cached.
+    fn digest_of(&mut self, identity: &Identity) -> [u8; DIGEST_LEN] {
+        let cached = self
+            .identities
+            .get_mut(&id_prefix(&identity.id))
+            .filter(|c| c.identity == *identity);
+        match cached {
+            Some(Cached {
+                digest: Some(digest),
+                ..
+            }) => *digest,
+            Some(c) => *c.digest.insert(identity_digest(identity)),
+            None => identity_digest(identity),
         }
     }
 
@@ -332,7 +368,7 @@ impl CodecState {
 
     /// Resolves a reference from the datagram being decoded.
     fn resolve(&self, prefix: &[u8; REF_PREFIX], incarnation_low: u8) -> Option<Identity> {
-        let identity = self.identities.get(prefix)?;
+        let identity = &self.identities.get(prefix)?.identity;
         (identity.incarnation as u8 == incarnation_low && Some(identity.addr) == self.source)
             .then(|| identity.clone())
     }
@@ -601,10 +637,10 @@ impl foca::Codec<Identity> for WireCodec {
         }
         put_varint(&mut buf, u64::from(header.src_incarnation));
         if compact {
-            buf.put_slice(&identity_digest(&header.dst));
-            // The digest we sent says we hold this identity: keep it resolvable (it opens v2,
+            // The digest we send says we hold this identity: keep it resolvable (it opens v2,
             // or it would not be getting a compact header).
             state.remember(&header.dst, FLAG_V2, true);
+            buf.put_slice(&state.digest_of(&header.dst));
         } else {
             buf.put_slice(&header.dst.id.0[..DST_PREFIX]);
         }
@@ -1535,7 +1571,11 @@ mod tests {
             wire_v2: v2,
             ..SwimConfig::lan()
         };
-        Membership::new(identity(n, 1_790_000_000 + u64::from(n)), config, u64::from(n))
+        Membership::new(
+            identity(n, 1_790_000_000 + u64::from(n)),
+            config,
+            u64::from(n),
+        )
     }
 
     /// Two members that know each other (as after a join) and a log of what they sent.
@@ -1780,18 +1820,36 @@ mod tests {
         let new = identity(5, 11);
         state.remember(&new, FLAG_V2, false);
         state.remember(&old, FLAG_V2, true);
-        assert_eq!(state.identities.get(&id_prefix(&old.id)), Some(&new));
+        assert_eq!(
+            state
+                .identities
+                .get(&id_prefix(&old.id))
+                .map(|c| &c.identity),
+            Some(&new)
+        );
         let stripped = Identity {
             named: false,
             ..new.clone()
         };
         // A relayed copy of the same renewal does not replace the cached one...
         state.remember(&stripped, 0, false);
-        assert_eq!(state.identities.get(&id_prefix(&new.id)), Some(&new));
+        assert_eq!(
+            state
+                .identities
+                .get(&id_prefix(&new.id))
+                .map(|c| &c.identity),
+            Some(&new)
+        );
         assert!(state.opens_v2(&new), "nor clears the flag");
         // ...the member itself does.
         state.remember(&stripped, 0, true);
-        assert_eq!(state.identities.get(&id_prefix(&new.id)), Some(&stripped));
+        assert_eq!(
+            state
+                .identities
+                .get(&id_prefix(&new.id))
+                .map(|c| &c.identity),
+            Some(&stripped)
+        );
         assert!(!state.opens_v2(&new));
         for n in 0..(MAX_CACHED as u32 + 10) {
             let mut id = [0u8; 16];
