@@ -192,8 +192,10 @@ struct CodecState {
     /// seal v2 and write compact headers to that address. Bounded by `MAX_CACHED`.
     v2_peers: BTreeMap<SocketAddr, PeerWire>,
     /// Members that showed us, in a compact header, the digest of our identity as it is now:
-    /// they hold it, so we name ourselves to them by reference. Value: that digest.
-    know_me: BTreeMap<MemberId, [u8; DIGEST_LEN]>,
+    /// they hold it, so we name ourselves to them by reference. Value: the identity
+    /// incarnation they had then (a restart at a higher one starts with an empty cache) and
+    /// the digest they showed.
+    know_me: BTreeMap<MemberId, (u64, [u8; DIGEST_LEN])>,
     /// Addresses that sent us a reference we could not resolve: our next compact header to
     /// each asks for the full identity (`TAG_SEND_IDENTITY`).
     ask_identity: BTreeSet<SocketAddr>,
@@ -343,13 +345,16 @@ impl CodecState {
         }
     }
 
-    /// Whether the member at `dst` reads compact headers and envelope v2.
+    /// Whether the member at `dst` reads compact headers and envelope v2: its identity said
+    /// so, or it just sent us a reference we could not resolve (only a member that reads
+    /// compact headers writes them, and it must hear `TAG_SEND_IDENTITY` in one).
     fn opens_v2(&self, dst: &Identity) -> bool {
         self.v2
-            && self
-                .v2_peers
-                .get(&dst.addr)
-                .is_some_and(|p| p.v2 && (dst.id.is_nil() || p.id == dst.id))
+            && (self.ask_identity.contains(&dst.addr)
+                || self
+                    .v2_peers
+                    .get(&dst.addr)
+                    .is_some_and(|p| p.v2 && (dst.id.is_nil() || p.id == dst.id)))
     }
 
     /// `FLAG_V2` when writing `identity`: ours when we use v2; another member's when we know
@@ -597,7 +602,9 @@ impl foca::Codec<Identity> for WireCodec {
         let by_ref = compact
             && header.message != Message::Announce
             && state.me.as_ref() == Some(&header.src)
-            && state.know_me.get(&header.dst.id).copied() == state.my_digest();
+            && state.my_digest().is_some_and(|mine| {
+                state.know_me.get(&header.dst.id) == Some(&(header.dst.incarnation, mine))
+            });
         let send_identity = compact && state.ask_identity.contains(&header.dst.addr);
         let src_len = if by_ref {
             REF_PREFIX + 1
@@ -777,7 +784,7 @@ impl foca::Codec<Identity> for WireCodec {
                 // to it by reference. Anything else (an older identity of ours, a request to
                 // send it in full) and it gets the full identity again.
                 if digest == current && !send_identity {
-                    bounded_insert(&mut state.know_me, src.id, current);
+                    bounded_insert(&mut state.know_me, src.id, (src.incarnation, current));
                 } else {
                     state.know_me.remove(&src.id);
                 }
@@ -1753,6 +1760,69 @@ mod tests {
         }
         assert!(pair.results[results..].iter().all(|(_, r)| r.is_ok()));
         assert_eq!(pair.last(0, MSG_PING)[0] & TAG_SRC_REF, TAG_SRC_REF);
+    }
+
+    /// A member that restarts keeps its id but not its cache: a peer that knew its previous
+    /// life names itself in full until the new one has shown it holds it.
+    #[test]
+    fn a_restarted_member_is_sent_full_identities_until_it_shows_it_holds_ours() {
+        let mut pair = Pair::new(member(1, true), member(2, true));
+        for _ in 0..4 {
+            pair.step(true);
+        }
+        assert_eq!(pair.last(0, MSG_PING)[0] & TAG_SRC_REF, TAG_SRC_REF);
+        let a = pair.m[0].identity().clone();
+        let old = pair.m[1].identity().clone();
+        let config = SwimConfig::lan();
+        let mut restarted = Membership::new(identity(2, old.incarnation + 1), config, 9);
+        restarted.assume_alive(vec![a]);
+        pair.m[1] = restarted;
+        pair.probes[1].clear();
+        // The restarted member speaks first (it announces as it starts): until then a
+        // datagram to its previous identity is not for it, whatever the sender's form.
+        let held = std::mem::take(&mut pair.probes[0]);
+        let results = pair.results.len();
+        pair.step(true);
+        pair.probes[0].extend(held);
+        for _ in 0..4 {
+            pair.step(true);
+        }
+        assert!(
+            pair.results[results..].iter().all(|(_, r)| r.is_ok()),
+            "{:?}",
+            &pair.results[results..]
+        );
+        assert_eq!(pair.last(0, MSG_PING)[0] & TAG_SRC_REF, TAG_SRC_REF);
+    }
+
+    /// A receiver that forgot everything about the sender (its identity, and that it reads
+    /// compact headers) still asks, in a compact header: the reference itself shows the
+    /// sender reads them. Else the sender would go on naming itself by reference for good.
+    #[test]
+    fn an_unresolvable_reference_heals_when_the_receiver_forgot_the_senders_wire_too() {
+        let mut pair = Pair::new(member(1, true), member(2, true));
+        for _ in 0..4 {
+            pair.step(true);
+        }
+        {
+            let mut b = pair.codec(1);
+            b.identities.clear();
+            b.v2_peers.clear();
+        }
+        let results = pair.results.len();
+        for _ in 0..5 {
+            pair.step(true);
+        }
+        let unresolved = pair.results[results..]
+            .iter()
+            .filter(|(_, r)| *r == Err(SwimDrop::UnresolvedSender))
+            .count();
+        // The Ping and the Ack the sender sent before our question reached it.
+        assert!(unresolved <= 2, "{:?}", &pair.results[results..]);
+        let settled = pair.results.len() - 8;
+        assert!(pair.results[settled..].iter().all(|(_, r)| r.is_ok()));
+        assert_eq!(pair.last(0, MSG_PING)[0] & TAG_SRC_REF, TAG_SRC_REF);
+        assert_eq!(pair.last(1, MSG_PING)[0] & TAG_SRC_REF, TAG_SRC_REF);
     }
 
     #[test]
