@@ -360,7 +360,12 @@ impl CodecState {
     /// `FLAG_V2` when writing `identity`: ours when we use v2; another member's when we know
     /// it advertised the flag (a relay that knows the flag keeps it).
     fn v2_flag_for(&self, identity: &Identity) -> u8 {
-        let known = self.me.as_ref() == Some(identity)
+        // Ours in any renewal: foca writes the renewed one before `set_me` hears of it.
+        let ours = self
+            .me
+            .as_ref()
+            .is_some_and(|me| me.id == identity.id && me.addr == identity.addr);
+        let known = ours
             || self.v2_peers.get(&identity.addr).is_some_and(|p| {
                 p.v2 && p.id == identity.id && p.incarnation == identity.incarnation
             });
@@ -1717,6 +1722,12 @@ mod tests {
         }
         let first = &pair.sent[sent..].iter().find(|(f, _)| *f == 0).unwrap().1;
         assert_eq!(first[0] & TAG_SRC_REF, 0, "{first:02x?}");
+        // The renewed identity still advertises v2, from the first message that carries it.
+        for (_, m) in pair.sent[sent..].iter().filter(|(f, m)| {
+            *f == 0 && m[0] & TAG_SRC_REF == 0 && matches!(m[0] & TAG_MESSAGE, MSG_PING | MSG_ACK)
+        }) {
+            assert_eq!(m[2 + 16 + 5] & FLAG_V2, FLAG_V2, "{m:02x?}");
+        }
         assert!(pair.results[results..].iter().all(|(_, r)| r.is_ok()));
         assert_eq!(pair.last(0, MSG_PING)[0] & TAG_SRC_REF, TAG_SRC_REF);
         let mut codec = WireCodec {
