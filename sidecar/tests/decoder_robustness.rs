@@ -427,7 +427,13 @@ fn unauthenticated_garbage_is_dropped_at_the_envelope_and_the_ring_stays_whole()
         let as_datagram = rng.random_bool(0.7);
         let source = if as_datagram { &datagrams } else { &frames };
         let original = &source[rng.random_range(0..source.len())];
-        let bytes = mutate(&mut rng, original, &all);
+        // One in 100 is replayed unchanged: a mutation that undoes itself (two flips of one
+        // bit) is too rare to count on for the `duplicate` drop.
+        let bytes = if item % 100 == 0 {
+            original.clone()
+        } else {
+            mutate(&mut rng, original, &all)
+        };
         let dropped = ring.dropped_at_envelope();
         let now = ring.now;
         if as_datagram {
@@ -708,29 +714,32 @@ fn the_harness_counts_what_it_delivers() {
 fn a_forged_higher_incarnation_does_not_set_off_a_rejoin_storm() {
     let mut ring = formed_ring(Keyring::cleartext(), 13);
     let victim = ring.nodes[3].identity().clone();
-    let original = ring
-        .captured
-        .datagrams
-        .iter()
-        .find(|d| {
-            let body = &d[29..];
-            body.len() > 24 && matches!(body[1], 1 | 2) && body[3..19] == victim.id.0
-        })
-        .unwrap()
-        .clone();
-    // Body: swim length (1 byte), tag, probe number, src id (16), src incarnation (varint).
-    let mut forged = original;
-    forged[5..13].copy_from_slice(&ring.now.to_be_bytes());
-    forged[13] ^= 0x55;
-    let mut incarnation = Vec::new();
+    // A Ping from member 3 to member 0 in envelope version 1 (which every member opens),
+    // written by hand as `docs/protocol.md` section 11 lays it out, with a higher identity
+    // incarnation: what a replayed and altered Ping of member 3 amounts to.
+    let std::net::IpAddr::V4(ip) = victim.addr.ip() else {
+        panic!("sim addresses are IPv4")
+    };
+    let mut swim = vec![1, 7];
+    swim.extend_from_slice(&victim.id.0);
     let mut v = victim.incarnation + 131_072;
     while v >= 0x80 {
-        incarnation.push((v as u8) | 0x80);
+        swim.push((v as u8) | 0x80);
         v >>= 7;
     }
-    incarnation.push(v as u8);
-    assert_eq!(incarnation.len(), 5);
-    forged[29 + 19..29 + 24].copy_from_slice(&incarnation);
+    swim.push(v as u8);
+    swim.push(0x04 | 0x08 | 0x10); // default port, named, v2
+    swim.extend_from_slice(&ip.octets());
+    swim.push(victim.node.len() as u8);
+    swim.extend_from_slice(victim.node.as_bytes());
+    swim.push(0); // foca incarnation
+    swim.extend_from_slice(&ring.nodes[0].identity().id.0[..8]);
+    swim.extend_from_slice(&[0, 0]);
+    let mut forged = vec![1, 0, 0, 0, 0];
+    forged.extend_from_slice(&ring.now.to_be_bytes());
+    forged.extend_from_slice(&[0x55; 16]);
+    forged.push(swim.len() as u8);
+    forged.extend_from_slice(&swim);
     let now = ring.now;
     ring.nodes[0].handle_datagram(now, victim.addr, &forged);
     ring.collect(0);

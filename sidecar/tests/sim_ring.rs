@@ -824,6 +824,62 @@ fn members_with_a_different_ring_key_never_join() {
     }
 }
 
+/// Members predating envelope v2 (simulated by clearing the flag) and members with it form
+/// one ring and keep it: each pair talks in what both read, v2 members use v2 between
+/// themselves, and nothing is dropped as unreadable.
+#[test]
+fn a_ring_mixing_members_with_and_without_envelope_v2_forms_and_stays_formed() {
+    let n = 12;
+    // Member 0, the seed everyone joins through, is one of the old ones.
+    let old = [0, 3, 7, 10];
+    for seed in seeds(&[]) {
+        let mut sim = Sim::new(SimConfig::new(n, seed));
+        for i in 0..n {
+            sim.set_keyring(i, Keyring::new(vec![ring_key("20260101000000", 1)]));
+        }
+        for i in old {
+            sim.set_wire_v2(i, false);
+        }
+        sim.start_all();
+        converge(&mut sim, seed);
+        let all: Vec<usize> = (0..n).collect();
+        for second in 0..120 {
+            sim.run_for(SECOND);
+            assert!(
+                sim.all_see_alive(&all),
+                "seed {seed}: the mixed ring came apart after {second} s"
+            );
+        }
+        for i in 0..n {
+            let stats = sim.node(i).unwrap().stats();
+            for reason in [
+                "bad_version",
+                "malformed",
+                "unresolved_sender",
+                "unknown_key",
+                "forged",
+            ] {
+                assert_eq!(
+                    stats.dropped.get(reason),
+                    None,
+                    "seed {seed}: member {i} dropped {reason}: {:?}",
+                    stats.dropped
+                );
+            }
+            if old.contains(&i) {
+                assert_eq!(stats.datagrams_sent_v2, 0, "seed {seed}: member {i}");
+            } else {
+                assert!(
+                    stats.datagrams_sent_v2 * 2 > stats.datagrams_sent,
+                    "seed {seed}: member {i} sent {} of {} datagrams in v2",
+                    stats.datagrams_sent_v2,
+                    stats.datagrams_sent
+                );
+            }
+        }
+    }
+}
+
 #[test]
 fn ring_keys_rotate_without_a_flag_day() {
     // Seed 30: a refuted suspicion still ended in foca's TurnUndead and a rejoin.

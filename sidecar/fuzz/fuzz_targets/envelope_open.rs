@@ -1,8 +1,9 @@
 //! Opens arbitrary bytes as an envelope, under a fixed ring key and as cleartext, and decodes
 //! whatever body comes out as a UDP datagram and as a TCP frame. Inputs whose first byte is odd
-//! (every real envelope: version 1) are opened as they are; the others are sealed first (without
-//! that byte), so the body decoders behind the tag check are reached as well, and checked: a
-//! sealed envelope opens to its body, and any flipped bit makes it fail.
+//! or 2 (every real envelope: version 1 or 2) are opened as they are; the others are sealed
+//! first (without that byte; in version 2 when its bit 2 is set), so the body decoders behind
+//! the tag check are reached as well, and checked: a sealed envelope opens to its body, and any
+//! flipped bit makes it fail.
 #![no_main]
 
 use std::sync::OnceLock;
@@ -48,14 +49,18 @@ fuzz_target!(|data: &[u8]| {
         let _ = keyed().open(data);
         return;
     };
-    if mode & 1 == 1 {
+    if mode & 1 == 1 || mode == 2 {
         open_and_decode(keyed(), data);
         open_and_decode(&Keyring::cleartext(), data);
         return;
     }
     let mut random = [0u8; 16];
     random[0] = mode;
-    let sealed = keyed().seal(rest, NOW_MS, random);
+    let sealed = if mode & 4 == 4 {
+        keyed().seal_v2(rest, NOW_MS, random)
+    } else {
+        keyed().seal(rest, NOW_MS, random)
+    };
     let opened = keyed().open(&sealed).expect("a sealed envelope opens");
     assert_eq!(opened.body, rest);
     assert_eq!(opened.timestamp_ms, NOW_MS);

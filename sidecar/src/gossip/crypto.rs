@@ -2,7 +2,9 @@
 //!
 //! Pure: no I/O, no clock, no global RNG; the caller passes time and randomness so the simulator
 //! stays deterministic. A sealed envelope authenticates its header (version, key id) as AAD and
-//! its timestamp through the nonce; `open` never panics, whatever bytes it is given.
+//! its timestamp through the nonce; `open` never panics, whatever bytes it is given. Two
+//! layouts exist: version 1 (29-byte header) and the compact version 2 (19 bytes), sealed only
+//! to peers known to open it; every member opens both.
 
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;
@@ -15,21 +17,36 @@ use sha2::{Digest, Sha256};
 
 /// Length of a ring key's secret.
 pub const KEY_LEN: usize = 32;
-/// The only envelope version this code writes and reads.
+/// Envelope version 1: 4-byte key id, 24-byte nonce sent whole.
 pub const VERSION: u8 = 1;
-/// Version, key id and nonce.
+/// Envelope version 2: 2-byte key id, 16 nonce bytes sent (see `seal_v2_into`).
+pub const VERSION_2: u8 = 2;
+/// Version, key id and nonce (version 1).
 pub const HEADER_LEN: usize = 1 + 4 + NONCE_LEN;
 /// The nonce: sender's unix milliseconds (big-endian u64) followed by 16 random bytes.
 pub const NONCE_LEN: usize = 24;
 /// Poly1305 tag appended to a sealed body.
 pub const TAG_LEN: usize = 16;
-/// Bytes an envelope adds to its body in the worst case (a sealed ring).
+/// Bytes an envelope adds to its body in the worst case (a sealed version 1 envelope).
 pub const ENVELOPE_OVERHEAD: usize = HEADER_LEN + TAG_LEN;
+/// Nonce bytes a version 2 envelope sends: unix milliseconds as 48-bit big-endian, then 10
+/// random bytes. The XChaCha20 nonce is these 16 bytes followed by 8 zero bytes.
+pub const NONCE_LEN_V2: usize = 16;
+/// Version, short key id and the 16 sent nonce bytes (version 2).
+pub const HEADER_LEN_V2: usize = 1 + 2 + NONCE_LEN_V2;
+/// Bytes a sealed version 2 envelope adds to its body.
+pub const ENVELOPE_OVERHEAD_V2: usize = HEADER_LEN_V2 + TAG_LEN;
+/// Random bytes in a version 2 nonce.
+const RANDOM_LEN_V2: usize = 10;
+/// Largest timestamp a version 2 envelope carries (48 bits: unix ms until the year 10889).
+const MAX_TIMESTAMP_V2: u64 = (1 << 48) - 1;
 /// Replay window callers use unless configured otherwise.
 pub const DEFAULT_REPLAY_WINDOW: Duration = Duration::from_secs(120);
 
 /// The part of the header bound to the ciphertext as associated data.
 const AAD_LEN: usize = 5;
+/// The same for version 2: version and short key id.
+const AAD_LEN_V2: usize = 3;
 const KEY_ID_DOMAIN: &[u8] = b"habitat-rs ring key id v1";
 
 /// Identifies which ring key sealed an envelope, without revealing the key.
@@ -51,6 +68,18 @@ impl KeyId {
             KeyId([0, 0, 0, 1])
         } else {
             id
+        }
+    }
+}
+
+impl KeyId {
+    /// The 2-byte id a version 2 envelope carries: the first two bytes, moved off the
+    /// cleartext id `0000` if they land there. Short ids collide (1 in 65,536 between two
+    /// keys), so opening tries every held key with a matching short id.
+    pub fn short(&self) -> [u8; 2] {
+        match [self.0[0], self.0[1]] {
+            [0, 0] => [0, 1],
+            short => short,
         }
     }
 }
@@ -203,6 +232,50 @@ impl Keyring {
         out
     }
 
+    /// Appends a version 2 envelope of `body` to `out`: 10 bytes less header than version 1.
+    ///
+    /// Only the first 10 bytes of `random` are used. The XChaCha20 nonce is the 16 sent bytes
+    /// (48-bit millisecond timestamp, 10 random bytes) followed by 8 zero bytes: the zero tail is
+    /// fixed, so a nonce repeats under one key only if two envelopes share the millisecond and
+    /// all 80 random bits (about 2^40 envelopes in one millisecond for an even chance), and
+    /// XChaCha20 needs nothing more of a nonce than that it never repeats under a key.
+    /// Timestamps above 48 bits are clamped (the year 10889).
+    pub fn seal_v2_into(
+        &self,
+        body: &[u8],
+        timestamp_ms: u64,
+        random: [u8; 16],
+        out: &mut Vec<u8>,
+    ) {
+        let start = out.len();
+        let key = self.sealing_key();
+        out.reserve(HEADER_LEN_V2 + body.len() + if key.is_some() { TAG_LEN } else { 0 });
+        out.push(VERSION_2);
+        out.extend_from_slice(&key.map_or([0, 0], |k| k.id.short()));
+        out.extend_from_slice(&timestamp_ms.min(MAX_TIMESTAMP_V2).to_be_bytes()[2..]);
+        out.extend_from_slice(&random[..RANDOM_LEN_V2]);
+        out.extend_from_slice(body);
+        let Some(key) = key else { return };
+
+        let (header, text) = out[start..].split_at_mut(HEADER_LEN_V2);
+        let nonce = nonce_v2(&header[AAD_LEN_V2..]);
+        match key.cipher.encrypt_in_place_detached(
+            XNonce::from_slice(&nonce),
+            &header[..AAD_LEN_V2],
+            text,
+        ) {
+            Ok(tag) => out.extend_from_slice(&tag),
+            // As in `seal_into`: nothing is left behind.
+            Err(_) => out.truncate(start),
+        }
+    }
+
+    pub fn seal_v2(&self, body: &[u8], timestamp_ms: u64, random: [u8; 16]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(body.len() + ENVELOPE_OVERHEAD_V2);
+        self.seal_v2_into(body, timestamp_ms, random, &mut out);
+        out
+    }
+
     /// Checks and unwraps an envelope. The timestamp is authenticated on sealed rings only;
     /// pass it to a [`ReplayGuard`] before acting on the body.
     pub fn open(&self, packet: &[u8]) -> Result<Opened, OpenError> {
@@ -210,9 +283,14 @@ impl Keyring {
             return Err(OpenError::TooShort { len: 0 });
         };
         // The version decides the layout, so it is judged before the length.
-        if version != VERSION {
-            return Err(OpenError::UnsupportedVersion(version));
+        match version {
+            VERSION => self.open_v1(packet),
+            VERSION_2 => self.open_v2(packet),
+            _ => Err(OpenError::UnsupportedVersion(version)),
         }
+    }
+
+    fn open_v1(&self, packet: &[u8]) -> Result<Opened, OpenError> {
         if packet.len() < HEADER_LEN {
             return Err(OpenError::TooShort { len: packet.len() });
         }
@@ -222,6 +300,7 @@ impl Keyring {
         let mut timestamp = [0u8; 8];
         timestamp.copy_from_slice(&nonce[..8]);
         let opened = |body| Opened {
+            version: VERSION,
             key_id,
             timestamp_ms: u64::from_be_bytes(timestamp),
             nonce,
@@ -263,14 +342,82 @@ impl Keyring {
         }
         Err(OpenError::Forged)
     }
+
+    /// Version 2: the same checks in the same order as version 1, on the compact layout.
+    fn open_v2(&self, packet: &[u8]) -> Result<Opened, OpenError> {
+        if packet.len() < HEADER_LEN_V2 {
+            return Err(OpenError::TooShort { len: packet.len() });
+        }
+        let short = [packet[1], packet[2]];
+        let nonce = nonce_v2(&packet[AAD_LEN_V2..HEADER_LEN_V2]);
+        let mut timestamp = [0u8; 8];
+        timestamp[2..].copy_from_slice(&packet[AAD_LEN_V2..AAD_LEN_V2 + 6]);
+        let opened = |key_id, body| Opened {
+            version: VERSION_2,
+            key_id,
+            timestamp_ms: u64::from_be_bytes(timestamp),
+            nonce,
+            body,
+        };
+
+        if short == [0, 0] {
+            if self.is_encrypted() {
+                return Err(OpenError::UnknownKey(CLEARTEXT_KEY_ID));
+            }
+            return Ok(opened(CLEARTEXT_KEY_ID, packet[HEADER_LEN_V2..].to_vec()));
+        }
+        let mut candidates = self
+            .keys
+            .iter()
+            .filter(|k| k.id.short() == short)
+            .peekable();
+        if candidates.peek().is_none() {
+            return Err(OpenError::UnknownShortKey(short));
+        }
+        if packet.len() < ENVELOPE_OVERHEAD_V2 {
+            return Err(OpenError::TooShort { len: packet.len() });
+        }
+        let (text, tag) = packet[HEADER_LEN_V2..].split_at(packet.len() - ENVELOPE_OVERHEAD_V2);
+        let tag = Tag::from_slice(tag);
+        let mut body = text.to_vec();
+        // Short ids collide far more often than full ones (1 in 65,536): every held key with
+        // this short id is tried; a failed check leaves `body` untouched.
+        for key in candidates {
+            if key
+                .cipher
+                .decrypt_in_place_detached(
+                    XNonce::from_slice(&nonce),
+                    &packet[..AAD_LEN_V2],
+                    &mut body,
+                    tag,
+                )
+                .is_ok()
+            {
+                return Ok(opened(key.id, body));
+            }
+        }
+        Err(OpenError::Forged)
+    }
+}
+
+/// The XChaCha20 nonce of a version 2 envelope: the 16 sent bytes, then 8 zero bytes.
+fn nonce_v2(sent: &[u8]) -> [u8; NONCE_LEN] {
+    let mut nonce = [0u8; NONCE_LEN];
+    nonce[..NONCE_LEN_V2].copy_from_slice(&sent[..NONCE_LEN_V2]);
+    nonce
 }
 
 /// An envelope that passed `open`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Opened {
+    /// Envelope version (1 or 2); a reply to a peer may use the version it used.
+    pub version: u8,
+    /// The full id of the key that opened it (version 2 sends only its short form).
     pub key_id: KeyId,
     /// Sender's clock when sealing, unix milliseconds.
     pub timestamp_ms: u64,
+    /// The XChaCha20 nonce: for version 2, the 16 sent bytes and 8 zero bytes. The replay
+    /// guard remembers it.
     pub nonce: [u8; NONCE_LEN],
     pub body: Vec<u8>,
 }
@@ -280,12 +427,18 @@ pub struct Opened {
 pub enum OpenError {
     #[error("envelope is {len} bytes, shorter than its header and tag")]
     TooShort { len: usize },
-    #[error("envelope version {0}, expected {VERSION}")]
+    #[error("envelope version {0}, expected {VERSION} or {VERSION_2}")]
     UnsupportedVersion(u8),
     /// The sender used a key we do not hold; this includes cleartext sent to a keyed ring and
     /// sealed envelopes sent to a cleartext ring.
     #[error("envelope sealed with ring key id {0}, which this member does not hold")]
     UnknownKey(KeyId),
+    /// The same for a version 2 envelope, which names its key by a 2-byte short id.
+    #[error(
+        "envelope sealed with a ring key of short id {:02x}{:02x}, which this member does not hold",
+        .0[0], .0[1]
+    )]
+    UnknownShortKey([u8; 2]),
     #[error("envelope failed authentication (wrong key, or altered in transit)")]
     Forged,
 }
@@ -296,7 +449,7 @@ impl OpenError {
         match self {
             OpenError::TooShort { .. } => "too_short",
             OpenError::UnsupportedVersion(_) => "bad_version",
-            OpenError::UnknownKey(_) => "unknown_key",
+            OpenError::UnknownKey(_) | OpenError::UnknownShortKey(_) => "unknown_key",
             OpenError::Forged => "forged",
         }
     }
@@ -615,14 +768,107 @@ mod tests {
     #[test]
     fn unknown_version_is_reported_as_such() {
         let mut p = Keyring::cleartext().seal(b"x", NOW, [0; 16]);
-        p[0] = 2;
+        p[0] = 3;
         let err = Keyring::cleartext().open(&p).unwrap_err();
-        assert_eq!(err, OpenError::UnsupportedVersion(2));
+        assert_eq!(err, OpenError::UnsupportedVersion(3));
         assert_eq!(err.reason(), "bad_version");
         assert_eq!(
             Keyring::cleartext().open(&[7]),
             Err(OpenError::UnsupportedVersion(7))
         );
+    }
+
+    #[test]
+    fn v2_envelope_layout_matches_the_wire_format() {
+        let k = key("prod", "20260101000000", 1);
+        let mut random = [0u8; 16];
+        random
+            .iter_mut()
+            .enumerate()
+            .for_each(|(i, b)| *b = i as u8);
+        let sealed = ring(&[&k]).seal_v2(b"hello", NOW, random);
+        assert_eq!(sealed.len(), 5 + ENVELOPE_OVERHEAD_V2);
+        assert_eq!(ENVELOPE_OVERHEAD_V2, 35);
+        assert_eq!(sealed[0], 2);
+        assert_eq!(sealed[1..3], k.id().0[..2]);
+        assert_eq!(sealed[3..9], NOW.to_be_bytes()[2..]);
+        assert_eq!(sealed[9..19], random[..10]);
+        assert_ne!(&sealed[19..24], b"hello");
+        let opened = ring(&[&k]).open(&sealed).unwrap();
+        assert_eq!(opened.version, 2);
+        assert_eq!(
+            opened.key_id,
+            k.id(),
+            "the full id of the key that opened it"
+        );
+        assert_eq!(opened.timestamp_ms, NOW);
+        assert_eq!(opened.nonce[..16], sealed[3..19]);
+        assert_eq!(opened.nonce[16..], [0; 8]);
+
+        let clear = Keyring::cleartext().seal_v2(b"hello", NOW, random);
+        assert_eq!(clear.len(), 5 + HEADER_LEN_V2);
+        assert_eq!(clear[1..3], [0, 0]);
+        assert_eq!(&clear[19..], b"hello");
+        assert_eq!(Keyring::cleartext().open(&clear).unwrap().body, b"hello");
+    }
+
+    #[test]
+    fn a_short_key_id_is_never_the_cleartext_id() {
+        assert_eq!(KeyId([0, 0, 7, 7]).short(), [0, 1]);
+        assert_eq!(KeyId([0xab, 0xcd, 7, 7]).short(), [0xab, 0xcd]);
+    }
+
+    /// Every way `open` refuses a version 2 envelope, with the reason counted for it.
+    #[test]
+    fn v2_open_failures_have_their_reasons() {
+        let a = key("prod", "20260101000000", 1);
+        let b = key("prod", "20260102000000", 2);
+        let keyed = ring(&[&a]);
+        let sealed = keyed.seal_v2(b"", NOW, [0; 16]);
+        assert_eq!(sealed.len(), ENVELOPE_OVERHEAD_V2);
+        assert!(keyed.open(&sealed).is_ok());
+        for len in 1..sealed.len() {
+            let err = keyed.open(&sealed[..len]).unwrap_err();
+            assert_eq!(err, OpenError::TooShort { len }, "len {len}");
+        }
+        let err = ring(&[&b]).open(&sealed).unwrap_err();
+        assert_eq!(err, OpenError::UnknownShortKey(a.id().short()));
+        assert_eq!(err.reason(), "unknown_key");
+        let err = Keyring::cleartext().open(&sealed).unwrap_err();
+        assert_eq!(err.reason(), "unknown_key");
+        let plain = Keyring::cleartext().seal_v2(b"x", NOW, [0; 16]);
+        assert_eq!(
+            keyed.open(&plain),
+            Err(OpenError::UnknownKey(CLEARTEXT_KEY_ID))
+        );
+        let mut altered = keyed.seal_v2(b"hello", NOW, [0; 16]);
+        altered[20] ^= 1;
+        assert_eq!(keyed.open(&altered), Err(OpenError::Forged));
+        // The timestamp is authenticated through the nonce, the short id through the AAD.
+        let mut later = keyed.seal_v2(b"hello", NOW, [0; 16]);
+        later[8] ^= 1;
+        assert_eq!(keyed.open(&later), Err(OpenError::Forged));
+    }
+
+    #[test]
+    fn v2_opens_with_any_held_key_sharing_the_short_id() {
+        // Two keys whose short ids collide: the one that verifies opens it.
+        let first = key("prod", "20260101000000", 1);
+        let mut secret = [0u8; KEY_LEN];
+        for n in 1u32.. {
+            secret[..4].copy_from_slice(&n.to_le_bytes());
+            if KeyId::of_secret(&secret).short() == first.id().short() {
+                break;
+            }
+        }
+        let twin = RingKey::new("prod", "20260102000000", secret);
+        assert_ne!(twin.id(), first.id());
+        let both = ring(&[&first, &twin]);
+        let from_first = ring(&[&first]).seal_v2(b"one", NOW, [1; 16]);
+        let from_twin = ring(&[&twin]).seal_v2(b"two", NOW, [2; 16]);
+        assert_eq!(both.open(&from_first).unwrap().key_id, first.id());
+        assert_eq!(both.open(&from_twin).unwrap().key_id, twin.id());
+        assert_eq!(both.open(&from_twin).unwrap().body, b"two");
     }
 
     #[test]
@@ -728,6 +974,55 @@ mod tests {
             prop_assert_eq!(opened.timestamp_ms, ts);
             prop_assert_eq!(&opened.nonce[8..], &random[..]);
             prop_assert_eq!(opened.key_id, r.sealing_key().map_or(CLEARTEXT_KEY_ID, RingKey::id));
+        }
+
+        #[test]
+        fn open_returns_what_seal_v2_was_given(
+            r in any_ring(),
+            body in proptest::collection::vec(any::<u8>(), 0..2048),
+            ts in 0u64..(1 << 48),
+            random in any::<[u8; 16]>(),
+        ) {
+            let packet = r.seal_v2(&body, ts, random);
+            prop_assert_eq!(packet.len(), body.len() + HEADER_LEN_V2
+                + if r.is_encrypted() { TAG_LEN } else { 0 });
+            let opened = r.open(&packet).unwrap();
+            prop_assert_eq!(opened.version, VERSION_2);
+            prop_assert_eq!(opened.body, body);
+            prop_assert_eq!(opened.timestamp_ms, ts);
+            prop_assert_eq!(&opened.nonce[6..16], &random[..10]);
+            prop_assert_eq!(opened.key_id, r.sealing_key().map_or(CLEARTEXT_KEY_ID, RingKey::id));
+        }
+
+        #[test]
+        fn any_single_bit_flip_in_a_sealed_v2_packet_fails_to_open(
+            secret in any::<[u8; KEY_LEN]>(),
+            body in proptest::collection::vec(any::<u8>(), 0..256),
+            ts in any::<u64>(),
+            random in any::<[u8; 16]>(),
+            bit in any::<proptest::sample::Index>(),
+        ) {
+            let r = Keyring::new(vec![RingKey::new("prod", "20260101000000", secret)]);
+            let mut packet = r.seal_v2(&body, ts, random);
+            let bit = bit.index(packet.len() * 8);
+            packet[bit / 8] ^= 1 << (bit % 8);
+            prop_assert!(r.open(&packet).is_err());
+        }
+
+        #[test]
+        fn v2_open_never_panics_on_arbitrary_bytes(
+            r in any_ring(),
+            mut packet in proptest::collection::vec(any::<u8>(), 0..128),
+            header_is_valid in any::<bool>(),
+        ) {
+            if header_is_valid && packet.len() >= 3 {
+                packet[0] = VERSION_2;
+                let short = r.sealing_key().map_or([0, 0], |k| k.id().short());
+                packet[1..3].copy_from_slice(&short);
+            } else if let Some(first) = packet.first_mut() {
+                *first = VERSION_2;
+            }
+            let _ = r.open(&packet);
         }
 
         #[test]

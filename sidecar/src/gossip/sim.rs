@@ -102,6 +102,8 @@ pub struct Sim {
     app: Option<AppHook>,
     /// The rumor store of each crashed member as it was at the crash (its data dir).
     disk: Vec<Option<Vec<u8>>>,
+    /// Members standing in for ones that predate envelope v2 (see `set_wire_v2`).
+    without_v2: HashSet<usize>,
     /// Datagrams dropped by the simulated loss.
     pub lost: u64,
 }
@@ -159,6 +161,7 @@ impl Sim {
             observer: None,
             app: None,
             disk: vec![None; n],
+            without_v2: HashSet::new(),
             lost: 0,
             config,
         }
@@ -261,6 +264,16 @@ impl Sim {
         i
     }
 
+    /// Whether member `i`, from its next start, advertises and uses envelope v2 and compact
+    /// SWIM headers (on by default); off, it stands in for a member predating them.
+    pub fn set_wire_v2(&mut self, i: usize, on: bool) {
+        if on {
+            self.without_v2.remove(&i);
+        } else {
+            self.without_v2.insert(i);
+        }
+    }
+
     pub fn set_keyring(&mut self, i: usize, keyring: Keyring) {
         if let Some(node) = self.nodes[i].as_mut() {
             node.set_keyring(keyring.clone());
@@ -288,9 +301,11 @@ impl Sim {
 
     fn start_with_store(&mut self, i: usize, peers: &[usize], store: Store) {
         let seed = self.rng.random();
+        let mut config = self.config.gossip.clone();
+        config.swim.wire_v2 &= !self.without_v2.contains(&i);
         let mut node = Node::new(
             self.identities[i].clone(),
-            self.config.gossip.clone(),
+            config,
             self.keyrings[i].clone(),
             store,
             seed,
