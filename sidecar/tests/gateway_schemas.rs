@@ -12,8 +12,8 @@ use support::{assert_valid, read_json, Schemas};
 use habitat_sidecar::census::{self, CensusInput, ELECTION_FINISHED};
 use habitat_sidecar::gossip::member::{Health, Identity, MemberId, MemberView};
 use habitat_sidecar::gossip::rumor::{
-    DepartureRumor, ElectionRumor, ElectionStatus, Rumor, ServiceConfigRumor, ServiceFileRumor,
-    ServiceGroup, ServiceRumor, SysInfo,
+    DepartureRumor, ElectionRumor, ElectionStatus, RetirementRumor, Rumor, ServiceConfigRumor,
+    ServiceFileRumor, ServiceGroup, ServiceRumor, SysInfo,
 };
 use habitat_sidecar::gossip::store::Store;
 use serde_json::{json, Value};
@@ -31,7 +31,7 @@ const BUTTERFLY_SECTIONS: [(&str, &[&str]); 7] = [
     ("service_file", &["list", "update_counter"]),
 ];
 /// Top-level fields of `/butterfly` that are ours, not Habitat's.
-const BUTTERFLY_OUR_FIELDS: [&str; 1] = ["node_name_conflicts"];
+const BUTTERFLY_OUR_FIELDS: [&str; 2] = ["node_name_conflicts", "retirement"];
 /// A member under `/butterfly` `member.members`.
 const BUTTERFLY_MEMBER_FIELDS: [&str; 7] = [
     "address",
@@ -220,6 +220,14 @@ impl Ring {
                 "url = \"http://web\"",
             ),
             service(5, "web.prod@acme", "acme/web/2.1.0/20260202020202", ""),
+            // Member 4 is confirmed dead: its group's leader retired it.
+            Rumor::Retirement(RetirementRumor {
+                service_group: group("web.prod@acme"),
+                member_id: id(4),
+                incarnation: 1,
+                retired_by: id(5),
+                term: 9,
+            }),
             Rumor::ServiceConfig(ServiceConfigRumor {
                 from_id: "butterflyclient".into(),
                 service_group: group("postgres.default"),
