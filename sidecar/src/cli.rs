@@ -86,12 +86,21 @@ fn parse_peer(text: &str) -> Result<PeerSpec, String> {
     text.parse()
 }
 
+/// The longest timing a flag takes: a year. Longer ones overflow deadlines (`Instant + d`),
+/// and `1e20` made `Duration::from_secs_f64` panic.
+const MAX_FLAG_SECS: f64 = 365.0 * 24.0 * 3600.0;
+
 fn parse_secs(text: &str) -> Result<Duration, String> {
     text.parse::<f64>()
         .ok()
-        .filter(|s| s.is_finite() && *s > 0.0)
-        .map(Duration::from_secs_f64)
-        .ok_or_else(|| format!("expected a positive number of seconds, found {text:?}"))
+        .filter(|s| s.is_finite() && *s > 0.0 && *s <= MAX_FLAG_SECS)
+        .and_then(|s| Duration::try_from_secs_f64(s).ok())
+        .ok_or_else(|| {
+            format!(
+                "expected a positive number of seconds up to {MAX_FLAG_SECS} (a year), found \
+                 {text:?}"
+            )
+        })
 }
 
 #[derive(Args, Debug)]
@@ -211,5 +220,23 @@ impl TimingArgs {
         config.tombstone_ttl = self.tombstone_ttl;
         config.replay_window = self.replay_window;
         Ok(config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timings_are_positive_seconds_up_to_a_year_and_never_panic() {
+        assert_eq!(parse_secs("0.5"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_secs("31536000"), Ok(Duration::from_secs(31_536_000)));
+        for bad in ["1e20", "31536001", "0", "-1", "NaN", "inf", "soon"] {
+            let err = parse_secs(bad).unwrap_err();
+            assert!(
+                err.contains("positive number of seconds up to") && err.contains(bad),
+                "{bad}: {err}"
+            );
+        }
     }
 }

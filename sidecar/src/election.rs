@@ -20,6 +20,7 @@ use std::time::Duration;
 
 use crate::gossip::member::{Health, MemberId, MemberView};
 use crate::gossip::node::GossipConfig;
+use crate::gossip::rumor::election::MAX_ROUND;
 use crate::gossip::rumor::{
     ElectionRumor, ElectionStatus, RetirementRumor, Rumor, RumorKey, ServiceGroup,
 };
@@ -86,7 +87,9 @@ pub fn candidate_tag(id: MemberId) -> u32 {
 /// The term of `candidate`'s campaign in `round`: `round << 32 | tag`. Terms of later rounds
 /// are greater whoever runs them, so the term is a fencing token.
 pub fn term_for(round: u64, candidate: MemberId) -> u64 {
-    (round << 32) | u64::from(candidate_tag(candidate))
+    // Rounds past `MAX_ROUND` never arrive (dropped on receipt); capping here keeps the shift
+    // from losing bits whatever happens.
+    (round.min(MAX_ROUND + 1) << 32) | u64::from(candidate_tag(candidate))
 }
 
 pub const fn term_round(term: u64) -> u64 {
@@ -246,8 +249,10 @@ impl Electorate {
         self.is_majority(self.up().count())
     }
 
+    /// Distinct voters of the electorate among `votes` (a voter listed twice counts once).
     pub fn count_votes(&self, votes: &[MemberId]) -> usize {
-        votes.iter().filter(|v| self.contains(**v)).count()
+        let distinct: std::collections::BTreeSet<&MemberId> = votes.iter().collect();
+        distinct.into_iter().filter(|v| self.contains(**v)).count()
     }
 }
 
@@ -1063,6 +1068,20 @@ mod tests {
             Some(Rumor::Election(r)) => r.clone(),
             other => panic!("expected an election rumor, found {other:?}"),
         }
+    }
+
+    #[test]
+    fn a_voter_listed_twice_counts_once() {
+        let electorate = alive(&[1, 2, 3, 4, 5]);
+        assert_eq!(electorate.count_votes(&[id(1), id(1), id(1)]), 1);
+        assert!(!electorate.is_majority(electorate.count_votes(&[id(1), id(1), id(1)])));
+    }
+
+    #[test]
+    fn the_round_never_loses_bits_in_a_term() {
+        let huge = term_for(u64::MAX, id(1));
+        assert!(huge > term_for(MAX_ROUND, id(1)));
+        assert!(term_belongs_to(huge, id(1)));
     }
 
     #[test]

@@ -23,7 +23,7 @@ use crate::deadline::Deadline;
 use crate::election::{ElectionConfig, ElectionView, GroupElections, NextStep, ViewStatus};
 use crate::error::{Error, Result};
 use crate::gossip::crypto::{Keyring, RingKey};
-use crate::gossip::member::{Identity, MemberId, MemberView};
+use crate::gossip::member::{Identity, MemberId, MemberView, MAX_INCARNATION};
 use crate::gossip::node::{GossipConfig, Node, NodeEvent, NodeTimer, Output, SessionId};
 use crate::gossip::rumor::{Rumor, RumorKey, ServiceGroup, ServiceRumor, SysInfo};
 use crate::gossip::store;
@@ -214,8 +214,9 @@ pub fn load_identity(dirs: &SupDirs) -> Result<(MemberId, u64)> {
     let previous = std::fs::read_to_string(&inc_file)
         .ok()
         .and_then(|t| t.trim().parse::<u64>().ok())
+        .filter(|previous| *previous < MAX_INCARNATION)
         .unwrap_or(0);
-    let incarnation = (previous + 1).max(now_ms() / 1000);
+    let incarnation = previous.saturating_add(1).max(now_ms() / 1000);
     persist_incarnation(dirs, incarnation)?;
     Ok((id, incarnation))
 }

@@ -228,6 +228,8 @@ impl FromStr for ShutdownSignal {
 
 /// Habitat's default `SHUTDOWN_TIMEOUT`.
 pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(8);
+/// A day: a larger `SHUTDOWN_TIMEOUT` overflowed the supervisor's shutdown deadline.
+pub const MAX_SHUTDOWN_TIMEOUT_SECS: u64 = 24 * 3600;
 
 fn read_optional(path: &Path) -> Result<Option<String>> {
     match fs::read_to_string(path) {
@@ -309,12 +311,20 @@ impl Package {
             None => ShutdownSignal::default(),
         };
         let shutdown_timeout = match single("SHUTDOWN_TIMEOUT")? {
-            Some((line, value)) => value.parse::<u64>().map(Duration::from_secs).map_err(|_| {
-                in_file(
-                    "SHUTDOWN_TIMEOUT",
-                    format!("line {line}: expected whole seconds (e.g. 8), found {value:?}"),
-                )
-            })?,
+            Some((line, value)) => value
+                .parse::<u64>()
+                .ok()
+                .filter(|secs| *secs <= MAX_SHUTDOWN_TIMEOUT_SECS)
+                .map(Duration::from_secs)
+                .ok_or_else(|| {
+                    in_file(
+                        "SHUTDOWN_TIMEOUT",
+                        format!(
+                            "line {line}: expected whole seconds up to \
+                             {MAX_SHUTDOWN_TIMEOUT_SECS} (e.g. 8), found {value:?}"
+                        ),
+                    )
+                })?,
             None => DEFAULT_SHUTDOWN_TIMEOUT,
         };
         let deps = match meta("DEPS")? {
@@ -800,6 +810,11 @@ mod tests {
                 "SHUTDOWN_TIMEOUT line 2: expected whole seconds",
             ),
             ("SHUTDOWN_TIMEOUT", "-1\n", "SHUTDOWN_TIMEOUT line 1"),
+            (
+                "SHUTDOWN_TIMEOUT",
+                "18446744073709551615\n",
+                "SHUTDOWN_TIMEOUT line 1: expected whole seconds up to 86400",
+            ),
             (
                 "DEPS",
                 "core/a/1/2\nnot-an-ident\n",

@@ -62,6 +62,11 @@ impl FromStr for MemberId {
     }
 }
 
+/// The highest identity incarnation a member takes or accepts (2^48: unix seconds for millions
+/// of years). A forged identity at u64::MAX would otherwise wrap a rejoin (`highest + 1`) to 0;
+/// identities above it are dropped on receipt, and an incarnation file above it is ignored.
+pub const MAX_INCARNATION: u64 = 1 << 48;
+
 /// What every SWIM message says about its sender. Kept small: it travels in every datagram.
 #[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Identity {

@@ -527,6 +527,9 @@ fn put_identity(buf: &mut impl BufMut, id: &Identity, extra_flags: u8) {
 fn get_identity(buf: &mut impl Buf) -> Result<(Identity, u8), WireError> {
     let id = MemberId(get_exact::<16>(buf)?);
     let incarnation = get_varint(buf)?;
+    if incarnation > super::member::MAX_INCARNATION {
+        return Err(WireError::Invalid("identity incarnation"));
+    }
     let flags = get_u8(buf)?;
     let ip = if flags & FLAG_IPV6 != 0 {
         IpAddr::from(get_exact::<16>(buf)?)
@@ -1171,7 +1174,7 @@ impl Membership {
             if highest >= me.incarnation {
                 // Someone holds a claim on our address or id above the renewed identity (a
                 // forged or older-but-higher one): jump above it instead of losing again.
-                me.incarnation = highest + 1;
+                me.incarnation = highest.saturating_add(1);
                 let renewed = me.clone();
                 let mut out = std::mem::take(&mut self.out);
                 let mut ignored = 0;
@@ -1681,6 +1684,28 @@ mod tests {
         assert_eq!(m.take_output().events, vec![], "the stripped copy loses");
         assert!(m.members().any(|(i, _)| *i == x), "the flagged copy stays");
         assert!(!m.members().any(|(i, _)| *i == stripped));
+    }
+
+    #[test]
+    fn an_identity_incarnation_above_the_bound_is_refused_on_receipt() {
+        let mut codec = WireCodec {
+            state: Arc::new(Mutex::new(CodecState::default())),
+        };
+        for (incarnation, ok) in [
+            (crate::gossip::member::MAX_INCARNATION, true),
+            (crate::gossip::member::MAX_INCARNATION + 1, false),
+            (u64::MAX, false),
+        ] {
+            let id = Identity {
+                incarnation,
+                ..identity(4, 1)
+            };
+            let mut buf = Vec::new();
+            codec
+                .encode_member(&Member::new(id, 0, State::Alive), &mut buf)
+                .unwrap();
+            assert_eq!(codec.decode_member(&buf[..]).is_ok(), ok, "{incarnation}");
+        }
     }
 
     #[test]

@@ -1059,6 +1059,10 @@ impl Node {
             self.stats.drop("too_big");
             return Insert::Stale;
         }
+        if !rumor.is_plausible() {
+            self.stats.drop("implausible_rumor");
+            return Insert::Stale;
+        }
         if let Rumor::Service(s) = &rumor {
             // Rumors about members we already forgot as departed stay out.
             if self.store.departed(s.member_id) {
@@ -1799,4 +1803,59 @@ fn cap_frame(rumors: impl Iterator<Item = Rumor>) -> Vec<Rumor> {
         out.push(rumor);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::gossip::rumor::{ElectionRumor, ElectionStatus, ServiceGroup};
+
+    fn node() -> Node {
+        let identity = Identity {
+            id: MemberId([1; 16]),
+            incarnation: 1,
+            node: Arc::from("n1"),
+            addr: SocketAddr::from(([127, 0, 0, 1], 9638)),
+            persistent: false,
+            named: true,
+        };
+        Node::new(
+            identity,
+            GossipConfig::lan(),
+            Keyring::cleartext(),
+            Store::new(),
+            7,
+        )
+    }
+
+    fn election(term: u64, votes: &[u8]) -> Rumor {
+        let mut r = ElectionRumor::new(
+            MemberId([2; 16]),
+            ServiceGroup::parse("pg.default").unwrap(),
+            term,
+            0,
+        );
+        r.status = ElectionStatus::Finished;
+        r.votes = votes.iter().map(|v| MemberId([*v; 16])).collect();
+        Rumor::Election(r)
+    }
+
+    #[test]
+    fn implausible_numbers_in_a_received_rumor_are_dropped_and_counted() {
+        let mut node = node();
+        let round = |r: u64| r << 32 | 5;
+        for bad in [
+            // One voter three times: a majority of 5 alone.
+            election(round(3), &[9, 9, 9]),
+            election(round(3), &[4, 3]),
+            // The next round would lose its top bits: the group would never elect again.
+            election(round(0xFFFF_FFFF), &[3, 4, 5]),
+        ] {
+            assert_eq!(node.accept(bad.clone()), Insert::Stale, "{bad:?}");
+            assert!(node.store().get(&bad.key()).is_none());
+        }
+        assert_eq!(node.stats().dropped.get("implausible_rumor"), Some(&3));
+        assert_eq!(node.accept(election(round(3), &[3, 4, 5])), Insert::New);
+    }
 }

@@ -138,7 +138,13 @@ pub struct RunSpec {
     pub log_prefix: String,
 }
 
-/// A command in its own process group, stdin closed, output piped, as `user` when possible.
+/// The supervisor's own secrets, taken from its environment: never passed on to a service or
+/// a hook (which inherit the rest of the environment, as Habitat's do).
+pub const SUPERVISOR_SECRETS: [&str; 3] =
+    ["HAB_RING_KEY", "HAB_SUP_GATEWAY_AUTH_TOKEN", "HAB_CTL_SECRET"];
+
+/// A command in its own process group, stdin closed, output piped, as `user` when possible,
+/// without the supervisor's secrets in its environment.
 pub(crate) fn group_command(
     program: &Path,
     args: &[String],
@@ -147,6 +153,9 @@ pub(crate) fn group_command(
     user: Option<&RunAs>,
 ) -> Command {
     let mut cmd = Command::new(program);
+    for secret in SUPERVISOR_SECRETS {
+        cmd.env_remove(secret);
+    }
     cmd.args(args)
         .envs(env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
@@ -407,6 +416,20 @@ pub async fn stop(p: &mut RunningProcess, signal: Signal, timeout: Duration) -> 
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn children_never_get_the_supervisors_secrets() {
+        let cmd = group_command(Path::new("/bin/true"), &[], None, &[], None);
+        let removed: Vec<String> = cmd
+            .as_std()
+            .get_envs()
+            .filter(|(_, value)| value.is_none())
+            .map(|(key, _)| key.to_string_lossy().into_owned())
+            .collect();
+        for secret in SUPERVISOR_SECRETS {
+            assert!(removed.iter().any(|k| k == secret), "{secret}: {removed:?}");
+        }
+    }
 
     #[test]
     fn exits_display_readably() {

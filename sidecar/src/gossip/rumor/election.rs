@@ -44,7 +44,19 @@ pub struct ElectionRumor {
     pub votes: Vec<MemberId>,
 }
 
+/// The highest election round a rumor may carry. Terms are `round << 32 | tag`; a round near
+/// 2^32 would lose its top bits in the next round and compare lower than the current term, and
+/// the group would never elect again. Two billion rounds are never reached honestly.
+pub const MAX_ROUND: u64 = (1 << 31) - 1;
+
 impl ElectionRumor {
+    /// Whether this rumor could have been written by our election code: votes sorted without
+    /// duplicates (so no voter counts twice) and a round within `MAX_ROUND`. Others are dropped
+    /// on receipt.
+    pub fn is_plausible(&self) -> bool {
+        self.term >> 32 <= MAX_ROUND && self.votes.windows(2).all(|pair| pair[0] < pair[1])
+    }
+
     pub fn new(
         candidate: MemberId,
         service_group: ServiceGroup,
@@ -128,6 +140,22 @@ mod tests {
         r.from_id = MemberId([voter; 16]);
         r.votes = vec![MemberId([voter; 16])];
         r
+    }
+
+    #[test]
+    fn only_sorted_unique_votes_within_the_round_bound_are_plausible() {
+        let mut r = vote(1, 2, 7 << 32, 0);
+        assert!(r.is_plausible());
+        r.votes = vec![MemberId([2; 16]), MemberId([3; 16])];
+        assert!(r.is_plausible());
+        r.votes = vec![MemberId([3; 16]), MemberId([2; 16])];
+        assert!(!r.is_plausible(), "unsorted");
+        r.votes = vec![MemberId([2; 16]), MemberId([2; 16])];
+        assert!(!r.is_plausible(), "a voter twice");
+        let r = vote(1, 2, MAX_ROUND << 32, 0);
+        assert!(r.is_plausible());
+        let r = vote(1, 2, (MAX_ROUND + 1) << 32, 0);
+        assert!(!r.is_plausible(), "beyond the last round");
     }
 
     #[test]

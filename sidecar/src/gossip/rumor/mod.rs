@@ -286,6 +286,21 @@ impl Rumor {
         }
     }
 
+    /// Whether the numbers in a rumor are ones our own code writes (see
+    /// `ElectionRumor::is_plausible`; a retirement names an identity incarnation within
+    /// `MAX_INCARNATION` and a term within `MAX_ROUND`). A received rumor that is not is dropped
+    /// and counted (`implausible_rumor`): stored, it could stop a group's elections for good.
+    pub fn is_plausible(&self) -> bool {
+        match self {
+            Rumor::Election(r) | Rumor::ElectionUpdate(r) => r.is_plausible(),
+            Rumor::Retirement(r) => {
+                r.incarnation <= crate::gossip::member::MAX_INCARNATION
+                    && r.term >> 32 <= election::MAX_ROUND
+            }
+            _ => true,
+        }
+    }
+
     /// Validates a rumor, created here or received: payload limits and safe file names (a file
     /// rumor's name becomes a path under the service's `files/`).
     pub fn check_limits(&self) -> Result<(), crate::error::Error> {
