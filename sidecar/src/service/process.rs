@@ -140,8 +140,11 @@ pub struct RunSpec {
 
 /// The supervisor's own secrets, taken from its environment: never passed on to a service or
 /// a hook (which inherit the rest of the environment, as Habitat's do).
-pub const SUPERVISOR_SECRETS: [&str; 3] =
-    ["HAB_RING_KEY", "HAB_SUP_GATEWAY_AUTH_TOKEN", "HAB_CTL_SECRET"];
+pub const SUPERVISOR_SECRETS: [&str; 3] = [
+    "HAB_RING_KEY",
+    "HAB_SUP_GATEWAY_AUTH_TOKEN",
+    "HAB_CTL_SECRET",
+];
 
 /// A command in its own process group, stdin closed, output piped, as `user` when possible,
 /// without the supervisor's secrets in its environment.
