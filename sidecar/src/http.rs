@@ -1,9 +1,16 @@
 //! The HTTP gateway (axum), Habitat's paths and JSON: `/butterfly`, `/census`, `/services`,
 //! `/services/{svc}/{group}[/{org}]` with `/config` and `/health`, `/metrics` (Prometheus
 //! text), and `/healthz` (liveness) and `/readyz` (readiness) for Kubernetes' probes. With
-//! `HAB_SUP_GATEWAY_AUTH_TOKEN` set, every route requires `Authorization: Bearer <token>`.
+//! `HAB_SUP_GATEWAY_AUTH_TOKEN` set, every route but the two probes requires
+//! `Authorization: Bearer <token>` (compared in constant time): a kubelet's probe carries no
+//! token, and a failing liveness probe restarts the pod.
+//!
+//! Every connection is bounded (`Limits`): a cap on open connections (more are closed on
+//! accept), a deadline for the request headers (slowloris), a deadline for the whole
+//! connection, and a deadline for the supervisor loop's answer.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::{Path, Request, State};
 use axum::http::{header, StatusCode};
@@ -11,40 +18,80 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
 use tokio::net::TcpListener;
+use tokio::sync::{oneshot, Semaphore};
 
 use crate::manager::{Request as SupRequest, SupervisorHandle};
+
+/// How much the gateway gives any one client.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// Open connections at most; more are closed as soon as they are accepted.
+    pub max_connections: usize,
+    /// A client must have sent its request headers within this.
+    pub header_read_timeout: Duration,
+    /// A connection (keep-alive included) is closed after this, whatever it does.
+    pub connection_deadline: Duration,
+    /// A request waits at most this long for the supervisor loop (then 503).
+    pub answer_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_connections: 256,
+            header_read_timeout: Duration::from_secs(10),
+            connection_deadline: Duration::from_secs(60),
+            answer_timeout: Duration::from_secs(5),
+        }
+    }
+}
 
 #[derive(Clone)]
 struct Gateway {
     sup: SupervisorHandle,
     token: Option<Arc<str>>,
+    answer_timeout: Duration,
+}
+
+impl Gateway {
+    /// Asks the supervisor loop; `None` when it is gone or does not answer in time.
+    async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> SupRequest) -> Option<T> {
+        tokio::time::timeout(self.answer_timeout, self.sup.ask(make))
+            .await
+            .ok()
+            .flatten()
+    }
 }
 
 fn unavailable() -> Response {
     (
         StatusCode::SERVICE_UNAVAILABLE,
-        "supervisor is shutting down\n",
+        "the supervisor did not answer (shutting down or busy)\n",
     )
         .into_response()
 }
 
 async fn butterfly(State(gw): State<Gateway>) -> Response {
-    match gw.sup.ask(SupRequest::Butterfly).await {
+    match gw.ask(SupRequest::Butterfly).await {
         Some(doc) => Json(doc).into_response(),
         None => unavailable(),
     }
 }
 
 async fn census(State(gw): State<Gateway>) -> Response {
-    match gw.sup.ask(SupRequest::Census).await {
+    match gw.ask(SupRequest::Census).await {
         Some(doc) => Json(doc).into_response(),
         None => unavailable(),
     }
 }
 
 async fn metrics(State(gw): State<Gateway>) -> Response {
-    match gw.sup.ask(SupRequest::Metrics).await {
+    match gw.ask(SupRequest::Metrics).await {
         Some(text) => (
             [(
                 header::CONTENT_TYPE,
@@ -58,7 +105,7 @@ async fn metrics(State(gw): State<Gateway>) -> Response {
 }
 
 async fn services(State(gw): State<Gateway>) -> Response {
-    match gw.sup.ask(SupRequest::Services).await {
+    match gw.ask(SupRequest::Services).await {
         Some(list) => Json(list).into_response(),
         None => unavailable(),
     }
@@ -81,7 +128,6 @@ async fn service_entry(
 ) -> Result<serde_json::Value, Response> {
     let wanted = format!("{svc}.{group}");
     let list = gw
-        .sup
         .ask(SupRequest::Services)
         .await
         .ok_or_else(unavailable)?;
@@ -131,7 +177,7 @@ async fn service_health(
     Path((svc, group)): Path<(String, String)>,
 ) -> Response {
     let wanted = format!("{svc}.{group}");
-    let Some(statuses) = gw.sup.ask(SupRequest::ServiceStatus).await else {
+    let Some(statuses) = gw.ask(SupRequest::ServiceStatus).await else {
         return unavailable();
     };
     let Some((_, status)) = statuses.into_iter().find(|(g, _)| *g == wanted) else {
@@ -155,7 +201,7 @@ async fn service_health_org(
 }
 
 async fn readyz(State(gw): State<Gateway>) -> Response {
-    match gw.sup.ask(SupRequest::Ready).await {
+    match gw.ask(SupRequest::Ready).await {
         Some(Ok(())) => "ready\n".into_response(),
         Some(Err(reason)) => (
             StatusCode::SERVICE_UNAVAILABLE,
@@ -170,6 +216,15 @@ async fn healthz() -> &'static str {
     "ok\n"
 }
 
+/// Whether `presented` is the token, in time independent of where they differ (both are
+/// hashed first, so their lengths do not show either).
+fn token_matches(token: &str, presented: Option<&str>) -> bool {
+    presented.is_some_and(|presented| {
+        let (a, b) = (Sha256::digest(token), Sha256::digest(presented));
+        bool::from(a.as_slice().ct_eq(b.as_slice()))
+    })
+}
+
 async fn require_token(State(gw): State<Gateway>, request: Request, next: Next) -> Response {
     if let Some(token) = &gw.token {
         let presented = request
@@ -177,7 +232,7 @@ async fn require_token(State(gw): State<Gateway>, request: Request, next: Next) 
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "));
-        if presented != Some(token) {
+        if !token_matches(token, presented) {
             return (
                 StatusCode::UNAUTHORIZED,
                 [(header::WWW_AUTHENTICATE, "Bearer")],
@@ -189,17 +244,16 @@ async fn require_token(State(gw): State<Gateway>, request: Request, next: Next) 
     next.run(request).await
 }
 
-pub fn router(sup: SupervisorHandle, token: Option<String>) -> Router {
+pub fn router(sup: SupervisorHandle, token: Option<String>, limits: Limits) -> Router {
     let gw = Gateway {
         sup,
         token: token.filter(|t| !t.is_empty()).map(Arc::from),
+        answer_timeout: limits.answer_timeout,
     };
-    Router::new()
+    let protected = Router::new()
         .route("/butterfly", get(butterfly))
         .route("/census", get(census))
         .route("/metrics", get(metrics))
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
         .route("/services", get(services))
         .route("/services/{svc}/{group}", get(service))
         .route("/services/{svc}/{group}/config", get(service_config))
@@ -213,15 +267,175 @@ pub fn router(sup: SupervisorHandle, token: Option<String>) -> Router {
             "/services/{svc}/{group}/{org}/health",
             get(service_health_org),
         )
-        .layer(middleware::from_fn_with_state(gw.clone(), require_token))
+        .layer(middleware::from_fn_with_state(gw.clone(), require_token));
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .merge(protected)
         .with_state(gw)
 }
 
 pub fn spawn(listener: TcpListener, sup: SupervisorHandle, token: Option<String>) {
-    let app = router(sup, token);
+    serve(listener, router(sup, token, Limits::default()), Limits::default());
+}
+
+/// Serves `app` on `listener` within `limits` (see `Limits`).
+fn serve(listener: TcpListener, app: Router, limits: Limits) {
+    let open = Arc::new(Semaphore::new(limits.max_connections));
     tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app).await {
-            tracing::error!(error = %e, "http gateway stopped");
+        loop {
+            let stream = match listener.accept().await {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // Out of file descriptors, say: wait instead of spinning.
+                    tracing::debug!(error = %e, "http gateway accept");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let Ok(permit) = Arc::clone(&open).try_acquire_owned() else {
+                tracing::debug!("http gateway: connection cap reached; closing a new one");
+                continue;
+            };
+            let service = TowerToHyperService::new(app.clone());
+            tokio::spawn(async move {
+                let connection = hyper::server::conn::http1::Builder::new()
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(limits.header_read_timeout)
+                    .serve_connection(TokioIo::new(stream), service);
+                let _ = tokio::time::timeout(limits.connection_deadline, connection).await;
+                drop(permit);
+            });
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use std::net::SocketAddr;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+    use tokio::sync::mpsc;
+
+    /// A gateway on a loopback port whose supervisor answers `/census` and `/readyz`, or
+    /// answers nothing at all.
+    async fn gateway(token: Option<&str>, limits: Limits, answers: bool) -> SocketAddr {
+        let (tx, mut rx) = mpsc::channel(16);
+        tokio::spawn(async move {
+            let mut unanswered = Vec::new();
+            while let Some(request) = rx.recv().await {
+                match request {
+                    SupRequest::Census(reply) if answers => {
+                        let _ = reply.send(serde_json::json!({ "census_groups": {} }));
+                    }
+                    SupRequest::Ready(reply) if answers => {
+                        let _ = reply.send(Ok(()));
+                    }
+                    other => unanswered.push(other),
+                }
+            }
+        });
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let token = token.map(str::to_string);
+        serve(listener, router(SupervisorHandle::new(tx), token, limits), limits);
+        addr
+    }
+
+    /// The status of `GET path`, or `None` when the connection is refused or cut.
+    async fn status(addr: SocketAddr, path: &str, token: Option<&str>) -> Option<u16> {
+        let mut stream = TcpStream::connect(addr).await.ok()?;
+        let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
+        let request = format!("GET {path} HTTP/1.1\r\nHost: hab\r\n{auth}Connection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.ok()?;
+        let mut reply = String::new();
+        stream.read_to_string(&mut reply).await.ok()?;
+        reply.split_whitespace().nth(1)?.parse().ok()
+    }
+
+    /// Whether the server closes `stream` (EOF or reset) within 10 s.
+    async fn closed_by_server(stream: &mut TcpStream) -> bool {
+        let mut buf = [0u8; 512];
+        let drained = async {
+            while let Ok(n) = stream.read(&mut buf).await {
+                if n == 0 {
+                    break;
+                }
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(10), drained)
+            .await
+            .is_ok()
+    }
+
+    #[test]
+    fn a_token_matches_only_itself_whole() {
+        assert!(token_matches("s3cret", Some("s3cret")));
+        for other in [Some("s3cre"), Some("s3cret "), Some(""), None] {
+            assert!(!token_matches("s3cret", other), "{other:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn the_token_guards_every_route_but_the_probes() {
+        let addr = gateway(Some("s3cret"), Limits::default(), true).await;
+        assert_eq!(status(addr, "/census", None).await, Some(401));
+        assert_eq!(status(addr, "/census", Some("s3cre")).await, Some(401));
+        assert_eq!(status(addr, "/census", Some("s3cret")).await, Some(200));
+        // A kubelet's probes carry no token.
+        assert_eq!(status(addr, "/healthz", None).await, Some(200));
+        assert_eq!(status(addr, "/readyz", None).await, Some(200));
+    }
+
+    #[tokio::test]
+    async fn a_supervisor_that_does_not_answer_gives_503_not_a_hung_request() {
+        let limits = Limits {
+            answer_timeout: Duration::from_millis(100),
+            ..Limits::default()
+        };
+        let addr = gateway(None, limits, false).await;
+        let answered = tokio::time::timeout(Duration::from_secs(10), status(addr, "/census", None));
+        assert_eq!(answered.await.ok().flatten(), Some(503));
+    }
+
+    #[tokio::test]
+    async fn a_client_that_never_finishes_its_headers_is_cut_off() {
+        let limits = Limits {
+            header_read_timeout: Duration::from_millis(200),
+            ..Limits::default()
+        };
+        let addr = gateway(None, limits, true).await;
+        let mut slow = TcpStream::connect(addr).await.unwrap();
+        slow.write_all(b"GET /census HTTP/1.1\r\nHost: hab\r\n").await.unwrap();
+        assert!(closed_by_server(&mut slow).await, "still open after 10 s");
+    }
+
+    #[tokio::test]
+    async fn connections_beyond_the_cap_are_closed_at_once_and_served_again_later() {
+        let limits = Limits {
+            max_connections: 2,
+            ..Limits::default()
+        };
+        let addr = gateway(None, limits, true).await;
+        let mut held = Vec::new();
+        for _ in 0..2 {
+            let mut stream = TcpStream::connect(addr).await.unwrap();
+            stream.write_all(b"GET /census HTTP/1.1\r\n").await.unwrap();
+            held.push(stream);
+        }
+        let mut third = TcpStream::connect(addr).await.unwrap();
+        assert!(closed_by_server(&mut third).await, "over the cap, still open");
+        held.clear();
+        let served = tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                if status(addr, "/healthz", None).await == Some(200) {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        });
+        assert!(served.await.is_ok(), "never served again after the others left");
+    }
 }

@@ -150,6 +150,11 @@ pub struct SupervisorHandle {
 }
 
 impl SupervisorHandle {
+    /// A handle whose requests go to `requests` (the loop's receiving end, or a test's).
+    pub(crate) const fn new(requests: mpsc::Sender<Request>) -> SupervisorHandle {
+        SupervisorHandle { requests }
+    }
+
     pub async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Request) -> Option<T> {
         let (tx, rx) = oneshot::channel();
         self.requests.send(make(tx)).await.ok()?;
@@ -684,9 +689,7 @@ pub async fn run(config: SupervisorConfig) -> anyhow::Result<()> {
     let udp = Arc::new(udp);
     transport::spawn_udp_receiver(Arc::clone(&udp), inbound_tx.clone());
     transport::spawn_tcp_listener(tcp, inbound_tx.clone());
-    let handle = SupervisorHandle {
-        requests: request_tx,
-    };
+    let handle = SupervisorHandle::new(request_tx);
     crate::http::spawn(http_listener, handle, config.http_auth_token.clone());
 
     let mut housekeeping = Housekeeping::new(&config, ring_keys);
