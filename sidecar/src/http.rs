@@ -127,10 +127,7 @@ async fn service_entry(
     group: &str,
 ) -> Result<serde_json::Value, Response> {
     let wanted = format!("{svc}.{group}");
-    let list = gw
-        .ask(SupRequest::Services)
-        .await
-        .ok_or_else(unavailable)?;
+    let list = gw.ask(SupRequest::Services).await.ok_or_else(unavailable)?;
     list.into_iter()
         .find(|entry| entry.get("service_group").and_then(|g| g.as_str()) == Some(wanted.as_str()))
         .ok_or_else(|| not_loaded(&wanted))
@@ -276,7 +273,11 @@ pub fn router(sup: SupervisorHandle, token: Option<String>, limits: Limits) -> R
 }
 
 pub fn spawn(listener: TcpListener, sup: SupervisorHandle, token: Option<String>) {
-    serve(listener, router(sup, token, Limits::default()), Limits::default());
+    serve(
+        listener,
+        router(sup, token, Limits::default()),
+        Limits::default(),
+    );
 }
 
 /// Serves `app` on `listener` within `limits` (see `Limits`).
@@ -340,7 +341,11 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let token = token.map(str::to_string);
-        serve(listener, router(SupervisorHandle::new(tx), token, limits), limits);
+        serve(
+            listener,
+            router(SupervisorHandle::new(tx), token, limits),
+            limits,
+        );
         addr
     }
 
@@ -348,7 +353,8 @@ mod tests {
     async fn status(addr: SocketAddr, path: &str, token: Option<&str>) -> Option<u16> {
         let mut stream = TcpStream::connect(addr).await.ok()?;
         let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
-        let request = format!("GET {path} HTTP/1.1\r\nHost: hab\r\n{auth}Connection: close\r\n\r\n");
+        let request =
+            format!("GET {path} HTTP/1.1\r\nHost: hab\r\n{auth}Connection: close\r\n\r\n");
         stream.write_all(request.as_bytes()).await.ok()?;
         let mut reply = String::new();
         stream.read_to_string(&mut reply).await.ok()?;
@@ -408,7 +414,9 @@ mod tests {
         };
         let addr = gateway(None, limits, true).await;
         let mut slow = TcpStream::connect(addr).await.unwrap();
-        slow.write_all(b"GET /census HTTP/1.1\r\nHost: hab\r\n").await.unwrap();
+        slow.write_all(b"GET /census HTTP/1.1\r\nHost: hab\r\n")
+            .await
+            .unwrap();
         assert!(closed_by_server(&mut slow).await, "still open after 10 s");
     }
 
@@ -426,7 +434,10 @@ mod tests {
             held.push(stream);
         }
         let mut third = TcpStream::connect(addr).await.unwrap();
-        assert!(closed_by_server(&mut third).await, "over the cap, still open");
+        assert!(
+            closed_by_server(&mut third).await,
+            "over the cap, still open"
+        );
         held.clear();
         let served = tokio::time::timeout(Duration::from_secs(10), async {
             loop {
@@ -436,6 +447,9 @@ mod tests {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
         });
-        assert!(served.await.is_ok(), "never served again after the others left");
+        assert!(
+            served.await.is_ok(),
+            "never served again after the others left"
+        );
     }
 }
