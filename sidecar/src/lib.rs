@@ -10,6 +10,7 @@ pub mod config;
 pub mod deadline;
 pub mod election;
 pub mod error;
+pub mod files;
 pub mod gossip;
 pub mod http;
 pub mod keys;

@@ -228,14 +228,15 @@ pub fn load_identity(dirs: &SupDirs) -> Result<(MemberId, u64)> {
 
 fn new_member_id(path: &Path) -> Result<MemberId> {
     let id = MemberId::random(&mut rand::rng());
-    store::write_atomically(path, format!("{id}\n").as_bytes())?;
+    crate::files::write_atomically(path, format!("{id}\n").as_bytes(), 0o600)?;
     Ok(id)
 }
 
 fn persist_incarnation(dirs: &SupDirs, incarnation: u64) -> Result<()> {
-    store::write_atomically(
+    crate::files::write_atomically(
         &dirs.incarnation_file(),
         format!("{incarnation}\n").as_bytes(),
+        0o600,
     )
 }
 
@@ -688,7 +689,9 @@ pub async fn run(config: SupervisorConfig) -> anyhow::Result<()> {
     let (request_tx, mut request_rx) = mpsc::channel::<Request>(64);
     let udp = Arc::new(udp);
     transport::spawn_udp_receiver(Arc::clone(&udp), inbound_tx.clone());
-    transport::spawn_tcp_listener(tcp, inbound_tx.clone());
+    // Peers' frames wait in a queue of their own: a TCP flood never crowds out SWIM.
+    let (frames_tx, mut frames_rx) = mpsc::channel::<Inbound>(transport::FRAME_QUEUE);
+    transport::spawn_tcp_listener(tcp, frames_tx, transport::TcpLimits::default());
     let handle = SupervisorHandle::new(request_tx);
     crate::http::spawn(http_listener, handle, config.http_auth_token.clone());
 
@@ -773,6 +776,7 @@ pub async fn run(config: SupervisorConfig) -> anyhow::Result<()> {
         deadline.set(due);
         tokio::select! {
             Some(message) = inbound_rx.recv() => loop_state.on_inbound(message),
+            Some(message) = frames_rx.recv() => loop_state.on_inbound(message),
             Some(request) = request_rx.recv() => loop_state.on_request(request),
             () = deadline.expired() => {
                 let now = Instant::now();
@@ -895,6 +899,7 @@ impl LoopState {
                 // Counted like any other oversized input (the node never saw it).
                 self.node.count_drop("too_big");
             }
+            Inbound::ConnectionRefused => self.node.count_drop("connection_cap"),
         }
     }
 
@@ -1317,7 +1322,7 @@ impl LoopState {
         self.persist_at = None;
         self.last_persist = Instant::now();
         let bytes = self.node.store().snapshot();
-        if let Err(e) = store::write_atomically(&self.dirs.rumor_file(), &bytes) {
+        if let Err(e) = crate::files::write_atomically(&self.dirs.rumor_file(), &bytes, 0o600) {
             tracing::warn!(error = %e, "cannot persist the rumor store");
         }
     }

@@ -351,17 +351,6 @@ impl Store {
     }
 }
 
-/// Writes `bytes` to `path` atomically: temp file in the same dir, fsync, rename.
-pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    let tmp = path.with_extension("tmp");
-    let mut file = fs::File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
-    file.write_all(bytes).map_err(|e| Error::io(&tmp, e))?;
-    file.sync_all().map_err(|e| Error::io(&tmp, e))?;
-    fs::rename(&tmp, path).map_err(|e| Error::io(path, e))?;
-    Ok(())
-}
 
 /// Loads the persisted store. A missing file is an empty store; a corrupt one is moved aside
 /// (`<file>.corrupt-<ms>`) with a warning so the member still starts and relearns from peers.
@@ -512,8 +501,8 @@ mod tests {
     fn atomic_write_replaces_the_whole_file() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("sub/rumors.dat");
-        write_atomically(&path, b"one").unwrap();
-        write_atomically(&path, b"two").unwrap();
+        crate::files::write_atomically(&path, b"one", 0o600).unwrap();
+        crate::files::write_atomically(&path, b"two", 0o600).unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), b"two");
     }
 

@@ -4,6 +4,9 @@
 //!
 //! TCP frames are a 4-byte big-endian length followed by that many bytes (an envelope); a
 //! length above `MAX_FRAME` closes the connection. Every read and connect has a deadline.
+//! Connections peers open are capped (`TcpLimits`: more are closed on accept and counted) and
+//! closed after a whole-connection deadline, and their frames go to the manager through a
+//! queue of their own, so a flood of TCP frames never crowds out SWIM's datagrams.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -11,7 +14,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, Semaphore};
 
 use super::node::SessionId;
 use super::wire::{MAX_DATAGRAM, MAX_FRAME};
@@ -41,7 +44,32 @@ pub enum Inbound {
     },
     /// A frame longer than the limit, or a datagram too large, was refused.
     Oversized,
+    /// A peer's connection was closed on accept: `TcpLimits::max_connections` were open.
+    ConnectionRefused,
 }
+
+/// Limits on the TCP connections peers open (nothing on them is authenticated yet).
+#[derive(Clone, Copy, Debug)]
+pub struct TcpLimits {
+    /// Open connections at most; more are closed as soon as they are accepted.
+    pub max_connections: usize,
+    /// A connection is closed after this, whatever it sends: an anti-entropy conversation takes
+    /// a few round trips, a peer sending a junk frame every few seconds would hold it for ever.
+    pub connection_deadline: Duration,
+}
+
+impl Default for TcpLimits {
+    fn default() -> Self {
+        TcpLimits {
+            max_connections: 64,
+            connection_deadline: Duration::from_secs(30),
+        }
+    }
+}
+
+/// How many peer frames may wait for the manager; a connection task waits beyond that (its
+/// own deadlines bound the wait).
+pub const FRAME_QUEUE: usize = 64;
 
 pub async fn read_frame(stream: &mut TcpStream) -> std::io::Result<Option<Vec<u8>>> {
     let mut len = [0u8; 4];
@@ -100,8 +128,14 @@ pub fn spawn_udp_receiver(socket: Arc<UdpSocket>, inbound: mpsc::Sender<Inbound>
     });
 }
 
-/// Accepts peers' TCP connections; each one is a short conversation of frames.
-pub fn spawn_tcp_listener(listener: TcpListener, inbound: mpsc::Sender<Inbound>) {
+/// Accepts peers' TCP connections, within `limits`; each one is a short conversation of
+/// frames, delivered on `frames` (keep it apart from the datagrams' queue).
+pub fn spawn_tcp_listener(
+    listener: TcpListener,
+    frames: mpsc::Sender<Inbound>,
+    limits: TcpLimits,
+) {
+    let open = Arc::new(Semaphore::new(limits.max_connections));
     tokio::spawn(async move {
         loop {
             let (stream, from) = match listener.accept().await {
@@ -112,11 +146,22 @@ pub fn spawn_tcp_listener(listener: TcpListener, inbound: mpsc::Sender<Inbound>)
                     continue;
                 }
             };
-            let inbound = inbound.clone();
+            let Ok(permit) = Arc::clone(&open).try_acquire_owned() else {
+                drop(stream);
+                let _ = frames.try_send(Inbound::ConnectionRefused);
+                continue;
+            };
+            let frames = frames.clone();
             tokio::spawn(async move {
-                if let Err(e) = serve_connection(stream, from, inbound).await {
+                let served = tokio::time::timeout(
+                    limits.connection_deadline,
+                    serve_connection(stream, from, frames),
+                )
+                .await;
+                if let Ok(Err(e)) = served {
                     tracing::debug!(peer = %from, error = %e, "gossip connection");
                 }
+                drop(permit);
             });
         }
     });
@@ -210,4 +255,95 @@ pub fn spawn_session(
         }
     });
     tx
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    /// A listener within `limits` whose frames are answered with nothing; returns its address
+    /// and what it delivered.
+    async fn listener(limits: TcpLimits) -> (SocketAddr, mpsc::Receiver<Inbound>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (frames_tx, mut frames_rx) = mpsc::channel(FRAME_QUEUE);
+        let (seen_tx, seen_rx) = mpsc::channel(1024);
+        spawn_tcp_listener(listener, frames_tx, limits);
+        tokio::spawn(async move {
+            while let Some(message) = frames_rx.recv().await {
+                let message = match message {
+                    Inbound::Frame { from, bytes, reply } => {
+                        let _ = reply.send(None);
+                        Inbound::Datagram { from, bytes }
+                    }
+                    other => other,
+                };
+                if seen_tx.send(message).await.is_err() {
+                    return;
+                }
+            }
+        });
+        (addr, seen_rx)
+    }
+
+    /// Whether the listener closes `stream` within 10 s.
+    async fn closed(stream: &mut TcpStream) -> bool {
+        let mut buf = [0u8; 64];
+        let drained = async {
+            while let Ok(n) = stream.read(&mut buf).await {
+                if n == 0 {
+                    break;
+                }
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(10), drained)
+            .await
+            .is_ok()
+    }
+
+    #[tokio::test]
+    async fn connections_beyond_the_cap_are_closed_at_once_and_counted() {
+        let limits = TcpLimits {
+            max_connections: 2,
+            ..TcpLimits::default()
+        };
+        let (addr, mut seen) = listener(limits).await;
+        let _held = [
+            TcpStream::connect(addr).await.unwrap(),
+            TcpStream::connect(addr).await.unwrap(),
+        ];
+        let mut third = TcpStream::connect(addr).await.unwrap();
+        assert!(closed(&mut third).await, "over the cap, still open");
+        let refused = tokio::time::timeout(Duration::from_secs(10), seen.recv()).await;
+        assert!(
+            matches!(refused, Ok(Some(Inbound::ConnectionRefused))),
+            "{refused:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_peer_sending_junk_frames_forever_is_cut_off_at_the_deadline() {
+        let limits = TcpLimits {
+            connection_deadline: Duration::from_millis(500),
+            ..TcpLimits::default()
+        };
+        let (addr, mut seen) = listener(limits).await;
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        let junk = async {
+            // A junk frame every 50 ms: each one is read in time, so only the connection's own
+            // deadline ends this.
+            loop {
+                if write_frame(&mut stream, b"junk").await.is_err() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        };
+        assert!(
+            tokio::time::timeout(Duration::from_secs(10), junk).await.is_ok(),
+            "still accepting frames after 10 s"
+        );
+        assert!(matches!(seen.recv().await, Some(Inbound::Datagram { .. })));
+    }
 }

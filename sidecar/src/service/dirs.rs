@@ -67,21 +67,6 @@ impl SvcDirs {
     }
 }
 
-/// Writes `bytes` to `path` atomically with the given permission bits.
-pub fn write_file_atomically(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    let mut tmp_name = path.file_name().unwrap_or_default().to_os_string();
-    tmp_name.push(".hab-tmp");
-    let tmp = dir.join(tmp_name);
-    let mut file = fs::File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
-    file.write_all(bytes).map_err(|e| Error::io(&tmp, e))?;
-    file.set_permissions(fs::Permissions::from_mode(mode))
-        .map_err(|e| Error::io(&tmp, e))?;
-    file.sync_all().map_err(|e| Error::io(&tmp, e))?;
-    fs::rename(&tmp, path).map_err(|e| Error::io(path, e))?;
-    Ok(())
-}
 
 /// A relative path that stays inside its directory (templates come from packages we do not
 /// control, and file names from the ring).
@@ -114,7 +99,7 @@ pub fn sync_dir(
             .map(|m| m.permissions().mode() & 0o777 != mode)
             .unwrap_or(true);
         if current.as_deref() != Some(bytes.as_slice()) || mode_differs {
-            write_file_atomically(&path, bytes, mode)?;
+            crate::files::write_atomically(&path, bytes, mode)?;
             changed.insert(relative.clone());
         }
     }
