@@ -7,7 +7,6 @@
 
 use std::collections::HashMap;
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
@@ -15,7 +14,6 @@ use sha2::{Digest, Sha256};
 use super::member::MemberId;
 use super::rumor::{Merge, RetirementRumor, Rumor, RumorKey, RumorKind, ServiceGroup};
 use super::wire::{self, SYNC_BUCKETS};
-use crate::error::{Error, Result};
 
 const SNAPSHOT_MAGIC: &[u8; 8] = b"HABRUMR1";
 
@@ -350,7 +348,6 @@ impl Store {
         Ok(store)
     }
 }
-
 
 /// Loads the persisted store. A missing file is an empty store; a corrupt one is moved aside
 /// (`<file>.corrupt-<ms>`) with a warning so the member still starts and relearns from peers.

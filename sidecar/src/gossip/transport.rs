@@ -130,11 +130,7 @@ pub fn spawn_udp_receiver(socket: Arc<UdpSocket>, inbound: mpsc::Sender<Inbound>
 
 /// Accepts peers' TCP connections, within `limits`; each one is a short conversation of
 /// frames, delivered on `frames` (keep it apart from the datagrams' queue).
-pub fn spawn_tcp_listener(
-    listener: TcpListener,
-    frames: mpsc::Sender<Inbound>,
-    limits: TcpLimits,
-) {
+pub fn spawn_tcp_listener(listener: TcpListener, frames: mpsc::Sender<Inbound>, limits: TcpLimits) {
     let open = Arc::new(Semaphore::new(limits.max_connections));
     tokio::spawn(async move {
         loop {
@@ -341,7 +337,9 @@ mod tests {
             }
         };
         assert!(
-            tokio::time::timeout(Duration::from_secs(10), junk).await.is_ok(),
+            tokio::time::timeout(Duration::from_secs(10), junk)
+                .await
+                .is_ok(),
             "still accepting frames after 10 s"
         );
         assert!(matches!(seen.recv().await, Some(Inbound::Datagram { .. })));

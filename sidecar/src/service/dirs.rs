@@ -6,7 +6,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
-use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Component, Path, PathBuf};
 
@@ -66,7 +65,6 @@ impl SvcDirs {
         Ok(())
     }
 }
-
 
 /// A relative path that stays inside its directory (templates come from packages we do not
 /// control, and file names from the ring).
