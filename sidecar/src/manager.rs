@@ -382,12 +382,18 @@ pub fn hostname() -> String {
         .unwrap_or_else(|| "localhost".to_string())
 }
 
+/// A peer lookup (all configured peers) gives up after this: a resolver that hangs must not
+/// hold the next lookup back for ever.
+const LOOKUP_DEADLINE: Duration = Duration::from_secs(5);
+
+/// Resolves every peer: its IPv4 address when it has one, else its IPv6 one (pods may be
+/// IPv6-only).
 async fn resolve_peers(specs: &[PeerSpec]) -> Vec<SocketAddr> {
     let mut out = Vec::new();
     for spec in specs {
         match tokio::net::lookup_host((spec.host.as_str(), spec.port)).await {
             Ok(addrs) => {
-                if let Some(addr) = addrs.into_iter().find(|a| a.is_ipv4()) {
+                if let Some(addr) = addrs.into_iter().min_by_key(SocketAddr::is_ipv6) {
                     out.push(addr);
                 }
             }
@@ -395,6 +401,14 @@ async fn resolve_peers(specs: &[PeerSpec]) -> Vec<SocketAddr> {
         }
     }
     out
+}
+
+/// How `Housekeeping` looks peers up (a task of its own; tests give one that hangs).
+type Resolver = Arc<dyn Fn(Vec<PeerSpec>) -> PeerLookup + Send + Sync>;
+type PeerLookup = std::pin::Pin<Box<dyn std::future::Future<Output = Vec<SocketAddr>> + Send>>;
+
+fn dns_resolver() -> Resolver {
+    Arc::new(|specs: Vec<PeerSpec>| Box::pin(async move { resolve_peers(&specs).await }))
 }
 
 fn read_peer_watch_file(path: &Path) -> Vec<PeerSpec> {
@@ -509,6 +523,10 @@ struct Housekeeping {
     resolved_at: Instant,
     files_at: Option<Instant>,
     resolve_at: Option<Instant>,
+    resolver: Resolver,
+    /// A lookup running in its own task: DNS is never awaited on the loop, so an outage
+    /// cannot stall SWIM (every member at once would declare false deaths).
+    lookup: Option<oneshot::Receiver<Vec<SocketAddr>>>,
 }
 
 impl Housekeeping {
@@ -525,6 +543,8 @@ impl Housekeeping {
             resolved_at: now,
             files_at: has_files.then(|| now + KEY_RELOAD_INTERVAL),
             resolve_at: None,
+            resolver: dns_resolver(),
+            lookup: None,
         };
         housekeeping.read_watch_file(true);
         housekeeping
@@ -551,14 +571,57 @@ impl Housekeeping {
         changed
     }
 
-    /// Resolves the peers now; the next lookup comes at the retry pace until all are up.
-    async fn resolve(&mut self) {
-        self.resolved = resolve_peers(&self.specs).await;
+    /// The first lookup, before the ring starts: awaited, within `LOOKUP_DEADLINE` (a start
+    /// during a DNS outage goes on without the peers; the next lookups find them).
+    async fn resolve_at_start(&mut self) {
+        let lookup = (self.resolver)(self.specs.clone());
+        self.resolved = tokio::time::timeout(LOOKUP_DEADLINE, lookup)
+            .await
+            .unwrap_or_default();
         self.resolved_at = Instant::now();
         self.resolve_at = (!self.specs.is_empty()).then(|| self.resolved_at + PEER_RETRY_INTERVAL);
     }
 
-    async fn run(&mut self, now: Instant, node: &mut Node) {
+    /// Starts a lookup in a task of its own, unless one runs; its answer comes through
+    /// `lookup_done`.
+    fn start_lookup(&mut self) {
+        if self.lookup.is_some() {
+            return;
+        }
+        let (tx, rx) = oneshot::channel();
+        let lookup = (self.resolver)(self.specs.clone());
+        tokio::spawn(async move {
+            let resolved = tokio::time::timeout(LOOKUP_DEADLINE, lookup)
+                .await
+                .unwrap_or_default();
+            let _ = tx.send(resolved);
+        });
+        self.lookup = Some(rx);
+        self.resolve_at = None;
+    }
+
+    /// The answer of the running lookup (pending while none runs).
+    async fn lookup_done(&mut self) -> Vec<SocketAddr> {
+        let Some(rx) = self.lookup.as_mut() else {
+            return std::future::pending().await;
+        };
+        let resolved = rx.await.unwrap_or_default();
+        self.lookup = None;
+        resolved
+    }
+
+    /// Takes a lookup's answer: new peers go to the node; the next lookup is paced.
+    fn apply_lookup(&mut self, resolved: Vec<SocketAddr>, node: &mut Node) {
+        self.resolved_at = Instant::now();
+        if resolved != self.resolved {
+            self.resolved = resolved;
+            node.set_peers(now_ms(), self.resolved.clone());
+        }
+        self.resolve_at = Some(self.resolved_at + PEER_RETRY_INTERVAL);
+        self.on_membership_change(&node.members());
+    }
+
+    fn run(&mut self, now: Instant, node: &mut Node) {
         if self.files_at.is_some_and(|at| at <= now) {
             self.files_at = Some(now + KEY_RELOAD_INTERVAL);
             match self.ring_keys.reload() {
@@ -571,18 +634,13 @@ impl Housekeeping {
             }
         }
         if self.resolve_at.is_some_and(|at| at <= now) {
-            let before = self.resolved.clone();
-            self.resolve().await;
-            if self.resolved != before {
-                node.set_peers(now_ms(), self.resolved.clone());
-            }
-            self.on_membership_change(&node.members());
+            self.start_lookup();
         }
     }
 
     /// Paces the lookups by whether every configured peer is an up member.
     fn on_membership_change(&mut self, members: &[MemberView]) {
-        if self.specs.is_empty() {
+        if self.specs.is_empty() || self.lookup.is_some() {
             return;
         }
         let pace = if peers_all_up(self.specs.len(), &self.resolved, members) {
@@ -696,7 +754,7 @@ pub async fn run(config: SupervisorConfig) -> anyhow::Result<()> {
     crate::http::spawn(http_listener, handle, config.http_auth_token.clone());
 
     let mut housekeeping = Housekeeping::new(&config, ring_keys);
-    housekeeping.resolve().await;
+    housekeeping.resolve_at_start().await;
     node.start(now_ms(), housekeeping.resolved.clone());
     let mut election = None;
     let mut service = None;
@@ -778,11 +836,14 @@ pub async fn run(config: SupervisorConfig) -> anyhow::Result<()> {
             Some(message) = inbound_rx.recv() => loop_state.on_inbound(message),
             Some(message) = frames_rx.recv() => loop_state.on_inbound(message),
             Some(request) = request_rx.recv() => loop_state.on_request(request),
+            resolved = housekeeping.lookup_done() => {
+                housekeeping.apply_lookup(resolved, &mut loop_state.node);
+            }
             () = deadline.expired() => {
                 let now = Instant::now();
                 loop_state.on_due(now);
                 if housekeeping.next_due().is_some_and(|at| at <= now) {
-                    housekeeping.run(now, &mut loop_state.node).await;
+                    housekeeping.run(now, &mut loop_state.node);
                 }
             }
             Ok(()) = service_status_changed(&mut loop_state.service) => loop_state.on_service_status(),
@@ -1332,6 +1393,77 @@ impl LoopState {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    /// Housekeeping for `peers`, looking them up with `resolver`.
+    fn housekeeping(peers: &[&str], resolver: Resolver) -> Housekeeping {
+        let specs: Vec<PeerSpec> = peers.iter().map(|p| p.parse().unwrap()).collect();
+        Housekeeping {
+            ring_keys: RingKeys {
+                name: None,
+                env_key: None,
+                dir: PathBuf::from("/nonexistent"),
+                activation: Duration::from_secs(60),
+                loaded: Vec::new(),
+                stamp: Vec::new(),
+                pending: false,
+            },
+            configured: specs.clone(),
+            watch_file: None,
+            specs,
+            resolved: Vec::new(),
+            resolved_at: Instant::now(),
+            files_at: None,
+            resolve_at: Some(Instant::now()),
+            resolver,
+            lookup: None,
+        }
+    }
+
+    /// A resolver whose lookups never finish (a DNS server that does not answer), counting them.
+    fn hanging(calls: Arc<std::sync::atomic::AtomicUsize>) -> Resolver {
+        Arc::new(move |_| {
+            calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Box::pin(std::future::pending())
+        })
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_hanging_resolver_never_holds_the_loop_and_one_lookup_runs_at_a_time() {
+        let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let mut hk = housekeeping(&["peer.invalid:9638"], hanging(Arc::clone(&calls)));
+        // Due: the lookup starts in a task of its own; nothing here waits for it.
+        hk.start_lookup();
+        hk.start_lookup();
+        assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 1);
+        assert!(hk.next_due().is_none(), "no new lookup while one runs");
+        // It gives up after LOOKUP_DEADLINE (virtual time) with nothing found.
+        let resolved = tokio::time::timeout(2 * LOOKUP_DEADLINE, hk.lookup_done()).await;
+        assert_eq!(resolved.ok(), Some(Vec::new()));
+        assert!(hk.lookup.is_none());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_start_during_a_dns_outage_goes_on_without_its_peers() {
+        let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let mut hk = housekeeping(&["peer.invalid:9638"], hanging(calls));
+        let started = tokio::time::timeout(2 * LOOKUP_DEADLINE, hk.resolve_at_start()).await;
+        assert!(started.is_ok() && hk.resolved.is_empty());
+    }
+
+    #[tokio::test]
+    async fn peers_resolve_to_ipv4_first_and_to_ipv6_when_that_is_all_they_have() {
+        let specs: Vec<PeerSpec> = ["127.0.0.1:9638", "[::1]:9638"]
+            .iter()
+            .map(|p| p.parse().unwrap())
+            .collect();
+        assert_eq!(
+            resolve_peers(&specs).await,
+            vec![
+                "127.0.0.1:9638".parse::<SocketAddr>().unwrap(),
+                "[::1]:9638".parse().unwrap()
+            ]
+        );
+    }
 
     #[test]
     fn peers_parse_in_habitat_forms_and_bad_ones_are_named() {

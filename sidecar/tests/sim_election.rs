@@ -1180,29 +1180,32 @@ fn chaos(seed: u64, faults: Faults) -> Outcome {
     }
 }
 
-/// Replays one seed: `HAB_ELECTION_SEED=29 HAB_ELECTION_TRACE=1 cargo test ... replay_one_seed`
+/// A tool, not a test (it asserts only what `chaos` asserts): replays one seed,
+/// `HAB_ELECTION_SEED=29 HAB_ELECTION_TRACE=1 cargo test ... replay_one_seed -- --ignored`
 /// (add `HAB_ELECTION_PAUSES=1` for a seed of the test with pauses, `HAB_ELECTION_LAZY=1` for
 /// one of the test that steps as the supervisor does, `HAB_ELECTION_REPLACEMENTS=1` for one of
 /// the test with replaced members).
 #[test]
+#[ignore = "a tool: replays the seed in HAB_ELECTION_SEED"]
 fn replay_one_seed() {
-    if let Some(seed) = std::env::var("HAB_ELECTION_SEED")
+    let seed = std::env::var("HAB_ELECTION_SEED")
         .ok()
-        .and_then(|v| v.parse().ok())
-    {
-        let outcome = chaos(
-            seed,
-            Faults {
-                pauses: std::env::var("HAB_ELECTION_PAUSES").is_ok(),
-                lazy: std::env::var("HAB_ELECTION_LAZY").is_ok(),
-                replacements: std::env::var("HAB_ELECTION_REPLACEMENTS").is_ok(),
-            },
-        );
-        eprintln!(
-            "seed {seed}: agreed {:?} ms after membership converged",
-            outcome.agree_ms
-        );
-    }
+        .and_then(|v| v.parse().ok());
+    let Some(seed) = seed else {
+        panic!("set HAB_ELECTION_SEED to the seed to replay");
+    };
+    let outcome = chaos(
+        seed,
+        Faults {
+            pauses: std::env::var("HAB_ELECTION_PAUSES").is_ok(),
+            lazy: std::env::var("HAB_ELECTION_LAZY").is_ok(),
+            replacements: std::env::var("HAB_ELECTION_REPLACEMENTS").is_ok(),
+        },
+    );
+    eprintln!(
+        "seed {seed}: agreed {:?} ms after membership converged",
+        outcome.agree_ms
+    );
 }
 
 fn seed_count(default: u64) -> u64 {

@@ -7,7 +7,7 @@
 //! envelope's authentication and the replay window; malformed input is counted, never a panic.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -136,6 +136,9 @@ pub enum NodeEvent {
     DepartedSelf,
 }
 
+/// Hosts warned about as not sharing our ring key, at most (spoofed UDP sources are free).
+const MAX_WRONG_KEY_LOGGED: usize = 256;
+
 /// Counters for `/metrics` and the simulator.
 #[derive(Debug, Default, Clone)]
 pub struct NodeStats {
@@ -246,7 +249,9 @@ pub struct Node {
     /// When an anti-entropy exchange this node asked for last completed: from then on it held
     /// every rumor that peer had (the election engine's sign that it has learned the ring).
     last_sync_ms: Option<u64>,
-    wrong_key_logged: HashSet<SocketAddr>,
+    /// Hosts (not ports: each TCP connection has its own) already warned about as not sharing
+    /// our ring key; at most `MAX_WRONG_KEY_LOGGED`, then further ones are only counted.
+    wrong_key_logged: HashSet<IpAddr>,
     outputs: Vec<Output>,
     events: Vec<NodeEvent>,
     stats: NodeStats,
@@ -627,11 +632,13 @@ impl Node {
             Ok(opened) => opened,
             Err(e) => {
                 self.stats.drop(e.reason());
-                if self.wrong_key_logged.insert(from) {
+                if self.wrong_key_logged.len() < MAX_WRONG_KEY_LOGGED
+                    && self.wrong_key_logged.insert(from.ip())
+                {
                     tracing::warn!(
                         peer = %from, reason = e.reason(),
                         "dropping packets from a peer that does not share our ring key \
-                         (logged once per peer)"
+                         (logged once per host; counted in /metrics)"
                     );
                 }
                 return None;
@@ -1641,6 +1648,9 @@ impl Node {
         let by_node = &self.by_node;
         self.name_conflicts_reported
             .retain(|name| by_node.get(name).is_some_and(|ids| ids.len() > 1));
+        // Addresses are indexed for known members only (expired and replaced ones go).
+        let members = &self.members;
+        self.by_addr.retain(|_, id| members.contains_key(id));
         // Keys are remembered for members and configured peers only.
         let (by_addr, peers) = (&self.by_addr, &self.peers);
         self.peer_keys
@@ -1839,6 +1849,30 @@ mod tests {
         r.status = ElectionStatus::Finished;
         r.votes = votes.iter().map(|v| MemberId([*v; 16])).collect();
         Rumor::Election(r)
+    }
+
+    #[test]
+    fn wrong_key_warnings_remember_a_bounded_number_of_hosts() {
+        let key = RingKey::new("ring", "20260101000000", [3; 32]);
+        let mut node = node();
+        node.set_keyring(Keyring::new(vec![key]));
+        let cleartext = Keyring::cleartext().seal(b"\x00", 0, [0; 16]);
+        for i in 0..2_000u32 {
+            let [a, b, c, d] = (0x0a00_0000 + i).to_be_bytes();
+            let from = SocketAddr::from(([a, b, c, d], 40_000));
+            node.handle_datagram(0, from, &cleartext);
+        }
+        assert_eq!(node.wrong_key_logged.len(), MAX_WRONG_KEY_LOGGED);
+        assert_eq!(node.stats().dropped.get("unknown_key"), Some(&2_000));
+    }
+
+    #[test]
+    fn addresses_of_forgotten_members_are_unindexed() {
+        let mut node = node();
+        node.by_addr
+            .insert(SocketAddr::from(([10, 0, 0, 9], 9638)), MemberId([9; 16]));
+        node.maintenance();
+        assert!(node.by_addr.is_empty());
     }
 
     #[test]
