@@ -502,3 +502,31 @@ async fn output_lines_carry_habitats_prefixes() {
     })
     .await;
 }
+
+/// A hook whose task is aborted (the service stopped while it ran) takes its whole process
+/// group along: before, the hook and what it started ran on.
+#[tokio::test]
+async fn an_aborted_hook_leaves_no_process_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let hook = script(
+        dir.path(),
+        "init",
+        "sleep 300 &\necho $! > \"$WORK/CHILD\"\necho $$ > \"$WORK/HOOK\"\nwait",
+    );
+    let c = ctx(dir.path());
+    let task = tokio::spawn(async move {
+        run_hook(HookKind::Init, &hook, &c, Duration::from_secs(300)).await
+    });
+    let (hook_pid, child_pid) = (dir.path().join("HOOK"), dir.path().join("CHILD"));
+    eventually("the hook to start", || {
+        read_pid(&hook_pid).is_some() && read_pid(&child_pid).is_some()
+    })
+    .await;
+    let pids = [read_pid(&hook_pid).unwrap(), read_pid(&child_pid).unwrap()];
+    task.abort();
+    let _ = task.await;
+    eventually("the hook's process group to be gone", || {
+        pids.iter().all(|pid| !alive(*pid))
+    })
+    .await;
+}

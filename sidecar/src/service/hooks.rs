@@ -222,6 +222,10 @@ pub async fn run_hook(
         };
     };
 
+    // Until the hook has been waited for, a dropped future (the task running it aborted, the
+    // service stopped mid-hook) kills its whole process group instead of leaving it running.
+    let mut group = process::GroupGuard::new(pid);
+
     let preamble: Arc<str> = Arc::from(hook_preamble(sg, kind));
     let (out_log, err_log) = log_paths(&ctx.svc_dir, kind);
     let captured = Arc::new(Mutex::new(String::new()));
@@ -257,6 +261,7 @@ pub async fn run_hook(
             HookExit::TimedOut
         }
     };
+    group.disarm();
     if let HookExit::Signal(sig) = exit {
         tracing::warn!("{sg}({LOGKEY}): {name} was terminated by signal {sig}");
     }

@@ -191,6 +191,32 @@ pub(crate) async fn spawn_retrying(cmd: &mut Command) -> io::Result<Child> {
     cmd.spawn()
 }
 
+/// Kills a process group when dropped, unless disarmed: what a dropped future leaves behind
+/// (an aborted task awaiting a hook) never outlives it.
+pub(crate) struct GroupGuard {
+    pgid: u32,
+    armed: bool,
+}
+
+impl GroupGuard {
+    pub(crate) const fn new(pgid: u32) -> GroupGuard {
+        GroupGuard { pgid, armed: true }
+    }
+
+    /// The group was dealt with (waited for, or terminated): nothing to do on drop.
+    pub(crate) fn disarm(&mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        if self.armed {
+            let _ = signal_group(self.pgid, Signal::SIGKILL);
+        }
+    }
+}
+
 /// Send `signal` to every process in group `pgid`; a group that is already gone is fine.
 pub(crate) fn signal_group(pgid: u32, signal: Signal) -> io::Result<()> {
     let raw = i32::try_from(pgid).map_err(|_| io::Error::other("pid out of range"))?;
