@@ -514,9 +514,10 @@ async fn an_aborted_hook_leaves_no_process_behind() {
         "sleep 300 &\necho $! > \"$WORK/CHILD\"\necho $$ > \"$WORK/HOOK\"\nwait",
     );
     let c = ctx(dir.path());
-    let task = tokio::spawn(async move {
-        run_hook(HookKind::Init, &hook, &c, Duration::from_secs(300)).await
-    });
+    let task =
+        tokio::spawn(
+            async move { run_hook(HookKind::Init, &hook, &c, Duration::from_secs(300)).await },
+        );
     let (hook_pid, child_pid) = (dir.path().join("HOOK"), dir.path().join("CHILD"));
     eventually("the hook to start", || {
         read_pid(&hook_pid).is_some() && read_pid(&child_pid).is_some()
