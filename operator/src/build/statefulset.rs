@@ -24,7 +24,7 @@ use super::{
     child_meta, config_secret_name, labels, peers_service_name, selector_labels, BuildConfig,
     CTL_PORT, GOSSIP_PORT, HTTP_PORT,
 };
-use crate::crd::{Habitat, Strategy};
+use crate::crd::Habitat;
 
 /// Name of the application container.
 pub const APP_CONTAINER: &str = "habitat";
@@ -163,12 +163,9 @@ pub fn sup_run_args(hab: &Habitat) -> Vec<String> {
         "--topology".into(),
         service.topology.as_str().into(),
     ]);
-    if service.strategy != Strategy::None {
-        args.extend(["--strategy".into(), service.strategy.as_str().into()]);
-    }
-    if let Some(channel) = &service.channel {
-        args.extend(["--channel".into(), channel.clone()]);
-    }
+    // `service.strategy` and `service.channel` are not passed: `hab sup run` does not take
+    // `--strategy`/`--channel` yet (the updates issue adds them), and every pod would
+    // crash-loop on an unknown flag.
     for bind in &service.binds {
         args.push("--bind".into());
         args.push(format!("{}:{}.{}", bind.name, bind.service, bind.group));
@@ -344,6 +341,18 @@ fn volumes(hab: &Habitat) -> Vec<Volume> {
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn strategy_and_channel_are_not_passed_to_a_supervisor_that_rejects_them() {
+        let mut hab = Habitat::test("db").leader();
+        hab.spec.service.strategy = crate::crd::Strategy::Rolling;
+        hab.spec.service.channel = Some("stable".into());
+        let args = sup_run_args(&hab);
+        assert!(
+            !args.iter().any(|a| a == "--strategy" || a == "--channel"),
+            "{args:?}"
+        );
+    }
     use crate::build::golden::assert_golden;
     use crate::crd::PodOverrides;
     use k8s_openapi::api::core::v1::Toleration;
