@@ -1551,20 +1551,7 @@ mod tests {
 
     #[test]
     fn without_quorum_an_engine_wakes_only_when_a_dead_voter_leaves_the_electorate() {
-        let mut store = Store::default();
-        for n in [1, 2, 3] {
-            let rumor = crate::gossip::rumor::ServiceRumor {
-                member_id: id(n),
-                service_group: group(),
-                incarnation: 1,
-                package: "core/pg/1.0.0/20260101000000".into(),
-                initialized: true,
-                sys: Default::default(),
-                cfg: Vec::new(),
-                tombstone: false,
-            };
-            store.insert(Rumor::Service(rumor), 0);
-        }
+        let store = group_store(&[1, 2, 3], None);
         let mut members = ring(&[1, 2, 3]);
         members[1].health = Health::Confirmed;
         members[2].health = Health::Confirmed;
@@ -1583,8 +1570,8 @@ mod tests {
         assert_eq!(e.next_step(61_000), NextStep::Tick);
     }
 
-    /// A store with the service rumors of `members` and `leader`'s finished election.
-    fn group_store(members: &[u8], leader: u8) -> Store {
+    /// A store with the service rumors of `members` and `leader`'s finished election, if any.
+    fn group_store(members: &[u8], leader: Option<u8>) -> Store {
         let mut store = Store::default();
         for n in members {
             let rumor = crate::gossip::rumor::ServiceRumor {
@@ -1599,7 +1586,9 @@ mod tests {
             };
             store.insert(Rumor::Service(rumor), 0);
         }
-        store.insert(Rumor::Election(finished(leader, 1)), 0);
+        if let Some(leader) = leader {
+            store.insert(Rumor::Election(finished(leader, 1)), 0);
+        }
         store
     }
 
@@ -1618,7 +1607,7 @@ mod tests {
 
     #[test]
     fn a_leader_with_quorum_retires_a_member_dead_past_the_grace_and_it_stops_counting() {
-        let mut store = group_store(&[1, 2, 3], 1);
+        let mut store = group_store(&[1, 2, 3], Some(1));
         let mut members = ring(&[1, 2, 3]);
         dead(&mut members, 3);
         let mut leader = engine(1, 0);
@@ -1642,7 +1631,7 @@ mod tests {
         assert_eq!((step.view.leader, retirement(&step)), (Some(id(1)), None));
         // A follower never retires anyone.
         let mut follower = engine(2, 0);
-        let store = group_store(&[1, 2, 3], 1);
+        let store = group_store(&[1, 2, 3], Some(1));
         follower.step(1_000, &members, &store, true);
         assert_eq!(
             retirement(&follower.step(60_000, &members, &store, true)),
@@ -1652,7 +1641,7 @@ mod tests {
 
     #[test]
     fn without_quorum_nobody_is_ever_retired() {
-        let store = group_store(&[1, 2, 3], 1);
+        let store = group_store(&[1, 2, 3], Some(1));
         let mut members = ring(&[1, 2, 3]);
         dead(&mut members, 2);
         dead(&mut members, 3);
@@ -1666,7 +1655,7 @@ mod tests {
 
     #[test]
     fn a_retired_member_back_under_a_renewed_identity_counts_again() {
-        let mut store = group_store(&[1, 2, 3], 1);
+        let mut store = group_store(&[1, 2, 3], Some(1));
         store.insert(
             Rumor::Retirement(RetirementRumor {
                 service_group: group(),
@@ -1687,7 +1676,7 @@ mod tests {
 
     #[test]
     fn dead_members_are_retired_one_at_a_time_a_grace_apart() {
-        let mut store = group_store(&[1, 2, 3, 4, 5], 1);
+        let mut store = group_store(&[1, 2, 3, 4, 5], Some(1));
         let mut members = ring(&[1, 2, 3, 4, 5]);
         dead(&mut members, 4);
         dead(&mut members, 5);

@@ -320,6 +320,8 @@ mod tests {
     use tokio::net::TcpStream;
     use tokio::sync::mpsc;
 
+    use crate::gossip::transport::closed_by_server;
+
     /// A gateway on a loopback port whose supervisor answers `/census` and `/readyz`, or
     /// answers nothing at all.
     async fn gateway(token: Option<&str>, limits: Limits, answers: bool) -> SocketAddr {
@@ -359,21 +361,6 @@ mod tests {
         let mut reply = String::new();
         stream.read_to_string(&mut reply).await.ok()?;
         reply.split_whitespace().nth(1)?.parse().ok()
-    }
-
-    /// Whether the server closes `stream` (EOF or reset) within 10 s.
-    async fn closed_by_server(stream: &mut TcpStream) -> bool {
-        let mut buf = [0u8; 512];
-        let drained = async {
-            while let Ok(n) = stream.read(&mut buf).await {
-                if n == 0 {
-                    break;
-                }
-            }
-        };
-        tokio::time::timeout(Duration::from_secs(10), drained)
-            .await
-            .is_ok()
     }
 
     #[test]

@@ -637,6 +637,19 @@ impl Supervisor {
         self.get_json("/census")
     }
 
+    /// The member ids `/census` lists under `field` of `group` (`electorate`,
+    /// `retired_members`).
+    pub fn census_ids(&self, group: &str, field: &str) -> Result<Vec<String>, String> {
+        let census = self.census()?;
+        let ids = census["census_groups"][group][field]
+            .as_array()
+            .ok_or_else(|| format!("{}: no {field} of {group} in the census", self.name()))?
+            .iter()
+            .filter_map(|id| id.as_str().map(str::to_string))
+            .collect();
+        Ok(ids)
+    }
+
     pub fn metrics(&self) -> Result<String, String> {
         self.get("/metrics")
     }
@@ -1065,6 +1078,20 @@ fn ip_cmd(args: &[&str]) -> Result<(), String> {
             String::from_utf8_lossy(&out.stderr).trim()
         ))
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Benchmark figures
+
+/// Seconds rounded to the millisecond, as the benches print them.
+pub fn round3(s: f64) -> f64 {
+    (s * 1000.0).round() / 1000.0
+}
+
+/// The middle value (the upper one of an even count).
+pub fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
 }
 
 #[cfg(test)]

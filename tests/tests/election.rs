@@ -116,22 +116,13 @@ fn three_supervisors_replaced_one_at_a_time_six_times_keep_electing() {
         live.sort();
         wait_for(SOON, "the dead member is retired everywhere", || {
             for sup in &ring {
-                let census = sup.census()?;
-                let group = &census["census_groups"][HELLO_GROUP];
-                let electorate: Vec<String> = group["electorate"]
-                    .as_array()
-                    .map(|ids| {
-                        ids.iter()
-                            .filter_map(|id| id.as_str().map(str::to_string))
-                            .collect()
-                    })
-                    .unwrap_or_default();
+                let electorate = sup.census_ids(HELLO_GROUP, "electorate")?;
                 if electorate != live {
                     return Err(format!("{}: electorate {electorate:?}", sup.name()));
                 }
-                let retired = group["retired_members"].to_string();
+                let retired = sup.census_ids(HELLO_GROUP, "retired_members")?;
                 if !retired.contains(&dead_id) {
-                    return Err(format!("{}: retired {retired}", sup.name()));
+                    return Err(format!("{}: retired {retired:?}", sup.name()));
                 }
             }
             Ok(())

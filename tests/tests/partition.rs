@@ -29,18 +29,6 @@ fn lab_of(subnet: u8, hosts: &[u8]) -> Result<NetnsLab, String> {
     Ok(lab)
 }
 
-/// The ids a supervisor's census lists under `field` of the hello group.
-fn census_ids(sup: &Supervisor, field: &str) -> Result<Vec<String>, String> {
-    let census = sup.census()?;
-    let ids = census["census_groups"][HELLO_GROUP][field]
-        .as_array()
-        .ok_or_else(|| format!("{}: no {field} in the census", sup.name()))?
-        .iter()
-        .filter_map(|id| id.as_str().map(str::to_string))
-        .collect();
-    Ok(ids)
-}
-
 #[test]
 fn a_two_three_partition_leaves_the_two_without_quorum_and_heals_onto_one_leader() {
     // Declared first so it is dropped last, after the supervisors are killed.
@@ -168,7 +156,7 @@ fn a_cut_off_member_never_elects_nor_retires_the_majority_and_rejoins_the_electo
     });
     wait_for(SOON, "the two retire the cut-off member", || {
         for sup in &pair {
-            let retired = census_ids(sup, "retired_members")?;
+            let retired = sup.census_ids(HELLO_GROUP, "retired_members")?;
             if !retired.contains(&first) {
                 return Err(format!("{}: retired {retired:?}", sup.name()));
             }
@@ -185,7 +173,7 @@ fn a_cut_off_member_never_elects_nor_retires_the_majority_and_rejoins_the_electo
                 (status, None) if status == "ElectionNoQuorum" => {}
                 other => return Err(format!("election {other:?}")),
             }
-            let retired = census_ids(single, "retired_members")?;
+            let retired = single.census_ids(HELLO_GROUP, "retired_members")?;
             if !retired.is_empty() {
                 return Err(format!("retired {retired:?}"));
             }
@@ -206,7 +194,7 @@ fn a_cut_off_member_never_elects_nor_retires_the_majority_and_rejoins_the_electo
     ids.sort();
     wait_for(SOON, "the member back counts again everywhere", || {
         for sup in &ring {
-            let electorate = census_ids(sup, "electorate")?;
+            let electorate = sup.census_ids(HELLO_GROUP, "electorate")?;
             if electorate != ids {
                 return Err(format!("{}: electorate {electorate:?}", sup.name()));
             }

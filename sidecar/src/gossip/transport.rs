@@ -253,6 +253,23 @@ pub fn spawn_session(
     tx
 }
 
+/// Whether the server closes `stream` (end of stream or reset) within 10 s, reading and
+/// dropping whatever it sends meanwhile.
+#[cfg(test)]
+pub(crate) async fn closed_by_server(stream: &mut TcpStream) -> bool {
+    let mut buf = [0u8; 512];
+    let drained = async {
+        while let Ok(n) = stream.read(&mut buf).await {
+            if n == 0 {
+                break;
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), drained)
+        .await
+        .is_ok()
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -283,21 +300,6 @@ mod tests {
         (addr, seen_rx)
     }
 
-    /// Whether the listener closes `stream` within 10 s.
-    async fn closed(stream: &mut TcpStream) -> bool {
-        let mut buf = [0u8; 64];
-        let drained = async {
-            while let Ok(n) = stream.read(&mut buf).await {
-                if n == 0 {
-                    break;
-                }
-            }
-        };
-        tokio::time::timeout(Duration::from_secs(10), drained)
-            .await
-            .is_ok()
-    }
-
     #[tokio::test]
     async fn connections_beyond_the_cap_are_closed_at_once_and_counted() {
         let limits = TcpLimits {
@@ -310,7 +312,10 @@ mod tests {
             TcpStream::connect(addr).await.unwrap(),
         ];
         let mut third = TcpStream::connect(addr).await.unwrap();
-        assert!(closed(&mut third).await, "over the cap, still open");
+        assert!(
+            closed_by_server(&mut third).await,
+            "over the cap, still open"
+        );
         let refused = tokio::time::timeout(Duration::from_secs(10), seen.recv()).await;
         assert!(
             matches!(refused, Ok(Some(Inbound::ConnectionRefused))),

@@ -12,7 +12,7 @@
 
 use std::time::{Duration, Instant};
 
-use habitat_e2e::{agreed_leader, start_ring, Supervisor, HELLO_GROUP};
+use habitat_e2e::{agreed_leader, median, round3, start_ring, Supervisor, HELLO_GROUP};
 use serde_json::json;
 
 const BLOCK_BENCH: u8 = 201;
@@ -38,15 +38,6 @@ fn agreed_after(ring: &[Supervisor], not: Option<&str>, from: Instant) -> (Strin
 
 fn position_of(ring: &[Supervisor], id: &str) -> usize {
     ring.iter().position(|s| s.member_id() == id).unwrap()
-}
-
-fn round3(s: f64) -> f64 {
-    (s * 1000.0).round() / 1000.0
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
 }
 
 fn main() {

@@ -15,35 +15,12 @@
 
 use std::time::{Duration, Instant};
 
-use habitat_e2e::{agreed_leader, start_ring, Supervisor, HELLO_GROUP};
+use habitat_e2e::{agreed_leader, median, round3, start_ring, Supervisor, HELLO_GROUP};
 use serde_json::json;
 
 const BLOCK_BENCH: u8 = 203;
 const DEADLINE: Duration = Duration::from_secs(180);
 const POLL: Duration = Duration::from_millis(20);
-
-fn electorate(sup: &Supervisor) -> Vec<String> {
-    let census = sup.census().unwrap_or_default();
-    let mut ids: Vec<String> = census["census_groups"][HELLO_GROUP]["electorate"]
-        .as_array()
-        .map(|ids| {
-            ids.iter()
-                .filter_map(|id| id.as_str().map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default();
-    ids.sort();
-    ids
-}
-
-fn round3(s: f64) -> f64 {
-    (s * 1000.0).round() / 1000.0
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
 
 fn main() {
     let runs: usize = std::env::var("REPLACE_BENCH_RUNS")
@@ -92,7 +69,9 @@ fn main() {
         let mut live: Vec<String> = ring.iter().map(Supervisor::member_id).collect();
         live.sort();
         let whole_s = loop {
-            if ring.iter().all(|s| electorate(s) == live) {
+            let whole =
+                |s: &Supervisor| s.census_ids(HELLO_GROUP, "electorate") == Ok(live.clone());
+            if ring.iter().all(whole) {
                 break kill_at.elapsed().as_secs_f64();
             }
             assert!(
