@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use bytes::Bytes;
 use rand::RngExt;
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::signal::unix::{signal, SignalKind};
@@ -28,6 +29,7 @@ use crate::gossip::node::{GossipConfig, Node, NodeEvent, NodeTimer, Output, Sess
 use crate::gossip::rumor::{Rumor, RumorKey, ServiceGroup, ServiceRumor, SysInfo};
 use crate::gossip::store;
 use crate::gossip::transport::{self, Inbound, Outgoing};
+use crate::http::snapshot;
 use crate::keys;
 use crate::metrics::Metrics;
 use crate::package::Package;
@@ -115,19 +117,6 @@ impl std::str::FromStr for PeerSpec {
     }
 }
 
-/// Requests other tasks make of the supervisor loop.
-pub enum Request {
-    Butterfly(oneshot::Sender<serde_json::Value>),
-    Census(oneshot::Sender<serde_json::Value>),
-    Metrics(oneshot::Sender<String>),
-    /// `/services` entries of the loaded services.
-    Services(oneshot::Sender<Vec<serde_json::Value>>),
-    /// The loaded services' status, for the health endpoints.
-    ServiceStatus(oneshot::Sender<Vec<(String, ServiceStatus)>>),
-    /// `/readyz`: ready, and why not.
-    Ready(oneshot::Sender<Result<(), String>>),
-}
-
 /// The supervisor's version as `sys.version` shows it.
 pub const SUP_VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), "/habitat-rs");
 
@@ -141,25 +130,6 @@ struct LoadedService {
     task: tokio::task::JoinHandle<()>,
     /// The service rumor as last published.
     rumor: ServiceRumor,
-}
-
-/// Handle used by the HTTP gateway.
-#[derive(Clone)]
-pub struct SupervisorHandle {
-    requests: mpsc::Sender<Request>,
-}
-
-impl SupervisorHandle {
-    /// A handle whose requests go to `requests` (the loop's receiving end, or a test's).
-    pub(crate) const fn new(requests: mpsc::Sender<Request>) -> SupervisorHandle {
-        SupervisorHandle { requests }
-    }
-
-    pub async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Request) -> Option<T> {
-        let (tx, rx) = oneshot::channel();
-        self.requests.send(make(tx)).await.ok()?;
-        rx.await.ok()
-    }
 }
 
 fn now_ms() -> u64 {
@@ -744,14 +714,13 @@ pub async fn run(config: SupervisorConfig) -> anyhow::Result<()> {
     );
 
     let (inbound_tx, mut inbound_rx) = mpsc::channel::<Inbound>(4096);
-    let (request_tx, mut request_rx) = mpsc::channel::<Request>(64);
     let udp = Arc::new(udp);
     transport::spawn_udp_receiver(Arc::clone(&udp), inbound_tx.clone());
     // Peers' frames wait in a queue of their own: a TCP flood never crowds out SWIM.
     let (frames_tx, mut frames_rx) = mpsc::channel::<Inbound>(transport::FRAME_QUEUE);
     transport::spawn_tcp_listener(tcp, frames_tx, transport::TcpLimits::default());
-    let handle = SupervisorHandle::new(request_tx);
-    crate::http::spawn(http_listener, handle, config.http_auth_token.clone());
+    let (mut gateway, snapshot) = crate::http::snapshot::channel();
+    crate::http::spawn(http_listener, snapshot, config.http_auth_token.clone());
 
     let mut housekeeping = Housekeeping::new(&config, ring_keys);
     housekeeping.resolve_at_start().await;
@@ -827,6 +796,7 @@ pub async fn run(config: SupervisorConfig) -> anyhow::Result<()> {
             loop_state.persist_at,
             loop_state.election_at,
             housekeeping.next_due(),
+            gateway.next_due(),
         ]
         .into_iter()
         .flatten()
@@ -835,7 +805,7 @@ pub async fn run(config: SupervisorConfig) -> anyhow::Result<()> {
         tokio::select! {
             Some(message) = inbound_rx.recv() => loop_state.on_inbound(message),
             Some(message) = frames_rx.recv() => loop_state.on_inbound(message),
-            Some(request) = request_rx.recv() => loop_state.on_request(request),
+            () = gateway.asked() => gateway.serve(Instant::now(), &mut loop_state),
             resolved = housekeeping.lookup_done() => {
                 housekeeping.apply_lookup(resolved, &mut loop_state.node);
             }
@@ -844,6 +814,9 @@ pub async fn run(config: SupervisorConfig) -> anyhow::Result<()> {
                 loop_state.on_due(now);
                 if housekeeping.next_due().is_some_and(|at| at <= now) {
                     housekeeping.run(now, &mut loop_state.node);
+                }
+                if gateway.next_due().is_some_and(|at| at <= now) {
+                    gateway.serve(now, &mut loop_state);
                 }
             }
             Ok(()) = service_status_changed(&mut loop_state.service) => loop_state.on_service_status(),
@@ -1233,73 +1206,6 @@ impl LoopState {
             .any(|o| matches!(o, Output::Frame { session: s, .. } if *s == session))
     }
 
-    fn on_request(&mut self, request: Request) {
-        match request {
-            Request::Butterfly(reply) => {
-                let members = self.node.members();
-                let input = CensusInput {
-                    local: self.node.identity(),
-                    members: &members,
-                    store: self.node.store(),
-                };
-                let _ = reply.send(census::butterfly(&input));
-            }
-            Request::Census(reply) => {
-                let members = self.node.members();
-                let input = CensusInput {
-                    local: self.node.identity(),
-                    members: &members,
-                    store: self.node.store(),
-                };
-                // This member's own election view wins over the rumor (NoQuorum is not gossiped).
-                let _ = reply.send(census::census_with(&input, &self.local_elections()));
-            }
-            Request::Services(reply) => {
-                let groups = self.census_groups();
-                let entries = self
-                    .service
-                    .iter()
-                    .map(|service| {
-                        let status = service.status.borrow();
-                        let election = groups
-                            .iter()
-                            .find(|g| g.service_group == service.spec.service_group)
-                            .map_or(census::ELECTION_NONE, |g| g.election_status);
-                        service_gateway::service_json(
-                            &service.spec,
-                            &status,
-                            &service.pkg_ctx,
-                            &self.dirs.sup,
-                            election,
-                        )
-                    })
-                    .collect();
-                let _ = reply.send(entries);
-            }
-            Request::ServiceStatus(reply) => {
-                let statuses = self
-                    .service
-                    .iter()
-                    .map(|s| (s.spec.service_group.to_string(), s.status.borrow().clone()))
-                    .collect();
-                let _ = reply.send(statuses);
-            }
-            Request::Ready(reply) => {
-                let _ = reply.send(self.readiness());
-            }
-            Request::Metrics(reply) => {
-                let members = self.node.members();
-                let text = self.metrics.render(
-                    self.node.stats(),
-                    &members,
-                    self.node.local_health(),
-                    self.node.store(),
-                );
-                let _ = reply.send(text);
-            }
-        }
-    }
-
     fn process_outputs(&mut self) {
         let outputs: Vec<Output> = self.node.drain_outputs().collect();
         for output in outputs {
@@ -1387,6 +1293,79 @@ impl LoopState {
             tracing::warn!(error = %e, "cannot persist the rumor store");
         }
     }
+}
+
+/// What the HTTP gateway shows, built on the loop when a request asks (at most once per
+/// `snapshot::MIN_REBUILD`), served by the gateway's own tasks.
+impl snapshot::Source for LoopState {
+    fn butterfly(&mut self) -> Bytes {
+        let members = self.node.members();
+        let input = CensusInput {
+            local: self.node.identity(),
+            members: &members,
+            store: self.node.store(),
+        };
+        json_bytes(&census::butterfly(&input))
+    }
+
+    fn census(&mut self) -> Bytes {
+        let members = self.node.members();
+        let input = CensusInput {
+            local: self.node.identity(),
+            members: &members,
+            store: self.node.store(),
+        };
+        // This member's own election view wins over the rumor (NoQuorum is not gossiped).
+        json_bytes(&census::census_with(&input, &self.local_elections()))
+    }
+
+    fn services(&mut self) -> Vec<serde_json::Value> {
+        let groups = self.census_groups();
+        self.service
+            .iter()
+            .map(|service| {
+                let status = service.status.borrow();
+                let election = groups
+                    .iter()
+                    .find(|g| g.service_group == service.spec.service_group)
+                    .map_or(census::ELECTION_NONE, |g| g.election_status);
+                service_gateway::service_json(
+                    &service.spec,
+                    &status,
+                    &service.pkg_ctx,
+                    &self.dirs.sup,
+                    election,
+                )
+            })
+            .collect()
+    }
+
+    fn statuses(&mut self) -> Vec<(String, ServiceStatus)> {
+        self.service
+            .iter()
+            .map(|s| (s.spec.service_group.to_string(), s.status.borrow().clone()))
+            .collect()
+    }
+
+    fn ready(&mut self) -> std::result::Result<(), String> {
+        self.readiness()
+    }
+
+    fn metrics(&mut self) -> Bytes {
+        let members = self.node.members();
+        let text = self.metrics.render(
+            self.node.stats(),
+            &members,
+            self.node.local_health(),
+            self.node.store(),
+        );
+        Bytes::from(text)
+    }
+}
+
+fn json_bytes(doc: &serde_json::Value) -> Bytes {
+    // Serialising a Value cannot fail (its keys are strings).
+    serde_json::to_vec(doc).map_or_else(|_| Bytes::from_static(b"null"), Bytes::from)
 }
 
 #[cfg(test)]

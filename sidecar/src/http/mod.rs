@@ -7,7 +7,11 @@
 //!
 //! Every connection is bounded (`Limits`): a cap on open connections (more are closed on
 //! accept), a deadline for the request headers (slowloris), a deadline for the whole
-//! connection, and a deadline for the supervisor loop's answer.
+//! connection, and a deadline for the supervisor loop's answer. Documents come from a snapshot
+//! the loop publishes (`snapshot`): no request runs on the loop, and a flood costs it a
+//! bounded number of builds.
+
+pub mod snapshot;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,9 +27,9 @@ use hyper_util::service::TowerToHyperService;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use tokio::net::TcpListener;
-use tokio::sync::{oneshot, Semaphore};
+use tokio::sync::Semaphore;
 
-use crate::manager::{Request as SupRequest, SupervisorHandle};
+use snapshot::{Built, Doc, Reader, View};
 
 /// How much the gateway gives any one client.
 #[derive(Clone, Copy, Debug)]
@@ -36,7 +40,7 @@ pub struct Limits {
     pub header_read_timeout: Duration,
     /// A connection (keep-alive included) is closed after this, whatever it does.
     pub connection_deadline: Duration,
-    /// A request waits at most this long for the supervisor loop (then 503).
+    /// A request waits at most this long for the supervisor loop's snapshot (then 503).
     pub answer_timeout: Duration,
 }
 
@@ -53,19 +57,21 @@ impl Default for Limits {
 
 #[derive(Clone)]
 struct Gateway {
-    sup: SupervisorHandle,
+    snapshot: Reader,
     token: Option<Arc<str>>,
     answer_timeout: Duration,
 }
 
 impl Gateway {
-    /// Asks the supervisor loop; `None` when it is gone or does not answer in time.
-    async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> SupRequest) -> Option<T> {
-        tokio::time::timeout(self.answer_timeout, self.sup.ask(make))
-            .await
-            .ok()
-            .flatten()
+    /// A document built after this request arrived; `None` when the supervisor loop is gone or
+    /// did not build it in time.
+    async fn get<T: Clone>(&self, doc: Doc, pick: impl Fn(&View) -> &Built<T>) -> Option<T> {
+        self.snapshot.get(doc, pick, self.answer_timeout).await
     }
+}
+
+fn json(bytes: bytes::Bytes) -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], bytes).into_response()
 }
 
 fn unavailable() -> Response {
@@ -77,21 +83,21 @@ fn unavailable() -> Response {
 }
 
 async fn butterfly(State(gw): State<Gateway>) -> Response {
-    match gw.ask(SupRequest::Butterfly).await {
-        Some(doc) => Json(doc).into_response(),
+    match gw.get(Doc::Butterfly, |v| &v.butterfly).await {
+        Some(doc) => json(doc),
         None => unavailable(),
     }
 }
 
 async fn census(State(gw): State<Gateway>) -> Response {
-    match gw.ask(SupRequest::Census).await {
-        Some(doc) => Json(doc).into_response(),
+    match gw.get(Doc::Census, |v| &v.census).await {
+        Some(doc) => json(doc),
         None => unavailable(),
     }
 }
 
 async fn metrics(State(gw): State<Gateway>) -> Response {
-    match gw.ask(SupRequest::Metrics).await {
+    match gw.get(Doc::Metrics, |v| &v.metrics).await {
         Some(text) => (
             [(
                 header::CONTENT_TYPE,
@@ -105,8 +111,8 @@ async fn metrics(State(gw): State<Gateway>) -> Response {
 }
 
 async fn services(State(gw): State<Gateway>) -> Response {
-    match gw.ask(SupRequest::Services).await {
-        Some(list) => Json(list).into_response(),
+    match gw.get(Doc::Services, |v| &v.services).await {
+        Some(list) => Json(&*list).into_response(),
         None => unavailable(),
     }
 }
@@ -127,9 +133,13 @@ async fn service_entry(
     group: &str,
 ) -> Result<serde_json::Value, Response> {
     let wanted = format!("{svc}.{group}");
-    let list = gw.ask(SupRequest::Services).await.ok_or_else(unavailable)?;
-    list.into_iter()
+    let list = gw
+        .get(Doc::Services, |v| &v.services)
+        .await
+        .ok_or_else(unavailable)?;
+    list.iter()
         .find(|entry| entry.get("service_group").and_then(|g| g.as_str()) == Some(wanted.as_str()))
+        .cloned()
         .ok_or_else(|| not_loaded(&wanted))
 }
 
@@ -174,10 +184,10 @@ async fn service_health(
     Path((svc, group)): Path<(String, String)>,
 ) -> Response {
     let wanted = format!("{svc}.{group}");
-    let Some(statuses) = gw.ask(SupRequest::ServiceStatus).await else {
+    let Some(statuses) = gw.get(Doc::Statuses, |v| &v.statuses).await else {
         return unavailable();
     };
-    let Some((_, status)) = statuses.into_iter().find(|(g, _)| *g == wanted) else {
+    let Some((_, status)) = statuses.iter().find(|(g, _)| *g == wanted) else {
         return not_loaded(&wanted);
     };
     let code = StatusCode::from_u16(status.health.http_status())
@@ -198,7 +208,7 @@ async fn service_health_org(
 }
 
 async fn readyz(State(gw): State<Gateway>) -> Response {
-    match gw.ask(SupRequest::Ready).await {
+    match gw.get(Doc::Ready, |v| &v.ready).await {
         Some(Ok(())) => "ready\n".into_response(),
         Some(Err(reason)) => (
             StatusCode::SERVICE_UNAVAILABLE,
@@ -241,9 +251,9 @@ async fn require_token(State(gw): State<Gateway>, request: Request, next: Next) 
     next.run(request).await
 }
 
-pub fn router(sup: SupervisorHandle, token: Option<String>, limits: Limits) -> Router {
+pub fn router(snapshot: Reader, token: Option<String>, limits: Limits) -> Router {
     let gw = Gateway {
-        sup,
+        snapshot,
         token: token.filter(|t| !t.is_empty()).map(Arc::from),
         answer_timeout: limits.answer_timeout,
     };
@@ -272,10 +282,10 @@ pub fn router(sup: SupervisorHandle, token: Option<String>, limits: Limits) -> R
         .with_state(gw)
 }
 
-pub fn spawn(listener: TcpListener, sup: SupervisorHandle, token: Option<String>) {
+pub fn spawn(listener: TcpListener, snapshot: Reader, token: Option<String>) {
     serve(
         listener,
-        router(sup, token, Limits::default()),
+        router(snapshot, token, Limits::default()),
         Limits::default(),
     );
 }
@@ -318,36 +328,42 @@ mod tests {
     use std::net::SocketAddr;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpStream;
-    use tokio::sync::mpsc;
 
     use crate::gossip::transport::closed_by_server;
 
-    /// A gateway on a loopback port whose supervisor answers `/census` and `/readyz`, or
-    /// answers nothing at all.
+    /// Answers every document with an empty one.
+    struct Empty;
+
+    impl snapshot::Source for Empty {
+        fn butterfly(&mut self) -> bytes::Bytes {
+            bytes::Bytes::from_static(b"{}")
+        }
+        fn census(&mut self) -> bytes::Bytes {
+            bytes::Bytes::from_static(br#"{"census_groups":{}}"#)
+        }
+        fn services(&mut self) -> Vec<serde_json::Value> {
+            Vec::new()
+        }
+        fn statuses(&mut self) -> Vec<(String, crate::service::status::ServiceStatus)> {
+            Vec::new()
+        }
+        fn ready(&mut self) -> Result<(), String> {
+            Ok(())
+        }
+        fn metrics(&mut self) -> bytes::Bytes {
+            bytes::Bytes::new()
+        }
+    }
+
+    /// A gateway on a loopback port whose supervisor loop builds every document asked for, or
+    /// builds nothing at all.
     async fn gateway(token: Option<&str>, limits: Limits, answers: bool) -> SocketAddr {
-        let (tx, mut rx) = mpsc::channel(16);
-        tokio::spawn(async move {
-            let mut unanswered = Vec::new();
-            while let Some(request) = rx.recv().await {
-                match request {
-                    SupRequest::Census(reply) if answers => {
-                        let _ = reply.send(serde_json::json!({ "census_groups": {} }));
-                    }
-                    SupRequest::Ready(reply) if answers => {
-                        let _ = reply.send(Ok(()));
-                    }
-                    other => unanswered.push(other),
-                }
-            }
-        });
+        let (publisher, reader) = snapshot::channel();
+        snapshot::spawn_test_loop(publisher, Empty, answers);
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let token = token.map(str::to_string);
-        serve(
-            listener,
-            router(SupervisorHandle::new(tx), token, limits),
-            limits,
-        );
+        serve(listener, router(reader, token, limits), limits);
         addr
     }
 
