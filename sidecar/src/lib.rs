@@ -7,6 +7,7 @@ pub mod binds;
 pub mod census;
 pub mod cli;
 pub mod config;
+pub mod connection_slots;
 pub mod deadline;
 pub mod election;
 pub mod error;

@@ -14,10 +14,11 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
-use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio::sync::{mpsc, oneshot};
 
 use super::node::SessionId;
 use super::wire::{MAX_DATAGRAM, MAX_FRAME};
+use crate::connection_slots::{ConnectionSlots, SlotLimits};
 
 const IO_DEADLINE: Duration = Duration::from_secs(5);
 
@@ -44,15 +45,16 @@ pub enum Inbound {
     },
     /// A frame longer than the limit, or a datagram too large, was refused.
     Oversized,
-    /// A peer's connection was closed on accept: `TcpLimits::max_connections` were open.
+    /// A peer's connection was closed on accept: the cap or its source's share was reached.
     ConnectionRefused,
 }
 
 /// Limits on the TCP connections peers open (nothing on them is authenticated yet).
 #[derive(Clone, Copy, Debug)]
 pub struct TcpLimits {
-    /// Open connections at most; more are closed as soon as they are accepted.
-    pub max_connections: usize,
+    /// Open connections (more are closed as soon as they are accepted), and each source's
+    /// share once half are open.
+    pub connections: SlotLimits,
     /// A connection is closed after this, whatever it sends: an anti-entropy conversation takes
     /// a few round trips, a peer sending a junk frame every few seconds would hold it for ever.
     pub connection_deadline: Duration,
@@ -61,7 +63,10 @@ pub struct TcpLimits {
 impl Default for TcpLimits {
     fn default() -> Self {
         TcpLimits {
-            max_connections: 64,
+            connections: SlotLimits {
+                max: 64,
+                per_source: 8,
+            },
             connection_deadline: Duration::from_secs(30),
         }
     }
@@ -131,7 +136,7 @@ pub fn spawn_udp_receiver(socket: Arc<UdpSocket>, inbound: mpsc::Sender<Inbound>
 /// Accepts peers' TCP connections, within `limits`; each one is a short conversation of
 /// frames, delivered on `frames` (keep it apart from the datagrams' queue).
 pub fn spawn_tcp_listener(listener: TcpListener, frames: mpsc::Sender<Inbound>, limits: TcpLimits) {
-    let open = Arc::new(Semaphore::new(limits.max_connections));
+    let slots = ConnectionSlots::new(limits.connections);
     tokio::spawn(async move {
         loop {
             let (stream, from) = match listener.accept().await {
@@ -142,7 +147,7 @@ pub fn spawn_tcp_listener(listener: TcpListener, frames: mpsc::Sender<Inbound>, 
                     continue;
                 }
             };
-            let Ok(permit) = Arc::clone(&open).try_acquire_owned() else {
+            let Ok(permit) = slots.take(from.ip()) else {
                 drop(stream);
                 let _ = frames.try_send(Inbound::ConnectionRefused);
                 continue;
@@ -303,7 +308,10 @@ mod tests {
     #[tokio::test]
     async fn connections_beyond_the_cap_are_closed_at_once_and_counted() {
         let limits = TcpLimits {
-            max_connections: 2,
+            connections: SlotLimits {
+                max: 2,
+                per_source: 2,
+            },
             ..TcpLimits::default()
         };
         let (addr, mut seen) = listener(limits).await;
@@ -348,5 +356,47 @@ mod tests {
             "still accepting frames after 10 s"
         );
         assert!(matches!(seen.recv().await, Some(Inbound::Datagram { .. })));
+    }
+
+    #[tokio::test]
+    async fn one_source_holding_its_share_cannot_lock_out_another() {
+        let limits = TcpLimits {
+            connections: SlotLimits {
+                max: 4,
+                per_source: 1,
+            },
+            ..TcpLimits::default()
+        };
+        let (addr, mut seen) = listener(limits).await;
+        let connect_from = |source: &str| {
+            let socket = tokio::net::TcpSocket::new_v4().unwrap();
+            socket
+                .bind(SocketAddr::new(source.parse().unwrap(), 0))
+                .unwrap();
+            socket.connect(addr)
+        };
+        let mut flood = Vec::new();
+        for _ in 0..2 {
+            flood.push(connect_from("127.0.0.1").await.unwrap());
+        }
+        // Half the slots are taken, all by one source: it gets no more...
+        let mut over_share = connect_from("127.0.0.1").await.unwrap();
+        assert!(closed_by_server(&mut over_share).await, "over its share");
+        // ...and another source still gets in and is heard.
+        let mut peer = connect_from("127.0.0.2").await.unwrap();
+        write_frame(&mut peer, b"sync").await.unwrap();
+        let heard = tokio::time::timeout(Duration::from_secs(10), async {
+            while let Some(message) = seen.recv().await {
+                if let Inbound::Datagram { from, bytes } = message {
+                    return Some((from.ip(), bytes));
+                }
+            }
+            None
+        });
+        let (from, bytes) = heard.await.unwrap().unwrap();
+        assert_eq!(
+            (from.to_string().as_str(), &bytes[..]),
+            ("127.0.0.2", &b"sync"[..])
+        );
     }
 }

@@ -27,15 +27,17 @@ use hyper_util::service::TowerToHyperService;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+
+use crate::connection_slots::{ConnectionSlots, SlotLimits};
 
 use snapshot::{Built, Doc, Reader, View};
 
 /// How much the gateway gives any one client.
 #[derive(Clone, Copy, Debug)]
 pub struct Limits {
-    /// Open connections at most; more are closed as soon as they are accepted.
-    pub max_connections: usize,
+    /// Open connections (more are closed as soon as they are accepted), and each source's
+    /// share once half are open.
+    pub connections: SlotLimits,
     /// A client must have sent its request headers within this.
     pub header_read_timeout: Duration,
     /// A connection (keep-alive included) is closed after this, whatever it does.
@@ -47,7 +49,10 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Self {
         Limits {
-            max_connections: 256,
+            connections: SlotLimits {
+                max: 512,
+                per_source: 32,
+            },
             header_read_timeout: Duration::from_secs(10),
             connection_deadline: Duration::from_secs(60),
             answer_timeout: Duration::from_secs(5),
@@ -292,11 +297,11 @@ pub fn spawn(listener: TcpListener, snapshot: Reader, token: Option<String>) {
 
 /// Serves `app` on `listener` within `limits` (see `Limits`).
 fn serve(listener: TcpListener, app: Router, limits: Limits) {
-    let open = Arc::new(Semaphore::new(limits.max_connections));
+    let slots = ConnectionSlots::new(limits.connections);
     tokio::spawn(async move {
         loop {
-            let stream = match listener.accept().await {
-                Ok((stream, _)) => stream,
+            let (stream, from) = match listener.accept().await {
+                Ok(accepted) => accepted,
                 Err(e) => {
                     // Out of file descriptors, say: wait instead of spinning.
                     tracing::debug!(error = %e, "http gateway accept");
@@ -304,9 +309,12 @@ fn serve(listener: TcpListener, app: Router, limits: Limits) {
                     continue;
                 }
             };
-            let Ok(permit) = Arc::clone(&open).try_acquire_owned() else {
-                tracing::debug!("http gateway: connection cap reached; closing a new one");
-                continue;
+            let permit = match slots.take(from.ip()) {
+                Ok(slot) => slot,
+                Err(refused) => {
+                    tracing::debug!(%from, ?refused, "http gateway: connection refused");
+                    continue;
+                }
             };
             let service = TowerToHyperService::new(app.clone());
             tokio::spawn(async move {
@@ -426,7 +434,10 @@ mod tests {
     #[tokio::test]
     async fn connections_beyond_the_cap_are_closed_at_once_and_served_again_later() {
         let limits = Limits {
-            max_connections: 2,
+            connections: SlotLimits {
+                max: 2,
+                per_source: 2,
+            },
             ..Limits::default()
         };
         let addr = gateway(None, limits, true).await;
