@@ -483,6 +483,8 @@ fn service_rumor(
 /// configured peers (see `PEER_RETRY_INTERVAL`).
 struct Housekeeping {
     ring_keys: RingKeys,
+    /// The keys as the gossip connection tasks hold them.
+    keys: tokio::sync::watch::Sender<Keyring>,
     configured: Vec<PeerSpec>,
     /// The peer watch file and its stamp when last read.
     watch_file: Option<(PathBuf, Option<FileStamp>)>,
@@ -500,12 +502,17 @@ struct Housekeeping {
 }
 
 impl Housekeeping {
-    fn new(config: &SupervisorConfig, ring_keys: RingKeys) -> Housekeeping {
+    fn new(
+        config: &SupervisorConfig,
+        ring_keys: RingKeys,
+        keys: tokio::sync::watch::Sender<Keyring>,
+    ) -> Housekeeping {
         let now = Instant::now();
         let watch_file = config.peer_watch_file.clone().map(|path| (path, None));
         let has_files = ring_keys.name.is_some() || watch_file.is_some();
         let mut housekeeping = Housekeeping {
             ring_keys,
+            keys,
             configured: config.peers.clone(),
             watch_file,
             specs: config.peers.clone(),
@@ -595,7 +602,11 @@ impl Housekeeping {
         if self.files_at.is_some_and(|at| at <= now) {
             self.files_at = Some(now + KEY_RELOAD_INTERVAL);
             match self.ring_keys.reload() {
-                Some(Ok(keyring)) => node.set_keyring(keyring),
+                Some(Ok(keyring)) => {
+                    // Connection tasks open peers' frames with the same keys.
+                    self.keys.send_replace(keyring.clone());
+                    node.set_keyring(keyring);
+                }
                 Some(Err(e)) => tracing::warn!(error = %e, "ring keys"),
                 None => {}
             }
@@ -718,11 +729,12 @@ pub async fn run(config: SupervisorConfig) -> anyhow::Result<()> {
     transport::spawn_udp_receiver(Arc::clone(&udp), inbound_tx.clone());
     // Peers' frames wait in a queue of their own: a TCP flood never crowds out SWIM.
     let (frames_tx, mut frames_rx) = mpsc::channel::<Inbound>(transport::FRAME_QUEUE);
-    transport::spawn_tcp_listener(tcp, frames_tx, transport::TcpLimits::default());
+    let (keys_tx, keys_rx) = tokio::sync::watch::channel(node.keyring().clone());
+    transport::spawn_tcp_listener(tcp, frames_tx, transport::TcpLimits::default(), keys_rx);
     let (mut gateway, snapshot) = crate::http::snapshot::channel();
     crate::http::spawn(http_listener, snapshot, config.http_auth_token.clone());
 
-    let mut housekeeping = Housekeeping::new(&config, ring_keys);
+    let mut housekeeping = Housekeeping::new(&config, ring_keys, keys_tx);
     housekeeping.resolve_at_start().await;
     node.start(now_ms(), housekeeping.resolved.clone());
     let mut election = None;
@@ -913,9 +925,19 @@ impl LoopState {
         let now = now_ms();
         match message {
             Inbound::Datagram { from, bytes } => self.node.handle_datagram(now, from, &bytes),
-            Inbound::Frame { from, bytes, reply } => {
-                let answer = self.node.handle_frame(now, from, &bytes);
+            Inbound::Frame {
+                opened,
+                len,
+                reply,
+                budget,
+                ..
+            } => {
+                let answer = self.node.handle_opened_frame(now, opened, len);
+                drop(budget);
                 let _ = reply.send(answer);
+            }
+            Inbound::FrameRefused { from, reason, len } => {
+                self.node.frame_refused(now, from, reason, len);
             }
             Inbound::Reply { session, bytes } => {
                 self.node.handle_reply(now, session, &bytes);
@@ -1386,6 +1408,7 @@ mod tests {
                 stamp: Vec::new(),
                 pending: false,
             },
+            keys: tokio::sync::watch::channel(Keyring::cleartext()).0,
             configured: specs.clone(),
             watch_file: None,
             specs,

@@ -16,7 +16,7 @@ use rand::seq::SliceRandom;
 use rand::{Rng, RngExt, SeedableRng};
 
 use super::broadcast::{retransmit_limit, BroadcastQueue};
-use super::crypto::{KeyId, Keyring, ReplayGuard, RingKey, ENVELOPE_OVERHEAD, VERSION_2};
+use super::crypto::{KeyId, Keyring, Opened, ReplayGuard, RingKey, ENVELOPE_OVERHEAD, VERSION_2};
 use super::member::{Health, Identity, MemberId, MemberView};
 use super::membership::{
     self as swim, Membership, MembershipEvent, SwimConfig, SwimTimer, MAX_NODE_NAME,
@@ -390,6 +390,11 @@ impl Node {
         self.events.drain(..)
     }
 
+    /// The keys envelopes are opened with.
+    pub const fn keyring(&self) -> &Keyring {
+        &self.keyring
+    }
+
     /// Swaps the ring keys (a rotation step). When the keys held or the sealing key changed,
     /// every up member is sent an empty datagram sealed with our sealing key, so those that
     /// hold it switch to it for us at once; this matters when we just dropped the key they were
@@ -628,22 +633,32 @@ impl Node {
     /// Opens an envelope: authenticates it and applies the replay window.
     /// Returns the body and the id of the key it was sealed with.
     fn open(&mut self, from: SocketAddr, bytes: &[u8]) -> Option<(Vec<u8>, KeyId)> {
-        let opened = match self.keyring.open(bytes) {
-            Ok(opened) => opened,
+        match self.keyring.open(bytes) {
+            Ok(opened) => self.admit(opened),
             Err(e) => {
-                self.stats.drop(e.reason());
-                if self.wrong_key_logged.len() < MAX_WRONG_KEY_LOGGED
-                    && self.wrong_key_logged.insert(from.ip())
-                {
-                    tracing::warn!(
-                        peer = %from, reason = e.reason(),
-                        "dropping packets from a peer that does not share our ring key \
-                         (logged once per host; counted in /metrics)"
-                    );
-                }
-                return None;
+                self.refused(from, e.reason());
+                None
             }
-        };
+        }
+    }
+
+    /// Counts an envelope that failed to open (here or in a connection task) and says, once
+    /// per host, that a peer does not share our key.
+    fn refused(&mut self, from: SocketAddr, reason: &'static str) {
+        self.stats.drop(reason);
+        if self.wrong_key_logged.len() < MAX_WRONG_KEY_LOGGED
+            && self.wrong_key_logged.insert(from.ip())
+        {
+            tracing::warn!(
+                peer = %from, reason,
+                "dropping packets from a peer that does not share our ring key \
+                 (logged once per host; counted in /metrics)"
+            );
+        }
+    }
+
+    /// Applies the replay window to an authenticated envelope.
+    fn admit(&mut self, opened: Opened) -> Option<(Vec<u8>, KeyId)> {
         if let Err(e) = self
             .replay
             .check(self.now_ms, opened.timestamp_ms, &opened.nonce)
@@ -682,9 +697,43 @@ impl Node {
     /// A TCP frame arrived on a connection a peer opened; returns the sealed reply, if any.
     pub fn handle_frame(&mut self, now_ms: u64, from: SocketAddr, bytes: &[u8]) -> Option<Vec<u8>> {
         self.advance_clock(now_ms);
+        match self.keyring.open(bytes) {
+            Ok(opened) => self.handle_opened_frame(now_ms, opened, bytes.len()),
+            Err(e) => {
+                self.stats.frames_received += 1;
+                self.stats.bytes_received += bytes.len() as u64;
+                self.refused(from, e.reason());
+                None
+            }
+        }
+    }
+
+    /// A frame a peer's connection task could not open (`reason`), `len` bytes long.
+    pub fn frame_refused(
+        &mut self,
+        now_ms: u64,
+        from: SocketAddr,
+        reason: &'static str,
+        len: usize,
+    ) {
+        self.advance_clock(now_ms);
         self.stats.frames_received += 1;
-        self.stats.bytes_received += bytes.len() as u64;
-        let (body, key) = self.open(from, bytes)?;
+        self.stats.bytes_received += len as u64;
+        self.refused(from, reason);
+    }
+
+    /// A frame the peer's connection task opened with our keyring (`len` bytes sealed);
+    /// returns the sealed reply, if any.
+    pub fn handle_opened_frame(
+        &mut self,
+        now_ms: u64,
+        opened: Opened,
+        len: usize,
+    ) -> Option<Vec<u8>> {
+        self.advance_clock(now_ms);
+        self.stats.frames_received += 1;
+        self.stats.bytes_received += len as u64;
+        let (body, key) = self.admit(opened)?;
         let frame = match Frame::decode(&body) {
             Ok(f) => f,
             Err(e) => {

@@ -14,8 +14,9 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch, OwnedSemaphorePermit, Semaphore};
 
+use super::crypto::{Keyring, Opened};
 use super::node::SessionId;
 use super::wire::{MAX_DATAGRAM, MAX_FRAME};
 use crate::connection_slots::{ConnectionSlots, SlotLimits};
@@ -29,11 +30,22 @@ pub enum Inbound {
         from: SocketAddr,
         bytes: Vec<u8>,
     },
-    /// A frame on a connection a peer opened; answer on `reply` (None: no answer).
+    /// A frame on a connection a peer opened, opened with the ring's keys there; answer on
+    /// `reply` (None: no answer). `budget` holds its bytes' share of `FRAME_BYTES` until the
+    /// frame is dropped.
     Frame {
         from: SocketAddr,
-        bytes: Vec<u8>,
+        opened: Opened,
+        len: usize,
         reply: oneshot::Sender<Option<Vec<u8>>>,
+        budget: OwnedSemaphorePermit,
+    },
+    /// A frame on a connection a peer opened that did not open (`reason`); the connection was
+    /// closed.
+    FrameRefused {
+        from: SocketAddr,
+        reason: &'static str,
+        len: usize,
     },
     /// The answer to a frame we sent on `session`.
     Reply {
@@ -76,7 +88,21 @@ impl Default for TcpLimits {
 /// own deadlines bound the wait).
 pub const FRAME_QUEUE: usize = 64;
 
+/// Bytes of peers' frames being read or waiting for the manager, all connections together; a
+/// connection waits for its share before it reads a frame's body (at most `IO_DEADLINE`).
+pub const FRAME_BYTES: usize = 16 << 20;
+
 pub async fn read_frame(stream: &mut TcpStream) -> std::io::Result<Option<Vec<u8>>> {
+    let Some(len) = read_frame_len(stream).await? else {
+        return Ok(None);
+    };
+    let mut bytes = vec![0u8; len];
+    stream.read_exact(&mut bytes).await?;
+    Ok(Some(bytes))
+}
+
+/// A frame's length, checked against `MAX_FRAME`; `None` at the end of the stream.
+async fn read_frame_len(stream: &mut TcpStream) -> std::io::Result<Option<usize>> {
     let mut len = [0u8; 4];
     match stream.read_exact(&mut len).await {
         Ok(_) => {}
@@ -90,9 +116,7 @@ pub async fn read_frame(stream: &mut TcpStream) -> std::io::Result<Option<Vec<u8
             format!("frame of {len} bytes exceeds the limit of {MAX_FRAME}"),
         ));
     }
-    let mut bytes = vec![0u8; len];
-    stream.read_exact(&mut bytes).await?;
-    Ok(Some(bytes))
+    Ok(Some(len))
 }
 
 pub async fn write_frame(stream: &mut TcpStream, bytes: &[u8]) -> std::io::Result<()> {
@@ -134,9 +158,17 @@ pub fn spawn_udp_receiver(socket: Arc<UdpSocket>, inbound: mpsc::Sender<Inbound>
 }
 
 /// Accepts peers' TCP connections, within `limits`; each one is a short conversation of
-/// frames, delivered on `frames` (keep it apart from the datagrams' queue).
-pub fn spawn_tcp_listener(listener: TcpListener, frames: mpsc::Sender<Inbound>, limits: TcpLimits) {
+/// frames, opened with `keys` in the connection's task (a frame that does not open closes the
+/// connection and never waits for the manager) and delivered on `frames` (keep it apart from
+/// the datagrams' queue).
+pub fn spawn_tcp_listener(
+    listener: TcpListener,
+    frames: mpsc::Sender<Inbound>,
+    limits: TcpLimits,
+    keys: watch::Receiver<Keyring>,
+) {
     let slots = ConnectionSlots::new(limits.connections);
+    let budget = Arc::new(Semaphore::new(FRAME_BYTES));
     tokio::spawn(async move {
         loop {
             let (stream, from) = match listener.accept().await {
@@ -152,13 +184,15 @@ pub fn spawn_tcp_listener(listener: TcpListener, frames: mpsc::Sender<Inbound>, 
                 let _ = frames.try_send(Inbound::ConnectionRefused);
                 continue;
             };
-            let frames = frames.clone();
+            let peer = Peer {
+                from,
+                frames: frames.clone(),
+                keys: keys.clone(),
+                budget: Arc::clone(&budget),
+            };
             tokio::spawn(async move {
-                let served = tokio::time::timeout(
-                    limits.connection_deadline,
-                    serve_connection(stream, from, frames),
-                )
-                .await;
+                let served =
+                    tokio::time::timeout(limits.connection_deadline, peer.serve(stream)).await;
                 if let Ok(Err(e)) = served {
                     tracing::debug!(peer = %from, error = %e, "gossip connection");
                 }
@@ -168,36 +202,78 @@ pub fn spawn_tcp_listener(listener: TcpListener, frames: mpsc::Sender<Inbound>, 
     });
 }
 
-async fn serve_connection(
-    mut stream: TcpStream,
+/// What a connection task of a peer's connection holds.
+struct Peer {
     from: SocketAddr,
-    inbound: mpsc::Sender<Inbound>,
-) -> std::io::Result<()> {
-    loop {
-        let frame = match tokio::time::timeout(IO_DEADLINE, read_frame(&mut stream)).await {
-            Ok(Ok(Some(frame))) => frame,
-            Ok(Ok(None)) | Err(_) => return Ok(()),
-            Ok(Err(e)) => {
-                if e.kind() == std::io::ErrorKind::InvalidData {
-                    let _ = inbound.try_send(Inbound::Oversized);
+    frames: mpsc::Sender<Inbound>,
+    keys: watch::Receiver<Keyring>,
+    budget: Arc<Semaphore>,
+}
+
+impl Peer {
+    async fn serve(self, mut stream: TcpStream) -> std::io::Result<()> {
+        loop {
+            let read = tokio::time::timeout(IO_DEADLINE, self.read_frame(&mut stream)).await;
+            let (bytes, budget) = match read {
+                Ok(Ok(Some(frame))) => frame,
+                Ok(Ok(None)) | Err(_) => return Ok(()),
+                Ok(Err(e)) => {
+                    if e.kind() == std::io::ErrorKind::InvalidData {
+                        let _ = self.frames.try_send(Inbound::Oversized);
+                    }
+                    return Err(e);
                 }
-                return Err(e);
+            };
+            let len = bytes.len();
+            let opened = self.keys.borrow().open(&bytes);
+            let opened = match opened {
+                Ok(opened) => opened,
+                Err(e) => {
+                    let _ = self.frames.try_send(Inbound::FrameRefused {
+                        from: self.from,
+                        reason: e.reason(),
+                        len,
+                    });
+                    return Ok(());
+                }
+            };
+            drop(bytes);
+            let (reply_tx, reply_rx) = oneshot::channel();
+            let message = Inbound::Frame {
+                from: self.from,
+                opened,
+                len,
+                reply: reply_tx,
+                budget,
+            };
+            if self.frames.send(message).await.is_err() {
+                return Ok(());
             }
-        };
-        let (reply_tx, reply_rx) = oneshot::channel();
-        let message = Inbound::Frame {
-            from,
-            bytes: frame,
-            reply: reply_tx,
-        };
-        if inbound.send(message).await.is_err() {
-            return Ok(());
+            if let Ok(Some(reply)) = reply_rx.await {
+                tokio::time::timeout(IO_DEADLINE, write_frame(&mut stream, &reply))
+                    .await
+                    .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
+            }
         }
-        if let Ok(Some(reply)) = reply_rx.await {
-            tokio::time::timeout(IO_DEADLINE, write_frame(&mut stream, &reply))
-                .await
-                .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
-        }
+    }
+
+    /// Reads a frame once its bytes fit in the shared budget; `None` at the end of the stream.
+    async fn read_frame(
+        &self,
+        stream: &mut TcpStream,
+    ) -> std::io::Result<Option<(Vec<u8>, OwnedSemaphorePermit)>> {
+        let Some(len) = read_frame_len(stream).await? else {
+            return Ok(None);
+        };
+        // `len` is at most MAX_FRAME, well within u32 and the budget.
+        let share = u32::try_from(len).map_err(|_| std::io::ErrorKind::InvalidData)?;
+        let budget = Arc::clone(&self.budget)
+            .acquire_many_owned(share)
+            .await
+            .map_err(|_| std::io::ErrorKind::BrokenPipe)?;
+        let mut bytes = vec![0u8; len];
+        stream.read_exact(&mut bytes).await?;
+        Ok(Some((bytes, budget)))
     }
 }
 
@@ -287,13 +363,23 @@ mod tests {
         let addr = listener.local_addr().unwrap();
         let (frames_tx, mut frames_rx) = mpsc::channel(FRAME_QUEUE);
         let (seen_tx, seen_rx) = mpsc::channel(1024);
-        spawn_tcp_listener(listener, frames_tx, limits);
+        let (keys_tx, keys) = watch::channel(Keyring::cleartext());
+        spawn_tcp_listener(listener, frames_tx, limits, keys);
         tokio::spawn(async move {
+            let _keys = keys_tx;
             while let Some(message) = frames_rx.recv().await {
                 let message = match message {
-                    Inbound::Frame { from, bytes, reply } => {
+                    Inbound::Frame {
+                        from,
+                        opened,
+                        reply,
+                        ..
+                    } => {
                         let _ = reply.send(None);
-                        Inbound::Datagram { from, bytes }
+                        Inbound::Datagram {
+                            from,
+                            bytes: opened.body,
+                        }
                     }
                     other => other,
                 };
@@ -331,8 +417,26 @@ mod tests {
         );
     }
 
+    /// `body` in a cleartext envelope, as a peer of a ring without a key sends it.
+    fn sealed(body: &[u8]) -> Vec<u8> {
+        Keyring::cleartext().seal(body, 1, [7; 16])
+    }
+
     #[tokio::test]
-    async fn a_peer_sending_junk_frames_forever_is_cut_off_at_the_deadline() {
+    async fn a_frame_that_does_not_open_closes_the_connection_and_is_reported() {
+        let (addr, mut seen) = listener(TcpLimits::default()).await;
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        write_frame(&mut stream, b"junk").await.unwrap();
+        assert!(closed_by_server(&mut stream).await, "still open after junk");
+        let refused = tokio::time::timeout(Duration::from_secs(10), seen.recv()).await;
+        assert!(
+            matches!(refused, Ok(Some(Inbound::FrameRefused { len: 4, .. }))),
+            "{refused:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_peer_sending_frames_forever_is_cut_off_at_the_deadline() {
         let limits = TcpLimits {
             connection_deadline: Duration::from_millis(500),
             ..TcpLimits::default()
@@ -340,10 +444,10 @@ mod tests {
         let (addr, mut seen) = listener(limits).await;
         let mut stream = TcpStream::connect(addr).await.unwrap();
         let junk = async {
-            // A junk frame every 50 ms: each one is read in time, so only the connection's own
+            // A frame every 50 ms: each one is read in time, so only the connection's own
             // deadline ends this.
             loop {
-                if write_frame(&mut stream, b"junk").await.is_err() {
+                if write_frame(&mut stream, &sealed(b"junk")).await.is_err() {
                     break;
                 }
                 tokio::time::sleep(Duration::from_millis(50)).await;
@@ -384,7 +488,7 @@ mod tests {
         assert!(closed_by_server(&mut over_share).await, "over its share");
         // ...and another source still gets in and is heard.
         let mut peer = connect_from("127.0.0.2").await.unwrap();
-        write_frame(&mut peer, b"sync").await.unwrap();
+        write_frame(&mut peer, &sealed(b"sync")).await.unwrap();
         let heard = tokio::time::timeout(Duration::from_secs(10), async {
             while let Some(message) = seen.recv().await {
                 if let Inbound::Datagram { from, bytes } = message {
