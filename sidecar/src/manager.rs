@@ -218,8 +218,20 @@ const PEER_RETRY_INTERVAL: Duration = Duration::from_secs(5);
 /// ... and while every one is: the ring already holds them, so a lookup only matters when a
 /// name moves to a new address, and its old member going down brings the retry pace back.
 const PEER_REFRESH_INTERVAL: Duration = Duration::from_secs(60);
-/// The rumor store is written at most this often.
+/// The rumor store is written at most this often...
 const PERSIST_DEBOUNCE: Duration = Duration::from_secs(1);
+/// ... and, when a snapshot takes long to make (a large store), at most a 1/PERSIST_TIME_SHARE
+/// share of the loop's time goes to making them: one that took `t` waits `t * 20` for the
+/// next. (The write itself, ending in an fsync, runs off the loop.)
+const PERSIST_TIME_SHARE: u32 = 20;
+/// The longest wait between writes of a changed store.
+const PERSIST_MAX_WAIT: Duration = Duration::from_secs(60);
+
+/// How long after a write that took `took` the next one may start.
+fn persist_wait(took: Duration) -> Duration {
+    took.saturating_mul(PERSIST_TIME_SHARE)
+        .clamp(PERSIST_DEBOUNCE, PERSIST_MAX_WAIT)
+}
 
 /// Ring keys: `--ring NAME` from the keys dir (reloaded while running) and/or `HAB_RING_KEY`.
 struct RingKeys {
@@ -775,6 +787,7 @@ pub async fn run(config: SupervisorConfig) -> anyhow::Result<()> {
         service = Some(LoadedService::spawn(spec, rumor));
     }
 
+    let store_writer = store::StoreWriter::spawn(dirs.rumor_file());
     let mut loop_state = LoopState {
         node,
         udp,
@@ -785,6 +798,8 @@ pub async fn run(config: SupervisorConfig) -> anyhow::Result<()> {
         dirs,
         store_dirty: false,
         last_persist: Instant::now(),
+        persist_wait: PERSIST_DEBOUNCE,
+        store_writer,
         election,
         service,
         view_dirty: true,
@@ -843,8 +858,12 @@ pub async fn run(config: SupervisorConfig) -> anyhow::Result<()> {
     tracing::info!("shutting down: leaving the ring");
     loop_state.node.leave(now_ms());
     loop_state.process_outputs();
-    // The last word on disk, whatever the debounce says.
-    loop_state.persist();
+    // The last word on disk, whatever the debounce says, after any write under way.
+    loop_state.store_writer.finish().await;
+    let bytes = loop_state.node.store().snapshot();
+    if let Err(e) = crate::files::write_atomically(&loop_state.dirs.rumor_file(), &bytes, 0o600) {
+        tracing::warn!(error = %e, "cannot persist the rumor store");
+    }
     Ok(())
 }
 
@@ -910,6 +929,9 @@ struct LoopState {
     dirs: SupDirs,
     store_dirty: bool,
     last_persist: Instant,
+    /// The wait after the last write (see `persist_wait`).
+    persist_wait: Duration,
+    store_writer: store::StoreWriter,
     /// When the dirty store is written (at most once per `PERSIST_DEBOUNCE`).
     persist_at: Option<Instant>,
     /// When the elections need a step with no input changed (see `Election::next_step`).
@@ -979,7 +1001,7 @@ impl LoopState {
         }
         self.refresh_service_view();
         if self.store_dirty && self.persist_at.is_none() {
-            self.persist_at = Some((self.last_persist + PERSIST_DEBOUNCE).max(Instant::now()));
+            self.persist_at = Some((self.last_persist + self.persist_wait).max(Instant::now()));
         }
         membership_changed
     }
@@ -1305,15 +1327,15 @@ impl LoopState {
         }
     }
 
-    /// Writes the rumor store atomically (see `persist_at` for the debounce).
+    /// Hands a snapshot of the rumor store to its writer (see `persist_at` for the debounce;
+    /// the wait grows with the time the snapshot took, which grows with the store).
     fn persist(&mut self) {
         self.store_dirty = false;
         self.persist_at = None;
+        let started = Instant::now();
+        self.store_writer.write(self.node.store().snapshot());
         self.last_persist = Instant::now();
-        let bytes = self.node.store().snapshot();
-        if let Err(e) = crate::files::write_atomically(&self.dirs.rumor_file(), &bytes, 0o600) {
-            tracing::warn!(error = %e, "cannot persist the rumor store");
-        }
+        self.persist_wait = persist_wait(self.last_persist - started);
     }
 }
 
@@ -1394,6 +1416,16 @@ fn json_bytes(doc: &serde_json::Value) -> Bytes {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn a_slow_store_write_is_repeated_less_often() {
+        assert_eq!(persist_wait(Duration::from_millis(2)), PERSIST_DEBOUNCE);
+        assert_eq!(
+            persist_wait(Duration::from_millis(500)),
+            Duration::from_secs(10)
+        );
+        assert_eq!(persist_wait(Duration::from_secs(30)), PERSIST_MAX_WAIT);
+    }
 
     /// Housekeeping for `peers`, looking them up with `resolver`.
     fn housekeeping(peers: &[&str], resolver: Resolver) -> Housekeeping {

@@ -25,6 +25,7 @@ pub struct Metrics {
     dropped: Family<Labels, Counter>,
     local_health: Gauge,
     rumors_stored: Gauge,
+    rumor_bytes_stored: Gauge,
     node_name_conflicts: Gauge,
     retirements: Counter,
     last: NodeStats,
@@ -51,6 +52,7 @@ impl Metrics {
         let dropped = Family::<Labels, Counter>::default();
         let local_health = Gauge::default();
         let rumors_stored = Gauge::default();
+        let rumor_bytes_stored = Gauge::default();
         let name_conflicts = Gauge::default();
         let retirements = Counter::default();
         registry.register("members", "Ring members by health", members.clone());
@@ -81,6 +83,11 @@ impl Metrics {
             rumors_stored.clone(),
         );
         registry.register(
+            "rumor_bytes_stored",
+            "Encoded bytes of the rumors held (peers' rumors beyond 64 MiB are dropped as store_full)",
+            rumor_bytes_stored.clone(),
+        );
+        registry.register(
             "node_name_conflicts",
             "Node names held by more than one up member (all are kept; give each its own name)",
             name_conflicts.clone(),
@@ -99,6 +106,7 @@ impl Metrics {
             dropped,
             local_health,
             rumors_stored,
+            rumor_bytes_stored,
             node_name_conflicts: name_conflicts,
             retirements,
             last: NodeStats::default(),
@@ -192,6 +200,8 @@ impl Metrics {
         }
         self.local_health.set(i64::from(local_health));
         self.rumors_stored.set(store.len() as i64);
+        self.rumor_bytes_stored
+            .set(i64::try_from(store.bytes()).unwrap_or(i64::MAX));
         let retirements = store.update_counter(RumorKind::Retirement);
         advance(&self.retirements, self.last_retirements, retirements);
         self.last_retirements = retirements;

@@ -198,6 +198,13 @@ struct SyncSession {
     started_ms: u64,
 }
 
+/// Who made a rumor the node takes in: peers' rumors count against the store's limits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Origin {
+    Own,
+    Peer,
+}
+
 pub struct Node {
     config: GossipConfig,
     membership: Membership,
@@ -500,7 +507,7 @@ impl Node {
     pub fn publish(&mut self, now_ms: u64, rumor: Rumor) -> crate::error::Result<Insert> {
         self.advance_clock(now_ms);
         rumor.check_limits()?;
-        let outcome = self.accept(rumor);
+        let outcome = self.accept_from(rumor, Origin::Own);
         // Our own news goes out now rather than at the next gossip tick: an election takes
         // three such hops (candidacy, votes, declaration), each otherwise waiting up to a
         // gossip interval. The round carries whatever else is queued; rumors we only relay
@@ -1111,6 +1118,10 @@ impl Node {
 
     /// Merges a rumor into the store; a change is spread further and reported.
     fn accept(&mut self, rumor: Rumor) -> Insert {
+        self.accept_from(rumor, Origin::Peer)
+    }
+
+    fn accept_from(&mut self, rumor: Rumor, origin: Origin) -> Insert {
         if rumor.check_limits().is_err() {
             self.stats.drop("too_big");
             return Insert::Stale;
@@ -1127,9 +1138,13 @@ impl Node {
             }
         }
         let key = rumor.key();
-        let outcome = self.store.insert(rumor, self.now_ms);
+        let outcome = match origin {
+            Origin::Own => self.store.insert_own(rumor, self.now_ms),
+            Origin::Peer => self.store.insert(rumor, self.now_ms),
+        };
         match outcome {
             Insert::Conflict => self.stats.drop("conflict"),
+            Insert::Full => self.stats.drop("store_full"),
             Insert::New | Insert::Updated => {
                 self.stats.rumors_accepted += 1;
                 self.sync_soon();

@@ -17,6 +17,26 @@ use super::wire::{self, SYNC_BUCKETS};
 
 const SNAPSHOT_MAGIC: &[u8; 8] = b"HABRUMR1";
 
+/// How much the store keeps of what peers send. On a cleartext ring anyone can gossip, and
+/// every rumor is kept until it expires; beyond these, peers' new rumors are refused (and
+/// counted) while this member's own are always kept. A ring of 1,000 members with a few
+/// service groups holds a few thousand rumors of a few KiB.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StoreLimits {
+    pub rumors: usize,
+    /// Encoded bytes of all rumors together.
+    pub bytes: usize,
+}
+
+impl Default for StoreLimits {
+    fn default() -> Self {
+        StoreLimits {
+            rumors: 100_000,
+            bytes: 64 << 20,
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Entry {
     pub rumor: Rumor,
@@ -24,6 +44,8 @@ pub struct Entry {
     pub content_hash: u64,
     /// When this node stored the current version (ms, node clock).
     pub updated_ms: u64,
+    /// Encoded size.
+    pub size: usize,
 }
 
 /// What `insert` did.
@@ -33,6 +55,8 @@ pub enum Insert {
     Updated,
     Stale,
     Conflict,
+    /// A peer's rumor that would take the store beyond its `StoreLimits`.
+    Full,
 }
 
 impl Insert {
@@ -51,6 +75,9 @@ pub struct Store {
     buckets: Vec<u64>,
     update_counters: [u64; RumorKind::ALL.len()],
     conflicts: u64,
+    limits: StoreLimits,
+    /// Encoded bytes of all entries.
+    bytes: usize,
 }
 
 pub fn hash64(parts: &[&[u8]]) -> u64 {
@@ -92,6 +119,10 @@ impl Default for Store {
 
 impl Store {
     pub fn new() -> Store {
+        Store::with_limits(StoreLimits::default())
+    }
+
+    pub fn with_limits(limits: StoreLimits) -> Store {
         Store {
             entries: HashMap::new(),
             expired: HashMap::new(),
@@ -99,7 +130,14 @@ impl Store {
             buckets: vec![0; SYNC_BUCKETS],
             update_counters: [0; RumorKind::ALL.len()],
             conflicts: 0,
+            limits,
+            bytes: 0,
         }
+    }
+
+    /// Encoded bytes of all rumors held.
+    pub const fn bytes(&self) -> usize {
+        self.bytes
     }
 
     pub fn len(&self) -> usize {
@@ -139,8 +177,18 @@ impl Store {
         self.conflicts
     }
 
-    /// Offers a rumor; the stored result may differ from the input (an election absorbs votes).
+    /// Offers a peer's rumor; the stored result may differ from the input (an election absorbs
+    /// votes). Refused as `Full` beyond the store's limits.
     pub fn insert(&mut self, incoming: Rumor, now_ms: u64) -> Insert {
+        self.insert_within(incoming, now_ms, true)
+    }
+
+    /// Offers a rumor this member made: kept whatever the limits (our own are few).
+    pub fn insert_own(&mut self, incoming: Rumor, now_ms: u64) -> Insert {
+        self.insert_within(incoming, now_ms, false)
+    }
+
+    fn insert_within(&mut self, incoming: Rumor, now_ms: u64, limited: bool) -> Insert {
         let key = incoming.key();
         if !self.expired.is_empty() {
             let hashes = (key_hash(&key), content_hash(&wire::encode_rumor(&incoming)));
@@ -159,20 +207,36 @@ impl Store {
                 }
             },
         };
-        self.put(key, merged, now_ms);
+        let encoded = wire::encode_rumor(&merged);
+        if limited && !self.has_room(&key, encoded.len()) {
+            return Insert::Full;
+        }
+        self.put(key, merged, &encoded, now_ms);
         outcome
     }
 
-    fn put(&mut self, key: RumorKey, rumor: Rumor, now_ms: u64) {
-        let content = content_hash(&wire::encode_rumor(&rumor));
+    /// Whether `key` at `size` bytes fits within the limits (replacing what it replaces).
+    fn has_room(&self, key: &RumorKey, size: usize) -> bool {
+        let (count, replaced) = match self.entries.get(key) {
+            Some(old) => (self.entries.len(), old.size),
+            None => (self.entries.len() + 1, 0),
+        };
+        count <= self.limits.rumors
+            && self.bytes.saturating_sub(replaced) + size <= self.limits.bytes
+    }
+
+    fn put(&mut self, key: RumorKey, rumor: Rumor, encoded: &[u8], now_ms: u64) {
+        let content = content_hash(encoded);
         let kh = match self.entries.get(&key) {
             Some(old) => {
                 let kh = old.key_hash;
                 self.buckets[bucket_of(kh)] ^= entry_hash(kh, old.content_hash);
+                self.bytes -= old.size;
                 kh
             }
             None => key_hash(&key),
         };
+        self.bytes += encoded.len();
         self.buckets[bucket_of(kh)] ^= entry_hash(kh, content);
         self.update_counters[kind_index(key.kind())] += 1;
         self.by_hash.insert(kh, key.clone());
@@ -183,12 +247,14 @@ impl Store {
                 key_hash: kh,
                 content_hash: content,
                 updated_ms: now_ms,
+                size: encoded.len(),
             },
         );
     }
 
     pub fn remove(&mut self, key: &RumorKey) -> Option<Rumor> {
         let entry = self.entries.remove(key)?;
+        self.bytes -= entry.size;
         self.buckets[bucket_of(entry.key_hash)] ^= entry_hash(entry.key_hash, entry.content_hash);
         self.by_hash.remove(&entry.key_hash);
         self.update_counters[kind_index(key.kind())] += 1;
@@ -374,6 +440,52 @@ pub fn load_or_quarantine(path: &Path, now_ms: u64) -> (Store, Option<PathBuf>) 
     }
 }
 
+/// Writes store snapshots to `path` off the supervisor loop (a write ends in an fsync, which a
+/// busy disk can hold for seconds): one write at a time, and a snapshot handed over while one
+/// is being written replaces any older one still waiting.
+#[derive(Debug)]
+pub struct StoreWriter {
+    latest: tokio::sync::watch::Sender<Option<Vec<u8>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl StoreWriter {
+    pub fn spawn(path: PathBuf) -> StoreWriter {
+        let (latest, mut waiting) = tokio::sync::watch::channel(None::<Vec<u8>>);
+        let task = tokio::spawn(async move {
+            while waiting.changed().await.is_ok() {
+                let Some(bytes) = waiting.borrow_and_update().clone() else {
+                    continue;
+                };
+                let path = path.clone();
+                let written = tokio::task::spawn_blocking(move || {
+                    crate::files::write_atomically(&path, &bytes, 0o600)
+                })
+                .await;
+                match written {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => tracing::warn!(error = %e, "cannot persist the rumor store"),
+                    Err(e) => tracing::warn!(error = %e, "rumor store writer"),
+                }
+            }
+        });
+        StoreWriter { latest, task }
+    }
+
+    /// Hands over a snapshot to write.
+    pub fn write(&self, snapshot: Vec<u8>) {
+        self.latest.send_replace(Some(snapshot));
+    }
+
+    /// Waits for the write under way, if any, and stops; what was still waiting is not
+    /// written (the caller writes the final snapshot itself).
+    pub async fn finish(self) {
+        let StoreWriter { latest, task } = self;
+        drop(latest);
+        let _ = task.await;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -393,6 +505,58 @@ mod tests {
             cfg: vec![],
             tombstone,
         })
+    }
+
+    #[tokio::test]
+    async fn the_writer_writes_the_latest_snapshot_off_the_caller() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("rumors.dat");
+        let writer = StoreWriter::spawn(path.clone());
+        for n in 0..50u8 {
+            writer.write(vec![n; 1024]);
+        }
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+        while fs::read(&path).ok() != Some(vec![49; 1024]) {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the last snapshot never landed"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        writer.finish().await;
+        use std::os::unix::fs::PermissionsExt;
+        let mode = fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+
+    #[test]
+    fn beyond_its_limits_the_store_refuses_peers_new_rumors_but_keeps_updates_and_its_own() {
+        let mut store = Store::with_limits(StoreLimits {
+            rumors: 2,
+            bytes: 1 << 20,
+        });
+        assert_eq!(store.insert(service(1, 1, false), 0), Insert::New);
+        assert_eq!(store.insert(service(2, 1, false), 0), Insert::New);
+        let root = store.root();
+        assert_eq!(store.insert(service(3, 1, false), 0), Insert::Full);
+        assert_eq!((store.len(), store.root()), (2, root), "changed when full");
+        // What is held still moves on, and this member's own rumors are always kept.
+        assert_eq!(store.insert(service(1, 2, false), 0), Insert::Updated);
+        assert_eq!(store.insert_own(service(4, 1, false), 0), Insert::New);
+        assert_eq!(store.len(), 3);
+
+        let one = wire::encode_rumor(&service(1, 1, false)).len();
+        let mut store = Store::with_limits(StoreLimits {
+            rumors: 100,
+            bytes: 2 * one,
+        });
+        assert_eq!(store.insert(service(1, 1, false), 0), Insert::New);
+        assert_eq!(store.insert(service(2, 1, false), 0), Insert::New);
+        assert_eq!(store.bytes(), 2 * one);
+        assert_eq!(store.insert(service(3, 1, false), 0), Insert::Full);
+        store.remove(&service(2, 1, false).key());
+        assert_eq!(store.bytes(), one, "bytes not given back on remove");
+        assert_eq!(store.insert(service(3, 1, false), 0), Insert::New);
     }
 
     #[test]
