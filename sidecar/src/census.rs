@@ -231,7 +231,8 @@ impl CensusGroup {
                 (
                     f.filename.clone(),
                     json!({
-                        "body": f.body,
+                        // See `service_file_json`.
+                        "body": [],
                         "filename": f.filename,
                         "incarnation": f.incarnation,
                     }),
@@ -703,9 +704,13 @@ fn service_config_json(r: &ServiceConfigRumor) -> Value {
     })
 }
 
+/// A file rumor as `/butterfly` shows it. The body is never shown, token or not (it is left
+/// empty, which Habitat's schema allows): uploaded files are commonly keys and certificates,
+/// and the service reads them from its `files` directory. Config stays visible as in Habitat
+/// (that is what `/config` is for); set a gateway token to protect it.
 fn service_file_json(r: &ServiceFileRumor) -> Value {
     json!({
-        "body": r.body,
+        "body": [],
         "encrypted": r.encrypted,
         "filename": r.filename,
         "from_id": r.from_id,

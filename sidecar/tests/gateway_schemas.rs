@@ -421,9 +421,11 @@ fn butterfly_has_habitats_top_level_and_member_fields() {
     assert_eq!(election["votes"].as_array().unwrap().len(), 3);
     let config = &ours["service_config"]["list"]["postgres.default"]["service_config"];
     assert_eq!(config["config"][0], json!(u8::try_from('m').unwrap()));
+    // File bodies (keys, certificates) never leave through the gateway; their names do.
+    let file = &ours["service_file"]["list"]["postgres.default"]["server.crt"];
     assert_eq!(
-        ours["service_file"]["list"]["postgres.default"]["server.crt"]["body"],
-        json!(b"CERT".to_vec())
+        (&file["filename"], &file["body"]),
+        (&json!("server.crt"), &json!([]))
     );
     // The tombstoned postgres rumor of member 5 is not listed; its web rumor is.
     let services = &ours["service"]["list"];
@@ -473,6 +475,7 @@ fn census_shows_leader_health_pkg_and_parsed_config() {
     );
     assert_eq!(pg["service_files"]["server.crt"]["incarnation"], 3);
     assert_eq!(pg["service_files"]["server.crt"]["filename"], "server.crt");
+    assert_eq!(pg["service_files"]["server.crt"]["body"], json!([]));
 
     let pop = &pg["population"];
     assert_eq!(
