@@ -69,7 +69,7 @@ pub struct SupervisorConfig {
 }
 
 /// `IP[:PORT]` or `HOST[:PORT]` (port defaults to 9638).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct PeerSpec {
     pub host: String,
     pub port: u16,
@@ -364,30 +364,69 @@ pub fn hostname() -> String {
         .unwrap_or_else(|| "localhost".to_string())
 }
 
-/// A peer lookup (all configured peers) gives up after this: a resolver that hangs must not
-/// hold the next lookup back for ever.
+/// A peer's lookup gives up after this: a resolver that hangs must not hold the next lookup
+/// back for ever.
 const LOOKUP_DEADLINE: Duration = Duration::from_secs(5);
+/// A whole lookup (every peer at once) is given up this long after `LOOKUP_DEADLINE`, in
+/// case a resolver ignores its own deadline.
+const LOOKUP_GRACE: Duration = Duration::from_secs(1);
 
-/// Resolves every peer: its IPv4 address when it has one, else its IPv6 one (pods may be
-/// IPv6-only).
-async fn resolve_peers(specs: &[PeerSpec]) -> Vec<SocketAddr> {
-    let mut out = Vec::new();
-    for spec in specs {
+/// Resolves every peer at once, each within `LOOKUP_DEADLINE` (a name whose lookup hangs does
+/// not hold back the others, nor literal addresses): its IPv4 address when it has one, else its
+/// IPv6 one (pods may be IPv6-only). `None` for a peer that did not resolve, in `specs`' order.
+async fn resolve_peers(specs: &[PeerSpec]) -> Vec<Option<SocketAddr>> {
+    resolve_each(specs, |spec| async move {
         match tokio::net::lookup_host((spec.host.as_str(), spec.port)).await {
-            Ok(addrs) => {
-                if let Some(addr) = addrs.into_iter().min_by_key(SocketAddr::is_ipv6) {
-                    out.push(addr);
-                }
+            Ok(addrs) => addrs.into_iter().min_by_key(SocketAddr::is_ipv6),
+            Err(e) => {
+                tracing::debug!(peer = %spec.host, error = %e, "peer does not resolve yet");
+                None
             }
-            Err(e) => tracing::debug!(peer = %spec.host, error = %e, "peer does not resolve yet"),
         }
-    }
-    out
+    })
+    .await
 }
 
-/// How `Housekeeping` looks peers up (a task of its own; tests give one that hangs).
+/// Looks every peer up at once with `lookup_one`, each within `LOOKUP_DEADLINE`.
+async fn resolve_each<'a, F, Fut>(specs: &'a [PeerSpec], lookup_one: F) -> Vec<Option<SocketAddr>>
+where
+    F: Fn(&'a PeerSpec) -> Fut,
+    Fut: std::future::Future<Output = Option<SocketAddr>>,
+{
+    futures::future::join_all(specs.iter().map(|spec| {
+        let lookup = lookup_one(spec);
+        async move {
+            let found = tokio::time::timeout(LOOKUP_DEADLINE, lookup).await;
+            if found.is_err() {
+                tracing::debug!(peer = %spec.host, "peer lookup timed out");
+            }
+            found.ok().flatten()
+        }
+    }))
+    .await
+}
+
+/// Looks `specs` up with `resolver`, within `LOOKUP_DEADLINE` and its grace; each peer with
+/// its address, or `None`.
+fn lookup(
+    resolver: &Resolver,
+    specs: Vec<PeerSpec>,
+) -> impl std::future::Future<Output = Vec<(PeerSpec, Option<SocketAddr>)>> + Send + 'static {
+    let running = resolver(specs.clone());
+    async move {
+        let found = tokio::time::timeout(LOOKUP_DEADLINE + LOOKUP_GRACE, running)
+            .await
+            .unwrap_or_default();
+        let found = found.into_iter().chain(std::iter::repeat(None));
+        specs.into_iter().zip(found).collect()
+    }
+}
+
+/// How `Housekeeping` looks peers up (a task of its own; tests give one that hangs): an
+/// address or `None` per peer, in order.
 type Resolver = Arc<dyn Fn(Vec<PeerSpec>) -> PeerLookup + Send + Sync>;
-type PeerLookup = std::pin::Pin<Box<dyn std::future::Future<Output = Vec<SocketAddr>> + Send>>;
+type PeerLookup =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Vec<Option<SocketAddr>>> + Send>>;
 
 fn dns_resolver() -> Resolver {
     Arc::new(|specs: Vec<PeerSpec>| Box::pin(async move { resolve_peers(&specs).await }))
@@ -502,6 +541,9 @@ struct Housekeeping {
     watch_file: Option<(PathBuf, Option<FileStamp>)>,
     /// `--peer` and the watch file's peers.
     specs: Vec<PeerSpec>,
+    /// Each peer's address as last resolved: a lookup that fails (a DNS outage) keeps it.
+    known: HashMap<PeerSpec, SocketAddr>,
+    /// The known addresses of `specs`, in order.
     resolved: Vec<SocketAddr>,
     /// When the last lookup ran.
     resolved_at: Instant,
@@ -510,7 +552,7 @@ struct Housekeeping {
     resolver: Resolver,
     /// A lookup running in its own task: DNS is never awaited on the loop, so an outage
     /// cannot stall SWIM (every member at once would declare false deaths).
-    lookup: Option<oneshot::Receiver<Vec<SocketAddr>>>,
+    lookup: Option<oneshot::Receiver<Vec<(PeerSpec, Option<SocketAddr>)>>>,
 }
 
 impl Housekeeping {
@@ -528,6 +570,7 @@ impl Housekeeping {
             configured: config.peers.clone(),
             watch_file,
             specs: config.peers.clone(),
+            known: HashMap::new(),
             resolved: Vec::new(),
             resolved_at: now,
             files_at: has_files.then(|| now + KEY_RELOAD_INTERVAL),
@@ -563,10 +606,8 @@ impl Housekeeping {
     /// The first lookup, before the ring starts: awaited, within `LOOKUP_DEADLINE` (a start
     /// during a DNS outage goes on without the peers; the next lookups find them).
     async fn resolve_at_start(&mut self) {
-        let lookup = (self.resolver)(self.specs.clone());
-        self.resolved = tokio::time::timeout(LOOKUP_DEADLINE, lookup)
-            .await
-            .unwrap_or_default();
+        let found = lookup(&self.resolver, self.specs.clone()).await;
+        self.learn(&found);
         self.resolved_at = Instant::now();
         self.resolve_at = (!self.specs.is_empty()).then(|| self.resolved_at + PEER_RETRY_INTERVAL);
     }
@@ -578,19 +619,16 @@ impl Housekeeping {
             return;
         }
         let (tx, rx) = oneshot::channel();
-        let lookup = (self.resolver)(self.specs.clone());
+        let found = lookup(&self.resolver, self.specs.clone());
         tokio::spawn(async move {
-            let resolved = tokio::time::timeout(LOOKUP_DEADLINE, lookup)
-                .await
-                .unwrap_or_default();
-            let _ = tx.send(resolved);
+            let _ = tx.send(found.await);
         });
         self.lookup = Some(rx);
         self.resolve_at = None;
     }
 
     /// The answer of the running lookup (pending while none runs).
-    async fn lookup_done(&mut self) -> Vec<SocketAddr> {
+    async fn lookup_done(&mut self) -> Vec<(PeerSpec, Option<SocketAddr>)> {
         let Some(rx) = self.lookup.as_mut() else {
             return std::future::pending().await;
         };
@@ -600,10 +638,11 @@ impl Housekeeping {
     }
 
     /// Takes a lookup's answer: new peers go to the node; the next lookup is paced.
-    fn apply_lookup(&mut self, resolved: Vec<SocketAddr>, node: &mut Node) {
+    fn apply_lookup(&mut self, found: &[(PeerSpec, Option<SocketAddr>)], node: &mut Node) {
         self.resolved_at = Instant::now();
-        if resolved != self.resolved {
-            self.resolved = resolved;
+        let before = self.resolved.clone();
+        self.learn(found);
+        if self.resolved != before {
             node.set_peers(now_ms(), self.resolved.clone());
         }
         self.resolve_at = Some(self.resolved_at + PEER_RETRY_INTERVAL);
@@ -629,6 +668,23 @@ impl Housekeeping {
         if self.resolve_at.is_some_and(|at| at <= now) {
             self.start_lookup();
         }
+    }
+
+    /// Takes in a lookup's answers (`None` where a peer did not resolve): a peer that did not
+    /// resolve keeps its last known address; peers no longer configured (the watch file may
+    /// have changed while the lookup ran) are forgotten.
+    fn learn(&mut self, found: &[(PeerSpec, Option<SocketAddr>)]) {
+        for (spec, addr) in found {
+            if let Some(addr) = addr {
+                self.known.insert(spec.clone(), *addr);
+            }
+        }
+        let specs = &self.specs;
+        self.known.retain(|spec, _| specs.contains(spec));
+        self.resolved = specs
+            .iter()
+            .filter_map(|spec| self.known.get(spec).copied())
+            .collect();
     }
 
     /// Paces the lookups by whether every configured peer is an up member.
@@ -834,7 +890,7 @@ pub async fn run(config: SupervisorConfig) -> anyhow::Result<()> {
             Some(message) = frames_rx.recv() => loop_state.on_inbound(message),
             () = gateway.asked() => gateway.serve(Instant::now(), &mut loop_state),
             resolved = housekeeping.lookup_done() => {
-                housekeeping.apply_lookup(resolved, &mut loop_state.node);
+                housekeeping.apply_lookup(&resolved, &mut loop_state.node);
             }
             () = deadline.expired() => {
                 let now = Instant::now();
@@ -1444,6 +1500,7 @@ mod tests {
             configured: specs.clone(),
             watch_file: None,
             specs,
+            known: HashMap::new(),
             resolved: Vec::new(),
             resolved_at: Instant::now(),
             files_at: None,
@@ -1472,8 +1529,46 @@ mod tests {
         assert!(hk.next_due().is_none(), "no new lookup while one runs");
         // It gives up after LOOKUP_DEADLINE (virtual time) with nothing found.
         let resolved = tokio::time::timeout(2 * LOOKUP_DEADLINE, hk.lookup_done()).await;
-        assert_eq!(resolved.ok(), Some(Vec::new()));
+        let spec: PeerSpec = "peer.invalid:9638".parse().unwrap();
+        assert_eq!(resolved.ok(), Some(vec![(spec, None)]));
         assert!(hk.lookup.is_none());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_peer_that_stops_resolving_keeps_its_address_and_one_that_hangs_holds_back_none() {
+        // The first lookup finds both; in later ones "b" never answers, and "a" resolves.
+        let lookups = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let resolver: Resolver = {
+            let lookups = Arc::clone(&lookups);
+            Arc::new(move |specs: Vec<PeerSpec>| {
+                let first = lookups.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0;
+                Box::pin(async move {
+                    resolve_each(&specs, |spec| async move {
+                        if spec.host == "b.test" && !first {
+                            std::future::pending::<()>().await;
+                        }
+                        let ip = if spec.host == "a.test" { 1 } else { 2 };
+                        Some(SocketAddr::from(([10, 0, 0, ip], spec.port)))
+                    })
+                    .await
+                })
+            })
+        };
+        let mut hk = housekeeping(&["a.test", "b.test"], resolver);
+        let both: Vec<SocketAddr> = vec![
+            "10.0.0.1:9638".parse().unwrap(),
+            "10.0.0.2:9638".parse().unwrap(),
+        ];
+        hk.resolve_at_start().await;
+        assert_eq!(hk.resolved, both);
+        hk.start_lookup();
+        let found = tokio::time::timeout(2 * LOOKUP_DEADLINE, hk.lookup_done())
+            .await
+            .unwrap();
+        // "b" hangs: the grace ends the lookup, "a" came through, and "b" keeps its address.
+        assert_eq!(found[0].1, Some(both[0]));
+        hk.learn(&found);
+        assert_eq!(hk.resolved, both, "a failed lookup lost a peer");
     }
 
     #[tokio::test(start_paused = true)]
@@ -1482,6 +1577,7 @@ mod tests {
         let mut hk = housekeeping(&["peer.invalid:9638"], hanging(calls));
         let started = tokio::time::timeout(2 * LOOKUP_DEADLINE, hk.resolve_at_start()).await;
         assert!(started.is_ok() && hk.resolved.is_empty());
+        assert!(hk.next_due().is_some(), "never looks again");
     }
 
     #[tokio::test]
@@ -1493,8 +1589,8 @@ mod tests {
         assert_eq!(
             resolve_peers(&specs).await,
             vec![
-                "127.0.0.1:9638".parse::<SocketAddr>().unwrap(),
-                "[::1]:9638".parse().unwrap()
+                Some("127.0.0.1:9638".parse::<SocketAddr>().unwrap()),
+                Some("[::1]:9638".parse().unwrap())
             ]
         );
     }
