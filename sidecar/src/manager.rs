@@ -406,12 +406,15 @@ where
     .await
 }
 
+/// Each peer looked up, with its address or `None`.
+type Found = Vec<(PeerSpec, Option<SocketAddr>)>;
+
 /// Looks `specs` up with `resolver`, within `LOOKUP_DEADLINE` and its grace; each peer with
 /// its address, or `None`.
 fn lookup(
     resolver: &Resolver,
     specs: Vec<PeerSpec>,
-) -> impl std::future::Future<Output = Vec<(PeerSpec, Option<SocketAddr>)>> + Send + 'static {
+) -> impl std::future::Future<Output = Found> + Send + 'static {
     let running = resolver(specs.clone());
     async move {
         let found = tokio::time::timeout(LOOKUP_DEADLINE + LOOKUP_GRACE, running)
@@ -552,7 +555,7 @@ struct Housekeeping {
     resolver: Resolver,
     /// A lookup running in its own task: DNS is never awaited on the loop, so an outage
     /// cannot stall SWIM (every member at once would declare false deaths).
-    lookup: Option<oneshot::Receiver<Vec<(PeerSpec, Option<SocketAddr>)>>>,
+    lookup: Option<oneshot::Receiver<Found>>,
 }
 
 impl Housekeeping {
@@ -628,7 +631,7 @@ impl Housekeeping {
     }
 
     /// The answer of the running lookup (pending while none runs).
-    async fn lookup_done(&mut self) -> Vec<(PeerSpec, Option<SocketAddr>)> {
+    async fn lookup_done(&mut self) -> Found {
         let Some(rx) = self.lookup.as_mut() else {
             return std::future::pending().await;
         };
@@ -638,7 +641,7 @@ impl Housekeeping {
     }
 
     /// Takes a lookup's answer: new peers go to the node; the next lookup is paced.
-    fn apply_lookup(&mut self, found: &[(PeerSpec, Option<SocketAddr>)], node: &mut Node) {
+    fn apply_lookup(&mut self, found: &Found, node: &mut Node) {
         self.resolved_at = Instant::now();
         let before = self.resolved.clone();
         self.learn(found);
@@ -673,7 +676,7 @@ impl Housekeeping {
     /// Takes in a lookup's answers (`None` where a peer did not resolve): a peer that did not
     /// resolve keeps its last known address; peers no longer configured (the watch file may
     /// have changed while the lookup ran) are forgotten.
-    fn learn(&mut self, found: &[(PeerSpec, Option<SocketAddr>)]) {
+    fn learn(&mut self, found: &Found) {
         for (spec, addr) in found {
             if let Some(addr) = addr {
                 self.known.insert(spec.clone(), *addr);
