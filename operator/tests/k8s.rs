@@ -9,7 +9,7 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use habitat_operator::build::{self, BuildConfig};
 use habitat_operator::crd::Habitat;
@@ -473,6 +473,16 @@ async fn delete_removes_the_finalizer_and_the_volumes() {
     assert!(pvc.is_none_or(|p| p.metadata.deletion_timestamp.is_some()));
 }
 
+/// Waits until `operator` has finished at least `finished` reconciles and has none running.
+async fn idle(operator: &Operator, finished: f64) {
+    eventually(WAIT, "the operator to finish its reconciles", || async {
+        let started = operator.counter("habitat_operator_reconciles_total");
+        let done = operator.counter("habitat_operator_reconcile_duration_seconds_count");
+        (done >= finished && done == started).then_some(())
+    })
+    .await;
+}
+
 fn resource_versions(cp: &support::ControlPlane, ns: &str) -> BTreeMap<String, String> {
     let out = cp.kubectl(&[
         "get",
@@ -510,8 +520,8 @@ async fn an_operator_restart_changes_nothing() {
         })
         .await;
     }
-    // Let the watch events of the operator's own writes settle.
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Snapshot once no reconcile is running: every one started has finished.
+    idle(&operator, 2.0).await;
     let before = resource_versions(cp, &ns);
     assert_eq!(before.len(), 2 + 2 + 4 + 2 + 2, "{before:?}");
 
@@ -522,16 +532,9 @@ async fn an_operator_restart_changes_nothing() {
         operator.log()
     );
     let restarted = Operator::start(cp, Some(&ns), &[]);
-    let start = Instant::now();
-    while restarted.counter("habitat_operator_reconciles_total") < 2.0 {
-        assert!(
-            start.elapsed() < WAIT,
-            "no reconcile after restart:\n{}",
-            restarted.log()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Both resources reconciled by the new process (its first list starts both at once, so
+    // two finished with none running means both), and nothing changed.
+    idle(&restarted, 2.0).await;
     assert_eq!(resource_versions(cp, &ns), before);
     let (code, body) = restarted.get("/healthz").unwrap();
     assert_eq!((code, body.as_str()), (200, "ok"));
