@@ -902,14 +902,30 @@ async fn helm_install_creates_the_operators_objects() {
         ("update", "habitats.habitat.sh/finalizers"),
         ("patch", "statefulsets.apps"),
         ("patch", "services"),
+        ("get", "secrets"),
         ("create", "secrets"),
+        ("patch", "secrets"),
+        ("delete", "secrets"),
+        ("list", "habitats.habitat.sh"),
         ("patch", "poddisruptionbudgets.policy"),
-        ("deletecollection", "persistentvolumeclaims"),
         ("create", "events.events.k8s.io"),
         ("update", "leases.coordination.k8s.io"),
     ] {
-        let out = cp.kubectl(&["auth", "can-i", verb, resource, "-n", &ns, "--as", &sa]);
+        // `kind/x` would name an object x to kubectl: subresources go in --subresource.
+        let (kind, sub) = resource.split_once('/').unwrap_or((resource, ""));
+        let sub = format!("--subresource={sub}");
+        let out = cp.kubectl(&["auth", "can-i", verb, kind, &sub, "-n", &ns, "--as", &sa]);
         assert_eq!(stdout(&out).trim(), "yes", "{sa} cannot {verb} {resource}");
+    }
+    // Nor more: no reading every Secret, no deleting volumes.
+    for (verb, resource) in [
+        ("list", "secrets"),
+        ("watch", "secrets"),
+        ("delete", "persistentvolumeclaims"),
+        ("deletecollection", "persistentvolumeclaims"),
+    ] {
+        let out = cp.kubectl(&["auth", "can-i", verb, resource, "-n", &ns, "--as", &sa]);
+        assert_eq!(stdout(&out).trim(), "no", "{sa} can {verb} {resource}");
     }
     let out = cp.helm(&["uninstall", "habitat-operator", "--namespace", &ns]);
     assert!(out.status.success(), "helm uninstall: {}", stderr(&out));
