@@ -17,8 +17,10 @@ use serde::{Deserialize, Serialize};
 
 /// API group of the resource.
 pub const GROUP: &str = "habitat.sh";
-/// Finalizer the operator puts on every resource it manages.
-pub const FINALIZER: &str = "habitat.sh/cleanup";
+/// Finalizer that earlier versions put on every resource (to delete the volumes). The operator
+/// no longer needs one: it removes this one from resources that still carry it, so a delete
+/// never waits for a running operator.
+pub const LEGACY_FINALIZER: &str = "habitat.sh/cleanup";
 
 /// A Habitat service group: a StatefulSet of pods, each running the application under a
 /// `hab sup run` supervisor that joins the group's gossip ring.
@@ -72,6 +74,13 @@ pub const FINALIZER: &str = "habitat.sh/cleanup";
     )
 )]
 #[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new("has(self.persistentStorage) == has(oldSelf.persistentStorage)")
+        .message("persistentStorage cannot be added or removed (a StatefulSet's volumeClaimTemplates are immutable); create a new resource instead"),
+    // The claim template's labels name the service group.
+    validation = Rule::new("!has(self.persistentStorage) || self.service.group == oldSelf.service.group")
+        .message("service.group cannot change with persistentStorage (the volume claim template's labels name the service group, and a StatefulSet's volumeClaimTemplates are immutable)")
+)]
 pub struct HabitatSpec {
     /// Container image of the application: a Habitat-exported image, or any image with the
     /// package installed under /hab/pkgs. The `hab` supervisor binary is copied in from the
@@ -93,8 +102,8 @@ pub struct HabitatSpec {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub env: Vec<EnvVar>,
 
-    /// A PersistentVolumeClaim per member, kept across pod restarts and rolling updates.
-    /// Deleted with the resource.
+    /// A PersistentVolumeClaim per member, kept across pod restarts and rolling updates, and
+    /// by default also when the resource is deleted or scaled down (`retentionPolicy`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub persistent_storage: Option<PersistentStorage>,
 
@@ -201,7 +210,10 @@ pub struct ServiceSpec {
     pub ring_secret_name: Option<String>,
 
     /// When true and the Secret `ringSecretName` does not exist, the operator creates it with
-    /// a new random ring key. An existing Secret is never changed.
+    /// a new random ring key. An existing Secret is never changed, and a key that existed is
+    /// never generated again (the resource turns Degraded, reason RingKeyMissing, instead).
+    /// The Secret is not owned by the resource: several resources may share a ring, so it
+    /// outlives them; delete it yourself when the ring is retired.
     #[serde(default)]
     pub generate_ring_key: bool,
 
@@ -320,6 +332,12 @@ impl JsonSchema for Strategy {
 /// Persistent storage of each member.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
+// The volume claim template of a StatefulSet cannot change; refusing the edit here gives a
+// clear message at `kubectl apply` instead of a resource stuck retrying a forbidden update.
+#[x_kube(
+    validation = Rule::new("self.size == oldSelf.size && has(self.storageClassName) == has(oldSelf.storageClassName) && (!has(self.storageClassName) || self.storageClassName == oldSelf.storageClassName)")
+        .message("persistentStorage.size and persistentStorage.storageClassName are immutable (a StatefulSet's volumeClaimTemplates cannot change); expand the PersistentVolumeClaims directly, or create a new resource")
+)]
 pub struct PersistentStorage {
     /// Size of each member's volume, a Kubernetes quantity (e.g. `1Gi`).
     #[x_kube(
@@ -338,11 +356,72 @@ pub struct PersistentStorage {
     pub mount_path: Option<String>,
     /// StorageClass of the volumes; the cluster's default when empty.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 253))]
     pub storage_class_name: Option<String>,
+    /// What happens to the volumes when the resource is deleted or scaled down: the
+    /// StatefulSet's `persistentVolumeClaimRetentionPolicy`. Both default to `Retain`: data
+    /// outlives the resource unless asked otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention_policy: Option<ClaimRetentionPolicy>,
+}
+
+/// The StatefulSet's `persistentVolumeClaimRetentionPolicy`, applied as given.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ClaimRetentionPolicy {
+    /// `Retain` (default) keeps the volumes when the resource is deleted; `Delete` deletes
+    /// them with it (the StatefulSet controller makes them owned by the StatefulSet).
+    #[serde(default)]
+    #[x_kube(
+        validation = Rule::new("self in ['Retain', 'Delete']")
+            .message("persistentStorage.retentionPolicy.whenDeleted must be Retain or Delete")
+    )]
+    pub when_deleted: ClaimRetention,
+    /// `Retain` (default) keeps the volumes of members removed by scaling down; `Delete`
+    /// deletes them.
+    #[serde(default)]
+    #[x_kube(
+        validation = Rule::new("self in ['Retain', 'Delete']")
+            .message("persistentStorage.retentionPolicy.whenScaled must be Retain or Delete")
+    )]
+    pub when_scaled: ClaimRetention,
+}
+
+/// Retain or delete volumes.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum ClaimRetention {
+    /// Keep the volumes.
+    #[default]
+    Retain,
+    /// Delete the volumes.
+    Delete,
+}
+
+impl ClaimRetention {
+    /// The value Kubernetes uses.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ClaimRetention::Retain => "Retain",
+            ClaimRetention::Delete => "Delete",
+        }
+    }
+}
+
+// A plain string in the schema, checked by the CEL rules on the fields (as Topology).
+impl JsonSchema for ClaimRetention {
+    fn schema_name() -> Cow<'static, str> {
+        "ClaimRetention".into()
+    }
+    fn inline_schema() -> bool {
+        true
+    }
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({ "type": "string" })
+    }
 }
 
 /// Overrides for the pods of the StatefulSet.
-#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct PodOverrides {
     /// Resources of the application container.
@@ -372,6 +451,16 @@ pub struct PodOverrides {
     /// Extra annotations of the pods.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub annotations: BTreeMap<String, String>,
+    /// Seconds a pod gets to stop after SIGTERM before it is killed. Defaults to 60 (not
+    /// Kubernetes' 30): the supervisor waits up to the package's SHUTDOWN_TIMEOUT (8 s by
+    /// default), runs the post-stop hook, and hands over leadership and leaves the ring.
+    /// Raise it for packages with a longer SHUTDOWN_TIMEOUT or a slow post-stop hook.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(
+        validation = Rule::new("self >= 0")
+            .message("pod.terminationGracePeriodSeconds must not be negative")
+    )]
+    pub termination_grace_period_seconds: Option<i64>,
 }
 
 /// Observed state of the service group, written by the operator.
@@ -397,6 +486,12 @@ pub struct HabitatStatus {
     /// The ring's census as the supervisors report it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub census: Option<CensusStatus>,
+    /// Name of the generated ring key Secret (`service.ringSecretName` with
+    /// `generateRingKey`) once it has been seen to exist. The operator never generates a key
+    /// under a name recorded here by any resource of the namespace: members still run with
+    /// the old key, and a new one would split the ring.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ring_key_secret: Option<String>,
 }
 
 /// The ring's census, read from the supervisors' HTTP gateways.

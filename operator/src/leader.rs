@@ -1,9 +1,11 @@
 //! Leader election over a `coordination.k8s.io/v1` Lease, so that only one of several operator
-//! replicas reconciles. The holder renews the Lease every `duration / 3`; another replica takes
-//! it over once `renewTime + leaseDurationSeconds` has passed. Every write carries the
-//! resourceVersion it read, so two replicas can never both win the same round.
+//! replicas reconciles. Timings as client-go's: the holder renews every `retryPeriod` (2 s);
+//! another replica takes the Lease over once `renewTime + leaseDuration` (15 s) has passed;
+//! and a holder that has not renewed for `renewDeadline` (10 s) stops leading ([`Renewal`]),
+//! well before anyone else may take over. Every write carries the resourceVersion it read, so
+//! two replicas can never both win the same round.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
@@ -12,6 +14,123 @@ use kube::api::PostParams;
 use kube::{Api, Client};
 
 use crate::{Error, Result};
+
+/// Timings of leader election (client-go's names and defaults).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timing {
+    /// How long a Lease is valid without renewal: when another replica may take it over.
+    pub lease_duration: Duration,
+    /// How long the holder goes on leading without a successful renewal.
+    pub renew_deadline: Duration,
+    /// How often the holder renews, and a candidate retries.
+    pub retry_period: Duration,
+}
+
+impl Default for Timing {
+    fn default() -> Self {
+        Self::for_lease(Duration::from_secs(15))
+    }
+}
+
+impl Timing {
+    /// client-go's proportions for `lease_duration`: renew deadline 2/3 of it, retry period
+    /// 2/15 of it (15 s -> 10 s and 2 s).
+    pub fn for_lease(lease_duration: Duration) -> Self {
+        Self {
+            lease_duration,
+            renew_deadline: lease_duration * 2 / 3,
+            retry_period: lease_duration * 2 / 15,
+        }
+    }
+
+    /// Checks `retry_period < renew_deadline < lease_duration`: a holder must give up before
+    /// anyone else may take over, and get a few tries before it gives up.
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        if self.retry_period.is_zero() {
+            return Err("leader election: the retry period must be positive".to_owned());
+        }
+        if self.renew_deadline >= self.lease_duration {
+            return Err(format!(
+                "leader election: the renew deadline ({:?}) must be shorter than the lease duration ({:?})",
+                self.renew_deadline, self.lease_duration
+            ));
+        }
+        if self.retry_period >= self.renew_deadline {
+            return Err(format!(
+                "leader election: the retry period ({:?}) must be shorter than the renew deadline ({:?})",
+                self.retry_period, self.renew_deadline
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// What one renewal attempt found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Attempt {
+    /// The Lease is renewed.
+    Renewed,
+    /// Another replica holds the Lease.
+    Lost,
+    /// The attempt failed (API error or timeout): leadership is unknown.
+    Failed,
+}
+
+/// What the holder does next.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Next {
+    /// Keep leading; try to renew after this delay.
+    RenewIn(Duration),
+    /// Stop leading (and reconciling) now.
+    StepDown(&'static str),
+}
+
+/// The holder's side of leader election, without I/O or clock: the caller says when each
+/// renewal attempt started and ended. Leadership lasts until `renew_deadline` after the start
+/// of the last successful attempt (the Lease's renewTime is no earlier than that start).
+#[derive(Clone, Debug)]
+pub struct Renewal {
+    timing: Timing,
+    renewed_at: Instant,
+}
+
+impl Renewal {
+    /// A holder that acquired or renewed the Lease with an attempt started at `at`.
+    pub fn new(timing: Timing, at: Instant) -> Self {
+        Self {
+            timing,
+            renewed_at: at,
+        }
+    }
+
+    /// When leadership ends without another successful renewal.
+    pub fn deadline(&self) -> Instant {
+        self.renewed_at + self.timing.renew_deadline
+    }
+
+    /// Time an attempt starting at `now` may take (its timeout); None once the deadline has
+    /// passed, when the holder must step down instead of trying.
+    pub fn budget(&self, now: Instant) -> Option<Duration> {
+        let left = self.deadline().saturating_duration_since(now);
+        (!left.is_zero()).then_some(left)
+    }
+
+    /// Records an attempt started at `started` that ended at `now` with `attempt`.
+    pub fn after(&mut self, started: Instant, attempt: Attempt, now: Instant) -> Next {
+        match attempt {
+            Attempt::Renewed => {
+                self.renewed_at = self.renewed_at.max(started);
+                Next::RenewIn(self.timing.retry_period)
+            }
+            Attempt::Lost => Next::StepDown("another replica holds the Lease"),
+            Attempt::Failed => match self.budget(now) {
+                None => Next::StepDown("could not renew the Lease within the renew deadline"),
+                // Retry at the usual period, but no later than the deadline itself.
+                Some(left) => Next::RenewIn(self.timing.retry_period.min(left)),
+            },
+        }
+    }
+}
 
 /// One replica's handle on the Lease.
 pub struct LeaseLock {
@@ -54,11 +173,6 @@ impl LeaseLock {
             identity: identity.to_owned(),
             duration,
         }
-    }
-
-    /// How often the holder renews.
-    pub fn renew_period(&self) -> Duration {
-        self.duration / 3
     }
 
     fn error(&self, source: kube::Error) -> Error {
@@ -167,6 +281,103 @@ mod tests {
 
     fn at(secs: i64) -> Timestamp {
         Timestamp::from_second(secs).unwrap()
+    }
+
+    fn secs(s: u64) -> Duration {
+        Duration::from_secs(s)
+    }
+
+    #[test]
+    fn default_timing_is_client_gos() {
+        let t = Timing::default();
+        assert_eq!(
+            (t.lease_duration, t.renew_deadline, t.retry_period),
+            (secs(15), secs(10), secs(2))
+        );
+        assert_eq!(t.validate(), Ok(()));
+        let short = Timing::for_lease(secs(3));
+        assert_eq!(
+            (short.renew_deadline, short.retry_period),
+            (secs(2), Duration::from_millis(400))
+        );
+        assert_eq!(short.validate(), Ok(()));
+    }
+
+    #[test]
+    fn a_renew_deadline_not_shorter_than_the_lease_is_refused() {
+        let t = Timing {
+            renew_deadline: secs(15),
+            ..Timing::default()
+        };
+        assert!(t.validate().unwrap_err().contains("renew deadline"));
+        let t = Timing {
+            retry_period: secs(10),
+            ..Timing::default()
+        };
+        assert!(t.validate().unwrap_err().contains("retry period"));
+    }
+
+    #[test]
+    fn a_holder_that_cannot_renew_steps_down_at_the_renew_deadline_before_the_lease_expires() {
+        let t0 = Instant::now();
+        let timing = Timing::default();
+        let mut renewal = Renewal::new(timing, t0);
+        // Every attempt fails (API server unreachable), each taking 1 s.
+        let mut now = t0;
+        let mut stepped_down = None;
+        for _ in 0..20 {
+            let wait = match renewal.after(now, Attempt::Failed, now + secs(1)) {
+                Next::RenewIn(wait) => wait,
+                Next::StepDown(why) => {
+                    stepped_down = Some((now + secs(1), why));
+                    break;
+                }
+            };
+            now += secs(1) + wait;
+            if renewal.budget(now).is_none() {
+                stepped_down = Some((now, "no budget"));
+                break;
+            }
+        }
+        let (at, _) = stepped_down.expect("the holder never stepped down");
+        assert!(at >= t0 + timing.renew_deadline, "{:?}", at - t0);
+        // Stepped down no later than the deadline plus one attempt, well before another
+        // replica may take the Lease (lease duration after the last renewal).
+        assert!(at <= t0 + timing.renew_deadline + secs(1), "{:?}", at - t0);
+        assert!(at < t0 + timing.lease_duration);
+    }
+
+    #[test]
+    fn an_attempt_gets_only_the_time_left_before_the_deadline() {
+        let t0 = Instant::now();
+        let renewal = Renewal::new(Timing::default(), t0);
+        assert_eq!(renewal.budget(t0 + secs(7)), Some(secs(3)));
+        assert_eq!(renewal.budget(t0 + secs(10)), None);
+        let mut renewal = renewal;
+        // A failure 9.5 s in: retry at the deadline, not 2 s later.
+        assert_eq!(
+            renewal.after(
+                t0 + secs(9),
+                Attempt::Failed,
+                t0 + Duration::from_millis(9500)
+            ),
+            Next::RenewIn(Duration::from_millis(500))
+        );
+    }
+
+    #[test]
+    fn a_successful_renewal_moves_the_deadline_from_when_the_attempt_started() {
+        let t0 = Instant::now();
+        let mut renewal = Renewal::new(Timing::default(), t0);
+        assert_eq!(
+            renewal.after(t0 + secs(8), Attempt::Renewed, t0 + secs(9)),
+            Next::RenewIn(secs(2))
+        );
+        assert_eq!(renewal.deadline(), t0 + secs(18));
+        assert!(matches!(
+            renewal.after(t0 + secs(11), Attempt::Lost, t0 + secs(11)),
+            Next::StepDown(_)
+        ));
     }
 
     #[test]

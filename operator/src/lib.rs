@@ -4,6 +4,7 @@
 //! and Secrets (`build`, pure functions of the resource), applied with server-side apply by
 //! the controller (`reconcile`), which also writes the resource's status.
 
+pub mod backoff;
 pub mod build;
 pub mod crd;
 pub mod error;

@@ -9,7 +9,7 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use habitat_operator::build::{BuildConfig, DEFAULT_SIDECAR_IMAGE};
 use habitat_operator::http::{router, HttpState};
-use habitat_operator::leader::LeaseLock;
+use habitat_operator::leader::{Attempt, LeaseLock, Next, Renewal, Timing};
 use habitat_operator::metrics::Metrics;
 use habitat_operator::reconcile::{self, Context};
 use tokio::sync::watch;
@@ -57,6 +57,14 @@ struct RunArgs {
     /// Seconds a Lease is valid without renewal.
     #[arg(long, default_value_t = 15)]
     lease_duration: u64,
+    /// Seconds the leader goes on reconciling without renewing the Lease; 2/3 of
+    /// --lease-duration when not given (10 s), and shorter than it.
+    #[arg(long)]
+    renew_deadline: Option<u64>,
+    /// Seconds between renewals (and acquisition attempts); 2/15 of --lease-duration when not
+    /// given (2 s).
+    #[arg(long)]
+    retry_period: Option<u64>,
     /// Identity of this replica in the Lease and in events; defaults to POD_NAME or the host name.
     #[arg(long, env = "POD_NAME")]
     identity: Option<String>,
@@ -156,57 +164,78 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             .clone()
             .or(args.namespace.clone())
             .unwrap_or_else(|| "default".to_owned());
+        let mut timing = Timing::for_lease(Duration::from_secs(args.lease_duration));
+        if let Some(secs) = args.renew_deadline {
+            timing.renew_deadline = Duration::from_secs(secs);
+        }
+        if let Some(secs) = args.retry_period {
+            timing.retry_period = Duration::from_secs(secs);
+        }
+        timing.validate().map_err(anyhow::Error::msg)?;
         let lock = Arc::new(LeaseLock::new(
             client.clone(),
             &ns,
             &args.lease_name,
             &identity,
-            Duration::from_secs(args.lease_duration.max(3)),
+            timing.lease_duration,
         ));
         info!(lease = %args.lease_name, namespace = %ns, %identity, "waiting for leadership");
-        loop {
+        let acquired_at = loop {
             if *stop_rx.borrow() {
                 server.await??;
                 return Ok(());
             }
+            let started = std::time::Instant::now();
             match lock.try_acquire_or_renew().await {
-                Ok(true) => break,
+                Ok(true) => break started,
                 Ok(false) => {}
                 Err(e) => warn!(error = %e, "leader election"),
             }
             let mut rx = stop_rx.clone();
             tokio::select! {
-                _ = tokio::time::sleep(lock.renew_period()) => {}
+                _ = tokio::time::sleep(timing.retry_period) => {}
                 _ = rx.changed() => {}
             }
-        }
+        };
         info!(%identity, "became leader");
-        // Renew until stopped; losing the Lease stops the controller (and the process).
+        // Renew until stopped; failing to renew within the renew deadline (or losing the
+        // Lease) stops the controller, and the process, before another replica may take over.
         let renewer = {
             let lock = lock.clone();
             let stop_tx = stop_tx.clone();
             let mut rx = stop_rx.clone();
-            let duration = Duration::from_secs(args.lease_duration.max(3));
             tokio::spawn(async move {
-                let mut last_renewed = tokio::time::Instant::now();
-                loop {
+                let mut renewal = Renewal::new(timing, acquired_at);
+                let mut wait = timing.retry_period;
+                let why = loop {
                     tokio::select! {
-                        _ = tokio::time::sleep(lock.renew_period()) => {}
+                        _ = tokio::time::sleep(wait) => {}
                         _ = rx.changed() => return true,
                     }
-                    match lock.try_acquire_or_renew().await {
-                        Ok(true) => last_renewed = tokio::time::Instant::now(),
-                        Ok(false) => break,
-                        Err(e) => {
-                            warn!(error = %e, "renewing the Lease");
-                            if last_renewed.elapsed() < duration {
-                                continue;
+                    let started = std::time::Instant::now();
+                    let Some(budget) = renewal.budget(started) else {
+                        break "could not renew the Lease within the renew deadline";
+                    };
+                    // A hung request must not outlive the deadline.
+                    let attempt =
+                        match tokio::time::timeout(budget, lock.try_acquire_or_renew()).await {
+                            Ok(Ok(true)) => Attempt::Renewed,
+                            Ok(Ok(false)) => Attempt::Lost,
+                            Ok(Err(e)) => {
+                                warn!(error = %e, "renewing the Lease");
+                                Attempt::Failed
                             }
-                            break;
-                        }
+                            Err(_) => {
+                                warn!("renewing the Lease: no answer within {budget:?}");
+                                Attempt::Failed
+                            }
+                        };
+                    match renewal.after(started, attempt, std::time::Instant::now()) {
+                        Next::RenewIn(next) => wait = next,
+                        Next::StepDown(why) => break why,
                     }
-                }
-                error!("lost the leader Lease; stopping");
+                };
+                error!(reason = why, "lost the leader Lease; stopping");
                 let _ = stop_tx.send(true);
                 false
             })

@@ -1,9 +1,14 @@
 //! The controller: watches `Habitat` resources (and, by metadata only, the children they own)
-//! and reconciles each with a fixed pipeline: finalizer -> build -> server-side apply ->
-//! status. Children are applied under one field manager with owner references, so a second
-//! apply of an unchanged resource writes nothing; `spec.paused` skips the apply.
+//! and reconciles each with a fixed pipeline: build -> server-side apply -> status. Children
+//! are applied under one field manager with owner references, so a second apply of an
+//! unchanged resource writes nothing; `spec.paused` skips the apply.
 //!
-//! The finalizer deletes what owner references do not cover: the members' PersistentVolumeClaims.
+//! No finalizer: owned children go with the resource through the garbage collector, and the
+//! volumes follow the StatefulSet's claim retention policy (kept by default), so deleting a
+//! resource never waits for the operator. It only deletes what carries an owner reference to
+//! the resource, and never regenerates a ring key that existed. Secrets are not watched (so
+//! its RBAC needs no list or watch on them): a vanished ring key is noticed at the next
+//! reconcile.
 
 use std::fmt::Debug;
 use std::sync::Arc;
@@ -11,23 +16,27 @@ use std::time::{Duration, Instant};
 
 use futures::{Future, StreamExt};
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Secret, Service};
+use k8s_openapi::api::core::v1::{Secret, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use k8s_openapi::NamespaceResourceScope;
-use kube::api::{DeleteParams, ListParams, PartialObjectMeta, Patch, PatchParams, PostParams};
+use kube::api::{
+    DeleteParams, ListParams, PartialObjectMeta, Patch, PatchParams, PostParams, Preconditions,
+};
 use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
-use kube::runtime::finalizer::{finalizer, Event as FinalizerEvent};
+use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Api, Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tracing::{info, instrument, warn};
 
+use crate::backoff::Backoff;
 use crate::build::{self, pdb, secrets, services, statefulset, BuildConfig};
-use crate::crd::{Habitat, FINALIZER};
+use crate::crd::{Habitat, LEGACY_FINALIZER};
 use crate::metrics::Metrics;
 use crate::status::{desired_status, is_current, Outcome};
 use crate::{Error, Result};
@@ -36,8 +45,6 @@ use crate::{Error, Result};
 pub const FIELD_MANAGER: &str = "habitat-operator";
 /// How often a resource is reconciled when nothing changes.
 pub const RESYNC: Duration = Duration::from_secs(300);
-/// Delay before a failed reconcile is retried.
-pub const RETRY: Duration = Duration::from_secs(10);
 
 /// What every reconcile shares.
 pub struct Context {
@@ -49,6 +56,8 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     /// Publishes Kubernetes events about the resources.
     pub recorder: Recorder,
+    /// Consecutive failures per resource, for the retry delay.
+    pub backoff: Backoff<ObjectRef<Habitat>>,
 }
 
 impl Context {
@@ -63,6 +72,7 @@ impl Context {
             client,
             build,
             metrics,
+            backoff: Backoff::default(),
         }
     }
 }
@@ -115,7 +125,7 @@ pub async fn run(
     .await;
 }
 
-/// Reconciles one resource: adds the finalizer, then applies or cleans up.
+/// Reconciles one resource: lets go of a legacy finalizer, then applies (unless deleted).
 #[instrument(skip_all, fields(habitat = %hab.name_any(), namespace = hab.namespace().unwrap_or_default()))]
 pub async fn reconcile(hab: Arc<Habitat>, ctx: Arc<Context>) -> Result<Action> {
     let started = Instant::now();
@@ -123,40 +133,65 @@ pub async fn reconcile(hab: Arc<Habitat>, ctx: Arc<Context>) -> Result<Action> {
     let ns = hab
         .namespace()
         .ok_or_else(|| Error::MissingNamespace(hab.name_any()))?;
-    let api: Api<Habitat> = Api::namespaced(ctx.client.clone(), &ns);
-    let result = finalizer(&api, FINALIZER, hab.clone(), |event| async {
-        match event {
-            FinalizerEvent::Apply(hab) => apply(&hab, &ctx, &ns).await,
-            FinalizerEvent::Cleanup(hab) => cleanup(&hab, &ctx, &ns).await,
-        }
-    })
-    .await
-    .map_err(|e| finalizer_error(e, &hab, &ns));
+    let result = match remove_legacy_finalizer(&hab, &ctx, &ns).await {
+        Err(e) => Err(e),
+        // Children go with it (garbage collector); volumes per the retention policy.
+        Ok(()) if hab.metadata.deletion_timestamp.is_some() => Ok(Action::await_change()),
+        Ok(()) => apply(&hab, &ctx, &ns).await,
+    };
+    if result.is_ok() {
+        ctx.backoff.succeeded(&ObjectRef::from_obj(&*hab));
+    }
     ctx.metrics.observe(started.elapsed());
     result
 }
 
-/// Logs and counts a failed reconcile, and retries it after [`RETRY`].
+/// Logs and counts a failed reconcile, and retries it after an exponential, jittered delay
+/// (`backoff`) that the resource's next success resets.
 pub fn error_policy(hab: Arc<Habitat>, error: &Error, ctx: Arc<Context>) -> Action {
-    warn!(habitat = %hab.name_any(), %error, "reconcile failed; retrying in {RETRY:?}");
+    let delay = ctx
+        .backoff
+        .failed(ObjectRef::from_obj(&*hab), rand::random::<f64>());
+    warn!(habitat = %hab.name_any(), %error, "reconcile failed; retrying in {delay:?}");
     ctx.metrics.failed(error);
-    Action::requeue(RETRY)
+    Action::requeue(delay)
 }
 
-fn finalizer_error(
-    error: kube::runtime::finalizer::Error<Error>,
-    hab: &Habitat,
-    ns: &str,
-) -> Error {
-    use kube::runtime::finalizer::Error as F;
-    match error {
-        F::ApplyFailed(e) | F::CleanupFailed(e) => e,
-        other => Error::Finalizer {
-            finalizer: FINALIZER,
-            namespace: ns.to_owned(),
-            name: hab.name_any(),
-            message: other.to_string(),
-        },
+/// Removes [`LEGACY_FINALIZER`], which earlier versions added, so that deleting the resource
+/// never waits for the operator. The patch carries the resourceVersion it was computed from.
+async fn remove_legacy_finalizer(hab: &Habitat, ctx: &Context, ns: &str) -> Result<()> {
+    if !hab.finalizers().iter().any(|f| f == LEGACY_FINALIZER) {
+        return Ok(());
+    }
+    let kept: Vec<&String> = hab
+        .finalizers()
+        .iter()
+        .filter(|f| *f != LEGACY_FINALIZER)
+        .collect();
+    let patch = serde_json::json!({
+        "metadata": {
+            "resourceVersion": hab.resource_version(),
+            "finalizers": kept,
+        }
+    });
+    let api: Api<Habitat> = Api::namespaced(ctx.client.clone(), ns);
+    match api
+        .patch(
+            &hab.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(patch),
+        )
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+        Err(e) => Err(api_error(
+            "remove finalizer",
+            "Habitat",
+            ns,
+            &hab.name_any(),
+            e,
+        )),
     }
 }
 
@@ -171,14 +206,22 @@ async fn apply(hab: &Habitat, ctx: &Context, ns: &str) -> Result<Action> {
             .get_opt(&hab.name_any())
             .await
             .map_err(|e| api_error("get", "StatefulSet", ns, &hab.name_any(), e))?;
-        write_status(hab, ctx, ns, Outcome::Paused(sts.as_ref())).await?;
+        write_status(hab, ctx, ns, Outcome::Paused(sts.as_ref()), None).await?;
         return Ok(Action::requeue(RESYNC));
     }
-    match apply_children(hab, ctx, ns).await {
+    let mut ring_key = None;
+    match apply_children(hab, ctx, ns, &mut ring_key).await {
         Ok(sts) => {
             let new_generation =
                 hab.status.as_ref().and_then(|s| s.observed_generation) != hab.metadata.generation;
-            write_status(hab, ctx, ns, Outcome::Applied(Some(&sts))).await?;
+            write_status(
+                hab,
+                ctx,
+                ns,
+                Outcome::Applied(Some(&sts)),
+                ring_key.as_deref(),
+            )
+            .await?;
             if new_generation {
                 let note = format!(
                     "applied generation {}: StatefulSet {} with {} member(s)",
@@ -195,51 +238,135 @@ async fn apply(hab: &Habitat, ctx: &Context, ns: &str) -> Result<Action> {
             let message = error.to_string();
             let sts = sts_api.get_opt(&hab.name_any()).await.ok().flatten();
             // Best effort: the error itself is what the controller reports and retries.
+            let outcome = Outcome::Failed(error.reason(), &message, sts.as_ref());
             if let Err(status_error) =
-                write_status(hab, ctx, ns, Outcome::Failed(&message, sts.as_ref())).await
+                write_status(hab, ctx, ns, outcome, ring_key.as_deref()).await
             {
                 warn!(%status_error, "could not record the failure in status");
             }
-            publish(hab, ctx, EventType::Warning, "ApplyFailed", message).await;
+            publish(hab, ctx, EventType::Warning, error.reason(), message).await;
             Err(error)
         }
     }
 }
 
-/// Applies every child of `hab`; returns the StatefulSet as the API server has it.
-async fn apply_children(hab: &Habitat, ctx: &Context, ns: &str) -> Result<StatefulSet> {
-    ensure_ring_key(hab, ctx, ns).await?;
-    let config_name = build::config_secret_name(hab);
-    match secrets::config_secret(hab) {
-        Some(secret) => {
-            server_side_apply(&ctx.client, ns, &secret).await?;
-        }
-        None => delete_if_exists::<Secret>(&ctx.client, ns, &config_name).await?,
-    }
+/// Applies every child of `hab`; returns the StatefulSet as the API server has it. Sets
+/// `ring_key` to the generated ring key Secret's name once it is known to exist.
+async fn apply_children(
+    hab: &Habitat,
+    ctx: &Context,
+    ns: &str,
+    ring_key: &mut Option<String>,
+) -> Result<StatefulSet> {
+    *ring_key = ensure_ring_key(hab, ctx, ns).await?;
+    apply_config_secret(hab, ctx, ns).await?;
     server_side_apply(&ctx.client, ns, &services::peers_service(hab)).await?;
     server_side_apply(&ctx.client, ns, &services::client_service(hab)).await?;
     server_side_apply(&ctx.client, ns, &pdb::pdb(hab)).await?;
     server_side_apply(&ctx.client, ns, &statefulset::statefulset(hab, &ctx.build)).await
 }
 
-/// Creates the ring key Secret when the spec asks for one and it does not exist. An existing
-/// Secret is never touched: replacing a ring key splits the ring.
-async fn ensure_ring_key(hab: &Habitat, ctx: &Context, ns: &str) -> Result<()> {
-    let mut key = [0u8; secrets::RING_KEY_LEN];
-    rand::fill(&mut key[..]);
-    let Some(secret) = secrets::ring_key_secret(hab, &key) else {
-        return Ok(());
+/// Whether `meta` carries an owner reference to `hab` (by uid: a resource deleted and
+/// recreated under the same name owns nothing of its predecessor).
+pub fn owned_by(meta: &ObjectMeta, hab: &Habitat) -> bool {
+    let Some(uid) = hab.metadata.uid.as_deref() else {
+        return false;
     };
-    let name = secret.name_any();
+    meta.owner_references
+        .iter()
+        .flatten()
+        .any(|owner| owner.uid == uid && owner.kind == "Habitat")
+}
+
+/// Applies Secret `<name>-config` when the spec has `service.config`, deletes it when not;
+/// either only if the resource owns it (a user's Secret of that name is left alone).
+async fn apply_config_secret(hab: &Habitat, ctx: &Context, ns: &str) -> Result<()> {
+    let name = build::config_secret_name(hab);
     let api: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
-    if api
+    let existing = api
+        .get_metadata_opt(&name)
+        .await
+        .map_err(|e| api_error("get", "Secret", ns, &name, e))?;
+    let ours = existing.as_ref().map(|e| owned_by(&e.metadata, hab));
+    match (secrets::config_secret(hab), ours) {
+        (Some(_), Some(false)) => Err(Error::ConfigSecretNotOwned {
+            namespace: ns.to_owned(),
+            name: hab.name_any(),
+            secret: name,
+        }),
+        (Some(secret), _) => server_side_apply(&ctx.client, ns, &secret).await.map(drop),
+        (None, Some(true)) => {
+            // Preconditions: delete exactly the object that was checked.
+            let meta = existing.map(|e| e.metadata).unwrap_or_default();
+            let params = DeleteParams {
+                preconditions: Some(Preconditions {
+                    uid: meta.uid,
+                    resource_version: meta.resource_version,
+                }),
+                ..DeleteParams::default()
+            };
+            match api.delete(&name, &params).await {
+                Ok(_) => Ok(()),
+                Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+                Err(e) => Err(api_error("delete", "Secret", ns, &name, e)),
+            }
+        }
+        (None, _) => Ok(()),
+    }
+}
+
+/// The resource, among `habs`, whose status records that ring key Secret `secret` existed.
+pub fn ring_key_recorded_by<'a>(
+    secret: &str,
+    habs: impl IntoIterator<Item = &'a Habitat>,
+) -> Option<String> {
+    habs.into_iter()
+        .find(|h| h.status.as_ref().and_then(|s| s.ring_key_secret.as_deref()) == Some(secret))
+        .map(|h| h.name_any())
+}
+
+/// With `generateRingKey`: returns the ring key Secret's name once it exists, creating it
+/// with a new key only if no resource of the namespace ever saw it. An existing Secret is
+/// never changed (beyond dropping the owner references earlier versions gave it): replacing
+/// a ring key splits the ring.
+async fn ensure_ring_key(hab: &Habitat, ctx: &Context, ns: &str) -> Result<Option<String>> {
+    let service = &hab.spec.service;
+    let Some(name) = service
+        .ring_secret_name
+        .clone()
+        .filter(|_| service.generate_ring_key)
+    else {
+        return Ok(None);
+    };
+    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
+    if let Some(existing) = api
         .get_metadata_opt(&name)
         .await
         .map_err(|e| api_error("get", "Secret", ns, &name, e))?
-        .is_some()
     {
-        return Ok(());
+        disown_ring_key(&api, &existing.metadata, ns).await?;
+        return Ok(Some(name));
     }
+    // Missing. Listing the namespace's resources is the rare path: only while it is missing.
+    let habs: Api<Habitat> = Api::namespaced(ctx.client.clone(), ns);
+    let others = habs
+        .list(&ListParams::default())
+        .await
+        .map_err(|e| api_error("list", "Habitat", ns, "*", e))?;
+    if let Some(recorded_by) =
+        ring_key_recorded_by(&name, std::iter::once(hab).chain(&others.items))
+    {
+        return Err(Error::RingKeyMissing {
+            namespace: ns.to_owned(),
+            secret: name,
+            recorded_by,
+        });
+    }
+    let mut key = [0u8; secrets::RING_KEY_LEN];
+    rand::fill(&mut key[..]);
+    let Some(secret) = secrets::ring_key_secret(hab, &key) else {
+        return Ok(None);
+    };
     match api.create(&PostParams::default(), &secret).await {
         Ok(_) => {
             publish(
@@ -250,38 +377,47 @@ async fn ensure_ring_key(hab: &Habitat, ctx: &Context, ns: &str) -> Result<()> {
                 format!("generated ring key Secret {name}"),
             )
             .await;
-            Ok(())
+            Ok(Some(name))
         }
-        Err(kube::Error::Api(status)) if status.code == 409 => Ok(()),
+        // Another resource sharing the key created it first: that one is the key.
+        Err(kube::Error::Api(status)) if status.code == 409 => Ok(Some(name)),
         Err(e) => Err(api_error("create", "Secret", ns, &name, e)),
     }
 }
 
-async fn cleanup(hab: &Habitat, ctx: &Context, ns: &str) -> Result<Action> {
-    let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), ns);
-    let selector = build::selector_string(hab);
-    pvcs.delete_collection(
-        &DeleteParams::default(),
-        &ListParams::default().labels(&selector),
-    )
-    .await
-    .map_err(|e| api_error("delete", "PersistentVolumeClaim", ns, &selector, e))?;
-    publish(
-        hab,
-        ctx,
-        EventType::Normal,
-        "Deleted",
-        format!(
-            "deleted the volumes of {}; owned children go with the resource",
-            hab.name_any()
-        ),
-    )
-    .await;
-    Ok(Action::await_change())
+/// Removes owner references to Habitat resources from a ring key Secret (earlier versions
+/// made the generating resource its controller, so deleting it deleted the shared key).
+async fn disown_ring_key(api: &Api<Secret>, meta: &ObjectMeta, ns: &str) -> Result<()> {
+    let owners = meta.owner_references.clone().unwrap_or_default();
+    let is_habitat = |o: &k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference| {
+        o.kind == "Habitat" && o.api_version.starts_with("habitat.sh/")
+    };
+    if !owners.iter().any(is_habitat) {
+        return Ok(());
+    }
+    let kept: Vec<_> = owners.into_iter().filter(|o| !is_habitat(o)).collect();
+    let name = meta.name.clone().unwrap_or_default();
+    let patch = serde_json::json!({
+        "metadata": {
+            "resourceVersion": meta.resource_version,
+            "ownerReferences": if kept.is_empty() { serde_json::Value::Null } else { serde_json::json!(kept) },
+        }
+    });
+    api.patch(&name, &PatchParams::default(), &Patch::Merge(patch))
+        .await
+        .map_err(|e| api_error("disown", "Secret", ns, &name, e))?;
+    info!(secret = %name, "ring key Secret no longer owned by a Habitat (shared keys outlive resources)");
+    Ok(())
 }
 
-async fn write_status(hab: &Habitat, ctx: &Context, ns: &str, outcome: Outcome<'_>) -> Result<()> {
-    let status = desired_status(hab, outcome, &now());
+async fn write_status(
+    hab: &Habitat,
+    ctx: &Context,
+    ns: &str,
+    outcome: Outcome<'_>,
+    ring_key: Option<&str>,
+) -> Result<()> {
+    let status = desired_status(hab, outcome, ring_key, &now());
     if is_current(hab, &status) {
         return Ok(());
     }
@@ -359,28 +495,12 @@ where
     .map_err(|e| api_error("apply", kind_name::<K>(), ns, &name, e))
 }
 
-async fn delete_if_exists<K>(client: &Client, ns: &str, name: &str) -> Result<()>
-where
-    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
-        + DeserializeOwned
-        + Clone
-        + Debug,
-{
-    let api: Api<K> = Api::namespaced(client.clone(), ns);
-    match api.delete(name, &DeleteParams::default()).await {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
-        Err(e) => Err(api_error("delete", kind_name::<K>(), ns, name, e)),
-    }
-}
-
 fn kind_name<K: Resource<DynamicType = ()>>() -> &'static str {
     match K::kind(&()).as_ref() {
         "StatefulSet" => "StatefulSet",
         "Service" => "Service",
         "PodDisruptionBudget" => "PodDisruptionBudget",
         "Secret" => "Secret",
-        "PersistentVolumeClaim" => "PersistentVolumeClaim",
         "Habitat" => "Habitat",
         _ => "object",
     }

@@ -26,8 +26,9 @@ pub enum Outcome<'a> {
     Applied(Option<&'a StatefulSet>),
     /// `spec.paused`: children left alone; the StatefulSet as it is, if any.
     Paused(Option<&'a StatefulSet>),
-    /// Applying failed with this message; the StatefulSet as last seen, if any.
-    Failed(&'a str, Option<&'a StatefulSet>),
+    /// Applying failed with this reason (`Error::reason`) and message; the StatefulSet as
+    /// last seen, if any.
+    Failed(&'static str, &'a str, Option<&'a StatefulSet>),
 }
 
 struct Cond {
@@ -37,14 +38,20 @@ struct Cond {
     message: String,
 }
 
-/// The status to write for `hab` after `outcome`, at time `now`.
-pub fn desired_status(hab: &Habitat, outcome: Outcome<'_>, now: &Time) -> HabitatStatus {
+/// The status to write for `hab` after `outcome`, at time `now`. `ring_key_seen` names the
+/// generated ring key Secret if this reconcile saw it exist; once recorded it stays recorded.
+pub fn desired_status(
+    hab: &Habitat,
+    outcome: Outcome<'_>,
+    ring_key_seen: Option<&str>,
+    now: &Time,
+) -> HabitatStatus {
     let generation = hab.metadata.generation;
     let count = hab.spec.count;
     let (sts, failure, paused) = match outcome {
         Outcome::Applied(sts) => (sts, None, false),
         Outcome::Paused(sts) => (sts, None, true),
-        Outcome::Failed(message, sts) => (sts, Some(message), false),
+        Outcome::Failed(reason, message, sts) => (sts, Some((reason, message)), false),
     };
     let sts_status = sts.and_then(|s| s.status.clone()).unwrap_or_default();
     let replicas = sts_status.replicas;
@@ -121,10 +128,10 @@ pub fn desired_status(hab: &Habitat, outcome: Outcome<'_>, now: &Time) -> Habita
     };
 
     let degraded = match failure {
-        Some(message) => Cond {
+        Some((reason, message)) => Cond {
             type_: DEGRADED,
             status: true,
-            reason: "ApplyFailed",
+            reason,
             message: message.to_owned(),
         },
         None => Cond {
@@ -153,6 +160,9 @@ pub fn desired_status(hab: &Habitat, outcome: Outcome<'_>, now: &Time) -> Habita
         ready_replicas: ready,
         selector: Some(selector_string(hab)),
         census: previous.and_then(|s| s.census.clone()),
+        ring_key_secret: ring_key_seen
+            .map(str::to_owned)
+            .or_else(|| previous.and_then(|s| s.ring_key_secret.clone())),
     }
 }
 
@@ -223,7 +233,7 @@ mod tests {
     fn all_pods_ready_means_ready_and_stable() {
         let hab = Habitat::test("web").count(3);
         let sts = sts(3, 3, 3);
-        let status = desired_status(&hab, Outcome::Applied(Some(&sts)), &at(10));
+        let status = desired_status(&hab, Outcome::Applied(Some(&sts)), None, &at(10));
         assert_eq!(get(&status, READY).status, "True");
         assert_eq!(get(&status, PROGRESSING).reason, "Stable");
         assert_eq!(get(&status, DEGRADED).status, "False");
@@ -235,7 +245,7 @@ mod tests {
     #[test]
     fn a_new_resource_is_progressing_and_not_ready() {
         let hab = Habitat::test("web");
-        let status = desired_status(&hab, Outcome::Applied(None), &at(10));
+        let status = desired_status(&hab, Outcome::Applied(None), None, &at(10));
         assert_eq!(get(&status, READY).reason, "MembersNotReady");
         assert_eq!(get(&status, PROGRESSING).reason, "Creating");
     }
@@ -243,11 +253,11 @@ mod tests {
     #[test]
     fn missing_pods_mean_scaling_and_old_pods_mean_rolling() {
         let hab = Habitat::test("web").count(3);
-        let scaling = desired_status(&hab, Outcome::Applied(Some(&sts(3, 1, 1))), &at(1));
+        let scaling = desired_status(&hab, Outcome::Applied(Some(&sts(3, 1, 1))), None, &at(1));
         assert_eq!(get(&scaling, PROGRESSING).reason, "RollingUpdate");
         let mut fewer = sts(3, 2, 2);
         fewer.status.as_mut().unwrap().replicas = 2;
-        let status = desired_status(&hab, Outcome::Applied(Some(&fewer)), &at(1));
+        let status = desired_status(&hab, Outcome::Applied(Some(&fewer)), None, &at(1));
         assert_eq!(get(&status, PROGRESSING).reason, "Scaling");
         assert_eq!(get(&status, READY).message, "2/3 members ready");
     }
@@ -261,7 +271,8 @@ mod tests {
         });
         let status = desired_status(
             &hab,
-            Outcome::Failed("apply StatefulSet: boom", None),
+            Outcome::Failed("ApplyFailed", "apply StatefulSet: boom", None),
+            None,
             &at(1),
         );
         let degraded = get(&status, DEGRADED);
@@ -274,9 +285,33 @@ mod tests {
     }
 
     #[test]
+    fn a_ring_key_once_seen_stays_recorded() {
+        let mut hab = Habitat::test("web").ring_key("prod-20260101000000");
+        let seen = desired_status(
+            &hab,
+            Outcome::Applied(None),
+            Some("prod-20260101000000"),
+            &at(1),
+        );
+        assert_eq!(seen.ring_key_secret.as_deref(), Some("prod-20260101000000"));
+        hab.status = Some(seen);
+        let failed = desired_status(
+            &hab,
+            Outcome::Failed("RingKeyMissing", "gone", None),
+            None,
+            &at(2),
+        );
+        assert_eq!(
+            failed.ring_key_secret.as_deref(),
+            Some("prod-20260101000000")
+        );
+        assert_eq!(get(&failed, DEGRADED).reason, "RingKeyMissing");
+    }
+
+    #[test]
     fn a_paused_resource_says_so() {
         let hab = Habitat::test("web").paused();
-        let status = desired_status(&hab, Outcome::Paused(None), &at(1));
+        let status = desired_status(&hab, Outcome::Paused(None), None, &at(1));
         assert_eq!(get(&status, PROGRESSING).reason, "Paused");
     }
 
@@ -284,12 +319,17 @@ mod tests {
     fn transition_time_moves_only_when_the_status_changes() {
         let mut hab = Habitat::test("web");
         let sts = sts(1, 1, 1);
-        let first = desired_status(&hab, Outcome::Applied(Some(&sts)), &at(100));
+        let first = desired_status(&hab, Outcome::Applied(Some(&sts)), None, &at(100));
         hab.status = Some(first.clone());
-        let again = desired_status(&hab, Outcome::Applied(Some(&sts)), &at(200));
+        let again = desired_status(&hab, Outcome::Applied(Some(&sts)), None, &at(200));
         assert_eq!(first, again);
         assert!(is_current(&hab, &again));
-        let failed = desired_status(&hab, Outcome::Failed("x", Some(&sts)), &at(300));
+        let failed = desired_status(
+            &hab,
+            Outcome::Failed("ApplyFailed", "x", Some(&sts)),
+            None,
+            &at(300),
+        );
         assert_eq!(get(&failed, DEGRADED).last_transition_time, at(300));
         assert_eq!(get(&failed, READY).last_transition_time, at(100));
     }

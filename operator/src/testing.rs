@@ -6,7 +6,8 @@
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use crate::crd::{
-    Bind, Habitat, HabitatSpec, PersistentStorage, PodOverrides, ServiceSpec, Topology,
+    Bind, ClaimRetention, ClaimRetentionPolicy, Habitat, HabitatSpec, PersistentStorage,
+    PodOverrides, ServiceSpec, Topology,
 };
 
 impl Habitat {
@@ -92,7 +93,19 @@ impl Habitat {
             size: size.to_owned(),
             mount_path: None,
             storage_class_name: None,
+            retention_policy: None,
         });
+        self
+    }
+
+    /// With volumes deleted with the resource and on scale-down (needs `storage` first).
+    pub fn delete_claims(mut self) -> Self {
+        if let Some(storage) = self.spec.persistent_storage.as_mut() {
+            storage.retention_policy = Some(ClaimRetentionPolicy {
+                when_deleted: ClaimRetention::Delete,
+                when_scaled: ClaimRetention::Delete,
+            });
+        }
         self
     }
 

@@ -9,7 +9,7 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use habitat_operator::build::{self, BuildConfig};
 use habitat_operator::crd::Habitat;
@@ -134,6 +134,11 @@ fn invalid_resources_are_rejected_with_the_cel_message() {
             ),
             "set service.config or service.configSecretName, not both",
         ),
+        (
+            habitat_yaml("bad-grace", 1, "    name: app\n")
+                + "  pod:\n    terminationGracePeriodSeconds: -1\n",
+            "pod.terminationGracePeriodSeconds must not be negative",
+        ),
     ];
     for (yaml, message) in cases {
         let out = apply_yaml(&ns, &yaml);
@@ -162,6 +167,65 @@ fn invalid_resources_are_rejected_with_the_cel_message() {
         "{}",
         stderr(&out)
     );
+}
+
+#[test]
+fn the_volume_claim_template_cannot_change_but_retention_and_mount_path_can() {
+    let cp = control_plane();
+    let ns = cp.namespace("storage");
+    let with = |storage: &str| habitat_yaml("db", 1, "    name: app\n") + storage;
+    let immutable = "persistentStorage.size and persistentStorage.storageClassName are immutable";
+    let fixed = "persistentStorage cannot be added or removed";
+    let original = with("  persistentStorage:\n    size: 1Gi\n");
+    let out = apply_yaml(&ns, &original);
+    assert!(out.status.success(), "{}", stderr(&out));
+    for (yaml, message) in [
+        (with("  persistentStorage:\n    size: 2Gi\n"), immutable),
+        (
+            with("  persistentStorage:\n    size: 1Gi\n    storageClassName: fast\n"),
+            immutable,
+        ),
+        (habitat_yaml("db", 1, "    name: app\n"), fixed),
+        (
+            habitat_yaml("db", 1, "    name: app\n    group: blue\n")
+                + "  persistentStorage:\n    size: 1Gi\n",
+            "service.group cannot change with persistentStorage",
+        ),
+    ] {
+        let out = apply_yaml(&ns, &yaml);
+        assert!(!out.status.success(), "accepted:\n{yaml}");
+        assert!(
+            stderr(&out).contains(message),
+            "expected {message:?} in: {}",
+            stderr(&out)
+        );
+    }
+    // What the StatefulSet lets change is accepted.
+    let out = apply_yaml(
+        &ns,
+        &with("  persistentStorage:\n    size: 1Gi\n    mountPath: /data\n    retentionPolicy:\n      whenDeleted: Delete\n"),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = apply_yaml(
+        &ns,
+        &with(
+            "  persistentStorage:\n    size: 1Gi\n    retentionPolicy:\n      whenDeleted: Never\n",
+        ),
+    );
+    assert!(
+        stderr(&out).contains("whenDeleted must be Retain or Delete"),
+        "{}",
+        stderr(&out)
+    );
+    // Nor can storage be added to a resource created without it.
+    let plain = habitat_yaml("plain", 1, "    name: app\n");
+    assert!(apply_yaml(&ns, &plain).status.success());
+    let out = apply_yaml(&ns, &(plain + "  persistentStorage:\n    size: 1Gi\n"));
+    assert!(stderr(&out).contains(fixed), "{}", stderr(&out));
+    // Without volumes the group may change.
+    let regrouped = habitat_yaml("plain", 1, "    name: app\n    group: blue\n");
+    let out = apply_yaml(&ns, &regrouped);
+    assert!(out.status.success(), "{}", stderr(&out));
 }
 
 #[tokio::test]
@@ -244,8 +308,8 @@ async fn a_new_resource_gets_children_with_the_expected_spec() {
     let types: Vec<_> = status.conditions.iter().map(|c| c.type_.as_str()).collect();
     assert_eq!(types, ["Ready", "Progressing", "Degraded"]);
     assert_eq!(status.selector.as_deref(), Some("habitat.sh/habitat=db"));
-    let finalizers = habs.get("db").await.unwrap().finalizers().to_vec();
-    assert_eq!(finalizers, ["habitat.sh/cleanup"]);
+    // No finalizer: a delete never waits for the operator.
+    assert!(habs.get("db").await.unwrap().finalizers().is_empty());
 
     // The StatefulSet as the API server stores it (builder output + server defaults), with
     // what differs between runs masked.
@@ -443,16 +507,70 @@ async fn a_paused_resource_is_left_alone() {
     .await;
 }
 
+async fn observed(habs: &Api<Habitat>, name: &str, generation: i64) -> Habitat {
+    eventually(
+        WAIT,
+        &format!("{name} at observedGeneration {generation}"),
+        || async {
+            let hab = habs.get(name).await.unwrap();
+            let seen = hab.status.as_ref()?.observed_generation;
+            (seen == Some(generation)).then_some(hab)
+        },
+    )
+    .await
+}
+
+async fn degraded(habs: &Api<Habitat>, name: &str, reason: &str) -> String {
+    eventually(WAIT, &format!("{name} Degraded with {reason}"), || async {
+        let status = habs.get(name).await.unwrap().status?;
+        status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "Degraded" && c.status == "True" && c.reason == reason)
+            .map(|c| c.message.clone())
+    })
+    .await
+}
+
 #[tokio::test]
-async fn delete_removes_the_finalizer_and_the_volumes() {
+async fn deleting_keeps_the_volumes_and_never_waits_for_the_operator() {
     let cp = control_plane();
     let ns = cp.namespace("delete");
-    let _operator = Operator::start(cp, Some(&ns), &[]);
+    let mut operator = Operator::start(cp, Some(&ns), &[]);
     let client = cp.client().await;
     let habs: Api<Habitat> = Api::namespaced(client.clone(), &ns);
+    let stss: Api<StatefulSet> = Api::namespaced(client.clone(), &ns);
     let hab = Habitat::test("gone").storage("1Gi");
     create(&habs, &hab).await;
-    statefulset(&Api::namespaced(client.clone(), &ns), "gone").await;
+    // A resource from an earlier version, which put a finalizer on every resource.
+    let mut legacy = Habitat::test("legacy").storage("1Gi").delete_claims();
+    legacy.metadata.finalizers = Some(vec!["habitat.sh/cleanup".to_owned()]);
+    create(&habs, &legacy).await;
+    for name in ["gone", "legacy"] {
+        let hab = observed(&habs, name, 1).await;
+        assert!(
+            hab.finalizers().is_empty(),
+            "{name}: {:?}",
+            hab.finalizers()
+        );
+    }
+    // The StatefulSet controller keeps or deletes the volumes, as the spec says.
+    let policy = |sts: StatefulSet| {
+        let p = sts
+            .spec
+            .unwrap()
+            .persistent_volume_claim_retention_policy
+            .unwrap();
+        (p.when_deleted.unwrap(), p.when_scaled.unwrap())
+    };
+    assert_eq!(
+        policy(stss.get("gone").await.unwrap()),
+        ("Retain".into(), "Retain".into())
+    );
+    assert_eq!(
+        policy(stss.get("legacy").await.unwrap()),
+        ("Delete".into(), "Delete".into())
+    );
     // What the StatefulSet controller would create from the volume claim template.
     let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), &ns);
     let pvc: PersistentVolumeClaim = serde_json::from_value(json!({
@@ -462,15 +580,163 @@ async fn delete_removes_the_finalizer_and_the_volumes() {
     .unwrap();
     pvcs.create(&PostParams::default(), &pvc).await.unwrap();
 
-    habs.delete("gone", &DeleteParams::default()).await.unwrap();
-    eventually(WAIT, "Habitat deleted", || async {
-        habs.get_opt("gone").await.unwrap().is_none().then_some(())
+    // With the operator down, deletes still complete.
+    let exit = operator.stop(Duration::from_secs(20));
+    assert!(exit.is_some_and(|s| s.success()), "{}", operator.log());
+    for name in ["gone", "legacy"] {
+        habs.delete(name, &DeleteParams::default()).await.unwrap();
+        eventually(WAIT, &format!("Habitat {name} deleted"), || async {
+            habs.get_opt(name).await.unwrap().is_none().then_some(())
+        })
+        .await;
+    }
+    let pvc = pvcs.get("data-gone-0").await.unwrap();
+    assert!(
+        pvc.metadata.deletion_timestamp.is_none(),
+        "the volume is being deleted"
+    );
+}
+
+#[tokio::test]
+async fn a_secret_the_resource_does_not_own_is_neither_deleted_nor_overwritten() {
+    let cp = control_plane();
+    let ns = cp.namespace("config");
+    let _operator = Operator::start(cp, Some(&ns), &[]);
+    let client = cp.client().await;
+    let habs: Api<Habitat> = Api::namespaced(client.clone(), &ns);
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
+    let mine: Secret = serde_json::from_value(json!({
+        "metadata": {"name": "web-config"},
+        "stringData": {"user.toml": "mine = true\n"}
+    }))
+    .unwrap();
+    let mine = secrets.create(&PostParams::default(), &mine).await.unwrap();
+    create(&habs, &Habitat::test("web")).await;
+    observed(&habs, "web", 1).await;
+    let still = secrets.get("web-config").await.unwrap();
+    assert_eq!(still.resource_version(), mine.resource_version());
+
+    // Asking for service.config would need that name: refused, the user's Secret untouched.
+    habs.patch(
+        "web",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"service": {"config": "port = 1\n"}}})),
+    )
+    .await
+    .unwrap();
+    let message = degraded(&habs, "web", "ConfigSecretNotOwned").await;
+    assert!(message.contains("is not owned by Habitat"), "{message}");
+    let still = secrets.get("web-config").await.unwrap();
+    assert_eq!(still.resource_version(), mine.resource_version());
+
+    // The resource's own config Secret goes when service.config goes.
+    create(&habs, &Habitat::test("own").config("port = 2\n")).await;
+    observed(&habs, "own", 1).await;
+    assert!(secrets.get_opt("own-config").await.unwrap().is_some());
+    habs.patch(
+        "own",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"service": {"config": null}}})),
+    )
+    .await
+    .unwrap();
+    observed(&habs, "own", 2).await;
+    assert!(secrets.get_opt("own-config").await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn a_ring_key_is_shared_unowned_and_never_generated_again() {
+    let cp = control_plane();
+    let ns = cp.namespace("ring");
+    let _operator = Operator::start(cp, Some(&ns), &[]);
+    let client = cp.client().await;
+    let habs: Api<Habitat> = Api::namespaced(client.clone(), &ns);
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
+    let key = "ring-20260101000000";
+    create(&habs, &Habitat::test("a").ring_key(key)).await;
+    let a = observed(&habs, "a", 1).await;
+    assert_eq!(a.status.unwrap().ring_key_secret.as_deref(), Some(key));
+    let secret = secrets.get(key).await.unwrap();
+    // Not owned: deleting one of the resources sharing it must not delete the key.
+    assert!(
+        secret.owner_references().is_empty(),
+        "{:?}",
+        secret.owner_references()
+    );
+    create(&habs, &Habitat::test("b").ring_key(key)).await;
+    let b = observed(&habs, "b", 1).await;
+    assert_eq!(b.status.unwrap().ring_key_secret.as_deref(), Some(key));
+    assert_eq!(
+        secrets.get(key).await.unwrap().resource_version(),
+        secret.resource_version()
+    );
+
+    // The key vanishes: no new key, a Degraded condition and a warning event instead.
+    secrets.delete(key, &DeleteParams::default()).await.unwrap();
+    habs.patch(
+        "a",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"count": 2}})),
+    )
+    .await
+    .unwrap();
+    let message = degraded(&habs, "a", "RingKeyMissing").await;
+    assert!(message.contains("does not generate a new key"), "{message}");
+    // A resource that never saw the key does not generate it either: b recorded it.
+    create(&habs, &Habitat::test("c").ring_key(key)).await;
+    let message = degraded(&habs, "c", "RingKeyMissing").await;
+    assert!(message.contains("status of Habitat"), "{message}");
+    assert!(secrets.get_opt(key).await.unwrap().is_none());
+    let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client.clone(), &ns);
+    eventually(WAIT, "a RingKeyMissing event", || async {
+        let list = events.list(&Default::default()).await.unwrap();
+        list.items
+            .iter()
+            .any(|e| e.reason.as_deref() == Some("RingKeyMissing"))
+            .then_some(())
     })
     .await;
-    // Deleted (or, held by the pvc-protection finalizer of a controller that does not run
-    // here, being deleted).
-    let pvc = pvcs.get_opt("data-gone-0").await.unwrap();
-    assert!(pvc.is_none_or(|p| p.metadata.deletion_timestamp.is_some()));
+
+    // A key generated by an earlier version is owned by its resource: the owner is dropped.
+    let old = "old-20260101000000";
+    let d = create(&habs, &Habitat::test("d").ring_key(old).paused()).await;
+    let owned: Secret = serde_json::from_value(json!({
+        "metadata": {"name": old, "ownerReferences": [build::owner_reference(&d)]},
+        "stringData": {"ring-key": "SYM-SEC-1\nold-20260101000000\n\nAAAA\n"}
+    }))
+    .unwrap();
+    secrets
+        .create(&PostParams::default(), &owned)
+        .await
+        .unwrap();
+    habs.patch(
+        "d",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"paused": false}})),
+    )
+    .await
+    .unwrap();
+    observed(&habs, "d", 2).await;
+    let secret = secrets.get(old).await.unwrap();
+    assert!(
+        secret.owner_references().is_empty(),
+        "{:?}",
+        secret.owner_references()
+    );
+    assert_eq!(
+        secret.data.unwrap()["ring-key"].0,
+        b"SYM-SEC-1\nold-20260101000000\n\nAAAA\n"
+    );
+}
+
+/// Waits until `operator` has finished at least `finished` reconciles and has none running.
+async fn idle(operator: &Operator, finished: f64) {
+    eventually(WAIT, "the operator to finish its reconciles", || async {
+        let started = operator.counter("habitat_operator_reconciles_total");
+        let done = operator.counter("habitat_operator_reconcile_duration_seconds_count");
+        (done >= finished && done == started).then_some(())
+    })
+    .await;
 }
 
 fn resource_versions(cp: &support::ControlPlane, ns: &str) -> BTreeMap<String, String> {
@@ -510,8 +776,8 @@ async fn an_operator_restart_changes_nothing() {
         })
         .await;
     }
-    // Let the watch events of the operator's own writes settle.
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Snapshot once no reconcile is running: every one started has finished.
+    idle(&operator, 2.0).await;
     let before = resource_versions(cp, &ns);
     assert_eq!(before.len(), 2 + 2 + 4 + 2 + 2, "{before:?}");
 
@@ -522,16 +788,9 @@ async fn an_operator_restart_changes_nothing() {
         operator.log()
     );
     let restarted = Operator::start(cp, Some(&ns), &[]);
-    let start = Instant::now();
-    while restarted.counter("habitat_operator_reconciles_total") < 2.0 {
-        assert!(
-            start.elapsed() < WAIT,
-            "no reconcile after restart:\n{}",
-            restarted.log()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Both resources reconciled by the new process (its first list starts both at once, so
+    // two finished with none running means both), and nothing changed.
+    idle(&restarted, 2.0).await;
     assert_eq!(resource_versions(cp, &ns), before);
     let (code, body) = restarted.get("/healthz").unwrap();
     assert_eq!((code, body.as_str()), (200, "ok"));
@@ -643,14 +902,30 @@ async fn helm_install_creates_the_operators_objects() {
         ("update", "habitats.habitat.sh/finalizers"),
         ("patch", "statefulsets.apps"),
         ("patch", "services"),
+        ("get", "secrets"),
         ("create", "secrets"),
+        ("patch", "secrets"),
+        ("delete", "secrets"),
+        ("list", "habitats.habitat.sh"),
         ("patch", "poddisruptionbudgets.policy"),
-        ("deletecollection", "persistentvolumeclaims"),
         ("create", "events.events.k8s.io"),
         ("update", "leases.coordination.k8s.io"),
     ] {
-        let out = cp.kubectl(&["auth", "can-i", verb, resource, "-n", &ns, "--as", &sa]);
+        // `kind/x` would name an object x to kubectl: subresources go in --subresource.
+        let (kind, sub) = resource.split_once('/').unwrap_or((resource, ""));
+        let sub = format!("--subresource={sub}");
+        let out = cp.kubectl(&["auth", "can-i", verb, kind, &sub, "-n", &ns, "--as", &sa]);
         assert_eq!(stdout(&out).trim(), "yes", "{sa} cannot {verb} {resource}");
+    }
+    // Nor more: no reading every Secret, no deleting volumes.
+    for (verb, resource) in [
+        ("list", "secrets"),
+        ("watch", "secrets"),
+        ("delete", "persistentvolumeclaims"),
+        ("deletecollection", "persistentvolumeclaims"),
+    ] {
+        let out = cp.kubectl(&["auth", "can-i", verb, resource, "-n", &ns, "--as", &sa]);
+        assert_eq!(stdout(&out).trim(), "no", "{sa} can {verb} {resource}");
     }
     let out = cp.helm(&["uninstall", "habitat-operator", "--namespace", &ns]);
     assert!(out.status.success(), "helm uninstall: {}", stderr(&out));

@@ -2,6 +2,11 @@
 //! (a Secret, since service config often carries passwords), and the ring key Secret
 //! `spec.service.ringSecretName` when `generateRingKey` asks for one. The key's random bytes
 //! are an argument, so the builder stays pure.
+//!
+//! The ring key Secret has no owner reference: it is the ring's identity, possibly shared by
+//! several resources (and supervisors outside the cluster), so the garbage collector must
+//! never take it with one of them. It carries the managed-by label and names the resource it
+//! was generated for in an annotation.
 
 use std::collections::BTreeMap;
 
@@ -10,9 +15,15 @@ use base64::Engine;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::ByteString;
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::ResourceExt;
+
 use super::statefulset::{RING_KEY_SECRET_KEY, USER_TOML_KEY};
-use super::{child_meta, config_secret_name};
+use super::{child_meta, config_secret_name, MANAGED_BY};
 use crate::crd::Habitat;
+
+/// Annotation of a generated ring key Secret: the resource it was generated for.
+pub const GENERATED_FOR_ANNOTATION: &str = "habitat.sh/generated-for";
 
 /// Length of a ring key's secret, in bytes.
 pub const RING_KEY_LEN: usize = 32;
@@ -48,7 +59,19 @@ pub fn ring_key_secret(hab: &Habitat, secret: &[u8; RING_KEY_LEN]) -> Option<Sec
     let name = service.ring_secret_name.clone()?;
     let content = ring_key_file(&name, secret);
     Some(Secret {
-        metadata: child_meta(hab, name),
+        metadata: ObjectMeta {
+            name: Some(name),
+            namespace: hab.namespace(),
+            labels: Some(BTreeMap::from([(
+                "app.kubernetes.io/managed-by".to_owned(),
+                MANAGED_BY.to_owned(),
+            )])),
+            annotations: Some(BTreeMap::from([(
+                GENERATED_FOR_ANNOTATION.to_owned(),
+                hab.name_any(),
+            )])),
+            ..ObjectMeta::default()
+        },
         type_: Some("Opaque".to_owned()),
         data: Some(BTreeMap::from([(
             RING_KEY_SECRET_KEY.to_owned(),
@@ -79,6 +102,14 @@ mod tests {
     fn ring_key_secret_matches_golden() {
         let hab = Habitat::test("web").ring_key("prod-20260101000000");
         assert_golden("secret-ring-key", &ring_key_secret(&hab, &[7; 32]).unwrap());
+    }
+
+    #[test]
+    fn a_generated_ring_key_is_owned_by_no_resource() {
+        let hab = Habitat::test("web").ring_key("prod-20260101000000");
+        let secret = ring_key_secret(&hab, &[7; 32]).unwrap();
+        assert!(secret.metadata.owner_references.is_none());
+        assert_eq!(secret.annotations()[GENERATED_FOR_ANNOTATION], "web");
     }
 
     #[test]

@@ -7,7 +7,8 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::{
-    RollingUpdateStatefulSetStrategy, StatefulSet, StatefulSetSpec, StatefulSetUpdateStrategy,
+    RollingUpdateStatefulSetStrategy, StatefulSet, StatefulSetPersistentVolumeClaimRetentionPolicy,
+    StatefulSetSpec, StatefulSetUpdateStrategy,
 };
 use k8s_openapi::api::core::v1::{
     Container, ContainerPort, EmptyDirVolumeSource, EnvVar, EnvVarSource, HTTPGetAction, KeyToPath,
@@ -38,6 +39,11 @@ pub const USER_TOML_KEY: &str = "user.toml";
 const MAX_PEERS: i32 = 3;
 /// Environment variables the operator sets; the spec's `env` cannot replace them.
 const RESERVED_ENV: [&str; 3] = ["HAB_NODE_NAME", "POD_IP", "HAB_RING_KEY"];
+/// Default `terminationGracePeriodSeconds` of the pods. Kubernetes' 30 s is tight for a
+/// graceful leave: after SIGTERM the supervisor waits up to the package's SHUTDOWN_TIMEOUT
+/// (8 s by default, as in Habitat), runs the post-stop hook, then hands over leadership and
+/// gossips its departure; 60 s leaves room for a post-stop hook of half a minute.
+pub const DEFAULT_TERMINATION_GRACE_SECONDS: i64 = 60;
 
 /// The StatefulSet of `hab`.
 pub fn statefulset(hab: &Habitat, config: &BuildConfig) -> StatefulSet {
@@ -71,10 +77,21 @@ pub fn statefulset(hab: &Habitat, config: &BuildConfig) -> StatefulSet {
         }]
     });
 
+    // Always set (Retain by default), so the data-keeping default does not depend on the
+    // API server's defaulting and a later `Delete` is a plain update of a mutable field.
+    let retention = spec.persistent_storage.as_ref().map(|storage| {
+        let policy = storage.retention_policy.unwrap_or_default();
+        StatefulSetPersistentVolumeClaimRetentionPolicy {
+            when_deleted: Some(policy.when_deleted.as_str().to_owned()),
+            when_scaled: Some(policy.when_scaled.as_str().to_owned()),
+        }
+    });
+
     StatefulSet {
         metadata: child_meta(hab, hab.name_any()),
         spec: Some(StatefulSetSpec {
             replicas: Some(spec.count),
+            persistent_volume_claim_retention_policy: retention,
             service_name: Some(peers_service_name(hab)),
             pod_management_policy: Some("Parallel".to_owned()),
             update_strategy: Some(StatefulSetUpdateStrategy {
@@ -97,6 +114,10 @@ pub fn statefulset(hab: &Habitat, config: &BuildConfig) -> StatefulSet {
                 spec: Some(PodSpec {
                     automount_service_account_token: Some(false),
                     enable_service_links: Some(false),
+                    termination_grace_period_seconds: Some(
+                        pod.termination_grace_period_seconds
+                            .unwrap_or(DEFAULT_TERMINATION_GRACE_SECONDS),
+                    ),
                     service_account_name: pod.service_account_name.clone(),
                     security_context: pod.security_context.clone(),
                     node_selector: (!pod.node_selector.is_empty())
@@ -405,6 +426,38 @@ mod tests {
             Some("RollingUpdate")
         );
         assert_eq!(spec.service_name.as_deref(), Some("web-peers"));
+    }
+
+    #[test]
+    fn volumes_are_kept_on_delete_and_scale_down_unless_asked() {
+        let policy = |hab: &Habitat| {
+            build(hab)
+                .spec
+                .unwrap()
+                .persistent_volume_claim_retention_policy
+        };
+        assert_eq!(policy(&Habitat::test("web")), None);
+        let kept = policy(&Habitat::test("web").storage("1Gi")).unwrap();
+        assert_eq!(kept.when_deleted.as_deref(), Some("Retain"));
+        assert_eq!(kept.when_scaled.as_deref(), Some("Retain"));
+        let deleted = policy(&Habitat::test("web").storage("1Gi").delete_claims()).unwrap();
+        assert_eq!(deleted.when_deleted.as_deref(), Some("Delete"));
+        assert_eq!(deleted.when_scaled.as_deref(), Some("Delete"));
+    }
+
+    #[test]
+    fn pods_get_time_for_a_graceful_leave() {
+        let pod = pod_spec(&build(&Habitat::test("web")));
+        // More than Kubernetes' 30 s: SHUTDOWN_TIMEOUT (8 s), post-stop, leaving the ring.
+        assert_eq!(pod.termination_grace_period_seconds, Some(60));
+        let hab = Habitat::test("web").pod(PodOverrides {
+            termination_grace_period_seconds: Some(300),
+            ..PodOverrides::default()
+        });
+        assert_eq!(
+            pod_spec(&build(&hab)).termination_grace_period_seconds,
+            Some(300)
+        );
     }
 
     #[test]
