@@ -200,8 +200,8 @@ pub async fn run_hook(
     let sg = ctx.service_group.as_str();
     let name = kind.file_name();
     let cwd = ctx.svc_dir.is_dir().then_some(ctx.svc_dir.as_path());
-    let mut cmd = process::group_command(path, &[], cwd, &ctx.env, ctx.user.as_ref());
-    let mut child = match process::spawn_retrying(&mut cmd).await {
+    let spawned = process::spawn_group(path, &[], cwd, &ctx.env, ctx.user.as_ref()).await;
+    let mut child = match spawned {
         Ok(c) => c,
         Err(e) => {
             tracing::warn!(

@@ -4,11 +4,14 @@
 //! Invariants: every child runs in its own process group (its pid is the group id), so a
 //! stop or a hook timeout reaches its grandchildren too and a ^C at the supervisor's terminal
 //! reaches none of them; the PID file exists only while the process is known to be running.
+//! In `hab sup run` every child starts through the exec shim (`hab __exec`), which arms a
+//! parent-death signal: a supervisor killed by SIGKILL or a panic takes its children along.
 
+use std::ffi::OsString;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::process::{ExitStatus, Stdio};
-use std::sync::Arc;
+use std::process::{ExitCode, ExitStatus, Stdio};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use nix::errno::Errno;
@@ -146,16 +149,107 @@ pub const SUPERVISOR_SECRETS: [&str; 3] = [
     "HAB_CTL_SECRET",
 ];
 
+/// The hidden `hab` subcommand of the exec shim: `hab __exec PARENT_PID PROGRAM [ARGS...]`.
+pub const EXEC_SHIM_COMMAND: &str = "__exec";
+/// The signal a child gets when its supervisor dies: TERM, the signal an orderly stop starts
+/// with, so a service can still shut down cleanly. One that ignores TERM survives; the next
+/// supervisor stops it through the PID file.
+pub const PARENT_DEATH_SIGNAL: Signal = Signal::SIGTERM;
+
+/// The binary that serves as the exec shim (`hab` itself), once installed.
+static EXEC_SHIM: OnceLock<PathBuf> = OnceLock::new();
+
+/// Start every child through `binary` (the running `hab`) from now on. Without it (library
+/// users, in-process tests) children are spawned directly and get no parent-death signal.
+///
+/// The signal fires when the *thread* that forked the child exits, not the process: children
+/// must be spawned from threads that live as long as the supervisor (the thread running the
+/// runtime; never tokio's blocking pool, whose idle threads exit).
+pub fn install_exec_shim(binary: PathBuf) {
+    let _ = EXEC_SHIM.set(binary);
+}
+
+/// `hab __exec PARENT_PID PROGRAM [ARGS...]`: arm the parent-death signal, make sure the parent
+/// is still `PARENT_PID` (it may have died before the signal was armed), then become
+/// `PROGRAM`. The process group, user, working directory and environment were set by the
+/// supervisor before it ran us, and exec keeps them and the death signal (the kernel clears it
+/// only for set-user-ID programs). Returns only on failure, with the shell's codes: 127 when
+/// the program does not exist, 126 when it cannot run.
+pub fn exec_shim(args: &[OsString]) -> ExitCode {
+    use std::os::unix::process::CommandExt;
+    let (Some(parent), Some(program)) = (args.first(), args.get(1)) else {
+        eprintln!("hab {EXEC_SHIM_COMMAND}: expected PARENT_PID PROGRAM [ARGS...]");
+        return ExitCode::from(2);
+    };
+    let Some(parent) = parent.to_str().and_then(|p| p.parse::<i32>().ok()) else {
+        eprintln!("hab {EXEC_SHIM_COMMAND}: parent pid {parent:?}: expected a number");
+        return ExitCode::from(2);
+    };
+    if let Err(e) = nix::sys::prctl::set_pdeathsig(PARENT_DEATH_SIGNAL) {
+        eprintln!("hab {EXEC_SHIM_COMMAND}: cannot arm the parent-death signal: {e}");
+        return ExitCode::from(126);
+    }
+    if nix::unistd::getppid().as_raw() != parent {
+        // The supervisor died before the signal was armed: nobody would stop this child.
+        return ExitCode::from(1);
+    }
+    let mut delay = Duration::from_millis(5);
+    let error = loop {
+        let error = std::process::Command::new(program).args(&args[2..]).exec();
+        // A hook file written just before can be busy while another child of the supervisor,
+        // forked meanwhile, still holds its write handle (see `spawn_retrying`).
+        if error.raw_os_error() != Some(libc::ETXTBSY) || delay > Duration::from_millis(200) {
+            break error;
+        }
+        std::thread::sleep(delay);
+        delay *= 2;
+    };
+    eprintln!(
+        "hab {EXEC_SHIM_COMMAND}: cannot run {}: {error}",
+        Path::new(program).display()
+    );
+    ExitCode::from(if error.kind() == io::ErrorKind::NotFound {
+        127
+    } else {
+        126
+    })
+}
+
+/// A file the shim could not run, found before forking, so it stays a spawn error (as without
+/// the shim) instead of becoming the shim's exit code.
+fn check_runnable(program: &Path) -> io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::metadata(program)?;
+    if meta.is_file() && meta.permissions().mode() & 0o111 != 0 {
+        Ok(())
+    } else {
+        Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            "not an executable file",
+        ))
+    }
+}
+
 /// A command in its own process group, stdin closed, output piped, as `user` when possible,
-/// without the supervisor's secrets in its environment.
+/// without the supervisor's secrets in its environment; through the exec `shim` if given.
 pub(crate) fn group_command(
+    shim: Option<&Path>,
     program: &Path,
     args: &[String],
     cwd: Option<&Path>,
     env: &[(String, String)],
     user: Option<&RunAs>,
 ) -> Command {
-    let mut cmd = Command::new(program);
+    let mut cmd = match shim {
+        Some(shim) => {
+            let mut cmd = Command::new(shim);
+            cmd.arg(EXEC_SHIM_COMMAND)
+                .arg(std::process::id().to_string())
+                .arg(program);
+            cmd
+        }
+        None => Command::new(program),
+    };
     for secret in SUPERVISOR_SECRETS {
         cmd.env_remove(secret);
     }
@@ -172,6 +266,42 @@ pub(crate) fn group_command(
         cmd.uid(uid.as_raw()).gid(gid.as_raw());
     }
     cmd
+}
+
+/// Spawn `program` with `args` as [`group_command`] sets it up, through the exec shim if
+/// installed, and
+/// without the shim when the shim itself cannot be run (a supervisor binary the service user
+/// may not execute): the child then lacks only the parent-death signal.
+pub(crate) async fn spawn_group(
+    program: &Path,
+    args: &[String],
+    cwd: Option<&Path>,
+    env: &[(String, String)],
+    user: Option<&RunAs>,
+) -> io::Result<Child> {
+    let Some(shim) = EXEC_SHIM.get() else {
+        let mut cmd = group_command(None, program, args, cwd, env, user);
+        return spawn_retrying(&mut cmd).await;
+    };
+    check_runnable(program)?;
+    let mut cmd = group_command(Some(shim), program, args, cwd, env, user);
+    match spawn_retrying(&mut cmd).await {
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::NotFound | io::ErrorKind::PermissionDenied
+            ) =>
+        {
+            tracing::warn!(
+                "cannot run the exec shim {}: {e}; starting {} without a parent-death signal",
+                shim.display(),
+                program.display()
+            );
+            let mut cmd = group_command(None, program, args, cwd, env, user);
+            spawn_retrying(&mut cmd).await
+        }
+        other => other,
+    }
 }
 
 /// Spawn, retrying briefly on ETXTBSY: a script written just before (a freshly compiled
@@ -317,16 +447,15 @@ pub struct RunningProcess {
 /// Start `spec`'s program in its own process group, write its PID file and forward its
 /// output to the log as `<prefix>(O): line` / `<prefix>(E): line`, as Habitat does.
 pub async fn start(spec: &RunSpec) -> Result<RunningProcess> {
-    let mut cmd = group_command(
+    let mut child = spawn_group(
         &spec.program,
         &spec.args,
         Some(&spec.cwd),
         &spec.env,
         spec.user.as_ref(),
-    );
-    let mut child = spawn_retrying(&mut cmd)
-        .await
-        .map_err(|e| Error::io(&spec.program, e))?;
+    )
+    .await
+    .map_err(|e| Error::io(&spec.program, e))?;
     let Some(pid) = child.id() else {
         return Err(Error::invalid(
             spec.program.display().to_string(),
@@ -448,7 +577,7 @@ mod tests {
 
     #[test]
     fn children_never_get_the_supervisors_secrets() {
-        let cmd = group_command(Path::new("/bin/true"), &[], None, &[], None);
+        let cmd = group_command(None, Path::new("/bin/true"), &[], None, &[], None);
         let removed: Vec<String> = cmd
             .as_std()
             .get_envs()

@@ -1,0 +1,143 @@
+//! The processes a real `hab sup run` leaves behind, or does not: a supervisor killed with
+//! SIGKILL takes its service and hooks along (parent-death signal through the exec shim).
+//!
+//! Every process a test starts or expects is registered with a `Reaper`, which kills its
+//! process group when the test ends, passed or failed, so no `sleep 1000` outlives a test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use habitat_e2e::{wait_for, wait_until, Supervisor};
+
+const BLOCK_KILLED: u8 = 70;
+const BLOCK_KILLED_IN_INIT: u8 = 71;
+const SOON: Duration = Duration::from_secs(30);
+
+/// Writes a package directory under `dir`: IDENT plus `files` (hooks made executable by the
+/// supervisor's rendering).
+fn package(dir: &Path, ident: &str, files: &[(&str, &str)]) -> PathBuf {
+    let pkg = dir.join(ident.replace('/', "-"));
+    for (relative, content) in [("IDENT", ident)].iter().chain(files) {
+        let path = pkg.join(relative);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, content).unwrap();
+    }
+    pkg
+}
+
+/// Alive = exists and is not a zombie (an orphan's zombie may wait for a lazy reaper).
+fn alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => {
+            let state = stat.rsplit(')').next().unwrap_or("").trim_start();
+            !state.starts_with('Z') && !state.starts_with('X')
+        }
+        Err(_) => false,
+    }
+}
+
+fn read_pid(path: &Path) -> Option<u32> {
+    std::fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+/// The pid in `path` once it names a live process.
+fn wait_for_pid(path: &Path, what: &str) -> u32 {
+    wait_for(SOON, what, || {
+        read_pid(path)
+            .filter(|pid| alive(*pid))
+            .ok_or_else(|| format!("{} names no live process", path.display()))
+    })
+}
+
+/// `/proc/<pid>/cmdline`, arguments joined by spaces.
+fn cmdline(pid: u32) -> String {
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|raw| {
+            raw.split(|b| *b == 0)
+                .filter(|a| !a.is_empty())
+                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .unwrap_or_default()
+}
+
+/// Kills the process groups of the pids it holds when dropped: the test's own clean-up.
+#[derive(Default)]
+struct Reaper(Vec<u32>);
+
+impl Reaper {
+    fn watch(&mut self, pid: u32) -> u32 {
+        self.0.push(pid);
+        pid
+    }
+}
+
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        for pid in &self.0 {
+            for target in [format!("-{pid}"), pid.to_string()] {
+                let _ = std::process::Command::new("kill")
+                    .args(["-s", "KILL", "--", &target])
+                    .stderr(std::process::Stdio::null())
+                    .status();
+            }
+        }
+    }
+}
+
+/// A run hook that execs a long sleep: the service's pid is the sleep's.
+const RUN_SLEEP: &str = "#!/bin/sh\nexec sleep 1000\n";
+
+#[test]
+fn a_killed_supervisor_takes_its_service_along() {
+    let packages = tempfile::tempdir().unwrap();
+    let pkg = package(
+        packages.path(),
+        "test/orphan/1.0.0/20260101000000",
+        &[("hooks/run", RUN_SLEEP)],
+    );
+    let mut reaper = Reaper::default();
+    let mut sup = Supervisor::at(BLOCK_KILLED, 1)
+        .without_service()
+        .args([pkg.to_str().unwrap()])
+        .start();
+    let pid_file = sup.root().join("svc/orphan/PID");
+    let service = reaper.watch(wait_for_pid(&pid_file, "the service to run"));
+    // Through the shim and the run hook's exec, the service is the program itself.
+    assert_eq!(cmdline(service), "sleep 1000");
+
+    sup.kill();
+    wait_until(SOON, "the service to end with its supervisor", || {
+        !alive(service)
+    });
+}
+
+#[test]
+fn a_killed_supervisor_takes_a_running_init_hook_along() {
+    let packages = tempfile::tempdir().unwrap();
+    let pkg = package(
+        packages.path(),
+        "test/slowinit/1.0.0/20260101000000",
+        &[
+            (
+                "hooks/init",
+                "#!/bin/sh\necho $$ > {{pkg.svc_data_path}}/init.pid\nexec sleep 300\n",
+            ),
+            ("hooks/run", RUN_SLEEP),
+        ],
+    );
+    let mut reaper = Reaper::default();
+    let mut sup = Supervisor::at(BLOCK_KILLED_IN_INIT, 1)
+        .without_service()
+        .args([pkg.to_str().unwrap()])
+        .start();
+    let init_file = sup.root().join("svc/slowinit/data/init.pid");
+    let hook = reaper.watch(wait_for_pid(&init_file, "the init hook to run"));
+
+    sup.kill();
+    wait_until(SOON, "the init hook to end with its supervisor", || {
+        !alive(hook)
+    });
+}
