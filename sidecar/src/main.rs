@@ -12,6 +12,7 @@ use habitat_sidecar::keys;
 use habitat_sidecar::manager::{self, SupervisorConfig};
 use habitat_sidecar::plan;
 use habitat_sidecar::service::process;
+use habitat_sidecar::sup_lock::SupLock;
 
 fn main() -> ExitCode {
     // The exec shim a supervisor starts its children through: nothing else runs first (no
@@ -72,6 +73,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Sup(SupCommand::Run(args)) => {
             let config = supervisor_config(cli.root, *args)?;
+            // Before anything touches the root; held until the supervisor is gone.
+            let _lock = SupLock::acquire(&config.root)?;
             match std::env::current_exe() {
                 Ok(hab) => process::install_exec_shim(hab),
                 Err(e) => tracing::warn!(

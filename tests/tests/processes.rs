@@ -1,17 +1,21 @@
 //! The processes a real `hab sup run` leaves behind, or does not: a supervisor killed with
-//! SIGKILL takes its service and hooks along (parent-death signal through the exec shim).
+//! SIGKILL takes its service and hooks along (parent-death signal through the exec shim); a
+//! second supervisor on one root is turned away while the first holds its lock.
 //!
 //! Every process a test starts or expects is registered with a `Reaper`, which kills its
 //! process group when the test ends, passed or failed, so no `sleep 1000` outlives a test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use habitat_e2e::{wait_for, wait_until, Supervisor};
+use habitat_e2e::{hab_binary, http_get, ip, wait_for, wait_until, Supervisor};
 
 const BLOCK_KILLED: u8 = 70;
 const BLOCK_KILLED_IN_INIT: u8 = 71;
+const BLOCK_LOCK: u8 = 72;
 const SOON: Duration = Duration::from_secs(30);
 
 /// Writes a package directory under `dir`: IDENT plus `files` (hooks made executable by the
@@ -139,5 +143,70 @@ fn a_killed_supervisor_takes_a_running_init_hook_along() {
     sup.kill();
     wait_until(SOON, "the init hook to end with its supervisor", || {
         !alive(hook)
+    });
+}
+
+/// `hab sup run --root ROOT` at 127.0.`block`.`host` (not through the harness, which gives
+/// every supervisor a root of its own), its output in `log`.
+fn sup_on_root(root: &Path, block: u8, host: u8, log: &Path) -> KilledOnDrop {
+    let addr = |port: u16| SocketAddr::new(ip(block, host).into(), port).to_string();
+    let log = std::fs::File::create(log).unwrap();
+    let child = Command::new(hab_binary())
+        .args(["sup", "run", "--root"])
+        .arg(root)
+        .args(["--listen-gossip", &addr(9638)])
+        .args(["--listen-http", &addr(9631)])
+        .args(["--listen-ctl", &addr(9632)])
+        .env_remove("HAB_ROOT")
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    KilledOnDrop(child)
+}
+
+struct KilledOnDrop(Child);
+
+impl Drop for KilledOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn a_second_supervisor_on_one_root_is_turned_away_until_the_first_is_gone() {
+    let mut first = Supervisor::at(BLOCK_LOCK, 1).without_service().start();
+    let first_pid = first.pid().unwrap();
+    let root = first.root().to_path_buf();
+    let logs = tempfile::tempdir().unwrap();
+
+    let second_log = logs.path().join("second.log");
+    let mut second = sup_on_root(&root, BLOCK_LOCK, 2, &second_log);
+    let status = wait_for(SOON, "the second supervisor to give up", || {
+        second
+            .0
+            .try_wait()
+            .unwrap()
+            .ok_or_else(|| "still running".to_string())
+    });
+    assert!(!status.success(), "{status}");
+    let message = std::fs::read_to_string(&second_log).unwrap();
+    let expected = format!(
+        "another supervisor is running on {} (pid {first_pid})",
+        root.display()
+    );
+    assert!(message.contains(&expected), "{message}");
+    assert!(first.healthz(), "the first one runs on");
+
+    first.kill();
+    let mut third = sup_on_root(&root, BLOCK_LOCK, 2, &logs.path().join("third.log"));
+    let http = SocketAddr::new(ip(BLOCK_LOCK, 2).into(), 9631);
+    wait_for(SOON, "a new supervisor on the root of a killed one", || {
+        if let Some(status) = third.0.try_wait().unwrap() {
+            panic!("exited: {status}");
+        }
+        http_get(http, "/healthz")
     });
 }
