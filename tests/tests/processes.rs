@@ -1,6 +1,7 @@
 //! The processes a real `hab sup run` leaves behind, or does not: a supervisor killed with
 //! SIGKILL takes its service and hooks along (parent-death signal through the exec shim); a
-//! second supervisor on one root is turned away while the first holds its lock.
+//! second supervisor on one root is turned away while the first holds its lock; SIGTERM ends
+//! a supervisor promptly even while a long init hook runs, and the hook with it.
 //!
 //! Every process a test starts or expects is registered with a `Reaper`, which kills its
 //! process group when the test ends, passed or failed, so no `sleep 1000` outlives a test.
@@ -9,13 +10,14 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use habitat_e2e::{hab_binary, http_get, ip, wait_for, wait_until, Supervisor};
 
 const BLOCK_KILLED: u8 = 70;
 const BLOCK_KILLED_IN_INIT: u8 = 71;
 const BLOCK_LOCK: u8 = 72;
+const BLOCK_TERM_IN_INIT: u8 = 73;
 const SOON: Duration = Duration::from_secs(30);
 
 /// Writes a package directory under `dir`: IDENT plus `files` (hooks made executable by the
@@ -208,5 +210,41 @@ fn a_second_supervisor_on_one_root_is_turned_away_until_the_first_is_gone() {
             panic!("exited: {status}");
         }
         http_get(http, "/healthz")
+    });
+}
+
+#[test]
+fn sigterm_during_a_long_init_hook_ends_the_supervisor_and_the_hook_promptly() {
+    let packages = tempfile::tempdir().unwrap();
+    let pkg = package(
+        packages.path(),
+        "test/longinit/1.0.0/20260101000000",
+        &[
+            (
+                "hooks/init",
+                "#!/bin/sh\nsleep 300 &\necho $! > {{pkg.svc_data_path}}/child.pid\n\
+                 echo $$ > {{pkg.svc_data_path}}/init.pid\nwait\n",
+            ),
+            ("hooks/run", RUN_SLEEP),
+        ],
+    );
+    let mut reaper = Reaper::default();
+    let mut sup = Supervisor::at(BLOCK_TERM_IN_INIT, 1)
+        .without_service()
+        .args([pkg.to_str().unwrap()])
+        .start();
+    let data = sup.root().join("svc/longinit/data");
+    let hook = reaper.watch(wait_for_pid(&data.join("init.pid"), "the init hook to run"));
+    let child = reaper.watch(wait_for_pid(&data.join("child.pid"), "the hook's child"));
+
+    let t0 = Instant::now();
+    let status = sup.terminate();
+    // Well inside the hook's 300 s and the supervisor's own deadline (shutdown timeout plus
+    // the post-stop timeout, 130 s), and not a SIGKILL by the harness.
+    assert!(t0.elapsed() < Duration::from_secs(15), "{:?}", t0.elapsed());
+    assert!(status.success(), "{status}");
+    // Killed before the supervisor exited; a signalled process may take a moment to die.
+    wait_until(SOON, "the init hook and its child to be gone", || {
+        !alive(hook) && !alive(child)
     });
 }

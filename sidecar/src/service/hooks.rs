@@ -197,6 +197,19 @@ pub async fn run_hook(
     ctx: &HookContext,
     timeout: Duration,
 ) -> HookOutcome {
+    run_hook_until(kind, path, ctx, timeout, std::future::pending()).await
+}
+
+/// [`run_hook`], ended early when `cancel` resolves (the service is stopping): the hook's
+/// process group gets SIGTERM, then SIGKILL after [`HOOK_KILL_GRACE`], and the outcome is the
+/// exit that caused. A long hook (init may run for minutes) thus never outlives a shutdown.
+pub async fn run_hook_until(
+    kind: HookKind,
+    path: &Path,
+    ctx: &HookContext,
+    timeout: Duration,
+    cancel: impl std::future::Future<Output = ()>,
+) -> HookOutcome {
     let sg = ctx.service_group.as_str();
     let name = kind.file_name();
     let cwd = ctx.svc_dir.is_dir().then_some(ctx.svc_dir.as_path());
@@ -242,13 +255,29 @@ pub async fn run_hook(
         readers.push(tokio::spawn(forward(err, err_log, preamble, None)));
     }
 
-    let exit = match deadline_wait(&mut child, timeout).await {
-        Some(Ok(status)) => from_process_exit(ProcessExit::from_status(status)),
-        Some(Err(e)) => {
+    let waited = tokio::select! {
+        waited = deadline_wait(&mut child, timeout) => Some(waited),
+        () = cancel => None,
+    };
+    let exit = match waited {
+        None => {
+            tracing::info!("{sg}({LOGKEY}): stopping {name}: the service is stopping");
+            let (status, killed) =
+                process::terminate_group(&mut child, pid, Signal::SIGTERM, HOOK_KILL_GRACE).await;
+            if killed {
+                tracing::warn!("{sg}({LOGKEY}): {name} ignored SIGTERM and was killed");
+            }
+            match status {
+                Ok(status) => from_process_exit(ProcessExit::from_status(status)),
+                Err(_) => HookExit::Signal(Signal::SIGKILL as i32),
+            }
+        }
+        Some(Some(Ok(status))) => from_process_exit(ProcessExit::from_status(status)),
+        Some(Some(Err(e))) => {
             tracing::warn!("{sg}({LOGKEY}): Hook failed to run, {name}, waiting: {e}");
             HookExit::SpawnFailed(format!("waiting for {}: {e}", path.display()))
         }
-        None => {
+        Some(None) => {
             tracing::warn!(
                 "{sg}({LOGKEY}): {name} timed out after {:?}; killing its process group",
                 timeout
