@@ -18,6 +18,7 @@ const BLOCK_KILLED: u8 = 70;
 const BLOCK_KILLED_IN_INIT: u8 = 71;
 const BLOCK_LOCK: u8 = 72;
 const BLOCK_TERM_IN_INIT: u8 = 73;
+const BLOCK_LEFTOVER: u8 = 74;
 const SOON: Duration = Duration::from_secs(30);
 
 /// Writes a package directory under `dir`: IDENT plus `files` (hooks made executable by the
@@ -247,4 +248,54 @@ fn sigterm_during_a_long_init_hook_ends_the_supervisor_and_the_hook_promptly() {
     wait_until(SOON, "the init hook and its child to be gone", || {
         !alive(hook) && !alive(child)
     });
+}
+
+/// Processes whose working directory is `dir` (a service runs in its svc dir).
+fn processes_in(dir: &Path) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| alive(*pid))
+        .filter(|pid| std::fs::read_link(format!("/proc/{pid}/cwd")).is_ok_and(|cwd| cwd == dir))
+        .collect()
+}
+
+#[test]
+fn a_service_left_by_a_killed_supervisor_is_stopped_before_the_next_one_starts() {
+    let packages = tempfile::tempdir().unwrap();
+    // Ignores TERM, so the parent-death signal does not end it: a real leftover.
+    let pkg = package(
+        packages.path(),
+        "test/stubborn/1.0.0/20260101000000",
+        &[
+            ("hooks/run", "#!/bin/sh\ntrap '' TERM\nexec sleep 1000\n"),
+            ("SHUTDOWN_TIMEOUT", "1"),
+        ],
+    );
+    let mut reaper = Reaper::default();
+    let mut sup = Supervisor::at(BLOCK_LEFTOVER, 1)
+        .without_service()
+        .args([pkg.to_str().unwrap()])
+        .start();
+    let svc_dir = sup.root().join("svc/stubborn");
+    let pid_file = svc_dir.join("PID");
+    let old = reaper.watch(wait_for_pid(&pid_file, "the service to run"));
+
+    sup.kill();
+    assert!(
+        alive(old),
+        "the TERM-ignoring service {old} outlived its supervisor"
+    );
+    sup.restart();
+    let new = wait_for(SOON, "a new service process", || {
+        read_pid(&pid_file)
+            .filter(|pid| *pid != old && alive(*pid))
+            .ok_or_else(|| "not yet".to_string())
+    });
+    reaper.watch(new);
+    // The old one was gone before the new one started, not merely by now.
+    assert!(!alive(old), "the leftover {old} still runs beside {new}");
+    assert_eq!(processes_in(&svc_dir), [new]);
 }

@@ -485,8 +485,176 @@ pub async fn start(spec: &RunSpec) -> Result<RunningProcess> {
         stop(&mut running, Signal::SIGKILL, Duration::from_secs(1)).await;
         return Err(e);
     }
+    // Without it a later supervisor could not tell this process from one that reused its pid,
+    // and would leave it running: worth a warning, not a failed start.
+    match ProcIdentity::of(pid) {
+        Some(identity) => {
+            if let Err(e) = identity.write(&identity_path(&spec.pid_file), pid) {
+                tracing::warn!("{e}");
+            }
+        }
+        None => tracing::debug!("process {pid} ended before its start time was read"),
+    }
     Ok(running)
 }
+
+/// `<pid_file>.start`: the pid, boot and start time of the process the PID file names.
+pub fn identity_path(pid_file: &Path) -> PathBuf {
+    let mut name = pid_file.as_os_str().to_owned();
+    name.push(".start");
+    PathBuf::from(name)
+}
+
+/// What tells a process apart from a later one that reused its pid: the boot it started in
+/// and its start time in clock ticks since boot (`/proc/<pid>/stat`, field 22), which exec
+/// does not change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProcIdentity {
+    pub boot_id: String,
+    pub start_ticks: u64,
+}
+
+/// `/proc/<pid>/stat`'s state, process group and start time, `None` when it is gone.
+fn proc_stat(pid: u32) -> Option<(char, u32, u64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command (field 2) may hold spaces and parentheses: fields resume after the last ')'.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let state = fields.first()?.chars().next()?;
+    let pgrp = fields.get(2)?.parse().ok()?;
+    let start_ticks = fields.get(19)?.parse().ok()?;
+    Some((state, pgrp, start_ticks))
+}
+
+fn boot_id() -> Option<String> {
+    let id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
+    Some(id.trim().to_string())
+}
+
+impl ProcIdentity {
+    /// The identity of live process `pid` (a zombie has ended: `None`).
+    pub fn of(pid: u32) -> Option<ProcIdentity> {
+        let (state, _, start_ticks) = proc_stat(pid)?;
+        if matches!(state, 'Z' | 'X' | 'x') {
+            return None;
+        }
+        Some(ProcIdentity {
+            boot_id: boot_id()?,
+            start_ticks,
+        })
+    }
+
+    fn write(&self, path: &Path, pid: u32) -> Result<()> {
+        let text = format!("{pid} {} {}\n", self.boot_id, self.start_ticks);
+        let tmp = path.with_extension("start.tmp");
+        std::fs::write(&tmp, text).map_err(|e| Error::io(&tmp, e))?;
+        std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+    }
+
+    /// `PID BOOT_ID START_TICKS`, as written by `write`.
+    fn read(path: &Path) -> Option<(u32, ProcIdentity)> {
+        let text = std::fs::read_to_string(path).ok()?;
+        let mut fields = text.split_whitespace();
+        let pid = fields.next()?.parse().ok()?;
+        let boot_id = fields.next()?.to_string();
+        let start_ticks = fields.next()?.parse().ok()?;
+        Some((
+            pid,
+            ProcIdentity {
+                boot_id,
+                start_ticks,
+            },
+        ))
+    }
+}
+
+/// The live process `pid_file` names, if it is the very process an earlier supervisor started
+/// there (same pid, boot and start time): its pid and identity. `None` for no PID file, a
+/// process that is gone, or one that merely has that pid now.
+pub fn leftover(pid_file: &Path) -> Option<(u32, ProcIdentity)> {
+    let pid: u32 = std::fs::read_to_string(pid_file)
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    let live = ProcIdentity::of(pid)?;
+    match ProcIdentity::read(&identity_path(pid_file)) {
+        Some((recorded_pid, recorded)) if recorded_pid == pid && recorded == live => {
+            Some((pid, live))
+        }
+        _ => {
+            tracing::warn!(
+                "PID file {} names process {pid}, which is not the one a supervisor started \
+                 there (its pid was reused, or it was started otherwise); leaving it alone",
+                pid_file.display()
+            );
+            None
+        }
+    }
+}
+
+/// Before a start: stop the service process an earlier supervisor left running (killed before
+/// it could stop it, and the process ignored the parent-death signal), so two copies never
+/// share one data directory. As [`stop`]: `signal` to its group, `timeout`, then SIGKILL.
+/// An unrelated process that reused the pid is never touched (see [`leftover`]).
+pub async fn stop_leftover(pid_file: &Path, signal: Signal, timeout: Duration) {
+    let Some((pid, identity)) = leftover(pid_file) else {
+        return;
+    };
+    tracing::warn!(
+        "process {pid} (PID file {}) of an earlier supervisor is still running; stopping it \
+         before starting the service",
+        pid_file.display()
+    );
+    // Started as the leader of its own group; if it moved, only the process itself is ours.
+    let leader = proc_stat(pid).is_some_and(|(_, pgrp, _)| pgrp == pid);
+    let send = |sig: Signal| {
+        let sent = if leader {
+            signal_group(pid, sig)
+        } else {
+            i32::try_from(pid)
+                .map_err(|_| io::Error::other("pid out of range"))
+                .and_then(
+                    |raw| match nix::sys::signal::kill(Pid::from_raw(raw), sig) {
+                        Ok(()) | Err(Errno::ESRCH) => Ok(()),
+                        Err(e) => Err(io::Error::from(e)),
+                    },
+                )
+        };
+        if let Err(e) = sent {
+            tracing::warn!("sending {} to leftover process {pid}: {e}", sig.as_str());
+        }
+    };
+    // Not our child: no wait(), so watch /proc until it is gone or a zombie.
+    let gone = || ProcIdentity::of(pid).as_ref() != Some(&identity);
+    let gone_within = |limit: Duration| async move {
+        let end = tokio::time::Instant::now() + limit;
+        while !gone() && tokio::time::Instant::now() < end {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        gone()
+    };
+    send(signal);
+    if !gone_within(timeout).await {
+        tracing::warn!(
+            "leftover process {pid} ignored {}; killing it",
+            signal.as_str()
+        );
+        send(Signal::SIGKILL);
+        if !gone_within(LEFTOVER_KILL_WAIT).await {
+            tracing::warn!("leftover process {pid} outlived SIGKILL; starting anyway");
+        }
+    }
+    if leader {
+        // Stragglers of its group (its pid cannot be reused while the group has members).
+        let _ = signal_group(pid, Signal::SIGKILL);
+    }
+    for file in [pid_file.to_path_buf(), identity_path(pid_file)] {
+        let _ = std::fs::remove_file(file);
+    }
+}
+
+/// How long a SIGKILLed process not our child may take to be gone.
+const LEFTOVER_KILL_WAIT: Duration = Duration::from_secs(5);
 
 /// Write `pid` (decimal, no newline, as Habitat) atomically: temp file, then rename.
 fn write_pid_file(path: &Path, pid: u32) -> Result<()> {
@@ -527,10 +695,12 @@ impl RunningProcess {
     fn record(&mut self, status: ExitStatus) -> ProcessExit {
         let exit = ProcessExit::from_status(status);
         self.exit = Some(exit);
-        match std::fs::remove_file(&self.pid_file) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => tracing::warn!("removing PID file {}: {e}", self.pid_file.display()),
+        for file in [self.pid_file.clone(), identity_path(&self.pid_file)] {
+            match std::fs::remove_file(&file) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => tracing::warn!("removing PID file {}: {e}", file.display()),
+            }
         }
         exit
     }
@@ -615,6 +785,34 @@ mod tests {
         assert_eq!(lines[2].len(), MAX_LINE_BYTES);
         assert_eq!(lines[3], "x".repeat(10));
         assert_eq!(lines[4], "tail");
+    }
+
+    #[test]
+    fn a_leftover_is_the_recorded_process_or_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let pid_file = dir.path().join("PID");
+        assert_eq!(leftover(&pid_file), None, "no PID file");
+        // This test process stands in for a service an earlier supervisor started.
+        let me = std::process::id();
+        std::fs::write(&pid_file, me.to_string()).unwrap();
+        assert_eq!(
+            leftover(&pid_file),
+            None,
+            "no identity: not known to be ours"
+        );
+        let identity = ProcIdentity::of(me).unwrap();
+        identity.write(&identity_path(&pid_file), me).unwrap();
+        assert_eq!(leftover(&pid_file), Some((me, identity.clone())));
+        // The same pid, started at another time: a reused pid, left alone.
+        let other = ProcIdentity {
+            start_ticks: identity.start_ticks + 1,
+            ..identity.clone()
+        };
+        other.write(&identity_path(&pid_file), me).unwrap();
+        assert_eq!(leftover(&pid_file), None);
+        // The identity of another pid does not vouch for this one.
+        identity.write(&identity_path(&pid_file), me + 1).unwrap();
+        assert_eq!(leftover(&pid_file), None);
     }
 
     #[test]

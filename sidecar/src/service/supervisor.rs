@@ -240,6 +240,13 @@ impl Task {
 
     async fn start(&mut self) -> Phase {
         let prefix = self.config.spec.log_prefix.clone();
+        // A copy left running by an earlier supervisor goes first: never two on one svc dir.
+        process::stop_leftover(
+            &self.config.spec.pid_file,
+            self.config.shutdown_signal,
+            self.config.shutdown_timeout,
+        )
+        .await;
         match process::start(&self.config.spec).await {
             Ok(p) => {
                 let pid = p.pid();
