@@ -91,7 +91,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?;
-            runtime.block_on(manager::run(config))
+            runtime.block_on(async {
+                // From the start, not only once the loop runs (manager.rs handles it there):
+                // tokio's handler, once installed, replaces SIGHUP's default action, which is
+                // to die and leave the services behind.
+                use tokio::signal::unix::{signal, SignalKind};
+                drop(signal(SignalKind::hangup())?);
+                manager::run(config).await
+            })
         }
     }
 }

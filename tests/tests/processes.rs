@@ -19,6 +19,7 @@ const BLOCK_KILLED_IN_INIT: u8 = 71;
 const BLOCK_LOCK: u8 = 72;
 const BLOCK_TERM_IN_INIT: u8 = 73;
 const BLOCK_LEFTOVER: u8 = 74;
+const BLOCK_HUP: u8 = 75;
 const SOON: Duration = Duration::from_secs(30);
 
 /// Writes a package directory under `dir`: IDENT plus `files` (hooks made executable by the
@@ -298,4 +299,42 @@ fn a_service_left_by_a_killed_supervisor_is_stopped_before_the_next_one_starts()
     // The old one was gone before the new one started, not merely by now.
     assert!(!alive(old), "the leftover {old} still runs beside {new}");
     assert_eq!(processes_in(&svc_dir), [new]);
+}
+
+#[test]
+fn sighup_neither_ends_the_supervisor_nor_its_service() {
+    let packages = tempfile::tempdir().unwrap();
+    let pkg = package(
+        packages.path(),
+        "test/hup/1.0.0/20260101000000",
+        &[("hooks/run", RUN_SLEEP)],
+    );
+    let mut reaper = Reaper::default();
+    let mut sup = Supervisor::at(BLOCK_HUP, 1)
+        .without_service()
+        .args([pkg.to_str().unwrap()])
+        .start();
+    let service = reaper.watch(wait_for_pid(
+        &sup.root().join("svc/hup/PID"),
+        "the service to run",
+    ));
+
+    signal(sup.pid().unwrap(), "HUP");
+    // The supervisor says it has seen the signal: from then on, its survival is the result.
+    wait_until(SOON, "the supervisor to log the SIGHUP", || {
+        if let Some(status) = sup.exit_status() {
+            panic!("the supervisor ended on SIGHUP: {status}");
+        }
+        sup.log().contains("SIGHUP received")
+    });
+    assert!(sup.healthz(), "and answers");
+    assert!(alive(service), "the service {service} runs on");
+}
+
+fn signal(pid: u32, name: &str) {
+    let status = Command::new("kill")
+        .args(["-s", name, "--", &pid.to_string()])
+        .status()
+        .expect("run kill(1)");
+    assert!(status.success(), "kill -s {name} {pid}: {status}");
 }
