@@ -20,6 +20,7 @@ const BLOCK_LOCK: u8 = 72;
 const BLOCK_TERM_IN_INIT: u8 = 73;
 const BLOCK_LEFTOVER: u8 = 74;
 const BLOCK_HUP: u8 = 75;
+const BLOCK_FLOOD: u8 = 76;
 const SOON: Duration = Duration::from_secs(30);
 
 /// Writes a package directory under `dir`: IDENT plus `files` (hooks made executable by the
@@ -337,4 +338,55 @@ fn signal(pid: u32, name: &str) {
         .status()
         .expect("run kill(1)");
     assert!(status.success(), "kill -s {name} {pid}: {status}");
+}
+
+/// `VmHWM` (peak resident memory) of `pid` in KiB.
+fn peak_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("no VmHWM in {status}"))
+}
+
+#[test]
+fn a_hook_flooding_100_mb_of_output_neither_swells_the_supervisor_nor_hangs() {
+    const FLOOD: u64 = 100_000_000;
+    const PEAK_LIMIT_KIB: u64 = 48 * 1024;
+    let packages = tempfile::tempdir().unwrap();
+    // 100 000 lines of 1000 bytes, as fast as the pipe takes them.
+    let pkg = package(
+        packages.path(),
+        "test/flood/1.0.0/20260101000000",
+        &[
+            (
+                "hooks/init",
+                "#!/bin/sh\nyes \"$(printf '%0999d' 0)\" | head -c 100000000\n",
+            ),
+            ("hooks/run", RUN_SLEEP),
+        ],
+    );
+    let mut reaper = Reaper::default();
+    let sup = Supervisor::at(BLOCK_FLOOD, 1)
+        .without_service()
+        .args([pkg.to_str().unwrap()])
+        .start();
+    let sup_pid = sup.pid().unwrap();
+    let svc = sup.root().join("svc/flood");
+    // The service starts once init is done: the flood did not block the hook for good.
+    reaper.watch(wait_for(Duration::from_secs(120), "init to finish", || {
+        read_pid(&svc.join("PID"))
+            .filter(|pid| alive(*pid))
+            .ok_or_else(|| "no service yet".to_string())
+    }));
+    let peak = peak_rss_kib(sup_pid);
+    eprintln!("supervisor peak RSS: {peak} KiB");
+    // Lines in flight, not the flood: an idle supervisor's few MiB plus little, where the
+    // flood queued in memory took 100 MB and more.
+    assert!(peak < PEAK_LIMIT_KIB, "peak RSS {peak} KiB");
+    let logged = std::fs::metadata(svc.join("logs/init.stdout.log"))
+        .unwrap()
+        .len();
+    assert_eq!(logged, FLOOD, "every byte reached the hook's log file");
 }

@@ -22,6 +22,8 @@ pub const HOOK_KILL_GRACE: Duration = Duration::from_secs(5);
 pub const OUTPUT_DRAIN: Duration = Duration::from_secs(2);
 /// Most stdout bytes kept in [`HookOutcome::stdout`] (suitability needs a few).
 pub const MAX_CAPTURED_STDOUT: usize = 64 * 1024;
+/// Output gathered before a write to a hook's log file.
+const LOG_WRITE_BUFFER: usize = 64 * 1024;
 
 /// The hooks a package can ship in `hooks/`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -332,6 +334,10 @@ fn from_process_exit(exit: ProcessExit) -> HookExit {
 }
 
 /// Copy one output stream to the log, its log file and optionally a capped capture buffer.
+///
+/// One line at a time, written before the next is read: a hook flooding its output waits for
+/// the disk (its pipe fills) rather than queueing in memory (an unbounded queue grew by the
+/// flood, 100 MB of output took 200 MB, and lost its tail at the output drain limit).
 async fn forward<R>(
     reader: R,
     log_file: PathBuf,
@@ -340,35 +346,36 @@ async fn forward<R>(
 ) where
     R: tokio::io::AsyncRead + Unpin,
 {
-    let mut file = open_log(&log_file).await;
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
-    // `move`: the closure owns `tx`, so the channel closes when the stream ends.
-    let read = process::for_each_line(reader, move |line| {
+    let mut file = open_log(&log_file)
+        .await
+        .map(|f| tokio::io::BufWriter::with_capacity(LOG_WRITE_BUFFER, f));
+    let mut lines = process::LineReader::new(reader);
+    while let Some(line) = lines.next_line().await {
         tracing::info!("{preamble}({LOGKEY}): {line}");
         if let Some(buf) = &capture {
             if let Ok(mut b) = buf.lock() {
                 if b.len() + line.len() < MAX_CAPTURED_STDOUT {
-                    b.push_str(line);
+                    b.push_str(&line);
                     b.push('\n');
                 }
             }
         }
-        let _ = tx.send(format!("{line}\n"));
-    });
-    let write = async {
-        while let Some(line) = rx.recv().await {
-            if let Some(f) = file.as_mut() {
-                if let Err(e) = f.write_all(line.as_bytes()).await {
-                    tracing::warn!("writing {}: {e}", log_file.display());
-                    file = None;
-                }
+        if let Some(f) = file.as_mut() {
+            let written = async {
+                f.write_all(line.as_bytes()).await?;
+                f.write_all(b"\n").await
+            };
+            if let Err(e) = written.await {
+                tracing::warn!("writing {}: {e}", log_file.display());
+                file = None;
             }
         }
-        if let Some(f) = file.as_mut() {
-            let _ = f.flush().await;
+    }
+    if let Some(f) = file.as_mut() {
+        if let Err(e) = f.flush().await {
+            tracing::warn!("writing {}: {e}", log_file.display());
         }
-    };
-    tokio::join!(read, write);
+    }
 }
 
 async fn open_log(path: &Path) -> Option<tokio::fs::File> {

@@ -391,47 +391,75 @@ where
     R: AsyncRead + Unpin,
     F: FnMut(&str),
 {
-    let mut reader = BufReader::new(reader);
-    let mut line: Vec<u8> = Vec::new();
-    loop {
-        let buf = match reader.fill_buf().await {
-            Ok(b) => b,
-            Err(e) => {
-                tracing::debug!("reading child output: {e}");
-                break;
-            }
-        };
-        if buf.is_empty() {
-            break;
-        }
-        let room = MAX_LINE_BYTES - line.len();
-        let window = &buf[..buf.len().min(room)];
-        let (consumed, complete) = match window.iter().position(|&b| b == b'\n') {
-            Some(i) => {
-                line.extend_from_slice(&window[..i]);
-                (i + 1, true)
-            }
-            None => {
-                line.extend_from_slice(window);
-                (window.len(), line.len() >= MAX_LINE_BYTES)
-            }
-        };
-        reader.consume(consumed);
-        if complete {
-            emit(&mut line, &mut on_line);
-        }
-    }
-    if !line.is_empty() {
-        emit(&mut line, &mut on_line);
+    let mut lines = LineReader::new(reader);
+    while let Some(line) = lines.next_line().await {
+        on_line(&line);
     }
 }
 
-fn emit<F: FnMut(&str)>(line: &mut Vec<u8>, on_line: &mut F) {
-    if line.last() == Some(&b'\r') {
-        line.pop();
+/// Lines of a child's output: lossy UTF-8, without `\n` or `\r\n`, at most
+/// [`MAX_LINE_BYTES`] each (longer output is split). Holds at most one line: nothing is read
+/// ahead of what the caller has taken, so a slow caller slows the writer (its pipe fills)
+/// instead of growing a queue.
+pub(crate) struct LineReader<R> {
+    reader: BufReader<R>,
+    line: Vec<u8>,
+    done: bool,
+}
+
+impl<R: AsyncRead + Unpin> LineReader<R> {
+    pub(crate) fn new(reader: R) -> Self {
+        LineReader {
+            reader: BufReader::new(reader),
+            line: Vec::new(),
+            done: false,
+        }
     }
-    on_line(&String::from_utf8_lossy(line));
-    line.clear();
+
+    /// The next line; `None` at the end of the output (or a read error, logged).
+    pub(crate) async fn next_line(&mut self) -> Option<String> {
+        while !self.done {
+            let buf = match self.reader.fill_buf().await {
+                Ok(b) => b,
+                Err(e) => {
+                    tracing::debug!("reading child output: {e}");
+                    self.done = true;
+                    break;
+                }
+            };
+            if buf.is_empty() {
+                self.done = true;
+                break;
+            }
+            let room = MAX_LINE_BYTES - self.line.len();
+            let window = &buf[..buf.len().min(room)];
+            let (consumed, complete) = match window.iter().position(|&b| b == b'\n') {
+                Some(i) => {
+                    self.line.extend_from_slice(&window[..i]);
+                    (i + 1, true)
+                }
+                None => {
+                    self.line.extend_from_slice(window);
+                    (window.len(), self.line.len() >= MAX_LINE_BYTES)
+                }
+            };
+            self.reader.consume(consumed);
+            if complete {
+                return Some(self.take());
+            }
+        }
+        // The last line, without its `\n`.
+        (!self.line.is_empty()).then(|| self.take())
+    }
+
+    fn take(&mut self) -> String {
+        if self.line.last() == Some(&b'\r') {
+            self.line.pop();
+        }
+        let text = String::from_utf8_lossy(&self.line).into_owned();
+        self.line.clear();
+        text
+    }
 }
 
 /// A running service process. Dropping it leaves the process running (as Habitat's launcher
