@@ -3,9 +3,11 @@
 //!
 //! Invariants: every child runs in its own process group (its pid is the group id), so a
 //! stop or a hook timeout reaches its grandchildren too and a ^C at the supervisor's terminal
-//! reaches none of them; the PID file exists only while the process is known to be running.
+//! reaches none of them; the PID file exists only while the process is known to be running,
+//! with `PID.start` beside it telling that process apart from a later one with its pid.
 //! In `hab sup run` every child starts through the exec shim (`hab __exec`), which arms a
-//! parent-death signal: a supervisor killed by SIGKILL or a panic takes its children along.
+//! parent-death signal: a supervisor killed by SIGKILL or a panic takes its children along,
+//! and what survives anyway (a service ignoring TERM) is stopped by the next start.
 
 use std::ffi::OsString;
 use std::io;

@@ -3,8 +3,9 @@
 //!
 //! One task owns the process; callers talk to it through [`Supervisor`] (commands on an
 //! mpsc channel, current state on a watch channel, every transition on a broadcast channel).
-//! Invariant: at most one process per supervisor exists at any time, and a stop always
-//! completes (signal, timeout, SIGKILL) before the reply is sent.
+//! Invariant: at most one process per supervisor exists at any time (one an earlier
+//! supervisor left running is stopped before a start), and a stop always completes (signal,
+//! timeout, SIGKILL) before the reply is sent.
 
 use std::time::Duration;
 
