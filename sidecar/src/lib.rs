@@ -20,4 +20,5 @@ pub mod metrics;
 pub mod package;
 pub mod plan;
 pub mod service;
+pub mod sup_lock;
 pub mod template;

@@ -11,8 +11,16 @@ use habitat_sidecar::cli::{
 use habitat_sidecar::keys;
 use habitat_sidecar::manager::{self, SupervisorConfig};
 use habitat_sidecar::plan;
+use habitat_sidecar::service::process;
+use habitat_sidecar::sup_lock::SupLock;
 
 fn main() -> ExitCode {
+    // The exec shim a supervisor starts its children through: nothing else runs first (no
+    // logging, no argument parsing), it only arms the parent-death signal and execs.
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if args.get(1).is_some_and(|a| a == process::EXEC_SHIM_COMMAND) {
+        return process::exec_shim(&args[2..]);
+    }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
@@ -65,14 +73,32 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Sup(SupCommand::Run(args)) => {
             let config = supervisor_config(cli.root, *args)?;
+            // Before anything touches the root; held until the supervisor is gone.
+            let _lock = SupLock::acquire(&config.root)?;
+            match std::env::current_exe() {
+                Ok(hab) => process::install_exec_shim(hab),
+                Err(e) => tracing::warn!(
+                    "cannot find the hab binary ({e}): services will not stop with the supervisor"
+                ),
+            }
             // One thread: the loop owns all gossip state and runs on the thread that blocks on
             // it, and the other tasks mostly wait, so worker threads only added cross-thread
             // wake-ups (docs/performance.md, "Idle cost"). DNS lookups still go to tokio's
-            // blocking pool; hooks and the service are child processes.
+            // blocking pool; hooks and the service are child processes, forked from this
+            // thread, which lives as long as the supervisor: their parent-death signal fires
+            // when the forking thread ends, so they must never be spawned from the blocking
+            // pool.
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?;
-            runtime.block_on(manager::run(config))
+            runtime.block_on(async {
+                // From the start, not only once the loop runs (manager.rs handles it there):
+                // tokio's handler, once installed, replaces SIGHUP's default action, which is
+                // to die and leave the services behind.
+                use tokio::signal::unix::{signal, SignalKind};
+                drop(signal(SignalKind::hangup())?);
+                manager::run(config).await
+            })
         }
     }
 }

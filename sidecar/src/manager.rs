@@ -874,6 +874,9 @@ pub async fn run(config: SupervisorConfig) -> anyhow::Result<()> {
     // Created once: a signal stream made anew each turn would re-register every time.
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut sigint = signal(SignalKind::interrupt())?;
+    // Habitat's SIGHUP restarts the supervisor under its launcher, services kept; we have no
+    // launcher, and user.toml applies by itself: log it rather than die (the default action).
+    let mut sighup = signal(SignalKind::hangup())?;
     // One timer for everything the loop waits on, armed only when something is due.
     let mut deadline = Deadline::new();
     loop {
@@ -908,6 +911,7 @@ pub async fn run(config: SupervisorConfig) -> anyhow::Result<()> {
             Ok(()) = service_status_changed(&mut loop_state.service) => loop_state.on_service_status(),
             _ = sigterm.recv() => break,
             _ = sigint.recv() => break,
+            _ = sighup.recv() => tracing::info!("SIGHUP received: ignored, the supervisor runs on"),
         }
         if loop_state.after_input() {
             housekeeping.on_membership_change(&loop_state.node.members());

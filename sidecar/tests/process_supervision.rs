@@ -531,3 +531,73 @@ async fn an_aborted_hook_leaves_no_process_behind() {
     })
     .await;
 }
+
+/// Kills a process group when dropped: a test's clean-up, also when it fails.
+struct KillGroupOnDrop(u32);
+
+impl Drop for KillGroupOnDrop {
+    fn drop(&mut self) {
+        let _ =
+            nix::sys::signal::killpg(nix::unistd::Pid::from_raw(self.0 as i32), Signal::SIGKILL);
+    }
+}
+
+/// A service an earlier supervisor left running (dropped here without a stop, as a SIGKILLed
+/// supervisor leaves it; it ignores TERM, so the parent-death signal did not end it either)
+/// is stopped before the next start: never two copies on one svc dir. Before, both ran.
+#[tokio::test]
+async fn a_leftover_service_is_stopped_before_a_new_one_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = script(
+        dir.path(),
+        "run",
+        "trap '' TERM\necho $$ >> \"$WORK/starts\"\nexec sleep 300",
+    );
+    let old = process::start(&spec(dir.path(), run.clone()))
+        .await
+        .unwrap();
+    let old_pid = old.pid();
+    let _old_guard = KillGroupOnDrop(old_pid);
+    drop(old);
+    let starts = dir.path().join("starts");
+    eventually("the TERM trap", || read_pid(&starts).is_some()).await;
+
+    let mut config = SupervisorConfig::new(spec(dir.path(), run));
+    config.shutdown_timeout = Duration::from_millis(300);
+    let sup = Supervisor::spawn(config);
+    let mut state = sup.state();
+    let up = |s: &ProcessState| matches!(s, ProcessState::Up { .. });
+    let new_pid = match within("up", state.wait_for(up)).await.unwrap().clone() {
+        ProcessState::Up { pid } => pid,
+        other => panic!("{other:?}"),
+    };
+    let _new_guard = KillGroupOnDrop(new_pid);
+    assert_ne!(new_pid, old_pid);
+    assert!(!alive(old_pid), "the leftover {old_pid} was stopped first");
+    assert_eq!(read_pid(&dir.path().join("PID")), Some(new_pid));
+    sup.shutdown().await;
+}
+
+/// A PID file naming a process that is not the one a supervisor recorded there (a reused pid)
+/// is not a reason to kill anything.
+#[tokio::test]
+async fn a_pid_file_naming_an_unrelated_process_leaves_it_alone() {
+    use std::os::unix::process::CommandExt;
+    let dir = tempfile::tempdir().unwrap();
+    let mut unrelated = std::process::Command::new("sleep")
+        .arg("300")
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let _guard = KillGroupOnDrop(unrelated.id());
+    std::fs::write(dir.path().join("PID"), unrelated.id().to_string()).unwrap();
+
+    let run = script(dir.path(), "run", "exec sleep 300");
+    let sup = Supervisor::spawn(SupervisorConfig::new(spec(dir.path(), run)));
+    let mut state = sup.state();
+    let up = |s: &ProcessState| matches!(s, ProcessState::Up { .. });
+    within("up", state.wait_for(up)).await.unwrap();
+    assert!(alive(unrelated.id()), "the unrelated process runs on");
+    assert_eq!(unrelated.try_wait().unwrap(), None);
+    sup.shutdown().await;
+}

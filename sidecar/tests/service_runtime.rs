@@ -197,12 +197,29 @@ async fn changed_config_runs_reconfigure_and_keeps_the_process() {
     );
     assert_eq!(svc.status.borrow().pid, Some(pid), "not restarted");
     assert_eq!(svc.status.borrow().config_incarnation, Some(1));
-    // An older incarnation arriving late changes nothing.
-    svc.set_view(vec![own_group_with_config(0, "port = 1")]);
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(std::fs::read_to_string(svc.svc().join("config/app.conf"))
-        .unwrap()
-        .contains("9000"));
+    // An older incarnation arriving late changes nothing. The same view carries a service
+    // file: once it is on disk, the runtime has rendered that view, so the config below is
+    // what it decided, not what it had before it looked.
+    let mut stale = own_group_with_config(0, "port = 1");
+    stale.service_files = vec![CensusFile {
+        filename: "seen-stale-view".into(),
+        incarnation: 1,
+        encrypted: false,
+        body: b"1".to_vec(),
+    }];
+    svc.set_view(vec![stale]);
+    svc.until_file("files/seen-stale-view", |t| t == "1").await;
+    assert_eq!(
+        std::fs::read_to_string(svc.svc().join("config/app.conf")).unwrap(),
+        "port=9000\n"
+    );
+    assert_eq!(svc.status.borrow().config_incarnation, Some(1));
+    assert_eq!(svc.status.borrow().pid, Some(pid), "not restarted");
+    let reconfigured = std::fs::read_to_string(svc.svc().join("data/reconfigured")).unwrap();
+    assert_eq!(
+        reconfigured, "9000\n",
+        "reconfigure ran only for the newer config"
+    );
     svc.stop().await;
 }
 

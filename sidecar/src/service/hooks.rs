@@ -22,6 +22,8 @@ pub const HOOK_KILL_GRACE: Duration = Duration::from_secs(5);
 pub const OUTPUT_DRAIN: Duration = Duration::from_secs(2);
 /// Most stdout bytes kept in [`HookOutcome::stdout`] (suitability needs a few).
 pub const MAX_CAPTURED_STDOUT: usize = 64 * 1024;
+/// Output gathered before a write to a hook's log file.
+const LOG_WRITE_BUFFER: usize = 64 * 1024;
 
 /// The hooks a package can ship in `hooks/`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -197,11 +199,24 @@ pub async fn run_hook(
     ctx: &HookContext,
     timeout: Duration,
 ) -> HookOutcome {
+    run_hook_until(kind, path, ctx, timeout, std::future::pending()).await
+}
+
+/// [`run_hook`], ended early when `cancel` resolves (the service is stopping): the hook's
+/// process group gets SIGTERM, then SIGKILL after [`HOOK_KILL_GRACE`], and the outcome is the
+/// exit that caused. A long hook (init may run for minutes) thus never outlives a shutdown.
+pub async fn run_hook_until(
+    kind: HookKind,
+    path: &Path,
+    ctx: &HookContext,
+    timeout: Duration,
+    cancel: impl std::future::Future<Output = ()>,
+) -> HookOutcome {
     let sg = ctx.service_group.as_str();
     let name = kind.file_name();
     let cwd = ctx.svc_dir.is_dir().then_some(ctx.svc_dir.as_path());
-    let mut cmd = process::group_command(path, &[], cwd, &ctx.env, ctx.user.as_ref());
-    let mut child = match process::spawn_retrying(&mut cmd).await {
+    let spawned = process::spawn_group(path, &[], cwd, &ctx.env, ctx.user.as_ref()).await;
+    let mut child = match spawned {
         Ok(c) => c,
         Err(e) => {
             tracing::warn!(
@@ -242,13 +257,29 @@ pub async fn run_hook(
         readers.push(tokio::spawn(forward(err, err_log, preamble, None)));
     }
 
-    let exit = match deadline_wait(&mut child, timeout).await {
-        Some(Ok(status)) => from_process_exit(ProcessExit::from_status(status)),
-        Some(Err(e)) => {
+    let waited = tokio::select! {
+        waited = deadline_wait(&mut child, timeout) => Some(waited),
+        () = cancel => None,
+    };
+    let exit = match waited {
+        None => {
+            tracing::info!("{sg}({LOGKEY}): stopping {name}: the service is stopping");
+            let (status, killed) =
+                process::terminate_group(&mut child, pid, Signal::SIGTERM, HOOK_KILL_GRACE).await;
+            if killed {
+                tracing::warn!("{sg}({LOGKEY}): {name} ignored SIGTERM and was killed");
+            }
+            match status {
+                Ok(status) => from_process_exit(ProcessExit::from_status(status)),
+                Err(_) => HookExit::Signal(Signal::SIGKILL as i32),
+            }
+        }
+        Some(Some(Ok(status))) => from_process_exit(ProcessExit::from_status(status)),
+        Some(Some(Err(e))) => {
             tracing::warn!("{sg}({LOGKEY}): Hook failed to run, {name}, waiting: {e}");
             HookExit::SpawnFailed(format!("waiting for {}: {e}", path.display()))
         }
-        None => {
+        Some(None) => {
             tracing::warn!(
                 "{sg}({LOGKEY}): {name} timed out after {:?}; killing its process group",
                 timeout
@@ -303,6 +334,10 @@ fn from_process_exit(exit: ProcessExit) -> HookExit {
 }
 
 /// Copy one output stream to the log, its log file and optionally a capped capture buffer.
+///
+/// One line at a time, written before the next is read: a hook flooding its output waits for
+/// the disk (its pipe fills) rather than queueing in memory (an unbounded queue grew by the
+/// flood, 100 MB of output took 200 MB, and lost its tail at the output drain limit).
 async fn forward<R>(
     reader: R,
     log_file: PathBuf,
@@ -311,35 +346,36 @@ async fn forward<R>(
 ) where
     R: tokio::io::AsyncRead + Unpin,
 {
-    let mut file = open_log(&log_file).await;
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
-    // `move`: the closure owns `tx`, so the channel closes when the stream ends.
-    let read = process::for_each_line(reader, move |line| {
+    let mut file = open_log(&log_file)
+        .await
+        .map(|f| tokio::io::BufWriter::with_capacity(LOG_WRITE_BUFFER, f));
+    let mut lines = process::LineReader::new(reader);
+    while let Some(line) = lines.next_line().await {
         tracing::info!("{preamble}({LOGKEY}): {line}");
         if let Some(buf) = &capture {
             if let Ok(mut b) = buf.lock() {
                 if b.len() + line.len() < MAX_CAPTURED_STDOUT {
-                    b.push_str(line);
+                    b.push_str(&line);
                     b.push('\n');
                 }
             }
         }
-        let _ = tx.send(format!("{line}\n"));
-    });
-    let write = async {
-        while let Some(line) = rx.recv().await {
-            if let Some(f) = file.as_mut() {
-                if let Err(e) = f.write_all(line.as_bytes()).await {
-                    tracing::warn!("writing {}: {e}", log_file.display());
-                    file = None;
-                }
+        if let Some(f) = file.as_mut() {
+            let written = async {
+                f.write_all(line.as_bytes()).await?;
+                f.write_all(b"\n").await
+            };
+            if let Err(e) = written.await {
+                tracing::warn!("writing {}: {e}", log_file.display());
+                file = None;
             }
         }
-        if let Some(f) = file.as_mut() {
-            let _ = f.flush().await;
+    }
+    if let Some(f) = file.as_mut() {
+        if let Err(e) = f.flush().await {
+            tracing::warn!("writing {}: {e}", log_file.display());
         }
-    };
-    tokio::join!(read, write);
+    }
 }
 
 async fn open_log(path: &Path) -> Option<tokio::fs::File> {

@@ -3,12 +3,17 @@
 //!
 //! Invariants: every child runs in its own process group (its pid is the group id), so a
 //! stop or a hook timeout reaches its grandchildren too and a ^C at the supervisor's terminal
-//! reaches none of them; the PID file exists only while the process is known to be running.
+//! reaches none of them; the PID file exists only while the process is known to be running,
+//! with `PID.start` beside it telling that process apart from a later one with its pid.
+//! In `hab sup run` every child starts through the exec shim (`hab __exec`), which arms a
+//! parent-death signal: a supervisor killed by SIGKILL or a panic takes its children along,
+//! and what survives anyway (a service ignoring TERM) is stopped by the next start.
 
+use std::ffi::OsString;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::process::{ExitStatus, Stdio};
-use std::sync::Arc;
+use std::process::{ExitCode, ExitStatus, Stdio};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use nix::errno::Errno;
@@ -146,16 +151,107 @@ pub const SUPERVISOR_SECRETS: [&str; 3] = [
     "HAB_CTL_SECRET",
 ];
 
+/// The hidden `hab` subcommand of the exec shim: `hab __exec PARENT_PID PROGRAM [ARGS...]`.
+pub const EXEC_SHIM_COMMAND: &str = "__exec";
+/// The signal a child gets when its supervisor dies: TERM, the signal an orderly stop starts
+/// with, so a service can still shut down cleanly. One that ignores TERM survives; the next
+/// supervisor stops it through the PID file.
+pub const PARENT_DEATH_SIGNAL: Signal = Signal::SIGTERM;
+
+/// The binary that serves as the exec shim (`hab` itself), once installed.
+static EXEC_SHIM: OnceLock<PathBuf> = OnceLock::new();
+
+/// Start every child through `binary` (the running `hab`) from now on. Without it (library
+/// users, in-process tests) children are spawned directly and get no parent-death signal.
+///
+/// The signal fires when the *thread* that forked the child exits, not the process: children
+/// must be spawned from threads that live as long as the supervisor (the thread running the
+/// runtime; never tokio's blocking pool, whose idle threads exit).
+pub fn install_exec_shim(binary: PathBuf) {
+    let _ = EXEC_SHIM.set(binary);
+}
+
+/// `hab __exec PARENT_PID PROGRAM [ARGS...]`: arm the parent-death signal, make sure the parent
+/// is still `PARENT_PID` (it may have died before the signal was armed), then become
+/// `PROGRAM`. The process group, user, working directory and environment were set by the
+/// supervisor before it ran us, and exec keeps them and the death signal (the kernel clears it
+/// only for set-user-ID programs). Returns only on failure, with the shell's codes: 127 when
+/// the program does not exist, 126 when it cannot run.
+pub fn exec_shim(args: &[OsString]) -> ExitCode {
+    use std::os::unix::process::CommandExt;
+    let (Some(parent), Some(program)) = (args.first(), args.get(1)) else {
+        eprintln!("hab {EXEC_SHIM_COMMAND}: expected PARENT_PID PROGRAM [ARGS...]");
+        return ExitCode::from(2);
+    };
+    let Some(parent) = parent.to_str().and_then(|p| p.parse::<i32>().ok()) else {
+        eprintln!("hab {EXEC_SHIM_COMMAND}: parent pid {parent:?}: expected a number");
+        return ExitCode::from(2);
+    };
+    if let Err(e) = nix::sys::prctl::set_pdeathsig(PARENT_DEATH_SIGNAL) {
+        eprintln!("hab {EXEC_SHIM_COMMAND}: cannot arm the parent-death signal: {e}");
+        return ExitCode::from(126);
+    }
+    if nix::unistd::getppid().as_raw() != parent {
+        // The supervisor died before the signal was armed: nobody would stop this child.
+        return ExitCode::from(1);
+    }
+    let mut delay = Duration::from_millis(5);
+    let error = loop {
+        let error = std::process::Command::new(program).args(&args[2..]).exec();
+        // A hook file written just before can be busy while another child of the supervisor,
+        // forked meanwhile, still holds its write handle (see `spawn_retrying`).
+        if error.raw_os_error() != Some(libc::ETXTBSY) || delay > Duration::from_millis(200) {
+            break error;
+        }
+        std::thread::sleep(delay);
+        delay *= 2;
+    };
+    eprintln!(
+        "hab {EXEC_SHIM_COMMAND}: cannot run {}: {error}",
+        Path::new(program).display()
+    );
+    ExitCode::from(if error.kind() == io::ErrorKind::NotFound {
+        127
+    } else {
+        126
+    })
+}
+
+/// A file the shim could not run, found before forking, so it stays a spawn error (as without
+/// the shim) instead of becoming the shim's exit code.
+fn check_runnable(program: &Path) -> io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::metadata(program)?;
+    if meta.is_file() && meta.permissions().mode() & 0o111 != 0 {
+        Ok(())
+    } else {
+        Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            "not an executable file",
+        ))
+    }
+}
+
 /// A command in its own process group, stdin closed, output piped, as `user` when possible,
-/// without the supervisor's secrets in its environment.
+/// without the supervisor's secrets in its environment; through the exec `shim` if given.
 pub(crate) fn group_command(
+    shim: Option<&Path>,
     program: &Path,
     args: &[String],
     cwd: Option<&Path>,
     env: &[(String, String)],
     user: Option<&RunAs>,
 ) -> Command {
-    let mut cmd = Command::new(program);
+    let mut cmd = match shim {
+        Some(shim) => {
+            let mut cmd = Command::new(shim);
+            cmd.arg(EXEC_SHIM_COMMAND)
+                .arg(std::process::id().to_string())
+                .arg(program);
+            cmd
+        }
+        None => Command::new(program),
+    };
     for secret in SUPERVISOR_SECRETS {
         cmd.env_remove(secret);
     }
@@ -172,6 +268,42 @@ pub(crate) fn group_command(
         cmd.uid(uid.as_raw()).gid(gid.as_raw());
     }
     cmd
+}
+
+/// Spawn `program` with `args` as [`group_command`] sets it up, through the exec shim if
+/// installed, and
+/// without the shim when the shim itself cannot be run (a supervisor binary the service user
+/// may not execute): the child then lacks only the parent-death signal.
+pub(crate) async fn spawn_group(
+    program: &Path,
+    args: &[String],
+    cwd: Option<&Path>,
+    env: &[(String, String)],
+    user: Option<&RunAs>,
+) -> io::Result<Child> {
+    let Some(shim) = EXEC_SHIM.get() else {
+        let mut cmd = group_command(None, program, args, cwd, env, user);
+        return spawn_retrying(&mut cmd).await;
+    };
+    check_runnable(program)?;
+    let mut cmd = group_command(Some(shim), program, args, cwd, env, user);
+    match spawn_retrying(&mut cmd).await {
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::NotFound | io::ErrorKind::PermissionDenied
+            ) =>
+        {
+            tracing::warn!(
+                "cannot run the exec shim {}: {e}; starting {} without a parent-death signal",
+                shim.display(),
+                program.display()
+            );
+            let mut cmd = group_command(None, program, args, cwd, env, user);
+            spawn_retrying(&mut cmd).await
+        }
+        other => other,
+    }
 }
 
 /// Spawn, retrying briefly on ETXTBSY: a script written just before (a freshly compiled
@@ -261,47 +393,75 @@ where
     R: AsyncRead + Unpin,
     F: FnMut(&str),
 {
-    let mut reader = BufReader::new(reader);
-    let mut line: Vec<u8> = Vec::new();
-    loop {
-        let buf = match reader.fill_buf().await {
-            Ok(b) => b,
-            Err(e) => {
-                tracing::debug!("reading child output: {e}");
-                break;
-            }
-        };
-        if buf.is_empty() {
-            break;
-        }
-        let room = MAX_LINE_BYTES - line.len();
-        let window = &buf[..buf.len().min(room)];
-        let (consumed, complete) = match window.iter().position(|&b| b == b'\n') {
-            Some(i) => {
-                line.extend_from_slice(&window[..i]);
-                (i + 1, true)
-            }
-            None => {
-                line.extend_from_slice(window);
-                (window.len(), line.len() >= MAX_LINE_BYTES)
-            }
-        };
-        reader.consume(consumed);
-        if complete {
-            emit(&mut line, &mut on_line);
-        }
-    }
-    if !line.is_empty() {
-        emit(&mut line, &mut on_line);
+    let mut lines = LineReader::new(reader);
+    while let Some(line) = lines.next_line().await {
+        on_line(&line);
     }
 }
 
-fn emit<F: FnMut(&str)>(line: &mut Vec<u8>, on_line: &mut F) {
-    if line.last() == Some(&b'\r') {
-        line.pop();
+/// Lines of a child's output: lossy UTF-8, without `\n` or `\r\n`, at most
+/// [`MAX_LINE_BYTES`] each (longer output is split). Holds at most one line: nothing is read
+/// ahead of what the caller has taken, so a slow caller slows the writer (its pipe fills)
+/// instead of growing a queue.
+pub(crate) struct LineReader<R> {
+    reader: BufReader<R>,
+    line: Vec<u8>,
+    done: bool,
+}
+
+impl<R: AsyncRead + Unpin> LineReader<R> {
+    pub(crate) fn new(reader: R) -> Self {
+        LineReader {
+            reader: BufReader::new(reader),
+            line: Vec::new(),
+            done: false,
+        }
     }
-    on_line(&String::from_utf8_lossy(line));
-    line.clear();
+
+    /// The next line; `None` at the end of the output (or a read error, logged).
+    pub(crate) async fn next_line(&mut self) -> Option<String> {
+        while !self.done {
+            let buf = match self.reader.fill_buf().await {
+                Ok(b) => b,
+                Err(e) => {
+                    tracing::debug!("reading child output: {e}");
+                    self.done = true;
+                    break;
+                }
+            };
+            if buf.is_empty() {
+                self.done = true;
+                break;
+            }
+            let room = MAX_LINE_BYTES - self.line.len();
+            let window = &buf[..buf.len().min(room)];
+            let (consumed, complete) = match window.iter().position(|&b| b == b'\n') {
+                Some(i) => {
+                    self.line.extend_from_slice(&window[..i]);
+                    (i + 1, true)
+                }
+                None => {
+                    self.line.extend_from_slice(window);
+                    (window.len(), self.line.len() >= MAX_LINE_BYTES)
+                }
+            };
+            self.reader.consume(consumed);
+            if complete {
+                return Some(self.take());
+            }
+        }
+        // The last line, without its `\n`.
+        (!self.line.is_empty()).then(|| self.take())
+    }
+
+    fn take(&mut self) -> String {
+        if self.line.last() == Some(&b'\r') {
+            self.line.pop();
+        }
+        let text = String::from_utf8_lossy(&self.line).into_owned();
+        self.line.clear();
+        text
+    }
 }
 
 /// A running service process. Dropping it leaves the process running (as Habitat's launcher
@@ -317,16 +477,15 @@ pub struct RunningProcess {
 /// Start `spec`'s program in its own process group, write its PID file and forward its
 /// output to the log as `<prefix>(O): line` / `<prefix>(E): line`, as Habitat does.
 pub async fn start(spec: &RunSpec) -> Result<RunningProcess> {
-    let mut cmd = group_command(
+    let mut child = spawn_group(
         &spec.program,
         &spec.args,
         Some(&spec.cwd),
         &spec.env,
         spec.user.as_ref(),
-    );
-    let mut child = spawn_retrying(&mut cmd)
-        .await
-        .map_err(|e| Error::io(&spec.program, e))?;
+    )
+    .await
+    .map_err(|e| Error::io(&spec.program, e))?;
     let Some(pid) = child.id() else {
         return Err(Error::invalid(
             spec.program.display().to_string(),
@@ -356,8 +515,176 @@ pub async fn start(spec: &RunSpec) -> Result<RunningProcess> {
         stop(&mut running, Signal::SIGKILL, Duration::from_secs(1)).await;
         return Err(e);
     }
+    // Without it a later supervisor could not tell this process from one that reused its pid,
+    // and would leave it running: worth a warning, not a failed start.
+    match ProcIdentity::of(pid) {
+        Some(identity) => {
+            if let Err(e) = identity.write(&identity_path(&spec.pid_file), pid) {
+                tracing::warn!("{e}");
+            }
+        }
+        None => tracing::debug!("process {pid} ended before its start time was read"),
+    }
     Ok(running)
 }
+
+/// `<pid_file>.start`: the pid, boot and start time of the process the PID file names.
+pub fn identity_path(pid_file: &Path) -> PathBuf {
+    let mut name = pid_file.as_os_str().to_owned();
+    name.push(".start");
+    PathBuf::from(name)
+}
+
+/// What tells a process apart from a later one that reused its pid: the boot it started in
+/// and its start time in clock ticks since boot (`/proc/<pid>/stat`, field 22), which exec
+/// does not change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProcIdentity {
+    pub boot_id: String,
+    pub start_ticks: u64,
+}
+
+/// `/proc/<pid>/stat`'s state, process group and start time, `None` when it is gone.
+fn proc_stat(pid: u32) -> Option<(char, u32, u64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command (field 2) may hold spaces and parentheses: fields resume after the last ')'.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let state = fields.first()?.chars().next()?;
+    let pgrp = fields.get(2)?.parse().ok()?;
+    let start_ticks = fields.get(19)?.parse().ok()?;
+    Some((state, pgrp, start_ticks))
+}
+
+fn boot_id() -> Option<String> {
+    let id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
+    Some(id.trim().to_string())
+}
+
+impl ProcIdentity {
+    /// The identity of live process `pid` (a zombie has ended: `None`).
+    pub fn of(pid: u32) -> Option<ProcIdentity> {
+        let (state, _, start_ticks) = proc_stat(pid)?;
+        if matches!(state, 'Z' | 'X' | 'x') {
+            return None;
+        }
+        Some(ProcIdentity {
+            boot_id: boot_id()?,
+            start_ticks,
+        })
+    }
+
+    fn write(&self, path: &Path, pid: u32) -> Result<()> {
+        let text = format!("{pid} {} {}\n", self.boot_id, self.start_ticks);
+        let tmp = path.with_extension("start.tmp");
+        std::fs::write(&tmp, text).map_err(|e| Error::io(&tmp, e))?;
+        std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+    }
+
+    /// `PID BOOT_ID START_TICKS`, as written by `write`.
+    fn read(path: &Path) -> Option<(u32, ProcIdentity)> {
+        let text = std::fs::read_to_string(path).ok()?;
+        let mut fields = text.split_whitespace();
+        let pid = fields.next()?.parse().ok()?;
+        let boot_id = fields.next()?.to_string();
+        let start_ticks = fields.next()?.parse().ok()?;
+        Some((
+            pid,
+            ProcIdentity {
+                boot_id,
+                start_ticks,
+            },
+        ))
+    }
+}
+
+/// The live process `pid_file` names, if it is the very process an earlier supervisor started
+/// there (same pid, boot and start time): its pid and identity. `None` for no PID file, a
+/// process that is gone, or one that merely has that pid now.
+pub fn leftover(pid_file: &Path) -> Option<(u32, ProcIdentity)> {
+    let pid: u32 = std::fs::read_to_string(pid_file)
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    let live = ProcIdentity::of(pid)?;
+    match ProcIdentity::read(&identity_path(pid_file)) {
+        Some((recorded_pid, recorded)) if recorded_pid == pid && recorded == live => {
+            Some((pid, live))
+        }
+        _ => {
+            tracing::warn!(
+                "PID file {} names process {pid}, which is not the one a supervisor started \
+                 there (its pid was reused, or it was started otherwise); leaving it alone",
+                pid_file.display()
+            );
+            None
+        }
+    }
+}
+
+/// Before a start: stop the service process an earlier supervisor left running (killed before
+/// it could stop it, and the process ignored the parent-death signal), so two copies never
+/// share one data directory. As [`stop`]: `signal` to its group, `timeout`, then SIGKILL.
+/// An unrelated process that reused the pid is never touched (see [`leftover`]).
+pub async fn stop_leftover(pid_file: &Path, signal: Signal, timeout: Duration) {
+    let Some((pid, identity)) = leftover(pid_file) else {
+        return;
+    };
+    tracing::warn!(
+        "process {pid} (PID file {}) of an earlier supervisor is still running; stopping it \
+         before starting the service",
+        pid_file.display()
+    );
+    // Started as the leader of its own group; if it moved, only the process itself is ours.
+    let leader = proc_stat(pid).is_some_and(|(_, pgrp, _)| pgrp == pid);
+    let send = |sig: Signal| {
+        let sent = if leader {
+            signal_group(pid, sig)
+        } else {
+            i32::try_from(pid)
+                .map_err(|_| io::Error::other("pid out of range"))
+                .and_then(
+                    |raw| match nix::sys::signal::kill(Pid::from_raw(raw), sig) {
+                        Ok(()) | Err(Errno::ESRCH) => Ok(()),
+                        Err(e) => Err(io::Error::from(e)),
+                    },
+                )
+        };
+        if let Err(e) = sent {
+            tracing::warn!("sending {} to leftover process {pid}: {e}", sig.as_str());
+        }
+    };
+    // Not our child: no wait(), so watch /proc until it is gone or a zombie.
+    let gone = || ProcIdentity::of(pid).as_ref() != Some(&identity);
+    let gone_within = |limit: Duration| async move {
+        let end = tokio::time::Instant::now() + limit;
+        while !gone() && tokio::time::Instant::now() < end {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        gone()
+    };
+    send(signal);
+    if !gone_within(timeout).await {
+        tracing::warn!(
+            "leftover process {pid} ignored {}; killing it",
+            signal.as_str()
+        );
+        send(Signal::SIGKILL);
+        if !gone_within(LEFTOVER_KILL_WAIT).await {
+            tracing::warn!("leftover process {pid} outlived SIGKILL; starting anyway");
+        }
+    }
+    if leader {
+        // Stragglers of its group (its pid cannot be reused while the group has members).
+        let _ = signal_group(pid, Signal::SIGKILL);
+    }
+    for file in [pid_file.to_path_buf(), identity_path(pid_file)] {
+        let _ = std::fs::remove_file(file);
+    }
+}
+
+/// How long a SIGKILLed process not our child may take to be gone.
+const LEFTOVER_KILL_WAIT: Duration = Duration::from_secs(5);
 
 /// Write `pid` (decimal, no newline, as Habitat) atomically: temp file, then rename.
 fn write_pid_file(path: &Path, pid: u32) -> Result<()> {
@@ -398,10 +725,12 @@ impl RunningProcess {
     fn record(&mut self, status: ExitStatus) -> ProcessExit {
         let exit = ProcessExit::from_status(status);
         self.exit = Some(exit);
-        match std::fs::remove_file(&self.pid_file) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => tracing::warn!("removing PID file {}: {e}", self.pid_file.display()),
+        for file in [self.pid_file.clone(), identity_path(&self.pid_file)] {
+            match std::fs::remove_file(&file) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => tracing::warn!("removing PID file {}: {e}", file.display()),
+            }
         }
         exit
     }
@@ -448,7 +777,7 @@ mod tests {
 
     #[test]
     fn children_never_get_the_supervisors_secrets() {
-        let cmd = group_command(Path::new("/bin/true"), &[], None, &[], None);
+        let cmd = group_command(None, Path::new("/bin/true"), &[], None, &[], None);
         let removed: Vec<String> = cmd
             .as_std()
             .get_envs()
@@ -486,6 +815,34 @@ mod tests {
         assert_eq!(lines[2].len(), MAX_LINE_BYTES);
         assert_eq!(lines[3], "x".repeat(10));
         assert_eq!(lines[4], "tail");
+    }
+
+    #[test]
+    fn a_leftover_is_the_recorded_process_or_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let pid_file = dir.path().join("PID");
+        assert_eq!(leftover(&pid_file), None, "no PID file");
+        // This test process stands in for a service an earlier supervisor started.
+        let me = std::process::id();
+        std::fs::write(&pid_file, me.to_string()).unwrap();
+        assert_eq!(
+            leftover(&pid_file),
+            None,
+            "no identity: not known to be ours"
+        );
+        let identity = ProcIdentity::of(me).unwrap();
+        identity.write(&identity_path(&pid_file), me).unwrap();
+        assert_eq!(leftover(&pid_file), Some((me, identity.clone())));
+        // The same pid, started at another time: a reused pid, left alone.
+        let other = ProcIdentity {
+            start_ticks: identity.start_ticks + 1,
+            ..identity.clone()
+        };
+        other.write(&identity_path(&pid_file), me).unwrap();
+        assert_eq!(leftover(&pid_file), None);
+        // The identity of another pid does not vouch for this one.
+        identity.write(&identity_path(&pid_file), me + 1).unwrap();
+        assert_eq!(leftover(&pid_file), None);
     }
 
     #[test]

@@ -251,11 +251,16 @@ async fn run_service(
     let mut init_backoff = Backoff::new(spec.backoff.clone());
     let mut init_retry_at: Option<Instant> = None;
     loop {
+        // Also seen here: a stop that came while `try_start` ran may have been marked seen.
+        if *stop.borrow() {
+            break;
+        }
         if rt.process.is_none() && init_retry_at.is_none_or(|at| Instant::now() >= at) {
             init_retry_at = None;
-            match rt.try_start(&mut init_backoff).await {
+            match rt.try_start(&mut init_backoff, &mut stop).await {
                 StartResult::Started | StartResult::Waiting => {}
                 StartResult::RetryIn(delay) => init_retry_at = Some(Instant::now() + delay),
+                StartResult::Stopping => break,
             }
         }
         let wake = [
@@ -318,6 +323,8 @@ enum StartResult {
     Started,
     Waiting,
     RetryIn(Duration),
+    /// The service was told to stop while `init` ran; the hook has been stopped.
+    Stopping,
 }
 
 impl Runtime {
@@ -503,8 +510,14 @@ impl Runtime {
         })
     }
 
-    /// Starts the service once nothing gates it: render, `init`, process.
-    async fn try_start(&mut self, init_backoff: &mut Backoff) -> StartResult {
+    /// Starts the service once nothing gates it: render, `init`, process. A stop (`stop`
+    /// turning true, or its sender gone) ends a running `init` at once rather than after its
+    /// timeout, which can be longer than the supervisor's whole shutdown deadline.
+    async fn try_start(
+        &mut self,
+        init_backoff: &mut Backoff,
+        stop: &mut watch::Receiver<bool>,
+    ) -> StartResult {
         if let Some(reason) = start_gate(&self.spec, &self.view) {
             let changed = self.status.borrow().waiting_for.as_deref() != Some(reason.as_str());
             if changed {
@@ -523,13 +536,20 @@ impl Runtime {
             return StartResult::Waiting;
         }
         if let Some(path) = self.hook_path(HookKind::Init) {
-            let outcome = hooks::run_hook(
+            let stopping = async {
+                let _ = stop.wait_for(|stop| *stop).await;
+            };
+            let outcome = hooks::run_hook_until(
                 HookKind::Init,
                 &path,
                 &self.hook_context(),
                 self.spec.hook_timeouts.get(HookKind::Init),
+                stopping,
             )
             .await;
+            if *stop.borrow() || stop.has_changed().is_err() {
+                return StartResult::Stopping;
+            }
             if !hooks::init_succeeded(&self.service_group(), &outcome) {
                 let delay = init_backoff.on_exit(Duration::ZERO, rand::rng().random::<f64>());
                 self.status.send_modify(|s| {

@@ -3,8 +3,9 @@
 //!
 //! One task owns the process; callers talk to it through [`Supervisor`] (commands on an
 //! mpsc channel, current state on a watch channel, every transition on a broadcast channel).
-//! Invariant: at most one process per supervisor exists at any time, and a stop always
-//! completes (signal, timeout, SIGKILL) before the reply is sent.
+//! Invariant: at most one process per supervisor exists at any time (one an earlier
+//! supervisor left running is stopped before a start), and a stop always completes (signal,
+//! timeout, SIGKILL) before the reply is sent.
 
 use std::time::Duration;
 
@@ -240,6 +241,13 @@ impl Task {
 
     async fn start(&mut self) -> Phase {
         let prefix = self.config.spec.log_prefix.clone();
+        // A copy left running by an earlier supervisor goes first: never two on one svc dir.
+        process::stop_leftover(
+            &self.config.spec.pid_file,
+            self.config.shutdown_signal,
+            self.config.shutdown_timeout,
+        )
+        .await;
         match process::start(&self.config.spec).await {
             Ok(p) => {
                 let pid = p.pid();
