@@ -9,7 +9,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::binds::{BindSpec, BindingMode};
 use crate::gossip::node::GossipConfig;
-use crate::manager::PeerSpec;
+use crate::sup::PeerSpec;
 
 #[derive(Parser, Debug)]
 #[command(

@@ -9,10 +9,10 @@ use habitat_sidecar::cli::{
     Cli, Command, PlanCommand, RingCommand, RingKeyCommand, RunArgs, SupCommand,
 };
 use habitat_sidecar::keys;
-use habitat_sidecar::manager::{self, SupervisorConfig};
 use habitat_sidecar::plan;
 use habitat_sidecar::service::process;
-use habitat_sidecar::sup_lock::SupLock;
+use habitat_sidecar::sup::lock::SupLock;
+use habitat_sidecar::sup::{self, SupervisorConfig};
 
 fn main() -> ExitCode {
     // The exec shim a supervisor starts its children through: nothing else runs first (no
@@ -92,12 +92,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 .enable_all()
                 .build()?;
             runtime.block_on(async {
-                // From the start, not only once the loop runs (manager.rs handles it there):
+                // From the start, not only once the loop runs (sup/mod.rs handles it there):
                 // tokio's handler, once installed, replaces SIGHUP's default action, which is
                 // to die and leave the services behind.
                 use tokio::signal::unix::{signal, SignalKind};
                 drop(signal(SignalKind::hangup())?);
-                manager::run(config).await
+                sup::run(config).await
             })
         }
     }

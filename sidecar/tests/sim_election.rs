@@ -113,7 +113,7 @@ impl Record {
 type Inputs = (u64, u64, bool, u64);
 
 /// How the application hook steps the engines: after every delivery, or, with `on`, as the
-/// supervisor does (`manager.rs`): when an input changed (membership, store, `synced`,
+/// supervisor does (`sup/mod.rs`): when an input changed (membership, store, `synced`,
 /// suitability) or when `Election::next_step` asks, a running election once per gossip
 /// interval.
 struct LazySteps {

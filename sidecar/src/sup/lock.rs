@@ -8,8 +8,8 @@ use std::fs::{File, OpenOptions, TryLockError};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use super::SupDirs;
 use crate::error::{Error, Result};
-use crate::manager::SupDirs;
 
 /// Held while the supervisor runs; dropping it (or the process ending) releases the lock.
 #[derive(Debug)]

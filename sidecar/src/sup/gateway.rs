@@ -1,0 +1,83 @@
+//! What the HTTP gateway serves, built on the loop when a request asks for it (see
+//! `http::snapshot`): the census, `/butterfly`, `/services`, health, readiness and metrics.
+
+use bytes::Bytes;
+
+use super::LoopState;
+use crate::census::{self, CensusInput};
+use crate::http::snapshot;
+use crate::service::gateway as service_gateway;
+use crate::service::status::ServiceStatus;
+
+/// What the HTTP gateway shows, built on the loop when a request asks (at most once per
+/// `snapshot::MIN_REBUILD`), served by the gateway's own tasks.
+impl snapshot::Source for LoopState {
+    fn butterfly(&mut self) -> Bytes {
+        let members = self.node.members();
+        let input = CensusInput {
+            local: self.node.identity(),
+            members: &members,
+            store: self.node.store(),
+        };
+        json_bytes(&census::butterfly(&input))
+    }
+
+    fn census(&mut self) -> Bytes {
+        let members = self.node.members();
+        let input = CensusInput {
+            local: self.node.identity(),
+            members: &members,
+            store: self.node.store(),
+        };
+        // This member's own election view wins over the rumor (NoQuorum is not gossiped).
+        json_bytes(&census::census_with(&input, &self.local_elections()))
+    }
+
+    fn services(&mut self) -> Vec<serde_json::Value> {
+        let groups = self.census_groups();
+        self.service
+            .iter()
+            .map(|service| {
+                let status = service.status.borrow();
+                let election = groups
+                    .iter()
+                    .find(|g| g.service_group == service.spec.service_group)
+                    .map_or(census::ELECTION_NONE, |g| g.election_status);
+                service_gateway::service_json(
+                    &service.spec,
+                    &status,
+                    &service.pkg_ctx,
+                    &self.dirs.sup,
+                    election,
+                )
+            })
+            .collect()
+    }
+
+    fn statuses(&mut self) -> Vec<(String, ServiceStatus)> {
+        self.service
+            .iter()
+            .map(|s| (s.spec.service_group.to_string(), s.status.borrow().clone()))
+            .collect()
+    }
+
+    fn ready(&mut self) -> std::result::Result<(), String> {
+        self.readiness()
+    }
+
+    fn metrics(&mut self) -> Bytes {
+        let members = self.node.members();
+        let text = self.metrics.render(
+            self.node.stats(),
+            &members,
+            self.node.local_health(),
+            self.node.store(),
+        );
+        Bytes::from(text)
+    }
+}
+
+fn json_bytes(doc: &serde_json::Value) -> Bytes {
+    // Serialising a Value cannot fail (its keys are strings).
+    serde_json::to_vec(doc).map_or_else(|_| Bytes::from_static(b"null"), Bytes::from)
+}

@@ -1,0 +1,830 @@
+//! The supervisor: one task (`run`, the loop) owns the gossip `Node` and feeds it socket
+//! input and timers, builds what the HTTP gateway serves when asked (`gateway`), persists
+//! identity and rumors (atomically, debounced, written off the loop), reloads ring keys and the
+//! peer watch file and looks peers up (`peers`, `ring_keys`), supervises the loaded service,
+//! and leaves the ring cleanly on SIGTERM.
+//!
+//! Nothing else holds gossip state: other tasks talk to this one through channels. The files:
+//! `config` (what `hab sup run` was given), `identity` (directories, member id, incarnation),
+//! `ring_keys`, `peers` (lookups and the loop's slow chores), `gateway` (the HTTP documents),
+//! `lock` (one supervisor per root).
+
+mod config;
+mod gateway;
+mod identity;
+pub mod lock;
+mod peers;
+mod ring_keys;
+
+pub use config::{PeerSpec, SupervisorConfig, SUP_VERSION};
+use identity::{advertised_ip, persist_incarnation};
+pub use identity::{hostname, load_identity, SupDirs};
+use peers::Housekeeping;
+use ring_keys::RingKeys;
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use rand::RngExt;
+use tokio::net::{TcpListener, UdpSocket};
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::mpsc;
+
+use crate::binds::{self};
+use crate::census::{self, CensusInput, LocalElections};
+use crate::cli::Topology;
+use crate::deadline::Deadline;
+use crate::election::{ElectionConfig, ElectionView, GroupElections, NextStep, ViewStatus};
+use crate::error::{Error, Result};
+use crate::gossip::member::Identity;
+use crate::gossip::node::{Node, NodeEvent, NodeTimer, Output, SessionId};
+use crate::gossip::rumor::{Rumor, RumorKey, ServiceGroup, ServiceRumor, SysInfo};
+use crate::gossip::store;
+use crate::gossip::transport::{self, Inbound, Outgoing};
+use crate::metrics::Metrics;
+use crate::package::Package;
+use crate::service::hooks::HookKind;
+use crate::service::runtime::{self as service_runtime, RingView, ServiceSpec};
+use crate::service::status::ServiceStatus;
+use crate::template::context::{PkgContext, SysContext};
+
+/// A loaded service: its task and the two channels the loop talks to it through.
+struct LoadedService {
+    spec: ServiceSpec,
+    pkg_ctx: PkgContext,
+    view: tokio::sync::watch::Sender<RingView>,
+    status: tokio::sync::watch::Receiver<ServiceStatus>,
+    stop: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+    /// The service rumor as last published.
+    rumor: ServiceRumor,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// The rumor store is written at most this often...
+const PERSIST_DEBOUNCE: Duration = Duration::from_secs(1);
+/// ... and, when a snapshot takes long to make (a large store), at most a 1/PERSIST_TIME_SHARE
+/// share of the loop's time goes to making them: one that took `t` waits `t * 20` for the
+/// next. (The write itself, ending in an fsync, runs off the loop.)
+const PERSIST_TIME_SHARE: u32 = 20;
+/// The longest wait between writes of a changed store.
+const PERSIST_MAX_WAIT: Duration = Duration::from_secs(60);
+
+/// How long after a write that took `took` the next one may start.
+fn persist_wait(took: Duration) -> Duration {
+    took.saturating_mul(PERSIST_TIME_SHARE)
+        .clamp(PERSIST_DEBOUNCE, PERSIST_MAX_WAIT)
+}
+
+/// The service rumor for the loaded package, if any.
+fn service_rumor(
+    config: &SupervisorConfig,
+    identity: &Identity,
+    package: &Package,
+) -> Result<ServiceRumor> {
+    let group = ServiceGroup::new(package.name(), &config.group)
+        .map_err(|problem| Error::invalid("--group", problem))?;
+    let exported = package.exported_cfg(&package.default_toml);
+    let ip = identity.addr.ip().to_string();
+    Ok(ServiceRumor {
+        member_id: identity.id,
+        service_group: group,
+        incarnation: identity.incarnation,
+        package: package.ident.to_string(),
+        initialized: false,
+        sys: SysInfo {
+            ip: ip.clone(),
+            hostname: hostname(),
+            gossip_ip: config.listen_gossip.ip().to_string(),
+            gossip_port: identity.addr.port(),
+            http_gateway_ip: config.listen_http.ip().to_string(),
+            http_gateway_port: config.listen_http.port(),
+            ctl_gateway_ip: config.listen_ctl.ip().to_string(),
+            ctl_gateway_port: config.listen_ctl.port(),
+        },
+        cfg: toml::to_string(&exported).unwrap_or_default().into_bytes(),
+        tombstone: false,
+    })
+}
+
+/// Timers the node asked for, in due order.
+#[derive(Default)]
+struct TimerQueue {
+    heap: BinaryHeap<Reverse<(Instant, u64)>>,
+    timers: HashMap<u64, NodeTimer>,
+    seq: u64,
+}
+
+impl TimerQueue {
+    fn push(&mut self, at: Instant, timer: NodeTimer) {
+        self.seq += 1;
+        self.heap.push(Reverse((at, self.seq)));
+        self.timers.insert(self.seq, timer);
+    }
+
+    fn next_due(&self) -> Option<Instant> {
+        self.heap.peek().map(|Reverse((at, _))| *at)
+    }
+
+    fn pop_due(&mut self, now: Instant) -> Option<NodeTimer> {
+        let Reverse((at, seq)) = *self.heap.peek()?;
+        if at > now {
+            return None;
+        }
+        self.heap.pop();
+        self.timers.remove(&seq)
+    }
+}
+
+/// Runs the supervisor until SIGTERM/SIGINT. Returns once the departure has been sent.
+pub async fn run(config: SupervisorConfig) -> anyhow::Result<()> {
+    let dirs = SupDirs::new(&config.root);
+    let (member_id, incarnation) = load_identity(&dirs)?;
+    let mut ring_keys = RingKeys::new(&config)?;
+    let keyring = ring_keys.keyring(true)?;
+    let package = config
+        .package
+        .as_deref()
+        .map(|spec| Package::resolve(&config.root, spec))
+        .transpose()?;
+    let bindings = match &package {
+        Some(package) => binds::validate(package, &config.binds)?,
+        None if !config.binds.is_empty() => {
+            anyhow::bail!("--bind needs a package to bind (hab sup run PKG --bind ...)")
+        }
+        None => Vec::new(),
+    };
+
+    let udp = UdpSocket::bind(config.listen_gossip)
+        .await
+        .map_err(|e| anyhow::anyhow!("--listen-gossip {}: {e}", config.listen_gossip))?;
+    let tcp = TcpListener::bind(config.listen_gossip)
+        .await
+        .map_err(|e| anyhow::anyhow!("--listen-gossip {} (tcp): {e}", config.listen_gossip))?;
+    let http_listener = TcpListener::bind(config.listen_http)
+        .await
+        .map_err(|e| anyhow::anyhow!("--listen-http {}: {e}", config.listen_http))?;
+    // `try_send_to` sends only once the reactor has seen the socket writable; on one thread
+    // it polls only when the loop waits, so the first announces were dropped (a fast join
+    // then waited for a heal).
+    udp.writable().await?;
+    let gossip_port = udp.local_addr()?.port();
+    let identity = Identity {
+        id: member_id,
+        incarnation,
+        node: Arc::from(config.node_name.clone().unwrap_or_else(hostname).as_str()),
+        addr: SocketAddr::new(advertised_ip(&config), gossip_port),
+        persistent: config.permanent_peer,
+        named: config.node_name.is_some(),
+    };
+    let span = tracing::info_span!("sup", member = %identity.id);
+    let _entered = span.enter();
+    tracing::info!(
+        addr = %identity.addr, node = %identity.node, incarnation,
+        encrypted = keyring.is_encrypted(), "supervisor starting"
+    );
+
+    let (mut store, quarantined) = store::load_or_quarantine(&dirs.rumor_file(), now_ms());
+    if let Some(aside) = quarantined {
+        tracing::warn!(moved_to = %aside.display(), "corrupt rumor store moved aside");
+    }
+    // Our own rumors from an earlier life are re-published fresh below.
+    store.forget_member(identity.id);
+    let mut node = Node::new(
+        identity.clone(),
+        config.gossip.clone(),
+        keyring,
+        store,
+        rand::rng().random(),
+    );
+
+    let (inbound_tx, mut inbound_rx) = mpsc::channel::<Inbound>(4096);
+    let udp = Arc::new(udp);
+    transport::spawn_udp_receiver(Arc::clone(&udp), inbound_tx.clone());
+    // Peers' frames wait in a queue of their own: a TCP flood never crowds out SWIM.
+    let (frames_tx, mut frames_rx) = mpsc::channel::<Inbound>(transport::FRAME_QUEUE);
+    let (keys_tx, keys_rx) = tokio::sync::watch::channel(node.keyring().clone());
+    transport::spawn_tcp_listener(tcp, frames_tx, transport::TcpLimits::default(), keys_rx);
+    let (mut gateway, snapshot) = crate::http::snapshot::channel();
+    crate::http::spawn(http_listener, snapshot, config.http_auth_token.clone());
+
+    let mut housekeeping = Housekeeping::new(&config, ring_keys, keys_tx);
+    housekeeping.resolve_at_start().await;
+    node.start(now_ms(), housekeeping.resolved.clone());
+    let mut election = None;
+    let mut service = None;
+    if let Some(package) = &package {
+        let rumor = service_rumor(&config, &identity, package)?;
+        tracing::info!(service_group = %rumor.service_group, package = %rumor.package, "service loaded");
+        if config.topology != Topology::Standalone {
+            // Until the suitability hook answers, every member is equally suitable and ties
+            // break by member id.
+            election = Some(GroupElections::new(
+                &rumor.service_group,
+                identity.id,
+                &ElectionConfig {
+                    retire_after: config.retire_after,
+                    ..ElectionConfig::for_gossip(&config.gossip)
+                },
+                true,
+                false,
+                0,
+            ));
+        }
+        node.publish(now_ms(), Rumor::Service(rumor.clone()))?;
+        let sys = SysContext::new(SUP_VERSION, identity.id, &rumor.sys, config.permanent_peer);
+        let spec = ServiceSpec {
+            package: package.clone(),
+            service_group: rumor.service_group.clone(),
+            topology: config.topology,
+            bindings: bindings.clone(),
+            binding_mode: config.binding_mode,
+            health_check_interval: config.health_check_interval,
+            root: config.root.clone(),
+            sys,
+            env_layer: std::env::var(crate::config::env_var_name(package.name())).ok(),
+            hook_timeouts: Default::default(),
+            backoff: Default::default(),
+        };
+        service = Some(LoadedService::spawn(spec, rumor));
+    }
+
+    let store_writer = store::StoreWriter::spawn(dirs.rumor_file());
+    let mut loop_state = LoopState {
+        node,
+        udp,
+        inbound: inbound_tx,
+        sessions: HashMap::new(),
+        timers: TimerQueue::default(),
+        metrics: Metrics::new(),
+        dirs,
+        store_dirty: false,
+        last_persist: Instant::now(),
+        persist_wait: PERSIST_DEBOUNCE,
+        store_writer,
+        election,
+        service,
+        view_dirty: true,
+        // The first step starts the engines' clocks.
+        election_dirty: true,
+        election_at: None,
+        election_tick: config.gossip.swim.gossip_interval,
+        membership_seen: None,
+        persist_at: None,
+    };
+    loop_state.after_input();
+
+    // Created once: a signal stream made anew each turn would re-register every time.
+    let mut sigterm = signal(SignalKind::terminate())?;
+    let mut sigint = signal(SignalKind::interrupt())?;
+    // Habitat's SIGHUP restarts the supervisor under its launcher, services kept; we have no
+    // launcher, and user.toml applies by itself: log it rather than die (the default action).
+    let mut sighup = signal(SignalKind::hangup())?;
+    // One timer for everything the loop waits on, armed only when something is due.
+    let mut deadline = Deadline::new();
+    loop {
+        let due = [
+            loop_state.timers.next_due(),
+            loop_state.persist_at,
+            loop_state.election_at,
+            housekeeping.next_due(),
+            gateway.next_due(),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
+        deadline.set(due);
+        tokio::select! {
+            Some(message) = inbound_rx.recv() => loop_state.on_inbound(message),
+            Some(message) = frames_rx.recv() => loop_state.on_inbound(message),
+            () = gateway.asked() => gateway.serve(Instant::now(), &mut loop_state),
+            resolved = housekeeping.lookup_done() => {
+                housekeeping.apply_lookup(&resolved, &mut loop_state.node);
+            }
+            () = deadline.expired() => {
+                let now = Instant::now();
+                loop_state.on_due(now);
+                if housekeeping.next_due().is_some_and(|at| at <= now) {
+                    housekeeping.run(now, &mut loop_state.node);
+                }
+                if gateway.next_due().is_some_and(|at| at <= now) {
+                    gateway.serve(now, &mut loop_state);
+                }
+            }
+            Ok(()) = service_status_changed(&mut loop_state.service) => loop_state.on_service_status(),
+            _ = sigterm.recv() => break,
+            _ = sigint.recv() => break,
+            _ = sighup.recv() => tracing::info!("SIGHUP received: ignored, the supervisor runs on"),
+        }
+        if loop_state.after_input() {
+            housekeeping.on_membership_change(&loop_state.node.members());
+        }
+    }
+    loop_state.shut_down(&mut inbound_rx, &config).await;
+    tracing::info!("shutting down: leaving the ring");
+    loop_state.node.leave(now_ms());
+    loop_state.process_outputs();
+    // The last word on disk, whatever the debounce says, after any write under way.
+    loop_state.store_writer.finish().await;
+    let bytes = loop_state.node.store().snapshot();
+    if let Err(e) = crate::files::write_atomically(&loop_state.dirs.rumor_file(), &bytes, 0o600) {
+        tracing::warn!(error = %e, "cannot persist the rumor store");
+    }
+    Ok(())
+}
+
+/// Resolves when the service reported a new status (never without a service).
+async fn service_status_changed(
+    service: &mut Option<LoadedService>,
+) -> std::result::Result<(), tokio::sync::watch::error::RecvError> {
+    match service {
+        Some(service) => service.status.changed().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Resolves when the service task has ended (never without a service).
+async fn service_stopped(service: &mut Option<LoadedService>) {
+    match service {
+        Some(service) => {
+            let _ = (&mut service.task).await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
+impl LoadedService {
+    fn spawn(spec: ServiceSpec, rumor: ServiceRumor) -> LoadedService {
+        let (view, view_rx) = tokio::sync::watch::channel(RingView::default());
+        let (status_tx, status) = tokio::sync::watch::channel(ServiceStatus::default());
+        let (stop, stop_rx) = tokio::sync::watch::channel(false);
+        let pkg_ctx = service_runtime::pkg_context(&spec);
+        let task = tokio::spawn(service_runtime::run(
+            spec.clone(),
+            view_rx,
+            status_tx,
+            stop_rx,
+        ));
+        LoadedService {
+            spec,
+            pkg_ctx,
+            view,
+            status,
+            stop,
+            task,
+            rumor,
+        }
+    }
+}
+
+struct LoopState {
+    node: Node,
+    /// The loaded service, if `hab sup run` was given a package.
+    service: Option<LoadedService>,
+    /// The census changed since the service last saw it.
+    view_dirty: bool,
+    /// An election rumor changed since the engines last stepped.
+    election_dirty: bool,
+    /// The elections of the loaded service group (leader and initializer topologies).
+    election: Option<GroupElections>,
+    udp: Arc<UdpSocket>,
+    inbound: mpsc::Sender<Inbound>,
+    sessions: HashMap<SessionId, mpsc::Sender<Outgoing>>,
+    timers: TimerQueue,
+    metrics: Metrics,
+    dirs: SupDirs,
+    store_dirty: bool,
+    last_persist: Instant,
+    /// The wait after the last write (see `persist_wait`).
+    persist_wait: Duration,
+    store_writer: store::StoreWriter,
+    /// When the dirty store is written (at most once per `PERSIST_DEBOUNCE`).
+    persist_at: Option<Instant>,
+    /// When the elections need a step with no input changed (see `Election::next_step`).
+    election_at: Option<Instant>,
+    /// A running election is stepped this often (the gossip interval).
+    election_tick: Duration,
+    /// The membership fingerprint and `knows_ring` as the census and elections last saw them.
+    membership_seen: Option<(u64, bool)>,
+}
+
+impl LoopState {
+    fn on_inbound(&mut self, message: Inbound) {
+        let now = now_ms();
+        match message {
+            Inbound::Datagram { from, bytes } => self.node.handle_datagram(now, from, &bytes),
+            Inbound::Frame {
+                opened,
+                len,
+                reply,
+                budget,
+                ..
+            } => {
+                let answer = self.node.handle_opened_frame(now, opened, len);
+                drop(budget);
+                let _ = reply.send(answer);
+            }
+            Inbound::FrameRefused { from, reason, len } => {
+                self.node.frame_refused(now, from, reason, len);
+            }
+            Inbound::Reply { session, bytes } => {
+                self.node.handle_reply(now, session, &bytes);
+                // A conversation the node does not continue is over.
+                let continues = self.node_outputs_mention(session);
+                if !continues {
+                    self.sessions.remove(&session);
+                }
+            }
+            Inbound::SessionFailed { session } => {
+                self.sessions.remove(&session);
+                self.node.session_failed(session);
+            }
+            Inbound::Oversized => {
+                // Counted like any other oversized input (the node never saw it).
+                self.node.count_drop("too_big");
+            }
+            Inbound::ConnectionRefused => self.node.count_drop("connection_cap"),
+        }
+    }
+
+    /// Brings what is derived from the node up to date after the loop handled an input: sends
+    /// what the node produced, steps the elections when one of their inputs changed, refreshes
+    /// the service's census and arms the persist deadline. Whether the membership changed.
+    fn after_input(&mut self) -> bool {
+        self.process_outputs();
+        let membership_changed = self.notice_membership();
+        // A rumor we publish is an input too (a declaration seen back settles the election):
+        // answered now, within a few rounds, the rest at the next election deadline.
+        for _ in 0..4 {
+            if !std::mem::take(&mut self.election_dirty) {
+                break;
+            }
+            self.step_election();
+            self.process_outputs();
+        }
+        if std::mem::take(&mut self.election_dirty) {
+            self.election_at = Some(Instant::now());
+        }
+        self.refresh_service_view();
+        if self.store_dirty && self.persist_at.is_none() {
+            self.persist_at = Some((self.last_persist + self.persist_wait).max(Instant::now()));
+        }
+        membership_changed
+    }
+
+    /// Handles what is due: the node's timers, the debounced persist, an election deadline.
+    fn on_due(&mut self, now: Instant) {
+        while let Some(timer) = self.timers.pop_due(now) {
+            self.node.handle_timer(now_ms(), timer);
+        }
+        if self.persist_at.is_some_and(|at| at <= now) {
+            self.persist();
+        }
+        if self.election_at.is_some_and(|at| at <= now) {
+            self.election_at = None;
+            self.election_dirty = true;
+        }
+    }
+
+    /// Member health moves without rumor changes (foca marks suspects silently): the census
+    /// and the elections follow the node's membership fingerprint. Whether it moved.
+    fn notice_membership(&mut self) -> bool {
+        let seen = (self.node.membership_fingerprint(), self.node.knows_ring());
+        if self.membership_seen == Some(seen) {
+            return false;
+        }
+        self.membership_seen = Some(seen);
+        self.view_dirty = true;
+        self.election_dirty = true;
+        true
+    }
+
+    /// Runs the election engines over the current ring view and publishes what they decide.
+    fn step_election(&mut self) {
+        let Some(elections) = self.election.as_mut() else {
+            return;
+        };
+        let now = now_ms();
+        let before = elections.views();
+        let members = self.node.members();
+        let synced = self.node.knows_ring();
+        let (rumors, views) = elections.step(now, &members, self.node.store(), synced);
+        self.election_at = match elections.next_step(now) {
+            NextStep::Tick => Some(Instant::now() + self.election_tick),
+            NextStep::At(at_ms) => {
+                Some(Instant::now() + Duration::from_millis(at_ms.saturating_sub(now)))
+            }
+            NextStep::OnChange => None,
+        };
+        for rumor in rumors {
+            if let Err(e) = self.node.publish(now, rumor) {
+                tracing::warn!(error = %e, "cannot publish an election rumor");
+            }
+        }
+        if views != before {
+            self.view_dirty = true;
+        }
+        let me = self.node.identity().id;
+        for (kind, view, was) in [
+            ("election", views.leader, before.leader),
+            ("update election", views.update, before.update),
+        ] {
+            let Some(view) = view.filter(|v| Some(*v) != was) else {
+                continue;
+            };
+            match view.status {
+                ViewStatus::Finished => tracing::info!(
+                    leader = ?view.leader, term = view.term, am_leader = view.is_leader(me),
+                    "{kind} finished"
+                ),
+                status => tracing::info!(?status, term = view.term, "{kind}"),
+            }
+        }
+    }
+
+    /// This member's own election views, which the census prefers over the rumors.
+    fn local_elections(&self) -> LocalElections {
+        match (&self.election, &self.service) {
+            (Some(elections), Some(service)) => {
+                LocalElections::of_group(&service.spec.service_group, elections.views())
+            }
+            _ => LocalElections::default(),
+        }
+    }
+
+    fn leader_view(&self) -> Option<ElectionView> {
+        self.election.as_ref().and_then(|e| e.views().leader)
+    }
+
+    /// Sends the service the current census when it changed.
+    fn refresh_service_view(&mut self) {
+        if !self.view_dirty {
+            return;
+        }
+        self.view_dirty = false;
+        let Some(service) = &self.service else {
+            return;
+        };
+        let groups = self.census_groups();
+        service.view.send_if_modified(|view| {
+            if view.groups == groups {
+                return false;
+            }
+            view.groups = groups;
+            true
+        });
+    }
+
+    /// The census as this member sees it, its own election view included.
+    fn census_groups(&self) -> Vec<census::CensusGroup> {
+        let members = self.node.members();
+        let input = CensusInput {
+            local: self.node.identity(),
+            members: &members,
+            store: self.node.store(),
+        };
+        census::census_groups_with(&input, &self.local_elections())
+    }
+
+    /// Publishes what the service's status changes for the ring: exports and the initialized
+    /// flag go into the service rumor, the suitability into the election.
+    fn on_service_status(&mut self) {
+        let Some(service) = self.service.as_mut() else {
+            return;
+        };
+        let status = service.status.borrow_and_update().clone();
+        if let (Some(election), Some(suitability)) = (self.election.as_mut(), status.suitability) {
+            election.set_suitability(suitability);
+            self.election_dirty = true;
+        }
+        let cfg = toml::to_string(&status.exported)
+            .unwrap_or_default()
+            .into_bytes();
+        let rumor = &mut service.rumor;
+        if rumor.cfg != cfg || rumor.initialized != status.initialized {
+            rumor.cfg = cfg;
+            rumor.initialized = status.initialized;
+            rumor.incarnation += 1;
+            let rumor = rumor.clone();
+            if let Err(e) = self.node.publish(now_ms(), Rumor::Service(rumor)) {
+                tracing::warn!(error = %e, "cannot publish the service rumor");
+            }
+        }
+    }
+
+    /// Whether Kubernetes should send traffic: the service runs and passes its health check,
+    /// and in leader topologies the election finished as this member sees it.
+    fn readiness(&self) -> std::result::Result<(), String> {
+        let Some(service) = &self.service else {
+            return Ok(());
+        };
+        let status = service.status.borrow();
+        if let Some(reason) = &status.waiting_for {
+            return Err(format!("{}: {reason}", service.spec.service_group));
+        }
+        if status.pid.is_none() {
+            return Err(format!(
+                "{}: the process is not running",
+                service.spec.service_group
+            ));
+        }
+        if !status.health.passing() {
+            return Err(format!(
+                "{}: health check {}",
+                service.spec.service_group,
+                status.health.as_str()
+            ));
+        }
+        if let Some(view) = self.leader_view() {
+            if view.status != ViewStatus::Finished {
+                return Err(format!(
+                    "{}: election {:?}",
+                    service.spec.service_group, view.status
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Stops the service (signal, timeout, SIGKILL, post-stop) and resigns from the elections
+    /// at once, while the ring keeps running: a leader's withdrawal must go out with rumor
+    /// gossip (which leaving stops), so the others elect a successor without waiting for
+    /// failure detection, and the service's last rumors still flow.
+    async fn shut_down(
+        &mut self,
+        inbound_rx: &mut mpsc::Receiver<Inbound>,
+        config: &SupervisorConfig,
+    ) {
+        let mut service = self.service.take();
+        let started = Instant::now();
+        let mut deadline = started;
+        if let Some(service) = &service {
+            let _ = service.stop.send(true);
+            deadline += service.spec.package.shutdown_timeout
+                + service.spec.hook_timeouts.get(HookKind::PostStop)
+                + Duration::from_secs(2);
+        }
+        let withdrawals = self
+            .election
+            .as_mut()
+            .map(GroupElections::resign)
+            .unwrap_or_default();
+        // Two gossip intervals carry a withdrawal to every member of a LAN ring.
+        let gossip_until = if withdrawals.is_empty() {
+            started
+        } else {
+            tracing::info!("shutting down: resigning from the election");
+            started + config.gossip.swim.gossip_interval * 2
+        };
+        deadline = deadline.max(gossip_until);
+        for rumor in withdrawals {
+            if let Err(e) = self.node.publish(now_ms(), rumor) {
+                tracing::warn!(error = %e, "cannot publish the election withdrawal");
+            }
+        }
+        self.process_outputs();
+        loop {
+            let now = Instant::now();
+            if service.is_none() && now >= gossip_until {
+                break;
+            }
+            if now >= deadline {
+                if let Some(service) = service.take() {
+                    tracing::warn!("the service did not stop in time");
+                    service.task.abort();
+                }
+                break;
+            }
+            let next = self.timers.next_due().unwrap_or(deadline).min(deadline);
+            tokio::select! {
+                _ = service_stopped(&mut service) => service = None,
+                Some(message) = inbound_rx.recv() => self.on_inbound(message),
+                _ = tokio::time::sleep_until(next.into()) => {
+                    while let Some(timer) = self.timers.pop_due(Instant::now()) {
+                        self.node.handle_timer(now_ms(), timer);
+                    }
+                }
+            }
+            self.process_outputs();
+        }
+    }
+
+    fn node_outputs_mention(&self, session: SessionId) -> bool {
+        self.node
+            .pending_outputs()
+            .iter()
+            .any(|o| matches!(o, Output::Frame { session: s, .. } if *s == session))
+    }
+
+    fn process_outputs(&mut self) {
+        let outputs: Vec<Output> = self.node.drain_outputs().collect();
+        for output in outputs {
+            match output {
+                Output::Datagram { to, bytes } => {
+                    if let Err(e) = self.udp.try_send_to(&bytes, to) {
+                        tracing::debug!(%to, error = %e, "udp send");
+                    }
+                }
+                Output::Schedule { after, timer } => {
+                    self.timers.push(Instant::now() + after, timer);
+                }
+                Output::Frame {
+                    to,
+                    session,
+                    bytes,
+                    expect_reply,
+                } => {
+                    let sender = self.sessions.entry(session).or_insert_with(|| {
+                        transport::spawn_session(to, session, self.inbound.clone())
+                    });
+                    let outgoing = Outgoing {
+                        bytes,
+                        expect_reply,
+                    };
+                    if sender.try_send(outgoing).is_err() {
+                        self.node.session_failed(session);
+                    }
+                    if !expect_reply || session == 0 {
+                        self.sessions.remove(&session);
+                    }
+                }
+            }
+        }
+        let events: Vec<NodeEvent> = self.node.drain_events().collect();
+        for event in events {
+            match event {
+                NodeEvent::RumorChanged(key) => {
+                    self.store_dirty = true;
+                    self.view_dirty = true;
+                    // A vote or a declaration is answered now, not at the next tick; a
+                    // service rumor or a retirement changes the electorate.
+                    if matches!(
+                        key,
+                        RumorKey::Election { .. }
+                            | RumorKey::ElectionUpdate { .. }
+                            | RumorKey::Service { .. }
+                            | RumorKey::Retirement { .. }
+                    ) {
+                        self.election_dirty = true;
+                    }
+                }
+                NodeEvent::Rejoined(identity) => {
+                    if let Err(e) = persist_incarnation(&self.dirs, identity.incarnation) {
+                        tracing::warn!(error = %e, "cannot persist the incarnation");
+                    }
+                }
+                NodeEvent::MemberUp(identity) => {
+                    tracing::info!(member = %identity.id, addr = %identity.addr, node = %identity.node, "member alive");
+                }
+                NodeEvent::MemberDown(identity) => {
+                    tracing::info!(member = %identity.id, addr = %identity.addr, "member confirmed down");
+                }
+                NodeEvent::MemberReplaced { old, new } => {
+                    tracing::info!(old = %old.id, new = %new.id, node = %new.node, "member replaced by a newer one with the same node name");
+                }
+                NodeEvent::NodeNameConflict { name, ids } => {
+                    let ids: Vec<String> = ids.iter().map(ToString::to_string).collect();
+                    tracing::warn!(node = %name, ?ids, "members that all answer share a node name; all are kept (give each a distinct --node-name)");
+                }
+                NodeEvent::DepartedSelf => {
+                    tracing::error!("this supervisor was departed from the ring");
+                }
+            }
+        }
+    }
+
+    /// Hands a snapshot of the rumor store to its writer (see `persist_at` for the debounce;
+    /// the wait grows with the time the snapshot took, which grows with the store).
+    fn persist(&mut self) {
+        self.store_dirty = false;
+        self.persist_at = None;
+        let started = Instant::now();
+        self.store_writer.write(self.node.store().snapshot());
+        self.last_persist = Instant::now();
+        self.persist_wait = persist_wait(self.last_persist - started);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn a_slow_store_write_is_repeated_less_often() {
+        assert_eq!(persist_wait(Duration::from_millis(2)), PERSIST_DEBOUNCE);
+        assert_eq!(
+            persist_wait(Duration::from_millis(500)),
+            Duration::from_secs(10)
+        );
+        assert_eq!(persist_wait(Duration::from_secs(30)), PERSIST_MAX_WAIT);
+    }
+}
