@@ -72,37 +72,50 @@ pub fn hab_binary() -> &'static Path {
         if let Some(bin) = std::env::var_os("HAB_BIN") {
             return PathBuf::from(bin);
         }
-        let release = !cfg!(debug_assertions);
-        let path = target_dir()
-            .join(if release { "release" } else { "debug" })
-            .join("hab");
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let mut build = Command::new(cargo);
-        build.current_dir(workspace_dir()).args([
-            "build",
-            "--quiet",
-            "-p",
-            "habitat-sidecar",
-            "--bin",
-            "hab",
-        ]);
-        if release {
-            build.arg("--release");
-        }
-        match build.status() {
-            Ok(status) if status.success() => {}
-            Ok(status) if path.exists() => {
-                eprintln!("building hab failed ({status}); testing {}", path.display());
-            }
-            Ok(status) => panic!("building hab failed: {status}"),
-            Err(e) if path.exists() => {
-                eprintln!("cannot run cargo ({e}); testing {}", path.display());
-            }
-            Err(e) => panic!("cannot run cargo to build hab: {e}"),
-        }
-        assert!(path.exists(), "hab binary not found at {}", path.display());
-        path
+        built_binary("habitat-sidecar", "hab")
     })
+}
+
+/// A binary of this crate (e.g. `udp-blackhole`), built as `hab_binary` is: for the bench
+/// binaries, as `cargo run --bin X` builds X alone (tests have `CARGO_BIN_EXE_<name>`).
+pub fn e2e_binary(name: &str) -> PathBuf {
+    built_binary("habitat-e2e", name)
+}
+
+/// `bin` of `package` in the profile of this crate, after `cargo build` of it.
+fn built_binary(package: &str, bin: &str) -> PathBuf {
+    let release = !cfg!(debug_assertions);
+    let path = target_dir()
+        .join(if release { "release" } else { "debug" })
+        .join(bin);
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut build = Command::new(cargo);
+    build
+        .current_dir(workspace_dir())
+        .args(["build", "--quiet", "-p", package, "--bin", bin]);
+    if release {
+        build.arg("--release");
+    }
+    match build.status() {
+        Ok(status) if status.success() => {}
+        Ok(status) if path.exists() => {
+            eprintln!(
+                "building {bin} failed ({status}); testing {}",
+                path.display()
+            );
+        }
+        Ok(status) => panic!("building {bin} failed: {status}"),
+        Err(e) if path.exists() => {
+            eprintln!("cannot run cargo ({e}); testing {}", path.display());
+        }
+        Err(e) => panic!("cannot run cargo to build {bin}: {e}"),
+    }
+    assert!(
+        path.exists(),
+        "{bin} binary not found at {}",
+        path.display()
+    );
+    path
 }
 
 /// The example package whose service group is `hello.default`.
