@@ -72,37 +72,50 @@ pub fn hab_binary() -> &'static Path {
         if let Some(bin) = std::env::var_os("HAB_BIN") {
             return PathBuf::from(bin);
         }
-        let release = !cfg!(debug_assertions);
-        let path = target_dir()
-            .join(if release { "release" } else { "debug" })
-            .join("hab");
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let mut build = Command::new(cargo);
-        build.current_dir(workspace_dir()).args([
-            "build",
-            "--quiet",
-            "-p",
-            "habitat-sidecar",
-            "--bin",
-            "hab",
-        ]);
-        if release {
-            build.arg("--release");
-        }
-        match build.status() {
-            Ok(status) if status.success() => {}
-            Ok(status) if path.exists() => {
-                eprintln!("building hab failed ({status}); testing {}", path.display());
-            }
-            Ok(status) => panic!("building hab failed: {status}"),
-            Err(e) if path.exists() => {
-                eprintln!("cannot run cargo ({e}); testing {}", path.display());
-            }
-            Err(e) => panic!("cannot run cargo to build hab: {e}"),
-        }
-        assert!(path.exists(), "hab binary not found at {}", path.display());
-        path
+        built_binary("habitat-sidecar", "hab")
     })
+}
+
+/// A binary of this crate (e.g. `udp-blackhole`), built as `hab_binary` is: for the bench
+/// binaries, as `cargo run --bin X` builds X alone (tests have `CARGO_BIN_EXE_<name>`).
+pub fn e2e_binary(name: &str) -> PathBuf {
+    built_binary("habitat-e2e", name)
+}
+
+/// `bin` of `package` in the profile of this crate, after `cargo build` of it.
+fn built_binary(package: &str, bin: &str) -> PathBuf {
+    let release = !cfg!(debug_assertions);
+    let path = target_dir()
+        .join(if release { "release" } else { "debug" })
+        .join(bin);
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut build = Command::new(cargo);
+    build
+        .current_dir(workspace_dir())
+        .args(["build", "--quiet", "-p", package, "--bin", bin]);
+    if release {
+        build.arg("--release");
+    }
+    match build.status() {
+        Ok(status) if status.success() => {}
+        Ok(status) if path.exists() => {
+            eprintln!(
+                "building {bin} failed ({status}); testing {}",
+                path.display()
+            );
+        }
+        Ok(status) => panic!("building {bin} failed: {status}"),
+        Err(e) if path.exists() => {
+            eprintln!("cannot run cargo ({e}); testing {}", path.display());
+        }
+        Err(e) => panic!("cannot run cargo to build {bin}: {e}"),
+    }
+    assert!(
+        path.exists(),
+        "{bin} binary not found at {}",
+        path.display()
+    );
+    path
 }
 
 /// The example package whose service group is `hello.default`.
@@ -980,12 +993,32 @@ pub fn agreed_leader(ring: &[&Supervisor], group: &str) -> Result<String, String
 /// A throw-away network lab: a hub namespace with bridges, and one namespace per host joined to
 /// a bridge by a veth pair, addressed `10.231.<subnet>.<host>/24`. Names carry the process id
 /// and a counter, so parallel runs do not clash; every namespace is deleted on drop, even when
-/// the test fails. Only namespaces created here get addresses.
+/// the test fails, as is what `hang_dns` set up. Only namespaces created here get addresses.
 pub struct NetnsLab {
     prefix: String,
     subnet: u8,
     hosts: Vec<u8>,
+    /// The black holes of hosts whose DNS hangs (`hang_dns`).
+    dns_holes: Vec<DnsHole>,
+    /// Where the black holes log the queries they swallow.
+    dns_logs: Option<tempfile::TempDir>,
+    /// `/etc/netns/<ns>` directories made by `hang_dns`, removed on drop.
+    dns_etc: Vec<PathBuf>,
 }
+
+/// A host's DNS server that never answers: `ip netns exec` bind-mounts
+/// `/etc/netns/<ns>/resolv.conf` over `/etc/resolv.conf`, pointing the host's resolver at a
+/// black hole on its own 127.0.0.1:53.
+struct DnsHole {
+    host: u8,
+    child: Child,
+    /// One line per query: client port, query id, type, name.
+    queries: PathBuf,
+}
+
+/// A lookup's first try waits 30 s, and 5 tries are made: a lookup hangs for minutes (the
+/// most glibc allows), as behind a firewall that drops DNS.
+const HANGING_RESOLV_CONF: &str = "nameserver 127.0.0.1\noptions timeout:30 attempts:5\n";
 
 impl NetnsLab {
     /// Creates the hub with bridges `br0` and `br1`. `Err` says why namespaces cannot be made
@@ -997,6 +1030,9 @@ impl NetnsLab {
             prefix: format!("habe2e-{}-{n}", std::process::id()),
             subnet,
             hosts: Vec::new(),
+            dns_holes: Vec::new(),
+            dns_logs: None,
+            dns_etc: Vec::new(),
         };
         let hub = lab.hub();
         ip_cmd(&["netns", "add", &hub])?;
@@ -1052,10 +1088,150 @@ impl NetnsLab {
         args.extend_from_slice(argv);
         ip_cmd(&args)
     }
+
+    /// Makes every DNS lookup by processes started in `host`'s namespace from now on hang: its
+    /// resolver asks 127.0.0.1:53, where `blackhole` (the `udp-blackhole` binary) reads queries
+    /// and never answers. Both are undone on drop. Call it before starting the host's processes:
+    /// `ip netns exec` mounts the resolver configuration when it starts one.
+    pub fn hang_dns(&mut self, host: u8, blackhole: &Path) -> Result<(), String> {
+        let ns = self.ns(host);
+        let etc = netns_etc(&ns);
+        fs::create_dir_all(&etc).map_err(|e| format!("{}: {e}", etc.display()))?;
+        // Recorded before anything else can fail, so drop removes it.
+        self.dns_etc.push(etc.clone());
+        let conf = etc.join("resolv.conf");
+        fs::write(&conf, HANGING_RESOLV_CONF).map_err(|e| format!("{}: {e}", conf.display()))?;
+        let logs = match &self.dns_logs {
+            Some(dir) => dir.path().to_path_buf(),
+            None => {
+                let dir = tempfile::Builder::new()
+                    .prefix("hab-e2e-dns-")
+                    .tempdir()
+                    .map_err(|e| format!("a temp dir for DNS query logs: {e}"))?;
+                let path = dir.path().to_path_buf();
+                self.dns_logs = Some(dir);
+                path
+            }
+        };
+        let queries = logs.join(format!("h{host}.queries"));
+        let mut child = Command::new("ip")
+            .args(["netns", "exec", &ns])
+            .arg(blackhole)
+            .arg("127.0.0.1:53")
+            .arg(&queries)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("ip netns exec {ns} {}: {e}", blackhole.display()))?;
+        // The black hole creates its log once its socket is bound.
+        let what = format!("the DNS black hole of {ns} listens");
+        let started = Instant::now();
+        let listening = loop {
+            if queries.exists() {
+                break Ok(());
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                let mut stderr = String::new();
+                if let Some(mut pipe) = child.stderr.take() {
+                    let _ = pipe.read_to_string(&mut stderr);
+                }
+                break Err(format!("{what}: it exited ({status}): {}", stderr.trim()));
+            }
+            if started.elapsed() > Duration::from_secs(10) {
+                break Err(format!("{what}: not after 10 s"));
+            }
+            std::thread::sleep(POLL);
+        };
+        self.dns_holes.push(DnsHole {
+            host,
+            child,
+            queries,
+        });
+        listening
+    }
+
+    /// The queries `host`'s black hole has swallowed so far, one `port id type name` line each
+    /// (empty for a host whose DNS does not hang).
+    pub fn dns_queries(&self, host: u8) -> Vec<String> {
+        let Some(hole) = self.dns_holes.iter().find(|hole| hole.host == host) else {
+            return Vec::new();
+        };
+        let log = fs::read_to_string(&hole.queries).unwrap_or_default();
+        log.lines().map(str::to_string).collect()
+    }
+
+    /// How many lookups of `name` reached `host`'s black hole: glibc sends a lookup's queries
+    /// (A and AAAA, and their retries) from one socket of its own, so one client port each.
+    pub fn dns_lookups(&self, host: u8, name: &str) -> usize {
+        let ports: std::collections::BTreeSet<String> = self
+            .dns_queries(host)
+            .iter()
+            .filter(|line| line.split(' ').nth(3) == Some(name))
+            .filter_map(|line| line.split(' ').next().map(str::to_string))
+            .collect();
+        ports.len()
+    }
+
+    /// Starts a supervisor in each of `hosts`' namespaces, each with every other one as
+    /// `--peer`, all spawned before any is waited for (so their timers run in step), then waits
+    /// until each answers. `configure` gets each host and its builder.
+    pub fn start_ring(
+        &self,
+        hosts: &[u8],
+        configure: impl Fn(u8, SupervisorBuilder) -> SupervisorBuilder,
+    ) -> Vec<Supervisor> {
+        let mut ring: Vec<Supervisor> = hosts
+            .iter()
+            .map(|&h| {
+                let peers = hosts.iter().filter(|&&p| p != h).map(|&p| self.ip(p));
+                let builder = Supervisor::at_ip(self.ip(h))
+                    .in_netns(&self.ns(h))
+                    .peers(peers);
+                configure(h, builder).spawn()
+            })
+            .collect();
+        for sup in &mut ring {
+            sup.wait_ready();
+        }
+        ring
+    }
+}
+
+/// The peer name given to every supervisor of a `hanging_dns_lab` (`.test` is reserved, so no
+/// real resolver would answer it either).
+pub const HANGING_PEER: &str = "peers.hab-dns.test";
+
+/// Issue 16's lab, for `tests/dns.rs` and `dns-bench`: a namespace for each of `hosts` on
+/// `subnet`, each with DNS that hangs (`hang_dns` with the `udp-blackhole` binary at
+/// `blackhole`). `Err` says why namespaces cannot be made at all (not root, no `ip`), for tests
+/// that then skip; once they can, any other failure panics (a missing black hole must not pass
+/// as a skip).
+pub fn hanging_dns_lab(subnet: u8, hosts: &[u8], blackhole: &Path) -> Result<NetnsLab, String> {
+    let mut lab = NetnsLab::new(subnet)?;
+    for &host in hosts {
+        lab.add_host(host)
+            .unwrap_or_else(|e| panic!("host {host}: {e}"));
+        lab.hang_dns(host, blackhole)
+            .unwrap_or_else(|e| panic!("host {host}: {e}"));
+    }
+    Ok(lab)
+}
+
+/// The directory whose files `ip netns exec NS` mounts over those of `/etc`.
+fn netns_etc(ns: &str) -> PathBuf {
+    Path::new("/etc/netns").join(ns)
 }
 
 impl Drop for NetnsLab {
     fn drop(&mut self) {
+        for mut hole in std::mem::take(&mut self.dns_holes) {
+            let _ = hole.child.kill();
+            let _ = hole.child.wait();
+        }
+        for etc in std::mem::take(&mut self.dns_etc) {
+            let _ = fs::remove_dir_all(etc);
+        }
         for host in std::mem::take(&mut self.hosts) {
             let _ = ip_cmd(&["netns", "del", &self.ns(host)]);
         }
