@@ -548,7 +548,7 @@ fn census_shows_leader_health_pkg_and_parsed_config() {
 
 fn services_entry(status: &habitat_sidecar::service::status::ServiceStatus) -> Value {
     use habitat_sidecar::binds::{self, BindingMode};
-    use habitat_sidecar::service::gateway::service_json;
+    use habitat_sidecar::http::services::service_json;
     use habitat_sidecar::service::runtime::{pkg_context, ServiceSpec};
     use habitat_sidecar::template::context::SysContext;
     let tmp = tempfile::tempdir().unwrap();

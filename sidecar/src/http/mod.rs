@@ -11,6 +11,7 @@
 //! the loop publishes (`snapshot`): no request runs on the loop, and a flood costs it a
 //! bounded number of builds.
 
+pub mod services;
 pub mod snapshot;
 
 use std::sync::Arc;

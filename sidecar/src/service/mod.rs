@@ -4,7 +4,6 @@
 pub mod backoff;
 pub mod changes;
 pub mod dirs;
-pub mod gateway;
 pub mod health;
 pub mod hooks;
 pub mod process;

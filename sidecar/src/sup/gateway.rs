@@ -5,8 +5,8 @@ use bytes::Bytes;
 
 use super::LoopState;
 use crate::census::{self, CensusInput};
+use crate::http::services as service_gateway;
 use crate::http::snapshot;
-use crate::service::gateway as service_gateway;
 use crate::service::status::ServiceStatus;
 
 /// What the HTTP gateway shows, built on the loop when a request asks (at most once per

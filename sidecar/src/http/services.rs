@@ -4,11 +4,11 @@
 
 use serde_json::{json, Value};
 
-use super::dirs::SvcDirs;
-use super::hooks::{self, HookKind};
-use super::runtime::ServiceSpec;
-use super::status::ServiceStatus;
 use crate::census::toml_table_to_json;
+use crate::service::dirs::SvcDirs;
+use crate::service::hooks::{self, HookKind};
+use crate::service::runtime::ServiceSpec;
+use crate::service::status::ServiceStatus;
 use crate::template::context::PkgContext;
 
 fn duration(d: std::time::Duration) -> Value {
