@@ -42,7 +42,7 @@ impl Node {
         }
         let up: Vec<SocketAddr> = self
             .up
-            .ids
+            .ids()
             .iter()
             .filter_map(|id| self.members.get(id))
             .map(|r| r.identity.addr)
