@@ -12,7 +12,8 @@ use std::time::Duration;
 
 use rand::RngExt;
 
-use super::{cap_frame, Node, NodeTimer, SessionId};
+use super::dissemination::cap_frame;
+use super::{Node, NodeTimer, SessionId};
 use crate::gossip::member::{Identity, MemberId};
 use crate::gossip::wire::{Frame, SYNC_BUCKETS};
 
