@@ -1,10 +1,11 @@
 //! How rumors spread: what a node takes in (`accept`, `publish`: merged into the store, then
 //! spread and reported when new), and how it sends them on. Small rumors are queued and ride
-//! piggyback on SWIM datagrams or on gossip rounds (`send_gossip_round`: shuffled
-//! round-robin targets, each rumor sent a bounded number of times); large ones are pushed over
-//! TCP to a few members. `flush_swim`, which every input ends with, turns foca's output into
-//! datagrams carrying queued rumors. Invariants: a rumor is spread only when it changed the
-//! store; a datagram never exceeds `max_datagram`, a frame stops at the soft limit (`cap_frame`).
+//! piggyback on SWIM datagrams or on gossip rounds (`send_gossip_round`: shuffled round-robin
+//! targets, each rumor sent a bounded number of times); large ones are pushed over TCP to a few
+//! members. `flush_swim`, which inputs end with, turns foca's output into datagrams carrying
+//! queued rumors. Invariants: a rumor is spread only when it changed the store; piggybacked
+//! rumors fit the datagram's budget (`rumor_budget`); a frame of rumors stops at the soft limit
+//! (`cap_frame`).
 
 use std::net::SocketAddr;
 use std::sync::Arc;

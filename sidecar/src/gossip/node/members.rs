@@ -1,9 +1,10 @@
 //! What a node knows of the other members: the member table (identity, Habitat's health and
 //! since when), the set of up members (O(1) random choice, shuffled gossip rounds), the indexes
-//! by gossip address and by node name, node-name conflicts and challenges, and membership
-//! imported from peers. SWIM (`Membership`) decides who is up or down; this file keeps the
-//! tables that follow from it. Invariants: a member is its id; a departed member never comes
-//! back; a member that still answers is never evicted over its node name.
+//! by gossip address and by node name, node-name conflicts and challenges, membership imported
+//! from peers, healing (re-contacting peers and permanent members that are not up), and the
+//! views of it all that the supervisor reads. SWIM (`Membership`) decides who is up or down;
+//! this file keeps the tables that follow from it. Invariants: a member is its id; a departed
+//! member never comes back; a member that still answers is never evicted over its node name.
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -3,6 +3,17 @@
 //! (`transport.rs`) and the simulator (`sim.rs`) drive the very same code: calls in with the
 //! current time, `Output`s out (datagrams, TCP frames, timers to arm) plus `NodeEvent`s.
 //!
+//! This file holds the `Node` struct, its configuration, its inputs (`start`, the `handle_*`
+//! methods, `leave`...), outputs, events and counters, timers and expiry. Each concern has a
+//! file of its own, an `impl Node` block over the same private fields:
+//! - `envelope`: sealing and opening, replay admission, peer keys and key rotation hints;
+//! - `sync`: push-pull anti-entropy sessions (rumors and membership), asking and answering;
+//! - `members`: the member table, up set, indexes, node-name conflicts, healing, member views;
+//! - `dissemination`: publish and accept, piggybacking, gossip rounds, `flush_swim`.
+//!
+//! Every input starts with `advance_clock`; those that can set anything in motion end with
+//! `flush_swim`, which turns it into outputs.
+//!
 //! Invariants: nothing here reads a clock or a socket; every datagram we accept passed the
 //! envelope's authentication and the replay window; malformed input is counted, never a panic.
 
@@ -162,6 +173,7 @@ impl NodeStats {
     }
 }
 
+/// One member of the ring (see the module documentation for where each part lives).
 pub struct Node {
     config: GossipConfig,
     membership: Membership,
@@ -352,6 +364,16 @@ impl Node {
 
     pub fn drain_events(&mut self) -> std::vec::Drain<'_, NodeEvent> {
         self.events.drain(..)
+    }
+
+    /// Outputs produced but not yet drained.
+    pub fn pending_outputs(&self) -> &[Output] {
+        &self.outputs
+    }
+
+    /// Counts input the transport refused before the node saw it.
+    pub fn count_drop(&mut self, reason: &'static str) {
+        self.stats.drop(reason);
     }
 
     /// Joins the ring: contacts the peers, pulls their rumors once, arms the periodic timers.
@@ -603,6 +625,8 @@ impl Node {
         })
     }
 
+    /// Expiry: members down past `dead_member_ttl` (with their rumors), tombstones past
+    /// `tombstone_ttl`, sessions never answered, and the indexes and keys of what is gone.
     fn maintenance(&mut self) {
         let ttl = self.config.swim.dead_member_ttl.as_millis() as u64;
         let now = self.now_ms;
@@ -642,16 +666,6 @@ impl Node {
         let (by_addr, peers) = (&self.by_addr, &self.peers);
         self.peer_keys
             .retain(|addr, _| by_addr.contains_key(addr) || peers.contains(addr));
-    }
-
-    /// Outputs produced but not yet drained.
-    pub fn pending_outputs(&self) -> &[Output] {
-        &self.outputs
-    }
-
-    /// Counts input the transport refused before the node saw it.
-    pub fn count_drop(&mut self, reason: &'static str) {
-        self.stats.drop(reason);
     }
 }
 
