@@ -430,7 +430,7 @@ fn a_two_key_rotation_drops_nothing_as_unknown_key() {
 fn a_new_key_activates_without_drops_when_activation_outlasts_key_reloads() {
     // Activation 7 s is longer than the 5 s between two readings of the keys dir, so every
     // member holds k2 before any seals with it, whatever moment each re-reads its keys.
-    // Deleting k1 afterwards is only checked to keep the ring whole: node.rs seals to a peer
+    // Deleting k1 afterwards is only checked to keep the ring whole: the node seals to a peer
     // with the key that peer last used, so a pair can still be talking k1 when it goes away.
     let scratch = tempfile::tempdir().unwrap();
     let k1 = generate_ring_key(&scratch.path().join("k1"), "prod");
