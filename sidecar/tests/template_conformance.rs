@@ -225,7 +225,7 @@ fn to_json_pretty_prints_with_two_spaces() {
     let ctx = context();
     assert_eq!(
         render("{{toJson cfg.tls}}", &ctx),
-        "{\n  \"cert\": \"/etc/cert.pem\",\n  \"enabled\": true\n}"
+        "{\n  \"enabled\": true,\n  \"cert\": \"/etc/cert.pem\"\n}"
     );
     assert_eq!(
         render("{{toJson cfg.list}}", &ctx),
@@ -239,17 +239,20 @@ fn to_toml_writes_a_toml_document_with_values_before_tables() {
     let ctx = context();
     assert_eq!(
         render("{{toToml cfg.tls}}", &ctx),
-        "cert = \"/etc/cert.pem\"\nenabled = true\n"
+        "enabled = true\ncert = \"/etc/cert.pem\"\n"
     );
     let whole = render("{{toToml cfg}}", &ctx);
     let back: toml::Table = toml::from_str(&whole).unwrap();
     assert_eq!(back, toml::from_str::<toml::Table>(CFG).unwrap());
     assert!(
-        whole.ends_with("[tls]\ncert = \"/etc/cert.pem\"\nenabled = true\n"),
+        whole.ends_with("[tls]\nenabled = true\ncert = \"/etc/cert.pem\"\n"),
         "{whole}"
     );
-    let err = render_err("{{toToml cfg.port}}", &ctx);
-    assert!(err.contains("Can't serialize parameter to TOML"), "{err}");
+    // A value that is not a table is written as a TOML value, as Habitat's helper does.
+    assert_eq!(render("{{toToml cfg.port}}", &ctx), "6379");
+    assert_eq!(render("{{toToml cfg.list}}", &ctx), "[\"a\", \"b\", 3]");
+    let err = render_err("{{toToml}}", &ctx);
+    assert!(err.contains("toToml"), "{err}");
 }
 
 #[test]
@@ -257,7 +260,7 @@ fn to_yaml_writes_a_yaml_document() {
     let ctx = context();
     assert_eq!(
         render("{{toYaml cfg.tls}}", &ctx),
-        "cert: /etc/cert.pem\nenabled: true\n"
+        "enabled: true\ncert: /etc/cert.pem\n"
     );
     assert_eq!(render("{{toYaml cfg.list}}", &ctx), "- a\n- b\n- 3\n");
 }
@@ -353,7 +356,7 @@ fn each_alive_renders_else_for_an_empty_list_and_iterates_one_alive_member() {
     );
     assert_eq!(
         render("{{#eachAlive one}}{{@key}}={{this}};{{/eachAlive}}", &ctx),
-        "a=1;alive=true;b=2;"
+        "alive=true;b=2;a=1;"
     );
     assert_eq!(
         render("{{#eachAlive dead}}{{@key}}{{/eachAlive}}", &ctx),
@@ -384,7 +387,7 @@ fn each_and_with_switch_context_and_reach_back() {
     );
     assert_eq!(
         render("{{#each cfg.tls}}{{@key}}:{{this}};{{/each}}", &ctx),
-        "cert:/etc/cert.pem;enabled:true;"
+        "enabled:true;cert:/etc/cert.pem;"
     );
     assert_eq!(
         render("{{#if cfg.tls.enabled}}tls{{else}}plain{{/if}}", &ctx),

@@ -378,8 +378,19 @@ fn json(value: &Value) -> Result<String, String> {
         .map_err(|e| format!("Can't serialize parameter to JSON: {e}"))
 }
 
+/// A table as a TOML document (values before tables, as TOML needs, so key order is kept only
+/// among values and among tables); anything else as a TOML value (`9638`, `"redis"`,
+/// `["6379"]`, an array of tables inline), as Habitat's helper does.
 fn toml_text(value: &Value) -> Result<String, String> {
-    toml::to_string(value).map_err(|e| format!("Can't serialize parameter to TOML: {e}"))
+    let text = if value.is_object() {
+        toml::to_string(value)
+    } else {
+        let mut text = String::new();
+        serde::Serialize::serialize(value, toml::ser::ValueSerializer::new(&mut text))
+            .map(|_| ())
+            .map(|()| text)
+    };
+    text.map_err(|e| format!("Can't serialize parameter to TOML: {e}"))
 }
 
 fn yaml(value: &Value) -> Result<String, String> {
