@@ -239,32 +239,36 @@ impl CensusGroup {
                 )
             })
             .collect();
+        // Habitat's fields in its order, then ours.
         json!({
-            "changed_service_files": [],
+            "service_group": self.service_group.as_str(),
             "election_status": self.election_status,
+            "update_election_status": self.update_election_status,
+            "pkg_incarnation": 0,
+            "leader_id": self.leader_id.map(|id| id.to_string()),
+            "service_config": service_config,
+            "local_member_id": self.local_member_id.to_string(),
+            "population": population,
+            "update_leader_id": self.update_leader_id.map(|id| id.to_string()),
+            "changed_service_files": [],
+            "service_files": service_files,
             "election_term": self.election_term,
+            "update_election_term": self.update_election_term,
             "electorate": self
                 .electorate
                 .as_ref()
                 .map(|ids| ids.iter().map(ToString::to_string).collect::<Vec<_>>()),
-            "leader_id": self.leader_id.map(|id| id.to_string()),
-            "local_member_id": self.local_member_id.to_string(),
-            "population": population,
             "retired_members": self
                 .retired_members
                 .iter()
                 .map(ToString::to_string)
                 .collect::<Vec<_>>(),
-            "service_config": service_config,
-            "service_files": service_files,
-            "service_group": self.service_group.as_str(),
-            "update_election_status": self.update_election_status,
-            "update_election_term": self.update_election_term,
-            "update_leader_id": self.update_leader_id.map(|id| id.to_string()),
         })
     }
 
-    fn member_json(&self, m: &CensusMember) -> Value {
+    /// A member as Habitat shows it, in `/census` and to templates (`svc.members`, `bind.*`),
+    /// its fields in Habitat's order.
+    pub fn member_json(&self, m: &CensusMember) -> Value {
         // Habitat shows an ident it cannot parse as an empty one rather than dropping `pkg`.
         let pkg = m.pkg.clone().unwrap_or_default();
         let status =
@@ -273,29 +277,31 @@ impl CensusGroup {
         let (no_quorum, update_no_quorum) = status(ELECTION_NO_QUORUM);
         let (finished, update_finished) = status(ELECTION_FINISHED);
         json!({
+            "member_id": m.member_id.to_string(),
+            "pkg": pkg,
+            // We do not track package-update incarnations apart from the service rumor's.
+            "pkg_incarnation": 0,
+            "package": m.package,
+            "service": self.service_group.service(),
+            "group": self.service_group.group(),
+            "org": self.service_group.org(),
+            "persistent": m.persistent,
+            "leader": m.leader,
+            "follower": m.follower,
+            "update_leader": m.update_leader,
+            "update_follower": m.update_follower,
+            "election_is_running": running,
+            "election_is_no_quorum": no_quorum,
+            "election_is_finished": finished,
+            "update_election_is_running": update_running,
+            "update_election_is_no_quorum": update_no_quorum,
+            "update_election_is_finished": update_finished,
+            "sys": m.sys,
             "alive": m.health == Health::Alive,
-            "cfg": toml_table_to_json(&m.cfg),
+            "suspect": m.health == Health::Suspect,
             "confirmed": m.health == Health::Confirmed,
             "departed": m.health == Health::Departed,
-            "election_is_finished": finished,
-            "election_is_no_quorum": no_quorum,
-            "election_is_running": running,
-            "follower": m.follower,
-            "group": self.service_group.group(),
-            "leader": m.leader,
-            "member_id": m.member_id.to_string(),
-            "org": self.service_group.org(),
-            "package": m.package,
-            "persistent": m.persistent,
-            "pkg": pkg,
-            "service": self.service_group.service(),
-            "suspect": m.health == Health::Suspect,
-            "sys": m.sys,
-            "update_election_is_finished": update_finished,
-            "update_election_is_no_quorum": update_no_quorum,
-            "update_election_is_running": update_running,
-            "update_follower": m.update_follower,
-            "update_leader": m.update_leader,
+            "cfg": toml_table_to_json(&m.cfg),
         })
     }
 }
@@ -549,16 +555,17 @@ pub fn census_with(input: &CensusInput<'_>, local: &LocalElections) -> Value {
         .map(|g| (g.service_group.as_str().to_string(), g.to_json()))
         .collect();
     let counter = |kind| input.store.update_counter(kind);
+    // Habitat's fields in its order.
     json!({
-        "census_groups": groups,
         "changed": true,
+        "census_groups": groups,
+        "local_member_id": input.local.id.to_string(),
+        "last_service_counter": counter(RumorKind::Service),
         "last_election_counter": counter(RumorKind::Election),
         "last_election_update_counter": counter(RumorKind::ElectionUpdate),
         "last_membership_counter": known_members(input).len(),
         "last_service_config_counter": counter(RumorKind::ServiceConfig),
-        "last_service_counter": counter(RumorKind::Service),
         "last_service_file_counter": counter(RumorKind::ServiceFile),
-        "local_member_id": input.local.id.to_string(),
     })
 }
 

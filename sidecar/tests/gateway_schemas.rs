@@ -456,6 +456,89 @@ fn census_population_has_every_field_of_habitats_sample() {
     }
 }
 
+/// The keys of a JSON object in document order.
+fn keys_in_order(value: &Value) -> Vec<&str> {
+    value
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect()
+}
+
+#[test]
+fn census_fields_come_in_habitats_order_and_config_in_its_written_order() {
+    // Habitat 2.1.78's `CensusRing`, `CensusGroup` and `CensusMemberProxy` serializers
+    // (components/sup/src/census.rs); our own fields after them.
+    let ring = Ring::new();
+    let ours = census::census(&ring.input());
+    assert_eq!(
+        keys_in_order(&ours),
+        [
+            "changed",
+            "census_groups",
+            "local_member_id",
+            "last_service_counter",
+            "last_election_counter",
+            "last_election_update_counter",
+            "last_membership_counter",
+            "last_service_config_counter",
+            "last_service_file_counter"
+        ]
+    );
+    let group = &ours["census_groups"]["postgres.default"];
+    assert_eq!(
+        keys_in_order(group),
+        [
+            "service_group",
+            "election_status",
+            "update_election_status",
+            "pkg_incarnation",
+            "leader_id",
+            "service_config",
+            "local_member_id",
+            "population",
+            "update_leader_id",
+            "changed_service_files",
+            "service_files",
+            "election_term",
+            "update_election_term",
+            "electorate",
+            "retired_members"
+        ]
+    );
+    let member = &group["population"][id(1).to_string()];
+    assert_eq!(
+        keys_in_order(member),
+        [
+            "member_id",
+            "pkg",
+            "pkg_incarnation",
+            "package",
+            "service",
+            "group",
+            "org",
+            "persistent",
+            "leader",
+            "follower",
+            "update_leader",
+            "update_follower",
+            "election_is_running",
+            "election_is_no_quorum",
+            "election_is_finished",
+            "update_election_is_running",
+            "update_election_is_no_quorum",
+            "update_election_is_finished",
+            "sys",
+            "alive",
+            "suspect",
+            "confirmed",
+            "departed",
+            "cfg"
+        ]
+    );
+}
+
 #[test]
 fn census_shows_leader_health_pkg_and_parsed_config() {
     let ring = Ring::new();

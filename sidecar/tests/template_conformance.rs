@@ -648,3 +648,51 @@ fn renderer_can_be_shared_across_tasks() {
     assert!(shareable(&renderer));
     assert!(renderer.config_names().is_empty());
 }
+
+/// The keys of `path` in the order `#each` walks them.
+fn keys_of(path: &str, ctx: &Value) -> String {
+    render(
+        &format!("{{{{#each {path}}}}}{{{{@key}}}} {{{{/each}}}}"),
+        ctx,
+    )
+}
+
+#[test]
+fn context_objects_list_their_fields_in_habitats_order() {
+    // Habitat 2.1.78: the render context (`RenderContext`, `SystemInfo`, `Package` and `Svc` in
+    // components/sup/src/manager/service/context.rs) and a census member
+    // (`CensusMemberProxy` in components/sup/src/census.rs). Our own fields come after.
+    let ctx = context();
+    assert_eq!(keys_of("this", &ctx), "sys pkg cfg svc bind ");
+    assert_eq!(
+        keys_of("sys", &ctx),
+        "version member_id ip hostname gossip_ip gossip_port http_gateway_ip \
+         http_gateway_port ctl_gateway_ip ctl_gateway_port permanent "
+    );
+    assert_eq!(
+        keys_of("pkg", &ctx),
+        "ident origin name version release deps env exposes exports path svc_path \
+         svc_config_path svc_data_path svc_files_path svc_static_path svc_var_path \
+         svc_pid_file svc_run svc_user svc_group "
+    );
+    assert_eq!(
+        keys_of("svc", &ctx),
+        "service group org election_is_running election_is_no_quorum election_is_finished \
+         update_election_is_running update_election_is_no_quorum update_election_is_finished \
+         me members leader first update_leader service_group term "
+    );
+    let member = "member_id pkg pkg_incarnation package service group org persistent leader \
+         follower update_leader update_follower election_is_running election_is_no_quorum \
+         election_is_finished update_election_is_running update_election_is_no_quorum \
+         update_election_is_finished sys alive suspect confirmed departed cfg ";
+    assert_eq!(keys_of("svc.me", &ctx), format!("{member}term "));
+    assert_eq!(keys_of("svc.me.pkg", &ctx), "origin name version release ");
+    assert_eq!(
+        keys_of("svc.me.sys", &ctx),
+        "ip hostname gossip_ip gossip_port http_gateway_ip http_gateway_port ctl_gateway_ip \
+         ctl_gateway_port "
+    );
+    assert_eq!(keys_of("bind.db", &ctx), "first leader members ");
+    // The members' exported config keeps its written order.
+    assert_eq!(keys_of("cfg", &ctx), "port name list empty tls ");
+}

@@ -80,7 +80,6 @@ pub fn service_json(
         "config_from": Value::Null,
         "desired_state": if status.desired_up { "Up" } else { "Down" },
         "health_check": status.health.gateway_name(),
-        "health_check_interval": duration(spec.health_check_interval),
         "hooks": {
             "file_updated": hook_json(spec, status, HookKind::FileUpdated),
             "health_check": hook_json(spec, status, HookKind::HealthCheck),
@@ -129,6 +128,7 @@ pub fn service_json(
         },
         "spec_identifier": ident.to_string(),
         "svc_encrypted_password": Value::Null,
+        "health_check_interval": duration(spec.health_check_interval),
         "sys": sys,
         "topology": spec.topology.as_str(),
         "update_strategy": "none",

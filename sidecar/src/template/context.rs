@@ -27,7 +27,7 @@ use crate::census::{
     toml_table_to_json, CensusGroup, CensusMember, ELECTION_FINISHED, ELECTION_IN_PROGRESS,
     ELECTION_NO_QUORUM,
 };
-use crate::gossip::member::{Health, MemberId};
+use crate::gossip::member::MemberId;
 use crate::gossip::rumor::SysInfo;
 use crate::package::PackageIdent;
 
@@ -55,18 +55,19 @@ impl SysContext {
 
     pub fn to_json(&self) -> Value {
         let i = &self.info;
+        // Habitat's order (its `SystemInfo`).
         json!({
-            "ctl_gateway_ip": i.ctl_gateway_ip,
-            "ctl_gateway_port": i.ctl_gateway_port,
+            "version": self.version,
+            "member_id": self.member_id.to_string(),
+            "ip": i.ip,
+            "hostname": i.hostname,
             "gossip_ip": i.gossip_ip,
             "gossip_port": i.gossip_port,
-            "hostname": i.hostname,
             "http_gateway_ip": i.http_gateway_ip,
             "http_gateway_port": i.http_gateway_port,
-            "ip": i.ip,
-            "member_id": self.member_id.to_string(),
+            "ctl_gateway_ip": i.ctl_gateway_ip,
+            "ctl_gateway_port": i.ctl_gateway_port,
             "permanent": self.permanent,
-            "version": self.version,
         })
     }
 }
@@ -127,37 +128,38 @@ impl PkgContext {
     pub fn to_json(&self) -> Value {
         let text = |p: PathBuf| p.to_string_lossy().into_owned();
         let svc = |sub: &str| text(self.svc_path.join(sub));
+        // Habitat's order (its `Package`).
         json!({
+            "ident": self.ident.to_string(),
+            "origin": self.ident.origin,
+            "name": self.ident.name,
+            "version": self.ident.version.clone().unwrap_or_default(),
+            "release": self.ident.release.clone().unwrap_or_default(),
             "deps": self.deps.iter().map(ident_json).collect::<Vec<_>>(),
             "env": self.env,
-            "exports": self.exports,
             "exposes": self.exposes,
-            "ident": self.ident.to_string(),
-            "name": self.ident.name,
-            "origin": self.ident.origin,
+            "exports": self.exports,
             "path": text(self.path.clone()),
-            "release": self.ident.release.clone().unwrap_or_default(),
+            "svc_path": text(self.svc_path.clone()),
             "svc_config_path": svc("config"),
             "svc_data_path": svc("data"),
             "svc_files_path": svc("files"),
-            "svc_group": self.svc_group,
-            "svc_path": text(self.svc_path.clone()),
+            "svc_static_path": svc("static"),
+            "svc_var_path": svc("var"),
             "svc_pid_file": svc("PID"),
             "svc_run": svc("run"),
-            "svc_static_path": svc("static"),
             "svc_user": self.svc_user,
-            "svc_var_path": svc("var"),
-            "version": self.ident.version.clone().unwrap_or_default(),
+            "svc_group": self.svc_group,
         })
     }
 }
 
 fn ident_json(ident: &PackageIdent) -> Value {
     json!({
-        "name": ident.name,
         "origin": ident.origin,
-        "release": ident.release,
+        "name": ident.name,
         "version": ident.version,
+        "release": ident.release,
     })
 }
 
@@ -181,12 +183,13 @@ pub fn render_context(input: &RenderInput<'_>) -> Value {
         .iter()
         .map(|(name, group)| (name.clone(), bind_json(group)))
         .collect();
+    // Habitat's order (its `RenderContext`).
     json!({
-        "bind": bind,
-        "cfg": toml_table_to_json(input.cfg),
-        "pkg": input.pkg.to_json(),
-        "svc": svc_json(input),
         "sys": input.sys.to_json(),
+        "pkg": input.pkg.to_json(),
+        "cfg": toml_table_to_json(input.cfg),
+        "svc": svc_json(input),
+        "bind": bind,
     })
 }
 
@@ -225,6 +228,10 @@ impl<'a> GroupFlags<'a> {
                 );
             }
         }
+    }
+
+    /// Our terms (fencing tokens), after Habitat's fields.
+    fn insert_terms(&self, map: &mut Map<String, Value>) {
         if let Some(term) = self.term {
             map.insert("term".into(), json!(term));
         }
@@ -233,30 +240,13 @@ impl<'a> GroupFlags<'a> {
         }
     }
 
+    /// A member as the census shows it (Habitat's fields and order), then our terms.
     fn member(&self, m: &CensusMember) -> Value {
-        let pkg = m.pkg.clone().unwrap_or_default();
-        let mut map = Map::new();
-        map.insert("alive".into(), json!(m.health == Health::Alive));
-        map.insert("cfg".into(), toml_table_to_json(&m.cfg));
-        map.insert("confirmed".into(), json!(m.health == Health::Confirmed));
-        map.insert("departed".into(), json!(m.health == Health::Departed));
-        map.insert("follower".into(), json!(m.follower));
-        map.insert("group".into(), json!(self.group.service_group.group()));
-        map.insert("leader".into(), json!(m.leader));
-        map.insert("member_id".into(), json!(m.member_id.to_string()));
-        map.insert("org".into(), json!(self.group.service_group.org()));
-        map.insert("package".into(), json!(m.package));
-        map.insert("persistent".into(), json!(m.persistent));
-        map.insert("pkg".into(), json!(pkg));
-        // We do not track package-update incarnations separately from the service rumor's.
-        map.insert("pkg_incarnation".into(), json!(0));
-        map.insert("service".into(), json!(self.group.service_group.service()));
-        map.insert("suspect".into(), json!(m.health == Health::Suspect));
-        map.insert("sys".into(), json!(m.sys));
-        map.insert("update_follower".into(), json!(m.update_follower));
-        map.insert("update_leader".into(), json!(m.update_leader));
-        self.insert_election_flags(&mut map);
-        Value::Object(map)
+        let mut member = self.group.member_json(m);
+        if let Value::Object(map) = &mut member {
+            self.insert_terms(map);
+        }
+        member
     }
 
     fn active_members(&self) -> Vec<Value> {
@@ -293,17 +283,19 @@ fn svc_json(input: &RenderInput<'_>) -> Value {
         Some(me) => flags.member(me),
         None => flags.member(&local_member(input)),
     };
+    // Habitat's fields in its order (its `Svc`), then ours.
     let mut map = Map::new();
     map.insert("service".into(), json!(group.service_group.service()));
     map.insert("group".into(), json!(group.service_group.group()));
     map.insert("org".into(), json!(group.service_group.org()));
-    map.insert("service_group".into(), json!(group.service_group.as_str()));
     flags.insert_election_flags(&mut map);
-    map.insert("first".into(), flags.first().unwrap_or_else(|| me.clone()));
+    map.insert("me".into(), me.clone());
+    map.insert("members".into(), Value::Array(flags.active_members()));
     map.insert(
         "leader".into(),
         json!(group.leader().map(|m| flags.member(m))),
     );
+    map.insert("first".into(), flags.first().unwrap_or(me));
     map.insert(
         "update_leader".into(),
         json!(group
@@ -311,8 +303,8 @@ fn svc_json(input: &RenderInput<'_>) -> Value {
             .and_then(|id| group.member(id))
             .map(|m| flags.member(m))),
     );
-    map.insert("members".into(), Value::Array(flags.active_members()));
-    map.insert("me".into(), me);
+    map.insert("service_group".into(), json!(group.service_group.as_str()));
+    flags.insert_terms(&mut map);
     Value::Object(map)
 }
 
