@@ -65,6 +65,10 @@ impl ConfigError {
 /// Merges `over` into `base`: where both hold a table under a key, the tables merge
 /// (recursively); anything else in `over` replaces what `base` had. Recursion follows `over`,
 /// and every layer loaded here is at most `MAX_DEPTH` deep.
+///
+/// Order, as Habitat's order-preserving maps give it: a key `base` already has keeps its place
+/// (with the new value), a key only `over` has is appended, in `over`'s order. So the merged
+/// config lists default.toml's keys as written, then what each higher layer added.
 pub fn deep_merge(base: &mut toml::Table, over: &toml::Table) {
     for (key, value) in over {
         match (base.get_mut(key), value) {

@@ -59,6 +59,32 @@ fn every_layer_loads_from_its_place_and_merges_in_order() {
     );
 }
 
+/// The keys of a table in order.
+fn keys(table: &toml::Table) -> Vec<&str> {
+    table.keys().map(String::as_str).collect()
+}
+
+#[test]
+fn merged_keys_keep_their_place_and_new_ones_follow_in_layer_order() {
+    let layers = Layers {
+        default: t("zeta = 1\nalpha = 2\n[rules]\ndeny = 1\nallow = 2\n"),
+        env: Some(t("new_env = 1\nalpha = 20\n")),
+        user: Some(t("mu = 3\nzeta = 10\n[rules]\naudit = 3\ndeny = 0\n")),
+        gossip: Some((1, t("gossip_new = 4\n[rules]\nallow = 0\nlast = 5\n"))),
+    };
+    let merged = layers.merged();
+    assert_eq!(
+        keys(&merged),
+        ["zeta", "alpha", "rules", "new_env", "mu", "gossip_new"]
+    );
+    let rules = merged["rules"].as_table().unwrap();
+    assert_eq!(keys(rules), ["deny", "allow", "audit", "last"]);
+    assert_eq!(
+        (merged["zeta"].as_integer(), rules["deny"].as_integer()),
+        (Some(10), Some(0))
+    );
+}
+
 #[test]
 fn missing_optional_layers_leave_the_defaults() {
     let tmp = tempfile::tempdir().unwrap();
