@@ -322,9 +322,9 @@ async fn a_new_resource_gets_children_with_the_expected_spec() {
         "managedFields",
         "generation",
     ] {
-        meta.remove(volatile);
+        meta.shift_remove(volatile);
     }
-    meta.insert("namespace".into(), json!("NAMESPACE"));
+    meta["namespace"] = json!("NAMESPACE");
     stored["metadata"]["ownerReferences"][0]["uid"] = json!("UID");
     stored.as_object_mut().unwrap().remove("status");
     golden(
