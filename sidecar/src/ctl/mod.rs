@@ -1,9 +1,10 @@
 //! Habitat's ctl protocol, the one definition the ctl gateway, the `hab` CLI and the operator
-//! share: the protobuf messages (`messages`).
+//! share: the frame (`codec`), the protobuf messages (`messages`).
 //! Wire-compatible with Habitat 2.1.78's `hab` and supervisor.
 //! Imports nothing from the supervisor runtime (`sup`, `service`, `gossip`), so it can move to a
 //! crate of its own.
 
+pub mod codec;
 pub mod error;
 pub mod messages;
 
