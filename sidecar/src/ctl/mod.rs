@@ -10,3 +10,6 @@ pub mod error;
 pub mod messages;
 
 pub use error::{CodecError, Error};
+
+#[cfg(test)]
+mod tests;
