@@ -1,6 +1,6 @@
 //! Tests of the ctl protocol as a whole: every message round-trips, frames written byte by byte
 //! from the protocol description decode, malformed input gives the right error, arbitrary bytes
-//! never panic, and the client talks to a
+//! never panic, the bytes Habitat 2.1.78's own `hab` sent decode, and the client talks to a
 //! gateway stand-in over TCP.
 
 #![allow(clippy::unwrap_used)]
@@ -667,6 +667,226 @@ async fn read_frame_gives_up_at_the_deadline() {
         .await
         .unwrap_err();
     assert!(matches!(err, Error::TimedOut { .. }), "{err:?}");
+}
+
+// ---- Habitat 2.1.78's own `hab`, bytes captured by hand (see docs/protocol.md) ----
+// Captured on 2026-12-06 with `interop_stand_in_gateway` below (secret "x") from
+// Habitat 2.1.78's `hab` (HAB_LICENSE=accept-no-persist, HAB_CTL_SECRET=x,
+// `--remote-sup 127.0.0.1:19632`); cfg.toml is "a = 1\n", hello.txt is "hello\n".
+// Every connection began with the same handshake.
+
+/// Handshake, transaction 0, secret "x".
+const HAB_HANDSHAKE: &str = "809000030000000048616e647368616b650a0178";
+
+/// (command, frame of the request in transaction 1)
+const HAB_REQUESTS: &[(&str, &str)] = &[
+    ("svc status", "8090000000000001537663537461747573"),
+    (
+        "svc status core/redis",
+        "8090000f000000015376635374617475730a0d0a04636f726512057265646973",
+    ),
+    (
+        "config apply redis.default 1 cfg.toml (first connection)",
+        "80e0001a0000000153766356616c69646174654366670a100a057265646973120764656661756c741a0661203d20310a",
+    ),
+    (
+        "config apply redis.default 1 cfg.toml (second connection)",
+        "8090001c000000015376635365744366670a100a057265646973120764656661756c74120661203d20310a1801",
+    ),
+    (
+        "file upload redis.default 2 hello.txt",
+        "80a000270000000153766346696c655075740a100a057265646973120764656661756c74120668656c6c6f0a1a0968656c6c6f2e7478742002",
+    ),
+    (
+        "svc load core/redis --topology leader --group prod --strategy rolling",
+        "80700043000000015376634c6f61640a0d0a04636f726512057265646973321768747470733a2f2f626c64722e686162697461742e73683a04626173654800520470726f646001680270017a02081e880100",
+    ),
+    (
+        "svc unload core/redis",
+        "8090000f00000001537663556e6c6f61640a0d0a04636f726512057265646973",
+    ),
+    (
+        "svc start core/redis",
+        "8080000f0000000153766353746172740a0d0a04636f726512057265646973",
+    ),
+    (
+        "svc stop core/redis",
+        "8070000f0000000153766353746f700a0d0a04636f726512057265646973",
+    ),
+    (
+        "sup depart 0123456789abcdef0123456789abcdef",
+        "80900022000000015375704465706172740a203031323334353637383961626364656630313233343536373839616263646566",
+    ),
+    ("sup restart", "80a000000000000153757052657374617274"),
+    (
+        "config show core/redis",
+        "8100000f0000000153766347657444656661756c744366670a0d0a04636f726512057265646973",
+    ),
+];
+
+fn hab_request(command: &str) -> Frame {
+    let (_, bytes) = HAB_REQUESTS.iter().find(|(c, _)| *c == command).unwrap();
+    let bytes = hex(bytes);
+    let (frame, used) = Frame::decode(&bytes, &Limits::default()).unwrap();
+    assert_eq!(used, bytes.len(), "{command}");
+    assert_eq!(frame.txn, Some(Txn::request(1)), "{command}");
+    frame
+}
+
+#[test]
+fn habitats_handshake_decodes() {
+    let bytes = hex(HAB_HANDSHAKE);
+    let (frame, _) = Frame::decode(&bytes, &Limits::default()).unwrap();
+    assert_eq!(frame.txn, Some(Txn::request(0)));
+    assert_eq!(
+        frame.to_request().unwrap(),
+        Request::Handshake(Handshake {
+            secret_key: Some("x".into())
+        })
+    );
+}
+
+#[test]
+fn every_frame_habitats_hab_sent_decodes_and_encodes_back_to_the_same_bytes() {
+    for (command, bytes) in HAB_REQUESTS {
+        let frame = hab_request(command);
+        let request = frame
+            .to_request()
+            .unwrap_or_else(|e| panic!("{command}: {e}"));
+        let ours = Frame::request(&request, frame.txn)
+            .encode(&Limits::default())
+            .unwrap();
+        assert_eq!(to_hex(&ours), *bytes, "{command}");
+    }
+}
+
+#[test]
+fn habitats_svc_status_decodes() {
+    assert_eq!(
+        hab_request("svc status").to_request().unwrap(),
+        Request::SvcStatus(SvcStatus { ident: None })
+    );
+    assert_eq!(
+        hab_request("svc status core/redis").to_request().unwrap(),
+        Request::SvcStatus(SvcStatus {
+            ident: Some(ident("core", "redis"))
+        })
+    );
+}
+
+#[test]
+fn habitats_config_apply_validates_then_sets() {
+    assert_eq!(
+        hab_request("config apply redis.default 1 cfg.toml (first connection)")
+            .to_request()
+            .unwrap(),
+        Request::SvcValidateCfg(SvcValidateCfg {
+            service_group: Some(group("redis", "default")),
+            format: None,
+            cfg: Some(b"a = 1\n".to_vec()),
+        })
+    );
+    assert_eq!(
+        hab_request("config apply redis.default 1 cfg.toml (second connection)")
+            .to_request()
+            .unwrap(),
+        Request::SvcSetCfg(SvcSetCfg {
+            service_group: Some(group("redis", "default")),
+            cfg: Some(b"a = 1\n".to_vec()),
+            version: Some(1),
+            is_encrypted: None,
+        })
+    );
+}
+
+#[test]
+fn habitats_file_upload_decodes() {
+    assert_eq!(
+        hab_request("file upload redis.default 2 hello.txt")
+            .to_request()
+            .unwrap(),
+        Request::SvcFilePut(SvcFilePut {
+            service_group: Some(group("redis", "default")),
+            content: Some(b"hello\n".to_vec()),
+            filename: Some("hello.txt".into()),
+            version: Some(2),
+            is_encrypted: None,
+        })
+    );
+}
+
+#[test]
+fn habitats_svc_load_sends_its_defaults_explicitly() {
+    // Worth knowing for the gateway: `hab` sets force, binding mode, health-check interval,
+    // update condition and a Builder URL and channel even when the user gave none.
+    assert_eq!(
+        hab_request("svc load core/redis --topology leader --group prod --strategy rolling")
+            .to_request()
+            .unwrap(),
+        Request::SvcLoad(SvcLoad {
+            ident: Some(ident("core", "redis")),
+            binds: None,
+            bldr_url: Some("https://bldr.habitat.sh".into()),
+            bldr_channel: Some("base".into()),
+            config_from: None,
+            force: Some(false),
+            group: Some("prod".into()),
+            svc_encrypted_password: None,
+            topology: Some(Topology::Leader as i32),
+            update_strategy: Some(UpdateStrategy::Rolling as i32),
+            binding_mode: Some(BindingMode::Strict as i32),
+            health_check_interval: Some(HealthCheckInterval { seconds: 30 }),
+            shutdown_timeout: None,
+            update_condition: Some(UpdateCondition::Latest as i32),
+        })
+    );
+}
+
+#[test]
+fn habitats_other_requests_decode() {
+    let redis = Some(ident("core", "redis"));
+    let cases = [
+        (
+            "svc unload core/redis",
+            Request::SvcUnload(SvcUnload {
+                ident: redis.clone(),
+                timeout_in_seconds: None,
+            }),
+        ),
+        (
+            "svc start core/redis",
+            Request::SvcStart(SvcStart {
+                ident: redis.clone(),
+            }),
+        ),
+        (
+            "svc stop core/redis",
+            Request::SvcStop(SvcStop {
+                ident: redis.clone(),
+                timeout_in_seconds: None,
+            }),
+        ),
+        (
+            "sup depart 0123456789abcdef0123456789abcdef",
+            Request::SupDepart(SupDepart {
+                member_id: Some("0123456789abcdef0123456789abcdef".into()),
+            }),
+        ),
+        ("sup restart", Request::SupRestart(SupRestart {})),
+        (
+            "config show core/redis",
+            Request::SvcGetDefaultCfg(SvcGetDefaultCfg {
+                ident: redis.clone(),
+            }),
+        ),
+    ];
+    for (command, expected) in cases {
+        assert_eq!(
+            hab_request(command).to_request().unwrap(),
+            expected,
+            "{command}"
+        );
+    }
 }
 
 // ---- a gateway stand-in, for the client here and for Habitat's `hab` by hand ----
