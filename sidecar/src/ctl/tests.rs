@@ -71,6 +71,22 @@ fn sample_status() -> ServiceStatus {
     }
 }
 
+/// A stopped service with no desired state (as a supervisor older than Habitat 0.61 reports it).
+/// `process` is set: Habitat 2.1.78's `hab svc status` fails on a `ServiceStatus` without one
+/// ("Invalid process state ""down""") and prints no row at all, so a gateway must always send it.
+fn stopped_status() -> ServiceStatus {
+    ServiceStatus {
+        ident: full_ident(),
+        process: Some(ProcessStatus {
+            elapsed: None,
+            pid: None,
+            state: ProcessState::Down as i32,
+        }),
+        service_group: full_group(),
+        desired_state: None,
+    }
+}
+
 fn hex(text: &str) -> Vec<u8> {
     let digits: Vec<u8> = text
         .bytes()
@@ -891,8 +907,9 @@ fn habitats_other_requests_decode() {
 
 // ---- a gateway stand-in, for the client here and for Habitat's `hab` by hand ----
 
-/// Answers one connection as a gateway would: `NetOk` to a matching handshake, then one
-/// `ServiceStatus` to `SvcStatus`, a `ServiceCfg` to `SvcGetDefaultCfg`, `NetOk` to anything else.
+/// Answers one connection as a gateway would: `NetOk` to a matching handshake, then to
+/// `SvcStatus` two `ServiceStatus` (one if it names a package), to `SvcLoad` a `ConsoleLine` and
+/// `NetOk`, to `SvcGetDefaultCfg` a `ServiceCfg`, to anything else `NetOk`.
 /// Returns the raw bytes of each frame received.
 async fn stand_in_gateway(stream: &mut TcpStream, secret: &str) -> Result<Vec<Vec<u8>>, Error> {
     let limits = Limits::default();
@@ -915,29 +932,41 @@ async fn stand_in_gateway(stream: &mut TcpStream, secret: &str) -> Result<Vec<Ve
         received.push(buf[..used].to_vec());
         buf.drain(..used);
         let txn = frame.txn.unwrap_or(Txn::request(0));
-        let (reply, last): (Reply, bool) = match frame.to_request() {
+        let replies: Vec<Reply> = match frame.to_request() {
             Ok(Request::Handshake(h)) if h.secret_key.as_deref() == Some(secret) => {
-                (NetOk {}.into(), true)
+                vec![NetOk {}.into()]
             }
-            Ok(Request::Handshake(_)) => (
-                NetErr::new(ErrCode::Unauthorized, "secret key mismatch").into(),
-                true,
-            ),
-            Ok(Request::SvcStatus(_)) => (sample_status().into(), true),
-            Ok(Request::SvcGetDefaultCfg(_)) => (
-                ServiceCfg {
-                    format: None,
-                    default: Some("port = 6379\n".into()),
+            Ok(Request::Handshake(_)) => {
+                vec![NetErr::new(ErrCode::Unauthorized, "secret key mismatch").into()]
+            }
+            Ok(Request::SvcStatus(SvcStatus { ident: None })) => {
+                vec![sample_status().into(), stopped_status().into()]
+            }
+            Ok(Request::SvcStatus(_)) => vec![sample_status().into()],
+            Ok(Request::SvcLoad(_)) => vec![
+                ConsoleLine {
+                    line: "loading core/redis\n".into(),
+                    color: Some("green".into()),
+                    bold: true,
                 }
                 .into(),
-                true,
-            ),
-            Ok(_) => (NetOk {}.into(), true),
-            Err(e) => (NetErr::new(e.err_code(), e.to_string()).into(), true),
+                NetOk {}.into(),
+            ],
+            Ok(Request::SvcGetDefaultCfg(_)) => vec![ServiceCfg {
+                format: None,
+                default: Some("port = 6379\n".into()),
+            }
+            .into()],
+            Ok(_) => vec![NetOk {}.into()],
+            Err(e) => vec![NetErr::new(e.err_code(), e.to_string()).into()],
         };
-        let refused = matches!(reply, Reply::NetErr(_));
-        let bytes = Frame::reply(&reply, Some(txn.reply(last))).encode(&limits)?;
-        stream.write_all(&bytes).await?;
+        let refused = matches!(replies.last(), Some(Reply::NetErr(_)));
+        let count = replies.len();
+        for (i, reply) in replies.iter().enumerate() {
+            let last = i + 1 == count;
+            let bytes = Frame::reply(reply, Some(txn.reply(last))).encode(&limits)?;
+            stream.write_all(&bytes).await?;
+        }
         if refused {
             break;
         }
@@ -957,7 +986,13 @@ async fn the_client_handshakes_sends_one_request_and_collects_the_replies() {
     let replies = client::request(&addr, "x", SvcStatus::default(), &ClientOptions::default())
         .await
         .unwrap();
-    assert_eq!(replies, vec![Reply::ServiceStatus(sample_status())]);
+    assert_eq!(
+        replies,
+        vec![
+            Reply::ServiceStatus(sample_status()),
+            Reply::ServiceStatus(stopped_status())
+        ]
+    );
     let received = server.await.unwrap();
     assert_eq!(
         to_hex(&received[0]),
