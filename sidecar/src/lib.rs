@@ -8,6 +8,7 @@ pub mod census;
 pub mod cli;
 pub mod config;
 pub mod connection_slots;
+pub mod ctl;
 pub mod deadline;
 pub mod election;
 pub mod error;
