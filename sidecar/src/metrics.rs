@@ -30,6 +30,8 @@ pub struct Metrics {
     retirements: Counter,
     last: NodeStats,
     last_retirements: u64,
+    ctl_refused: Family<Labels, Counter>,
+    last_ctl: (u64, u64),
 }
 
 impl Default for Metrics {
@@ -55,6 +57,7 @@ impl Metrics {
         let rumor_bytes_stored = Gauge::default();
         let name_conflicts = Gauge::default();
         let retirements = Counter::default();
+        let ctl_refused = Family::<Labels, Counter>::default();
         registry.register("members", "Ring members by health", members.clone());
         registry.register("bytes", "Gossip bytes by direction", bytes.clone());
         registry.register(
@@ -93,6 +96,12 @@ impl Metrics {
             name_conflicts.clone(),
         );
         registry.register(
+            "ctl_refused",
+            "ctl gateway conversations refused, by reason (secret: a wrong or missing secret, \
+             or a request before the handshake; malformed: an unreadable frame)",
+            ctl_refused.clone(),
+        );
+        registry.register(
             "retirements",
             "Dead members a group's leader retired from the electorate, as recorded here",
             retirements.clone(),
@@ -111,7 +120,27 @@ impl Metrics {
             retirements,
             last: NodeStats::default(),
             last_retirements: 0,
+            ctl_refused,
+            last_ctl: (0, 0),
         }
+    }
+
+    /// Brings the ctl gateway's counts (as its tasks keep them) into the metrics.
+    pub fn count_ctl(&mut self, refused_secret: u64, malformed: u64) {
+        let (secret_before, malformed_before) = self.last_ctl;
+        for (reason, before, now) in [
+            ("secret", secret_before, refused_secret),
+            ("malformed", malformed_before, malformed),
+        ] {
+            advance(
+                &self
+                    .ctl_refused
+                    .get_or_create(&vec![("reason", reason.to_string())]),
+                before,
+                now,
+            );
+        }
+        self.last_ctl = (refused_secret, malformed);
     }
 
     /// Brings the metrics up to date and renders them in Prometheus' text format.

@@ -1,6 +1,8 @@
 //! What the HTTP gateway serves, built on the loop when a request asks for it (see
 //! `http::snapshot`): the census, `/butterfly`, `/services`, health, readiness and metrics.
 
+use std::sync::atomic::Ordering;
+
 use bytes::Bytes;
 
 use super::LoopState;
@@ -66,6 +68,11 @@ impl snapshot::Source for LoopState {
     }
 
     fn metrics(&mut self) -> Bytes {
+        let ctl = &self.ctl_counters;
+        self.metrics.count_ctl(
+            ctl.refused_secret.load(Ordering::Relaxed),
+            ctl.malformed.load(Ordering::Relaxed),
+        );
         let members = self.node.members();
         let text = self.metrics.render(
             self.node.stats(),

@@ -10,6 +10,8 @@
 //! `lock` (one supervisor per root).
 
 mod config;
+mod ctl_answers;
+pub mod ctl_gateway;
 mod gateway;
 mod identity;
 pub mod lock;
@@ -169,6 +171,9 @@ pub async fn run(config: SupervisorConfig) -> anyhow::Result<()> {
     let tcp = TcpListener::bind(config.listen_gossip)
         .await
         .map_err(|e| anyhow::anyhow!("--listen-gossip {} (tcp): {e}", config.listen_gossip))?;
+    let ctl_listener = TcpListener::bind(config.listen_ctl)
+        .await
+        .map_err(|e| anyhow::anyhow!("--listen-ctl {}: {e}", config.listen_ctl))?;
     let http_listener = TcpListener::bind(config.listen_http)
         .await
         .map_err(|e| anyhow::anyhow!("--listen-http {}: {e}", config.listen_http))?;
@@ -215,6 +220,16 @@ pub async fn run(config: SupervisorConfig) -> anyhow::Result<()> {
     transport::spawn_tcp_listener(tcp, frames_tx, transport::TcpLimits::default(), keys_rx);
     let (mut gateway, snapshot) = crate::http::snapshot::channel();
     crate::http::spawn(http_listener, snapshot, config.http_auth_token.clone());
+    let ctl_secret = ctl_gateway::load_or_create_secret(&dirs.sup.join("CTL_SECRET"))?;
+    let (ctl_tx, mut ctl_rx) = mpsc::channel::<ctl_gateway::Ask>(16);
+    let ctl_counters = Arc::new(ctl_gateway::CtlCounters::default());
+    ctl_gateway::spawn(
+        ctl_listener,
+        ctl_secret,
+        ctl_tx,
+        Arc::clone(&ctl_counters),
+        ctl_gateway::CtlLimits::default(),
+    );
 
     let mut housekeeping = Housekeeping::new(&config, ring_keys, keys_tx);
     housekeeping.resolve_at_start().await;
@@ -265,6 +280,7 @@ pub async fn run(config: SupervisorConfig) -> anyhow::Result<()> {
         sessions: HashMap::new(),
         timers: TimerQueue::default(),
         metrics: Metrics::new(),
+        ctl_counters,
         dirs,
         store_dirty: false,
         last_persist: Instant::now(),
@@ -306,6 +322,10 @@ pub async fn run(config: SupervisorConfig) -> anyhow::Result<()> {
             Some(message) = inbound_rx.recv() => loop_state.on_inbound(message),
             Some(message) = frames_rx.recv() => loop_state.on_inbound(message),
             () = gateway.asked() => gateway.serve(Instant::now(), &mut loop_state),
+            Some(ask) = ctl_rx.recv() => {
+                let replies = loop_state.answer_ctl(ask.request);
+                let _ = ask.reply.send(replies);
+            }
             resolved = housekeeping.lookup_done() => {
                 housekeeping.apply_lookup(&resolved, &mut loop_state.node);
             }
@@ -387,6 +407,8 @@ impl LoadedService {
 
 struct LoopState {
     node: Node,
+    /// What the ctl gateway's tasks counted (brought into `/metrics` when it is built).
+    ctl_counters: Arc<ctl_gateway::CtlCounters>,
     /// The loaded service, if `hab sup run` was given a package.
     service: Option<LoadedService>,
     /// The census changed since the service last saw it.
