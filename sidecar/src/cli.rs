@@ -36,6 +36,109 @@ pub enum Command {
     /// Plan tools.
     #[command(subcommand)]
     Plan(PlanCommand),
+    /// Services of a supervisor (through its ctl gateway).
+    #[command(subcommand)]
+    Svc(SvcCommand),
+    /// Configuration shared by the members of a service group.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Files shared by the members of a service group.
+    #[command(subcommand)]
+    File(FileCommand),
+}
+
+/// The ctl gateway a workstation command talks to.
+#[derive(Args, Debug)]
+pub struct RemoteSupArgs {
+    /// Address of a supervisor's ctl gateway, HOST[:PORT] (port 9632 when left out).
+    /// The secret comes from HAB_CTL_SECRET, else `ctl_secret` in ~/.hab/etc/cli.toml, else the
+    /// local supervisor's <root>/sup/default/CTL_SECRET.
+    #[arg(
+        long,
+        short = 'r',
+        env = "HAB_SUP_CTL_ADDR",
+        default_value = "127.0.0.1:9632",
+        value_name = "HOST[:PORT]"
+    )]
+    pub remote_sup: String,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SvcCommand {
+    /// Queries the status of the services a supervisor runs.
+    #[command(
+        after_help = "Exit codes: 0 success (also when no service is loaded), 1 any \
+                            other error, 2 the service named is not loaded, 3 no supervisor \
+                            answers at the address."
+    )]
+    Status {
+        /// A package identifier (ex: core/redis, core/busybox-static/1.42.2).
+        #[arg(value_name = "PKG_IDENT")]
+        pkg_ident: Option<String>,
+        #[command(flatten)]
+        remote: RemoteSupArgs,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ConfigCommand {
+    /// Sets a configuration to be shared by members of a service group.
+    #[command(
+        after_help = "The config is at most 64 KiB of TOML, checked before anything is \
+                            sent. VERSION must be above the service group's current one."
+    )]
+    Apply(ConfigApplyArgs),
+    /// Displays the default configuration of a loaded package (its default.toml, as the
+    /// supervisor has it).
+    Show {
+        /// A package identifier (ex: core/redis).
+        #[arg(value_name = "PKG_IDENT")]
+        pkg_ident: String,
+        #[command(flatten)]
+        remote: RemoteSupArgs,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct ConfigApplyArgs {
+    /// Target service group service.group[@organization] (ex: redis.default).
+    #[arg(value_name = "SERVICE_GROUP")]
+    pub service_group: String,
+    /// A version number (positive integer) for this configuration (ex: 42).
+    #[arg(value_name = "VERSION_NUMBER")]
+    pub version: u64,
+    /// Path to a TOML file, or "-" for standard input (the default).
+    #[arg(value_name = "FILE")]
+    pub file: Option<PathBuf>,
+    /// Name of a user key to encrypt with: not supported yet (refused).
+    #[arg(long, short = 'u', value_name = "USER")]
+    pub user: Option<String>,
+    #[command(flatten)]
+    pub remote: RemoteSupArgs,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum FileCommand {
+    /// Uploads a file (at most 64 KiB) to be shared between members of a service group.
+    Upload(FileUploadArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct FileUploadArgs {
+    /// Target service group service.group[@organization] (ex: redis.default).
+    #[arg(value_name = "SERVICE_GROUP")]
+    pub service_group: String,
+    /// A version number (positive integer) for this file (ex: 42).
+    #[arg(value_name = "VERSION_NUMBER")]
+    pub version: u64,
+    /// Path to the file; members see it under its base name.
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+    /// Name of a user key to encrypt with: not supported yet (refused).
+    #[arg(long, short = 'u', value_name = "USER")]
+    pub user: Option<String>,
+    #[command(flatten)]
+    pub remote: RemoteSupArgs,
 }
 
 #[derive(Subcommand, Debug)]
@@ -48,6 +151,14 @@ pub enum PlanCommand {
 pub enum SupCommand {
     /// Runs a supervisor that joins a ring, optionally loading a package.
     Run(Box<RunArgs>),
+    /// Permanently marks a member of the ring as departed.
+    Depart {
+        /// The member id of the supervisor to depart.
+        #[arg(value_name = "MEMBER_ID")]
+        member_id: String,
+        #[command(flatten)]
+        remote: RemoteSupArgs,
+    },
 }
 
 #[derive(Subcommand, Debug)]

@@ -22,3 +22,4 @@ pub mod plan;
 pub mod service;
 pub mod sup;
 pub mod template;
+pub mod workstation;

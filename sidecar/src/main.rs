@@ -1,18 +1,21 @@
 //! `hab`: the supervisor (`hab sup run`) and the CLI. Exit codes: 0 success, 1 any error
-//! (bad flag, bad address, unreadable key, ...), with a message naming what was wrong.
+//! (bad flag, bad address, unreadable key, ...), with a message naming what was wrong;
+//! `hab svc status` adds 2 (service not loaded) and 3 (no supervisor reachable).
 
 use std::process::ExitCode;
 use std::time::SystemTime;
 
 use clap::Parser;
 use habitat_sidecar::cli::{
-    Cli, Command, PlanCommand, RingCommand, RingKeyCommand, RunArgs, SupCommand,
+    Cli, Command, ConfigCommand, FileCommand, PlanCommand, RemoteSupArgs, RingCommand,
+    RingKeyCommand, RunArgs, SupCommand, SvcCommand,
 };
 use habitat_sidecar::keys;
 use habitat_sidecar::plan;
 use habitat_sidecar::service::process;
 use habitat_sidecar::sup::lock::SupLock;
 use habitat_sidecar::sup::{self, SupervisorConfig};
+use habitat_sidecar::workstation::{self, Input, Remote, SecretSources};
 
 fn main() -> ExitCode {
     // The exec shim a supervisor starts its children through: nothing else runs first (no
@@ -40,12 +43,89 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+    if is_workstation_command(&cli.command) {
+        return run_workstation(cli);
+    }
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("hab: error: {e:#}");
             ExitCode::from(1)
         }
+    }
+}
+
+fn is_workstation_command(command: &Command) -> bool {
+    matches!(
+        command,
+        Command::Svc(_)
+            | Command::Config(_)
+            | Command::File(_)
+            | Command::Sup(SupCommand::Depart { .. })
+    )
+}
+
+/// The commands that talk to a supervisor's ctl gateway (`workstation`), with their exit codes.
+fn run_workstation(cli: Cli) -> ExitCode {
+    let is_status = matches!(cli.command, Command::Svc(SvcCommand::Status { .. }));
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("hab: error: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(workstation_command(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("hab: error: {e}");
+            ExitCode::from(if is_status { e.status_exit_code() } else { 1 })
+        }
+    }
+}
+
+async fn workstation_command(cli: Cli) -> Result<(), workstation::Error> {
+    let remote =
+        |args: &RemoteSupArgs| Remote::new(&args.remote_sup, SecretSources::from_env(&cli.root));
+    let mut out = std::io::stdout().lock();
+    match &cli.command {
+        Command::Svc(SvcCommand::Status {
+            pkg_ident,
+            remote: r,
+        }) => workstation::svc_status(&remote(r)?, pkg_ident.as_deref(), &mut out).await,
+        Command::Config(ConfigCommand::Apply(args)) => {
+            let input = Input::from_arg(args.file.as_deref());
+            let apply = workstation::ConfigApply {
+                service_group: args.service_group.clone(),
+                version: args.version,
+                source: input.name(),
+                cfg: input.read_limited()?,
+                user: args.user.clone(),
+            };
+            let remote = remote(&args.remote)?;
+            workstation::config_apply(&remote, &apply, &mut out, &mut std::io::stderr()).await
+        }
+        Command::Config(ConfigCommand::Show {
+            pkg_ident,
+            remote: r,
+        }) => workstation::config_show(&remote(r)?, pkg_ident, &mut out).await,
+        Command::File(FileCommand::Upload(args)) => {
+            let upload = workstation::FileUpload {
+                service_group: args.service_group.clone(),
+                version: args.version,
+                file: args.file.clone(),
+                user: args.user.clone(),
+            };
+            workstation::file_upload(&remote(&args.remote)?, &upload, &mut out).await
+        }
+        Command::Sup(SupCommand::Depart {
+            member_id,
+            remote: r,
+        }) => workstation::sup_depart(&remote(r)?, member_id, &mut out).await,
+        _ => Ok(()),
     }
 }
 
@@ -70,6 +150,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Plan(PlanCommand::Render(args)) => {
             plan::run_render(&args, &mut std::io::stdout(), &mut std::io::stderr())?;
             Ok(())
+        }
+        Command::Svc(_)
+        | Command::Config(_)
+        | Command::File(_)
+        | Command::Sup(SupCommand::Depart { .. }) => {
+            anyhow::bail!("workstation commands run in run_workstation")
         }
         Command::Sup(SupCommand::Run(args)) => {
             let config = supervisor_config(cli.root, *args)?;

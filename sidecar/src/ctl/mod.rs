@@ -12,4 +12,6 @@ pub mod messages;
 pub use error::{CodecError, Error};
 
 #[cfg(test)]
+pub(crate) mod test_gateway;
+#[cfg(test)]
 mod tests;

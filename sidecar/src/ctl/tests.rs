@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use proptest::prelude::*;
 use prost::Message;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 use super::client::{self, ClientOptions};
@@ -912,67 +911,28 @@ fn habitats_other_requests_decode() {
 /// `NetOk`, to `SvcGetDefaultCfg` a `ServiceCfg`, to anything else `NetOk`.
 /// Returns the raw bytes of each frame received.
 async fn stand_in_gateway(stream: &mut TcpStream, secret: &str) -> Result<Vec<Vec<u8>>, Error> {
-    let limits = Limits::default();
-    let mut buf = Vec::new();
-    let mut received = Vec::new();
-    while received.len() < 2 {
-        let (frame, used) = match Frame::decode(&buf, &limits) {
-            Ok(decoded) => decoded,
-            Err(CodecError::Truncated { .. }) => {
-                let mut chunk = [0u8; 4096];
-                let n = stream.read(&mut chunk).await?;
-                if n == 0 {
-                    return Err(Error::Closed);
-                }
-                buf.extend_from_slice(&chunk[..n]);
-                continue;
-            }
-            Err(e) => return Err(e.into()),
-        };
-        received.push(buf[..used].to_vec());
-        buf.drain(..used);
-        let txn = frame.txn.unwrap_or(Txn::request(0));
-        let replies: Vec<Reply> = match frame.to_request() {
-            Ok(Request::Handshake(h)) if h.secret_key.as_deref() == Some(secret) => {
-                vec![NetOk {}.into()]
-            }
-            Ok(Request::Handshake(_)) => {
-                vec![NetErr::new(ErrCode::Unauthorized, "secret key mismatch").into()]
-            }
-            Ok(Request::SvcStatus(SvcStatus { ident: None })) => {
-                vec![sample_status().into(), stopped_status().into()]
-            }
-            Ok(Request::SvcStatus(_)) => vec![sample_status().into()],
-            Ok(Request::SvcLoad(_)) => vec![
-                ConsoleLine {
-                    line: "loading core/redis\n".into(),
-                    color: Some("green".into()),
-                    bold: true,
-                }
-                .into(),
-                NetOk {}.into(),
-            ],
-            Ok(Request::SvcGetDefaultCfg(_)) => vec![ServiceCfg {
-                format: None,
-                default: Some("port = 6379\n".into()),
-            }
-            .into()],
-            Ok(_) => vec![NetOk {}.into()],
-            Err(e) => vec![NetErr::new(e.err_code(), e.to_string()).into()],
-        };
-        let refused = matches!(replies.last(), Some(Reply::NetErr(_)));
-        let count = replies.len();
-        for (i, reply) in replies.iter().enumerate() {
-            let last = i + 1 == count;
-            let bytes = Frame::reply(reply, Some(txn.reply(last))).encode(&limits)?;
-            stream.write_all(&bytes).await?;
+    super::test_gateway::serve_connection(stream, secret, |request| match request {
+        Request::SvcStatus(SvcStatus { ident: None }) => {
+            vec![sample_status().into(), stopped_status().into()]
         }
-        if refused {
-            break;
+        Request::SvcStatus(_) => vec![sample_status().into()],
+        Request::SvcLoad(_) => vec![
+            ConsoleLine {
+                line: "loading core/redis\n".into(),
+                color: Some("green".into()),
+                bold: true,
+            }
+            .into(),
+            NetOk {}.into(),
+        ],
+        Request::SvcGetDefaultCfg(_) => vec![ServiceCfg {
+            format: None,
+            default: Some("port = 6379\n".into()),
         }
-    }
-    stream.shutdown().await?;
-    Ok(received)
+        .into()],
+        _ => vec![NetOk {}.into()],
+    })
+    .await
 }
 
 #[tokio::test]
