@@ -10,12 +10,12 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use habitat_sidecar::binds::BindingMode;
 use habitat_sidecar::census::{CensusGroup, CensusMember};
-use habitat_sidecar::cli::Topology;
 use habitat_sidecar::gossip::member::MemberId;
 use habitat_sidecar::gossip::rumor::{ServiceGroup, SysInfo};
 use habitat_sidecar::package::Package;
 use habitat_sidecar::service::runtime::{self, RingView, ServiceSpec};
 use habitat_sidecar::service::status::ServiceStatus;
+use habitat_sidecar::service::Topology;
 use habitat_sidecar::template::context::SysContext;
 use tokio::sync::watch;
 

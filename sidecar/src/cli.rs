@@ -5,10 +5,11 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand};
 
 use crate::binds::{BindSpec, BindingMode};
 use crate::gossip::node::GossipConfig;
+use crate::service::Topology;
 use crate::sup::PeerSpec;
 
 #[derive(Parser, Debug)]
@@ -176,21 +177,8 @@ pub enum RingKeyCommand {
     },
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum Topology {
-    Standalone,
-    Leader,
-    Initializer,
-}
-
-impl Topology {
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Topology::Standalone => "standalone",
-            Topology::Leader => "leader",
-            Topology::Initializer => "initializer",
-        }
-    }
+fn parse_topology(text: &str) -> Result<Topology, String> {
+    text.parse()
 }
 
 fn parse_peer(text: &str) -> Result<PeerSpec, String> {
@@ -250,7 +238,8 @@ pub struct RunArgs {
     /// Service group name.
     #[arg(long, default_value = "default")]
     pub group: String,
-    #[arg(long, value_enum, default_value = "standalone")]
+    /// standalone, leader or initializer.
+    #[arg(long, default_value = "standalone", value_parser = parse_topology)]
     pub topology: Topology,
     /// Bind one of the package's binds to a service group (repeatable), NAME:SVC.GROUP.
     #[arg(long = "bind", value_name = "NAME:SVC.GROUP")]

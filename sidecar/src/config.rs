@@ -12,8 +12,6 @@ use std::time::SystemTime;
 
 use sha2::{Digest, Sha256};
 
-use crate::package::Package;
-
 /// Deepest nesting of tables (and arrays) a layer may have; the root table is depth 1. Habitat
 /// allows 30 levels of merging; 64 leaves room while keeping recursion far from the stack limit.
 pub const MAX_DEPTH: usize = 64;
@@ -324,22 +322,32 @@ impl Layers {
     }
 }
 
-/// Loads every layer for `pkg`: `default.toml` (already parsed by `Package::load`), the
-/// `HAB_<NAME>` variable through `env`, `user.toml` under `root`, and the gossiped config the
-/// caller found (the highest incarnation in the census). The first bad layer is the error.
+/// What a package gives the config layers: its name and its parsed `default.toml`. (Config
+/// sits below packages: it takes these, not a `Package`.)
+#[derive(Clone, Debug)]
+pub struct PackageDefaults<'a> {
+    pub name: &'a str,
+    pub default_toml: &'a toml::Table,
+    /// Where default.toml was read from, for errors.
+    pub default_path: PathBuf,
+}
+
+/// Loads every layer for a package: `default.toml` (already parsed), the `HAB_<NAME>` variable
+/// through `env`, `user.toml` under `root`, and the gossiped config the caller found (the
+/// highest incarnation in the census). The first bad layer is the error.
 pub fn load_layers(
-    pkg: &Package,
+    pkg: PackageDefaults<'_>,
     root: &Path,
     env: &dyn Fn(&str) -> Option<String>,
     gossip: Option<(u64, &toml::Table)>,
 ) -> Result<Layers, ConfigError> {
-    check_depth(&pkg.default_toml)
-        .map_err(|p| ConfigError::new(LayerSource::Default(pkg.path.join("default.toml")), p))?;
-    let var = env_var_name(pkg.name());
+    check_depth(pkg.default_toml)
+        .map_err(|p| ConfigError::new(LayerSource::Default(pkg.default_path.clone()), p))?;
+    let var = env_var_name(pkg.name);
     let env_layer = env(&var)
         .map(|text| parse_env_layer(&var, &text))
         .transpose()?;
-    let user = read_user_toml(&user_toml_path(root, pkg.name()))?;
+    let user = read_user_toml(&user_toml_path(root, pkg.name))?;
     let mut layers = Layers {
         default: pkg.default_toml.clone(),
         env: env_layer,

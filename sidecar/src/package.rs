@@ -240,6 +240,15 @@ fn read_optional(path: &Path) -> Result<Option<String>> {
 }
 
 impl Package {
+    /// What the config layers need of this package.
+    pub fn defaults(&self) -> crate::config::PackageDefaults<'_> {
+        crate::config::PackageDefaults {
+            name: self.name(),
+            default_toml: &self.default_toml,
+            default_path: self.path.join("default.toml"),
+        }
+    }
+
     /// Loads the package directory at `path`.
     pub fn load(path: &Path) -> Result<Package> {
         let problem = |problem: String| Error::Package {

@@ -51,7 +51,7 @@ fn every_layer_loads_from_its_place_and_merges_in_order() {
     )]);
     let gossip = t("port = 9999");
 
-    let layers = load_layers(&pkg, &root, &env, Some((3, &gossip))).unwrap();
+    let layers = load_layers(pkg.defaults(), &root, &env, Some((3, &gossip))).unwrap();
     assert_eq!(layers.gossip.as_ref().map(|g| g.0), Some(3));
     assert_eq!(
         layers.merged(),
@@ -89,7 +89,7 @@ fn merged_keys_keep_their_place_and_new_ones_follow_in_layer_order() {
 fn missing_optional_layers_leave_the_defaults() {
     let tmp = tempfile::tempdir().unwrap();
     let pkg = write_pkg(&tmp.path().join("pkg"));
-    let layers = load_layers(&pkg, &tmp.path().join("root"), &env_of(&[]), None).unwrap();
+    let layers = load_layers(pkg.defaults(), &tmp.path().join("root"), &env_of(&[]), None).unwrap();
     assert_eq!(
         layers,
         Layers {
@@ -106,7 +106,7 @@ fn a_bad_layer_is_named_in_the_error() {
     let pkg = write_pkg(&tmp.path().join("pkg"));
     let root = tmp.path().join("root");
     let err = load_layers(
-        &pkg,
+        pkg.defaults(),
         &root,
         &env_of(&[("HAB_REDIS_SERVER", "port = =")]),
         None,
@@ -120,7 +120,7 @@ fn a_bad_layer_is_named_in_the_error() {
     let user = user_toml_path(&root, pkg.name());
     fs::create_dir_all(user.parent().unwrap()).unwrap();
     fs::write(&user, "[tls\n").unwrap();
-    let err = load_layers(&pkg, &root, &env_of(&[]), None).unwrap_err();
+    let err = load_layers(pkg.defaults(), &root, &env_of(&[]), None).unwrap_err();
     assert_eq!(err.layer, LayerSource::User(user.clone()));
     let text = err.to_string();
     assert!(
@@ -135,7 +135,7 @@ fn user_toml_edits_are_seen_by_the_watcher_and_reloaded() {
     let pkg = write_pkg(&tmp.path().join("pkg"));
     let root = tmp.path().join("root");
     let user = user_toml_path(&root, pkg.name());
-    let mut layers = load_layers(&pkg, &root, &env_of(&[]), None).unwrap();
+    let mut layers = load_layers(pkg.defaults(), &root, &env_of(&[]), None).unwrap();
     let mut watch = UserTomlWatch::new(&user);
     assert!(!watch.changed());
 

@@ -656,7 +656,7 @@ fn services_entry(status: &habitat_sidecar::service::status::ServiceStatus) -> V
     let spec = ServiceSpec {
         service_group: group("web.default"),
         package,
-        topology: habitat_sidecar::cli::Topology::Initializer,
+        topology: habitat_sidecar::service::Topology::Initializer,
         bindings,
         binding_mode: BindingMode::Strict,
         health_check_interval: std::time::Duration::from_secs(30),

@@ -11,7 +11,6 @@ use habitat_sidecar::binds::{self, BindSpec, BindingMode};
 use habitat_sidecar::census::{
     CensusFile, CensusGroup, CensusMember, ELECTION_FINISHED, ELECTION_IN_PROGRESS,
 };
-use habitat_sidecar::cli::Topology;
 use habitat_sidecar::gossip::member::MemberId;
 use habitat_sidecar::gossip::rumor::{ServiceGroup, SysInfo};
 use habitat_sidecar::package::Package;
@@ -19,6 +18,7 @@ use habitat_sidecar::service::backoff::BackoffPolicy;
 use habitat_sidecar::service::health::HealthStatus;
 use habitat_sidecar::service::runtime::{self, RingView, ServiceSpec};
 use habitat_sidecar::service::status::ServiceStatus;
+use habitat_sidecar::service::Topology;
 use habitat_sidecar::template::context::SysContext;
 use tokio::sync::watch;
 

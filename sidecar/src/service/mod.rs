@@ -10,3 +10,6 @@ pub mod process;
 pub mod runtime;
 pub mod status;
 pub mod supervisor;
+pub mod topology;
+
+pub use topology::Topology;

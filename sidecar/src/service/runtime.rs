@@ -28,11 +28,11 @@ use super::status::ServiceStatus;
 use super::supervisor::{Supervisor, SupervisorConfig, SupervisorEvent};
 use crate::binds::{self, Binding, BindingMode};
 use crate::census::{CensusGroup, ELECTION_FINISHED};
-use crate::cli::Topology;
 use crate::config::{self, Layers, UserTomlWatch};
 use crate::deadline::Deadline;
 use crate::gossip::rumor::ServiceGroup;
 use crate::package::Package;
+use crate::service::Topology;
 use crate::template::context::{render_context, PkgContext, RenderInput, SysContext};
 use crate::template::Renderer;
 
@@ -337,7 +337,7 @@ impl Runtime {
         let env = move |_: &str| env_value.clone();
         let own = self.view.group(&self.spec.service_group);
         let gossip = own.and_then(|g| g.service_config.as_ref().map(|(i, t)| (*i, t)));
-        match config::load_layers(&self.spec.package, &self.spec.root, &env, gossip) {
+        match config::load_layers(self.spec.package.defaults(), &self.spec.root, &env, gossip) {
             Ok(layers) => {
                 self.layers = Some(layers);
                 self.status.send_modify(|s| s.config_error = None);

@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::binds::{BindSpec, BindingMode};
-use crate::cli::Topology;
 use crate::gossip::node::GossipConfig;
+use crate::service::Topology;
 
 /// Everything `hab sup run` was told.
 #[derive(Clone, Debug)]

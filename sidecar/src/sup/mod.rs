@@ -37,7 +37,6 @@ use tokio::sync::mpsc;
 
 use crate::binds::{self};
 use crate::census::{self, CensusInput, LocalElections};
-use crate::cli::Topology;
 use crate::deadline::Deadline;
 use crate::election::{ElectionConfig, ElectionView, GroupElections, NextStep, ViewStatus};
 use crate::error::{Error, Result};
@@ -51,6 +50,7 @@ use crate::package::Package;
 use crate::service::hooks::HookKind;
 use crate::service::runtime::{self as service_runtime, RingView, ServiceSpec};
 use crate::service::status::ServiceStatus;
+use crate::service::Topology;
 use crate::template::context::{PkgContext, SysContext};
 
 /// A loaded service: its task and the two channels the loop talks to it through.
