@@ -304,6 +304,29 @@ async fn a_hook_that_cannot_start_is_reported_not_fatal() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_first_subscriber_sees_the_start_even_when_it_subscribes_late() {
+    // On a busy machine the supervising task can start the process before its owner gets to
+    // subscribe; the Started event must not be lost (the service runtime takes the pid from it).
+    let dir = tempfile::tempdir().unwrap();
+    let run = script(dir.path(), "run", "exec sleep 30");
+    let sup = Supervisor::spawn(SupervisorConfig::new(spec(dir.path(), run)));
+    let mut state = sup.state();
+    within(
+        "the process is up",
+        state.wait_for(|s| matches!(s, ProcessState::Up { .. })),
+    )
+    .await
+    .unwrap();
+    let mut events = sup.events();
+    let first = within("the first event", events.recv()).await.unwrap();
+    assert!(
+        matches!(first, SupervisorEvent::Started { .. }),
+        "{first:?}"
+    );
+    sup.shutdown().await;
+}
+
 #[tokio::test]
 async fn a_crashing_process_restarts_with_growing_gaps() {
     let dir = tempfile::tempdir().unwrap();

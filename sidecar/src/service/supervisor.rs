@@ -106,6 +106,9 @@ pub struct Supervisor {
     commands: mpsc::Sender<Command>,
     state: watch::Receiver<ProcessState>,
     events: broadcast::Sender<SupervisorEvent>,
+    /// Subscribed before the task started, so its first events (`Started` among them, which a
+    /// busy machine can emit before the caller gets to subscribe) are not lost.
+    first_events: std::sync::Mutex<Option<broadcast::Receiver<SupervisorEvent>>>,
     task: JoinHandle<()>,
 }
 
@@ -119,7 +122,7 @@ impl Supervisor {
     pub fn spawn_with_jitter(config: SupervisorConfig, jitter: JitterSource) -> Supervisor {
         let (commands, rx) = mpsc::channel(8);
         let (state_tx, state) = watch::channel(ProcessState::Stopped);
-        let (events, _) = broadcast::channel(256);
+        let (events, first_events) = broadcast::channel(256);
         let task = Task {
             backoff: Backoff::new(config.backoff.clone()),
             config,
@@ -133,6 +136,7 @@ impl Supervisor {
             commands,
             state,
             events,
+            first_events: std::sync::Mutex::new(Some(first_events)),
             task,
         }
     }
@@ -141,9 +145,15 @@ impl Supervisor {
         self.state.clone()
     }
 
-    /// Transitions from now on.
+    /// Transitions: for the first caller every one since the supervisor started, for later
+    /// callers those from now on.
     pub fn events(&self) -> broadcast::Receiver<SupervisorEvent> {
-        self.events.subscribe()
+        let first = self
+            .first_events
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        first.unwrap_or_else(|| self.events.subscribe())
     }
 
     /// Stop the process (signal, timeout, SIGKILL) and cancel any pending restart. `None`
