@@ -15,6 +15,7 @@ use crate::ctl::messages::{
 };
 use crate::ctl::Error as CtlError;
 
+pub mod http_get;
 #[cfg(test)]
 mod tests;
 
