@@ -45,6 +45,8 @@ pub enum Command {
     /// Files shared by the members of a service group.
     #[command(subcommand)]
     File(FileCommand),
+    /// Every service group of the ring, from any member's HTTP gateway.
+    Census(CensusArgs),
 }
 
 /// The ctl gateway a workstation command talks to.
@@ -332,6 +334,27 @@ impl TimingArgs {
         config.replay_window = self.replay_window;
         Ok(config)
     }
+}
+
+/// `hab census`.
+#[derive(Args, Debug)]
+#[command(
+    after_help = "The bearer token, when the gateway wants one, comes from \
+                  HAB_SUP_GATEWAY_AUTH_TOKEN. Exit codes: 0 success, 1 any other error, 3 no \
+                  gateway answers at the address."
+)]
+pub struct CensusArgs {
+    /// Address of a supervisor's HTTP gateway, HOST[:PORT] (port 9631 when left out).
+    #[arg(
+        long,
+        env = "HAB_SUP_HTTP_ADDR",
+        default_value = "127.0.0.1:9631",
+        value_name = "HOST[:PORT]"
+    )]
+    pub remote_http: String,
+    /// Redraw whenever the census changes (polled every second) until Ctrl-C.
+    #[arg(long, short = 'w')]
+    pub watch: bool,
 }
 
 #[cfg(test)]
