@@ -161,6 +161,19 @@ pub enum SupCommand {
         #[command(flatten)]
         remote: RemoteSupArgs,
     },
+    /// Gracefully stops the supervisor of this root (--root, HAB_ROOT) and its services.
+    #[command(
+        after_help = "Exit codes: 0 stopped (or signalled, with --no-wait), 1 no \
+                            supervisor runs on this root, or it did not stop in time."
+    )]
+    Term {
+        /// Return once SIGTERM is sent, as Habitat's hab does, instead of waiting.
+        #[arg(long)]
+        no_wait: bool,
+        /// How long to wait for the supervisor to stop.
+        #[arg(long, value_name = "SECS", default_value = "60", value_parser = parse_secs)]
+        timeout: Duration,
+    },
 }
 
 #[derive(Subcommand, Debug)]

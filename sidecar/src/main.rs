@@ -64,6 +64,7 @@ fn is_workstation_command(command: &Command) -> bool {
             | Command::File(_)
             | Command::Sup(SupCommand::Depart { .. })
             | Command::Census(_)
+            | Command::Sup(SupCommand::Term { .. })
     )
 }
 
@@ -134,6 +135,10 @@ async fn workstation_command(cli: Cli) -> Result<(), workstation::Error> {
             let terminal = std::io::IsTerminal::is_terminal(&std::io::stdout());
             workstation::census::census(&remote, args.watch, terminal, &mut out).await
         }
+        Command::Sup(SupCommand::Term { no_wait, timeout }) => {
+            let wait = (!no_wait).then_some(*timeout);
+            workstation::sup_term::sup_term(&cli.root, wait, &mut out).await
+        }
         _ => Ok(()),
     }
 }
@@ -164,7 +169,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         | Command::Config(_)
         | Command::File(_)
         | Command::Sup(SupCommand::Depart { .. })
-        | Command::Census(_) => {
+        | Command::Census(_)
+        | Command::Sup(SupCommand::Term { .. }) => {
             anyhow::bail!("workstation commands run in run_workstation")
         }
         Command::Sup(SupCommand::Run(args)) => {

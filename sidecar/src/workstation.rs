@@ -1,7 +1,8 @@
 //! The workstation side of `hab`: commands that drive a supervisor through its ctl gateway
 //! (`hab svc status`, `hab config apply|show`, `hab file upload`, `hab sup depart`), with
 //! Habitat's arguments, messages and output. One connection per request (`ctl::client`).
-//! `hab census` reads the HTTP gateway instead (`census`).
+//! `hab census` reads the HTTP gateway instead (`census`), `hab sup term` signals the local
+//! supervisor (`sup_term`).
 //! Invariants: input is checked (size, TOML) before anything is sent; the secret never reaches
 //! an error message or a log; output goes to the writer given, so tests read it back.
 
@@ -18,6 +19,7 @@ use crate::ctl::Error as CtlError;
 
 pub mod census;
 pub mod http_get;
+pub mod sup_term;
 #[cfg(test)]
 mod tests;
 
@@ -77,7 +79,7 @@ pub enum Error {
     #[error("writing the output: {0}")]
     Output(#[from] std::io::Error),
 
-    // `hab census` (the HTTP gateway).
+    // `hab census` (the HTTP gateway) and `hab sup term` (the local supervisor's lock).
     #[error("--remote-http {0:?}: expected HOST[:PORT] (e.g. 10.0.0.5, sup.example.com:9631, [::1]:9631)")]
     BadHttpAddr(String),
     #[error(
@@ -96,6 +98,22 @@ pub enum Error {
         addr: String,
         path: &'static str,
         problem: String,
+    },
+    #[error(
+        "no supervisor is running on {} ({} is not locked; start one with `hab sup run`, its \
+         root is --root or HAB_ROOT)", root.display(), lock.display()
+    )]
+    NoSupervisor { root: PathBuf, lock: PathBuf },
+    #[error("cannot send SIGTERM to the supervisor (pid {pid}): {problem}")]
+    Signal { pid: i32, problem: String },
+    #[error(
+        "the supervisor (pid {pid}) still holds {} after {waited:?}; its services may need \
+         longer to stop: wait with a larger --timeout, or look at its log", lock.display()
+    )]
+    StillRunning {
+        pid: i32,
+        lock: PathBuf,
+        waited: std::time::Duration,
     },
 }
 
