@@ -46,6 +46,8 @@ pub enum Command {
     /// Files shared by the members of a service group.
     #[command(subcommand)]
     File(FileCommand),
+    /// Every service group of the ring, from any member's HTTP gateway.
+    Census(CensusArgs),
 }
 
 /// The ctl gateway a workstation command talks to.
@@ -159,6 +161,19 @@ pub enum SupCommand {
         member_id: String,
         #[command(flatten)]
         remote: RemoteSupArgs,
+    },
+    /// Gracefully stops the supervisor of this root (--root, HAB_ROOT) and its services.
+    #[command(
+        after_help = "Exit codes: 0 stopped (or signalled, with --no-wait), 1 no \
+                            supervisor runs on this root, or it did not stop in time."
+    )]
+    Term {
+        /// Return once SIGTERM is sent, as Habitat's hab does, instead of waiting.
+        #[arg(long)]
+        no_wait: bool,
+        /// How long to wait for the supervisor to stop.
+        #[arg(long, value_name = "SECS", default_value = "60", value_parser = parse_secs)]
+        timeout: Duration,
     },
 }
 
@@ -321,6 +336,27 @@ impl TimingArgs {
         config.replay_window = self.replay_window;
         Ok(config)
     }
+}
+
+/// `hab census`.
+#[derive(Args, Debug)]
+#[command(
+    after_help = "The bearer token, when the gateway wants one, comes from \
+                  HAB_SUP_GATEWAY_AUTH_TOKEN. Exit codes: 0 success, 1 any other error, 3 no \
+                  gateway answers at the address."
+)]
+pub struct CensusArgs {
+    /// Address of a supervisor's HTTP gateway, HOST[:PORT] (port 9631 when left out).
+    #[arg(
+        long,
+        env = "HAB_SUP_HTTP_ADDR",
+        default_value = "127.0.0.1:9631",
+        value_name = "HOST[:PORT]"
+    )]
+    pub remote_http: String,
+    /// Redraw whenever the census changes (polled every second) until Ctrl-C.
+    #[arg(long, short = 'w')]
+    pub watch: bool,
 }
 
 #[cfg(test)]

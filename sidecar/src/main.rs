@@ -1,6 +1,7 @@
 //! `hab`: the supervisor (`hab sup run`) and the CLI. Exit codes: 0 success, 1 any error
 //! (bad flag, bad address, unreadable key, ...), with a message naming what was wrong;
-//! `hab svc status` adds 2 (service not loaded) and 3 (no supervisor reachable).
+//! `hab svc status` adds 2 (service not loaded) and 3 (no supervisor reachable), and
+//! `hab census` 3 (no HTTP gateway reachable).
 
 use std::process::ExitCode;
 use std::time::SystemTime;
@@ -62,12 +63,15 @@ fn is_workstation_command(command: &Command) -> bool {
             | Command::Config(_)
             | Command::File(_)
             | Command::Sup(SupCommand::Depart { .. })
+            | Command::Census(_)
+            | Command::Sup(SupCommand::Term { .. })
     )
 }
 
 /// The commands that talk to a supervisor's ctl gateway (`workstation`), with their exit codes.
 fn run_workstation(cli: Cli) -> ExitCode {
-    let is_status = matches!(cli.command, Command::Svc(SvcCommand::Status { .. }));
+    let is_status = matches!(cli.command, Command::Svc(SvcCommand::Status { .. }))
+        || matches!(cli.command, Command::Census(_));
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -125,6 +129,16 @@ async fn workstation_command(cli: Cli) -> Result<(), workstation::Error> {
             member_id,
             remote: r,
         }) => workstation::sup_depart(&remote(r)?, member_id, &mut out).await,
+        Command::Census(args) => {
+            let token = std::env::var("HAB_SUP_GATEWAY_AUTH_TOKEN").ok();
+            let remote = workstation::census::HttpRemote::new(&args.remote_http, token)?;
+            let terminal = std::io::IsTerminal::is_terminal(&std::io::stdout());
+            workstation::census::census(&remote, args.watch, terminal, &mut out).await
+        }
+        Command::Sup(SupCommand::Term { no_wait, timeout }) => {
+            let wait = (!no_wait).then_some(*timeout);
+            workstation::sup_term::sup_term(&cli.root, wait, &mut out).await
+        }
         _ => Ok(()),
     }
 }
@@ -154,7 +168,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Svc(_)
         | Command::Config(_)
         | Command::File(_)
-        | Command::Sup(SupCommand::Depart { .. }) => {
+        | Command::Sup(SupCommand::Depart { .. })
+        | Command::Census(_)
+        | Command::Sup(SupCommand::Term { .. }) => {
             anyhow::bail!("workstation commands run in run_workstation")
         }
         Command::Sup(SupCommand::Run(args)) => {

@@ -1,6 +1,8 @@
 //! The workstation side of `hab`: commands that drive a supervisor through its ctl gateway
 //! (`hab svc status`, `hab config apply|show`, `hab file upload`, `hab sup depart`), with
 //! Habitat's arguments, messages and output. One connection per request (`ctl::client`).
+//! `hab census` reads the HTTP gateway instead (`census`), `hab sup term` signals the local
+//! supervisor (`sup_term`).
 //! Invariants: input is checked (size, TOML) before anything is sent; the secret never reaches
 //! an error message or a log; output goes to the writer given, so tests read it back.
 
@@ -15,6 +17,9 @@ use crate::ctl::messages::{
 };
 use crate::ctl::Error as CtlError;
 
+pub mod census;
+pub mod http_get;
+pub mod sup_term;
 #[cfg(test)]
 mod tests;
 
@@ -73,6 +78,43 @@ pub enum Error {
     },
     #[error("writing the output: {0}")]
     Output(#[from] std::io::Error),
+
+    // `hab census` (the HTTP gateway) and `hab sup term` (the local supervisor's lock).
+    #[error("--remote-http {0:?}: expected HOST[:PORT] (e.g. 10.0.0.5, sup.example.com:9631, [::1]:9631)")]
+    BadHttpAddr(String),
+    #[error(
+        "cannot reach a supervisor's HTTP gateway at {addr} ({detail}); if it is local, start \
+         one with `hab sup run`, or name another with --remote-http HOST[:PORT]"
+    )]
+    GatewayUnreachable { addr: String, detail: String },
+    #[error(
+        "the HTTP gateway at {addr} wants a bearer token (401): {}",
+        if *.token_sent { "the one in HAB_SUP_GATEWAY_AUTH_TOKEN was refused" }
+        else { "set HAB_SUP_GATEWAY_AUTH_TOKEN to the supervisors' token" }
+    )]
+    GatewayUnauthorized { addr: String, token_sent: bool },
+    #[error("GET {path} from the HTTP gateway at {addr}: {problem}")]
+    Gateway {
+        addr: String,
+        path: &'static str,
+        problem: String,
+    },
+    #[error(
+        "no supervisor is running on {} ({} is not locked; start one with `hab sup run`, its \
+         root is --root or HAB_ROOT)", root.display(), lock.display()
+    )]
+    NoSupervisor { root: PathBuf, lock: PathBuf },
+    #[error("cannot send SIGTERM to the supervisor (pid {pid}): {problem}")]
+    Signal { pid: i32, problem: String },
+    #[error(
+        "the supervisor (pid {pid}) still holds {} after {waited:?}; its services may need \
+         longer to stop: wait with a larger --timeout, or look at its log", lock.display()
+    )]
+    StillRunning {
+        pid: i32,
+        lock: PathBuf,
+        waited: std::time::Duration,
+    },
 }
 
 impl Error {
@@ -88,7 +130,7 @@ impl Error {
     /// answers, 1 for anything else. Other commands exit 1 on any error, as Habitat's do.
     pub fn status_exit_code(&self) -> u8 {
         match self {
-            Error::Unreachable { .. } => EXIT_UNREACHABLE,
+            Error::Unreachable { .. } | Error::GatewayUnreachable { .. } => EXIT_UNREACHABLE,
             _ if self.remote_code() == Some(ErrCode::NotFound) => EXIT_NOT_LOADED,
             _ => 1,
         }
@@ -114,27 +156,28 @@ fn code_name(code: i32) -> String {
 
 /// `HOST[:PORT]` of a ctl gateway, port 9632 when none is given; IPv6 as `[::1]:9632` or `::1`.
 pub fn parse_remote_addr(text: &str) -> Result<String, Error> {
-    let bad = || Error::BadAddr(text.to_string());
+    host_port(text, DEFAULT_CTL_PORT).ok_or_else(|| Error::BadAddr(text.to_string()))
+}
+
+/// `HOST[:PORT]` with `default_port` when none is given; `None` when it is not one.
+pub fn host_port(text: &str, default_port: u16) -> Option<String> {
     let text = text.trim();
     if let Ok(addr) = text.parse::<SocketAddr>() {
-        return Ok(addr.to_string());
+        return Some(addr.to_string());
     }
     if let Ok(ip) = text.parse::<IpAddr>() {
-        return Ok(SocketAddr::new(ip, DEFAULT_CTL_PORT).to_string());
+        return Some(SocketAddr::new(ip, default_port).to_string());
     }
     let (host, port) = match text.rsplit_once(':') {
-        Some((host, port)) => (host, port.parse::<u16>().map_err(|_| bad())?),
-        None => (text, DEFAULT_CTL_PORT),
+        Some((host, port)) => (host, port.parse::<u16>().ok()?),
+        None => (text, default_port),
     };
     let host_ok = !host.is_empty()
         && host.len() <= 253
         && host
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_');
-    if !host_ok || port == 0 {
-        return Err(bad());
-    }
-    Ok(format!("{host}:{port}"))
+    (host_ok && port != 0).then(|| format!("{host}:{port}"))
 }
 
 /// Where the ctl secret may come from, first match wins: the `HAB_CTL_SECRET` value, the key
