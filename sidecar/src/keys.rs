@@ -3,6 +3,12 @@
 //! A key file is never overwritten: a new key is a new revision (its UTC creation second), written
 //! atomically with mode 0600. Errors name the file and the expected form, and never echo text that
 //! could be key material.
+//!
+//! Box (encryption) key pairs, `BOX-SEC-1` / `BOX-PUB-1`, live in the submodule `box_key`.
+
+mod box_key;
+
+pub use box_key::*;
 
 use std::fs;
 use std::io::{self, Write};
