@@ -48,6 +48,9 @@ pub enum Command {
     File(FileCommand),
     /// Every service group of the ring, from any member's HTTP gateway.
     Census(CensusArgs),
+    /// User encryption keys.
+    #[command(subcommand)]
+    User(UserCommand),
 }
 
 /// The ctl gateway a workstation command talks to.
@@ -81,6 +84,9 @@ pub enum SvcCommand {
         #[command(flatten)]
         remote: RemoteSupArgs,
     },
+    /// Service group encryption keys.
+    #[command(subcommand)]
+    Key(SvcKeyCommand),
 }
 
 #[derive(Subcommand, Debug)]
@@ -189,6 +195,53 @@ pub enum RingKeyCommand {
     Generate {
         /// Ring name: letters, digits, '-' and '_'.
         name: String,
+    },
+}
+
+// `hab svc key generate`, `hab user key generate`: box key pairs (keys.rs), written locally.
+
+/// Where key files are written.
+#[derive(Args, Debug)]
+pub struct CacheKeyPathArgs {
+    /// Directory of key files [default: <root>/cache/keys, or ~/.hab/cache/keys for a user
+    /// other than root when neither --root nor HAB_ROOT is given].
+    #[arg(long, env = "HAB_CACHE_KEY_PATH", value_name = "DIR")]
+    pub cache_key_path: Option<PathBuf>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SvcKeyCommand {
+    /// Generates a service group's encryption key pair, SVC.GROUP@ORG-<YYYYMMDDhhmmss>.box.key
+    /// (secret, 0600) and .pub.
+    Generate {
+        /// Target service group service.group[@organization] (ex: redis.default or
+        /// foo.default@bazcorp).
+        #[arg(value_name = "SERVICE_GROUP")]
+        service_group: String,
+        /// The service organization (left out: the key is named after SERVICE_GROUP alone).
+        #[arg(value_name = "ORG", env = "HABITAT_ORG")]
+        org: Option<String>,
+        #[command(flatten)]
+        keys: CacheKeyPathArgs,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum UserCommand {
+    #[command(subcommand)]
+    Key(UserKeyCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum UserKeyCommand {
+    /// Generates a user's encryption key pair, USER-<YYYYMMDDhhmmss>.box.key (secret, 0600) and
+    /// .pub.
+    Generate {
+        /// Name of the user key.
+        #[arg(value_name = "USER")]
+        user: String,
+        #[command(flatten)]
+        keys: CacheKeyPathArgs,
     },
 }
 

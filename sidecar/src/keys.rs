@@ -3,6 +3,12 @@
 //! A key file is never overwritten: a new key is a new revision (its UTC creation second), written
 //! atomically with mode 0600. Errors name the file and the expected form, and never echo text that
 //! could be key material.
+//!
+//! Box (encryption) key pairs, `BOX-SEC-1` / `BOX-PUB-1`, live in the submodule `box_key`.
+
+mod box_key;
+
+pub use box_key::*;
 
 use std::fs;
 use std::io::{self, Write};
@@ -48,6 +54,20 @@ pub fn validate_key_name(name: &str) -> Result<()> {
 /// Parses a `SYM-SEC-1` file. `source_name` (a path, or `HAB_RING_KEY`) appears in every error.
 /// Accepts CRLF line ends and trailing blank lines.
 pub fn parse_sym_key(content: &str, source_name: &str) -> Result<RingKey> {
+    let (name, revision, secret) = parse_key_text(content, source_name, SYM_KEY_HEADER, |name| {
+        validate_key_name(name).is_ok()
+    })?;
+    Ok(RingKey::new(name, revision, secret))
+}
+
+/// The four lines every Habitat key file has: `header`, `<name>-<YYYYMMDDhhmmss>`, an empty line,
+/// a 32-byte key in base64. Returns (name, revision, key bytes); `name_ok` judges the name.
+fn parse_key_text<'a>(
+    content: &'a str,
+    source_name: &str,
+    header: &str,
+    name_ok: impl Fn(&str) -> bool,
+) -> Result<(&'a str, &'a str, [u8; KEY_LEN])> {
     let problem = |problem: String| Error::KeyFile {
         source_name: source_name.to_owned(),
         problem,
@@ -55,16 +75,16 @@ pub fn parse_sym_key(content: &str, source_name: &str) -> Result<RingKey> {
     let mut lines = content.lines().map(str::trim_end);
 
     match lines.next() {
-        Some(SYM_KEY_HEADER) => {}
+        Some(line) if line == header => {}
         Some(other) => {
             return Err(problem(format!(
-                "expected first line {SYM_KEY_HEADER}, found {}",
+                "expected first line {header}, found {}",
                 describe(other, false)
             )))
         }
         None => {
             return Err(problem(format!(
-                "expected first line {SYM_KEY_HEADER}, found an empty file"
+                "expected first line {header}, found an empty file"
             )))
         }
     }
@@ -81,7 +101,7 @@ pub fn parse_sym_key(content: &str, source_name: &str) -> Result<RingKey> {
         ))
     };
     let (name, revision) = name_with_rev.rsplit_once('-').ok_or_else(bad_line_2)?;
-    if !is_revision(revision) || validate_key_name(name).is_err() {
+    if !is_revision(revision) || !name_ok(name) {
         return Err(bad_line_2());
     }
 
@@ -106,13 +126,13 @@ pub fn parse_sym_key(content: &str, source_name: &str) -> Result<RingKey> {
         ));
     };
     // The decoder's message would quote the offending byte of a secret; keep it out of logs.
-    let secret = STANDARD.decode(encoded).map_err(|_| {
+    let key = STANDARD.decode(encoded).map_err(|_| {
         problem("line 4: key is not valid base64 (standard alphabet, padded)".to_owned())
     })?;
-    let secret: [u8; KEY_LEN] = secret.as_slice().try_into().map_err(|_| {
+    let key: [u8; KEY_LEN] = key.as_slice().try_into().map_err(|_| {
         problem(format!(
             "line 4: key is {} bytes, expected {KEY_LEN}",
-            secret.len()
+            key.len()
         ))
     })?;
 
@@ -122,7 +142,7 @@ pub fn parse_sym_key(content: &str, source_name: &str) -> Result<RingKey> {
             index + 5
         )));
     }
-    Ok(RingKey::new(name, revision, secret))
+    Ok((name, revision, key))
 }
 
 /// The file content for `key`, with a trailing newline.
@@ -166,9 +186,6 @@ fn civil_from_days(days: u64) -> (u64, u64, u64) {
 }
 
 /// Creates a new revision of ring key `name` from `random`, revision `now`.
-///
-/// Writes a temporary file in `keys_dir`, syncs it, then links it into place, so readers see
-/// either no file or the whole key; an existing file (same name, same second) is never replaced.
 pub fn generate_ring_key(
     keys_dir: &Path,
     name: &str,
@@ -178,29 +195,39 @@ pub fn generate_ring_key(
     validate_key_name(name)?;
     let key = RingKey::new(name, &revision_from_time(now), random);
     let path = sym_key_path(keys_dir, &key);
+    write_new_key_file(keys_dir, &path, render_sym_key(&key).as_bytes(), 0o600)?;
+    Ok((key, path))
+}
+
+/// Writes `content` to `path` (in `keys_dir`) with `mode`: first to a temporary file in
+/// `keys_dir`, synced, then linked into place, so readers see either no file or the whole key; an
+/// existing file (same name, same second) is never replaced.
+fn write_new_key_file(keys_dir: &Path, path: &Path, content: &[u8], mode: u32) -> Result<()> {
     fs::create_dir_all(keys_dir).map_err(|e| Error::io(keys_dir, e))?;
     if path.exists() {
-        return Err(already_exists(&path));
+        return Err(already_exists(path));
     }
 
     static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+    let file_name = path
+        .file_name()
+        .map(|f| f.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let temp = keys_dir.join(format!(
-        ".{}{SYM_KEY_SUFFIX}.{}.{}.tmp",
-        key.name_with_rev(),
+        ".{file_name}.{}.{}.tmp",
         std::process::id(),
         TEMP_COUNTER.fetch_add(1, Ordering::Relaxed)
     ));
-    let written = write_new_private(&temp, render_sym_key(&key).as_bytes())
-        .and_then(|()| link_without_overwrite(&temp, &path));
+    let written =
+        write_new_file(&temp, content, mode).and_then(|()| link_without_overwrite(&temp, path));
     // The temporary name is never needed again, whatever happened.
     let _ = fs::remove_file(&temp);
     match written {
         Ok(()) => {}
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Err(already_exists(&path)),
-        Err(e) => return Err(Error::io(&path, e)),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Err(already_exists(path)),
+        Err(e) => return Err(Error::io(path, e)),
     }
-    sync_dir(keys_dir).map_err(|e| Error::io(keys_dir, e))?;
-    Ok((key, path))
+    sync_dir(keys_dir).map_err(|e| Error::io(keys_dir, e))
 }
 
 fn already_exists(path: &Path) -> Error {
@@ -208,19 +235,21 @@ fn already_exists(path: &Path) -> Error {
         path,
         io::Error::new(
             io::ErrorKind::AlreadyExists,
-            "ring key file already exists; refusing to overwrite it (one revision per second)",
+            "key file already exists; refusing to overwrite it (one revision per second)",
         ),
     )
 }
 
-fn write_new_private(path: &Path, content: &[u8]) -> io::Result<()> {
+fn write_new_file(path: &Path, content: &[u8], mode: u32) -> io::Result<()> {
     let mut options = fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
+        options.mode(mode);
     }
+    #[cfg(not(unix))]
+    let _ = mode;
     let mut file = options.open(path)?;
     file.write_all(content)?;
     file.sync_all()
@@ -252,57 +281,79 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
 /// name and revision. A malformed file is an error naming it, rather than silently skipped.
 pub fn load_ring_keys(keys_dir: &Path, name: &str) -> Result<Vec<RingKey>> {
     validate_key_name(name)?;
-    let not_found = || Error::KeyNotFound {
-        kind: "ring",
-        name: name.to_owned(),
-        dir: keys_dir.to_owned(),
-    };
-    let entries = match fs::read_dir(keys_dir) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(not_found()),
-        Err(e) => return Err(Error::io(keys_dir, e)),
-    };
-
     let mut keys = Vec::new();
-    for entry in entries {
-        let entry = entry.map_err(|e| Error::io(keys_dir, e))?;
-        let file_name = entry.file_name();
-        let Some(revision) = file_name
-            .to_str()
-            .and_then(|f| revision_in_file_name(f, name))
-        else {
-            continue;
-        };
-        let path = entry.path();
+    for (revision, path) in key_files(keys_dir, name, SYM_KEY_SUFFIX)? {
         let source_name = path.display().to_string();
-        let bytes = fs::read(&path).map_err(|e| Error::io(&path, e))?;
-        let content = String::from_utf8(bytes).map_err(|_| Error::KeyFile {
-            source_name: source_name.clone(),
-            problem: format!("expected UTF-8 text starting with {SYM_KEY_HEADER}"),
-        })?;
+        let content = read_key_text(&path, SYM_KEY_HEADER)?;
         let key = parse_sym_key(&content, &source_name)?;
-        if key.name() != name || key.revision() != revision {
-            return Err(Error::KeyFile {
-                source_name,
-                problem: format!(
-                    "line 2 says {}, expected {name}-{revision} to match the file name",
-                    key.name_with_rev()
-                ),
-            });
-        }
+        check_matches_file_name(&source_name, key.name(), key.revision(), name, &revision)?;
         keys.push(key);
     }
     if keys.is_empty() {
-        return Err(not_found());
+        return Err(Error::KeyNotFound {
+            kind: "ring",
+            name: name.to_owned(),
+            dir: keys_dir.to_owned(),
+        });
     }
-    keys.sort_by(|a, b| b.revision().cmp(a.revision()));
     Ok(keys)
 }
 
-/// The revision in `<name>-<14 digits>.sym.key`, if `file_name` has that form for `name`.
-fn revision_in_file_name<'a>(file_name: &'a str, name: &str) -> Option<&'a str> {
+/// (revision, path) of every file `<name>-<YYYYMMDDhhmmss><suffix>` in `keys_dir`, newest first;
+/// none when the directory does not exist.
+fn key_files(keys_dir: &Path, name: &str, suffix: &str) -> Result<Vec<(String, PathBuf)>> {
+    let entries = match fs::read_dir(keys_dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(Error::io(keys_dir, e)),
+    };
+    let mut files = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::io(keys_dir, e))?;
+        let file_name = entry.file_name();
+        if let Some(revision) = file_name
+            .to_str()
+            .and_then(|f| revision_in_file_name(f, name, suffix))
+        {
+            files.push((revision.to_owned(), entry.path()));
+        }
+    }
+    files.sort_by(|a, b| b.0.cmp(&a.0));
+    Ok(files)
+}
+
+fn read_key_text(path: &Path, header: &str) -> Result<String> {
+    let bytes = fs::read(path).map_err(|e| Error::io(path, e))?;
+    String::from_utf8(bytes).map_err(|_| Error::KeyFile {
+        source_name: path.display().to_string(),
+        problem: format!("expected UTF-8 text starting with {header}"),
+    })
+}
+
+/// Line 2 of a key file must repeat the name and revision its file name gives.
+fn check_matches_file_name(
+    source_name: &str,
+    name: &str,
+    revision: &str,
+    file_name: &str,
+    file_revision: &str,
+) -> Result<()> {
+    if name == file_name && revision == file_revision {
+        return Ok(());
+    }
+    Err(Error::KeyFile {
+        source_name: source_name.to_owned(),
+        problem: format!(
+            "line 2 says {name}-{revision}, expected {file_name}-{file_revision} to match the file \
+             name"
+        ),
+    })
+}
+
+/// The revision in `<name>-<14 digits><suffix>`, if `file_name` has that form for `name`.
+fn revision_in_file_name<'a>(file_name: &'a str, name: &str, suffix: &str) -> Option<&'a str> {
     let revision = file_name
-        .strip_suffix(SYM_KEY_SUFFIX)?
+        .strip_suffix(suffix)?
         .strip_prefix(name)?
         .strip_prefix('-')?;
     is_revision(revision).then_some(revision)

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use std::time::SystemTime;
 
 use clap::Parser;
+use habitat_sidecar::cli::{CacheKeyPathArgs, SvcKeyCommand, UserCommand, UserKeyCommand};
 use habitat_sidecar::cli::{
     Cli, Command, ConfigCommand, FileCommand, PlanCommand, RemoteSupArgs, RingCommand,
     RingKeyCommand, RunArgs, SupCommand, SvcCommand,
@@ -57,15 +58,16 @@ fn main() -> ExitCode {
 }
 
 fn is_workstation_command(command: &Command) -> bool {
-    matches!(
-        command,
-        Command::Svc(_)
-            | Command::Config(_)
-            | Command::File(_)
-            | Command::Sup(SupCommand::Depart { .. })
-            | Command::Census(_)
-            | Command::Sup(SupCommand::Term { .. })
-    )
+    !matches!(command, Command::Svc(SvcCommand::Key(_)))
+        && matches!(
+            command,
+            Command::Svc(_)
+                | Command::Config(_)
+                | Command::File(_)
+                | Command::Sup(SupCommand::Depart { .. })
+                | Command::Census(_)
+                | Command::Sup(SupCommand::Term { .. })
+        )
 }
 
 /// The commands that talk to a supervisor's ctl gateway (`workstation`), with their exit codes.
@@ -161,6 +163,34 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             );
             Ok(())
         }
+        Command::Svc(SvcCommand::Key(SvcKeyCommand::Generate {
+            service_group,
+            org,
+            keys,
+        })) => {
+            let name = keys::service_key_name(&service_group, org.as_deref())?;
+            let what = match &org {
+                Some(org) => format!("{service_group} in {org}"),
+                None => service_group,
+            };
+            println!("» Generating service key for {what}");
+            let pair = generate_box_keys(&cli.root, &keys, &name)?;
+            println!(
+                "★ Generated service key pair {}.",
+                pair.public.name_with_rev()
+            );
+            Ok(())
+        }
+        Command::User(UserCommand::Key(UserKeyCommand::Generate { user, keys })) => {
+            keys::validate_box_key_name(&user)?;
+            println!("» Generating user key for {user}");
+            let pair = generate_box_keys(&cli.root, &keys, &user)?;
+            println!(
+                "★ Generated user encryption key pair {}.",
+                pair.public.name_with_rev()
+            );
+            Ok(())
+        }
         Command::Plan(PlanCommand::Render(args)) => {
             plan::run_render(&args, &mut std::io::stdout(), &mut std::io::stderr())?;
             Ok(())
@@ -203,6 +233,33 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             })
         }
     }
+}
+
+/// A new box key pair `name` in `--cache-key-path`, else `keys::default_keys_dir`.
+fn generate_box_keys(
+    root: &std::path::Path,
+    args: &CacheKeyPathArgs,
+    name: &str,
+) -> anyhow::Result<keys::GeneratedBoxPair> {
+    let dir = match &args.cache_key_path {
+        Some(dir) => dir.clone(),
+        None => keys::default_keys_dir(
+            root,
+            std::env::var_os("HAB_ROOT").is_none() && root == std::path::Path::new("/hab"),
+            nix::unistd::geteuid().is_root(),
+            std::env::var_os("HOME")
+                .map(std::path::PathBuf::from)
+                .as_deref(),
+        ),
+    };
+    let mut secret = [0u8; keys::BOX_KEY_LEN];
+    rand::Rng::fill_bytes(&mut rand::rng(), &mut secret);
+    Ok(keys::generate_box_key_pair(
+        &dir,
+        name,
+        SystemTime::now(),
+        secret,
+    )?)
 }
 
 fn supervisor_config(root: std::path::PathBuf, args: RunArgs) -> anyhow::Result<SupervisorConfig> {
