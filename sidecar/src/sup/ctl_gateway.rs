@@ -180,6 +180,9 @@ pub fn spawn(
                 tracing::debug!(%from, "ctl gateway: connection refused (cap)");
                 continue;
             };
+            // Replies are small frames sent in a row (a status per service): without this the
+            // second would wait for the client's delayed ACK.
+            let _ = stream.set_nodelay(true);
             let (secret, asks, counters) =
                 (Arc::clone(&secret), asks.clone(), Arc::clone(&counters));
             tokio::spawn(async move {
