@@ -1259,6 +1259,18 @@ fn ip_cmd(args: &[&str]) -> Result<(), String> {
 // ---------------------------------------------------------------------------------------------
 // Benchmark figures
 
+/// VmRSS of a process, in MiB.
+pub fn rss_mb(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_else(|e| panic!("/proc/{pid}/status: {e}"));
+    let kb: f64 = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("no VmRSS in /proc/{pid}/status"));
+    kb / 1024.0
+}
+
 /// Seconds rounded to the millisecond, as the benches print them.
 pub fn round3(s: f64) -> f64 {
     (s * 1000.0).round() / 1000.0

@@ -445,31 +445,36 @@ pub fn load_or_quarantine(path: &Path, now_ms: u64) -> (Store, Option<PathBuf>) 
 /// is being written replaces any older one still waiting.
 #[derive(Debug)]
 pub struct StoreWriter {
+    path: PathBuf,
     latest: tokio::sync::watch::Sender<Option<Vec<u8>>>,
     task: tokio::task::JoinHandle<()>,
+}
+
+/// Writes one snapshot (atomically, mode 0600) in the blocking pool; a failure is logged.
+async fn write_snapshot(path: PathBuf, bytes: Vec<u8>) {
+    let written =
+        tokio::task::spawn_blocking(move || crate::files::write_atomically(&path, &bytes, 0o600))
+            .await;
+    match written {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!(error = %e, "cannot persist the rumor store"),
+        Err(e) => tracing::warn!(error = %e, "rumor store writer"),
+    }
 }
 
 impl StoreWriter {
     pub fn spawn(path: PathBuf) -> StoreWriter {
         let (latest, mut waiting) = tokio::sync::watch::channel(None::<Vec<u8>>);
+        let task_path = path.clone();
         let task = tokio::spawn(async move {
             while waiting.changed().await.is_ok() {
                 let Some(bytes) = waiting.borrow_and_update().clone() else {
                     continue;
                 };
-                let path = path.clone();
-                let written = tokio::task::spawn_blocking(move || {
-                    crate::files::write_atomically(&path, &bytes, 0o600)
-                })
-                .await;
-                match written {
-                    Ok(Ok(())) => {}
-                    Ok(Err(e)) => tracing::warn!(error = %e, "cannot persist the rumor store"),
-                    Err(e) => tracing::warn!(error = %e, "rumor store writer"),
-                }
+                write_snapshot(task_path.clone(), bytes).await;
             }
         });
-        StoreWriter { latest, task }
+        StoreWriter { path, latest, task }
     }
 
     /// Hands over a snapshot to write.
@@ -477,12 +482,13 @@ impl StoreWriter {
         self.latest.send_replace(Some(snapshot));
     }
 
-    /// Waits for the write under way, if any, and stops; what was still waiting is not
-    /// written (the caller writes the final snapshot itself).
-    pub async fn finish(self) {
-        let StoreWriter { latest, task } = self;
+    /// Waits for the write under way, if any, then writes `last` (the final snapshot,
+    /// whatever the debounce says) and stops; what was still waiting is not written.
+    pub async fn finish(self, last: Vec<u8>) {
+        let StoreWriter { path, latest, task } = self;
         drop(latest);
         let _ = task.await;
+        write_snapshot(path, last).await;
     }
 }
 
@@ -523,7 +529,7 @@ mod tests {
             );
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;
         }
-        writer.finish().await;
+        writer.finish(vec![49; 1024]).await;
         use std::os::unix::fs::PermissionsExt;
         let mode = fs::metadata(&path).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);

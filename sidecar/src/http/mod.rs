@@ -229,9 +229,9 @@ async fn healthz() -> &'static str {
     "ok\n"
 }
 
-/// Whether `presented` is the token, in time independent of where they differ (both are
-/// hashed first, so their lengths do not show either).
-fn token_matches(token: &str, presented: Option<&str>) -> bool {
+/// Whether `presented` is the token (or the ctl gateway's secret), in time independent of
+/// where they differ (both are hashed first, so their lengths do not show either).
+pub(crate) fn token_matches(token: &str, presented: Option<&str>) -> bool {
     presented.is_some_and(|presented| {
         let (a, b) = (Sha256::digest(token), Sha256::digest(presented));
         bool::from(a.as_slice().ct_eq(b.as_slice()))

@@ -3,8 +3,6 @@
 //! gossiped config (`hab config apply`), files (`hab file upload`) and departures (`hab sup
 //! depart`). Checks come first, so a refused request changes nothing anywhere.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use super::ctl_gateway::{net_err, MAX_PAYLOAD};
 use super::{now_ms, LoopState};
 use crate::ctl::messages::{
@@ -113,9 +111,7 @@ impl LoopState {
     }
 
     fn ctl_status(&self, wanted: Option<&ctl::PackageIdent>) -> Result<Vec<Reply>, Vec<Reply>> {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
+        let now = now_ms() / 1000;
         let statuses: Vec<Reply> = self
             .service
             .iter()

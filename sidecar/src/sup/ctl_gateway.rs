@@ -16,8 +16,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rand::RngExt;
-use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
@@ -26,6 +24,7 @@ use crate::connection_slots::{ConnectionSlots, SlotLimits};
 use crate::ctl::codec::{read_frame, write_frame, Frame, Limits as FrameLimits, Txn};
 use crate::ctl::messages::{ErrCode, NetErr, NetOk, Reply, Request};
 use crate::error::{Error, Result};
+use crate::http::token_matches;
 
 /// The most a config or file sent through the gateway may hold (a rumor's payload limit).
 pub const MAX_PAYLOAD: usize = crate::gossip::rumor::MAX_PAYLOAD_BYTES;
@@ -134,14 +133,6 @@ impl Session {
     }
 }
 
-/// Whether `presented` is the secret, in time independent of where they differ.
-fn secret_matches(secret: &str, presented: Option<&str>) -> bool {
-    presented.is_some_and(|presented| {
-        let (a, b) = (Sha256::digest(secret), Sha256::digest(presented));
-        bool::from(a.as_slice().ct_eq(b.as_slice()))
-    })
-}
-
 /// The gateway's secret: `<sup dir>/CTL_SECRET`, created (random, mode 0600) on first start.
 pub fn load_or_create_secret(path: &Path) -> Result<String> {
     match std::fs::read_to_string(path) {
@@ -233,7 +224,7 @@ async fn converse(
             }
         };
         let secret_ok = match &request {
-            Request::Handshake(h) => secret_matches(secret, h.secret_key.as_deref()),
+            Request::Handshake(h) => token_matches(secret, h.secret_key.as_deref()),
             _ => false,
         };
         match session.step(request, secret_ok) {
@@ -341,9 +332,9 @@ mod tests {
 
     #[test]
     fn the_secret_matches_only_itself_whole() {
-        assert!(secret_matches("abc", Some("abc")));
+        assert!(token_matches("abc", Some("abc")));
         for other in [Some("ab"), Some("abcd"), Some(""), None] {
-            assert!(!secret_matches("abc", other), "{other:?}");
+            assert!(!token_matches("abc", other), "{other:?}");
         }
     }
 

@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 use bytes::Bytes;
 
 use super::LoopState;
-use crate::census::{self, CensusInput};
+use crate::census;
 use crate::http::services as service_gateway;
 use crate::http::snapshot;
 use crate::service::status::ServiceStatus;
@@ -15,24 +15,13 @@ use crate::service::status::ServiceStatus;
 /// `snapshot::MIN_REBUILD`), served by the gateway's own tasks.
 impl snapshot::Source for LoopState {
     fn butterfly(&mut self) -> Bytes {
-        let members = self.node.members();
-        let input = CensusInput {
-            local: self.node.identity(),
-            members: &members,
-            store: self.node.store(),
-        };
-        json_bytes(&census::butterfly(&input))
+        json_bytes(&self.with_census_input(census::butterfly))
     }
 
     fn census(&mut self) -> Bytes {
-        let members = self.node.members();
-        let input = CensusInput {
-            local: self.node.identity(),
-            members: &members,
-            store: self.node.store(),
-        };
         // This member's own election view wins over the rumor (NoQuorum is not gossiped).
-        json_bytes(&census::census_with(&input, &self.local_elections()))
+        let local = self.local_elections();
+        json_bytes(&self.with_census_input(|input| census::census_with(input, &local)))
     }
 
     fn services(&mut self) -> Vec<serde_json::Value> {

@@ -353,11 +353,8 @@ pub async fn run(config: SupervisorConfig) -> anyhow::Result<()> {
     loop_state.node.leave(now_ms());
     loop_state.process_outputs();
     // The last word on disk, whatever the debounce says, after any write under way.
-    loop_state.store_writer.finish().await;
-    let bytes = loop_state.node.store().snapshot();
-    if let Err(e) = crate::files::write_atomically(&loop_state.dirs.rumor_file(), &bytes, 0o600) {
-        tracing::warn!(error = %e, "cannot persist the rumor store");
-    }
+    let last = loop_state.node.store().snapshot();
+    loop_state.store_writer.finish(last).await;
     Ok(())
 }
 
@@ -605,15 +602,20 @@ impl LoopState {
         });
     }
 
-    /// The census as this member sees it, its own election view included.
-    fn census_groups(&self) -> Vec<census::CensusGroup> {
+    /// `build` given what the census is made from: the members and rumors as this node
+    /// knows them.
+    fn with_census_input<T>(&self, build: impl FnOnce(&CensusInput<'_>) -> T) -> T {
         let members = self.node.members();
-        let input = CensusInput {
+        build(&CensusInput {
             local: self.node.identity(),
             members: &members,
             store: self.node.store(),
-        };
-        census::census_groups_with(&input, &self.local_elections())
+        })
+    }
+
+    /// The census as this member sees it, its own election view included.
+    fn census_groups(&self) -> Vec<census::CensusGroup> {
+        self.with_census_input(|input| census::census_groups_with(input, &self.local_elections()))
     }
 
     /// Publishes what the service's status changes for the ring: exports and the initialized

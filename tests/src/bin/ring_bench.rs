@@ -15,23 +15,13 @@
 
 use std::time::{Duration, Instant};
 
-use habitat_e2e::{ip, member_ids, ring_is_whole, start_ring, wait_for, Supervisor, HELLO_GROUP};
+use habitat_e2e::{
+    ip, member_ids, ring_is_whole, rss_mb, start_ring, wait_for, Supervisor, HELLO_GROUP,
+};
 
 const BLOCK_BENCH: u8 = 200;
 const BLOCK_MASS: u8 = 202;
 const IDLE: Duration = Duration::from_secs(30);
-
-/// VmRSS of a process, in MiB.
-fn rss_mb(pid: u32) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_else(|e| panic!("/proc/{pid}/status: {e}"));
-    let kb: f64 = status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or_else(|| panic!("no VmRSS in /proc/{pid}/status"));
-    kb / 1024.0
-}
 
 fn main() {
     eprintln!("hab: {}", habitat_e2e::hab_binary().display());
