@@ -40,15 +40,21 @@ pub struct LocalElections {
 impl LocalElections {
     /// From one group's `GroupViews` (what `GroupElections::step` returns).
     pub fn of_group(group: &ServiceGroup, views: GroupViews) -> LocalElections {
-        let one = |v: Option<ElectionView>| v.map(|v| (group.clone(), v)).into_iter().collect();
-        let has_engine = views.leader.is_some() || views.update.is_some();
-        LocalElections {
-            leader: one(views.leader),
-            update: one(views.update),
-            electorate: has_engine
-                .then(|| (group.clone(), views.electorate))
-                .into_iter()
-                .collect(),
+        let mut local = LocalElections::default();
+        local.add_group(group, views);
+        local
+    }
+
+    /// Adds one more group's views (a supervisor runs several services).
+    pub fn add_group(&mut self, group: &ServiceGroup, views: GroupViews) {
+        if let Some(view) = views.leader {
+            self.leader.insert(group.clone(), view);
+        }
+        if let Some(view) = views.update {
+            self.update.insert(group.clone(), view);
+        }
+        if views.leader.is_some() || views.update.is_some() {
+            self.electorate.insert(group.clone(), views.electorate);
         }
     }
 }

@@ -9,7 +9,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::binds::{BindSpec, BindingMode};
 use crate::gossip::node::GossipConfig;
-use crate::service::Topology;
+use crate::service::{Topology, UpdateStrategy};
 use crate::sup::PeerSpec;
 
 #[derive(Parser, Debug)]
@@ -84,9 +84,84 @@ pub enum SvcCommand {
         #[command(flatten)]
         remote: RemoteSupArgs,
     },
+    /// Loads a service into a supervisor and starts it. The package must be installed under
+    /// the supervisor's root (<root>/pkgs/ORIGIN/NAME/VERSION/RELEASE); the service comes back
+    /// after a supervisor restart.
+    #[command(after_help = SVC_EXIT_CODES)]
+    Load(Box<SvcLoadArgs>),
+    /// Stops a service and unloads it (it no longer comes back after a restart).
+    #[command(after_help = SVC_EXIT_CODES)]
+    Unload {
+        /// A package identifier (ex: core/redis).
+        #[arg(value_name = "PKG_IDENT")]
+        pkg_ident: String,
+        #[command(flatten)]
+        remote: RemoteSupArgs,
+    },
+    /// Starts a loaded service that was stopped.
+    #[command(after_help = SVC_EXIT_CODES)]
+    Start {
+        /// A package identifier (ex: core/redis).
+        #[arg(value_name = "PKG_IDENT")]
+        pkg_ident: String,
+        #[command(flatten)]
+        remote: RemoteSupArgs,
+    },
+    /// Stops a service and keeps it loaded, down (also after a restart), until `hab svc start`.
+    #[command(after_help = SVC_EXIT_CODES)]
+    Stop {
+        /// A package identifier (ex: core/redis).
+        #[arg(value_name = "PKG_IDENT")]
+        pkg_ident: String,
+        #[command(flatten)]
+        remote: RemoteSupArgs,
+    },
     /// Service group encryption keys.
     #[command(subcommand)]
     Key(SvcKeyCommand),
+}
+
+const SVC_EXIT_CODES: &str = "Exit codes: 0 success, 1 any other error, 2 the service named \
+                              is not loaded (or its package not installed, for load), 3 no \
+                              supervisor answers at the address.";
+
+/// `hab svc load`. Flags left out keep the supervisor's defaults for a new service (group
+/// default, standalone, strategy none, channel stable, binding mode strict, health checks
+/// every 30 s), and the service's current settings with --force.
+#[derive(Args, Debug)]
+pub struct SvcLoadArgs {
+    /// A package identifier (ex: core/redis, core/busybox-static/1.42.2).
+    #[arg(value_name = "PKG_IDENT")]
+    pub pkg_ident: String,
+    /// Service group name.
+    #[arg(long)]
+    pub group: Option<String>,
+    /// standalone, leader or initializer (initializer: our supervisors only).
+    #[arg(long, short = 't', value_parser = parse_topology)]
+    pub topology: Option<Topology>,
+    /// How the service follows new releases: none, at-once or rolling.
+    #[arg(long, short = 's', value_parser = parse_strategy)]
+    pub strategy: Option<UpdateStrategy>,
+    /// The release channel the service follows.
+    #[arg(long, value_name = "CHANNEL")]
+    pub channel: Option<String>,
+    /// The package depot the service updates from.
+    #[arg(long, short = 'u', value_name = "URL", env = "HAB_BLDR_URL")]
+    pub url: Option<String>,
+    /// Bind one of the package's binds to a service group (repeatable), NAME:SVC.GROUP.
+    #[arg(long = "bind", value_name = "NAME:SVC.GROUP")]
+    pub binds: Vec<BindSpec>,
+    /// strict: wait until every bound group offers what the bind needs; relaxed: start at once.
+    #[arg(long, value_enum)]
+    pub binding_mode: Option<BindingMode>,
+    /// Seconds between health checks (whole seconds).
+    #[arg(long, short = 'i', value_name = "SECS", value_parser = parse_secs)]
+    pub health_check_interval: Option<Duration>,
+    /// Replace a loaded service's settings with the flags given, and restart it.
+    #[arg(long)]
+    pub force: bool,
+    #[command(flatten)]
+    pub remote: RemoteSupArgs,
 }
 
 #[derive(Subcommand, Debug)]
@@ -249,6 +324,10 @@ fn parse_topology(text: &str) -> Result<Topology, String> {
     text.parse()
 }
 
+fn parse_strategy(text: &str) -> Result<UpdateStrategy, String> {
+    text.parse()
+}
+
 fn parse_peer(text: &str) -> Result<PeerSpec, String> {
     text.parse()
 }
@@ -307,8 +386,15 @@ pub struct RunArgs {
     #[arg(long, default_value = "default")]
     pub group: String,
     /// standalone, leader or initializer.
-    #[arg(long, default_value = "standalone", value_parser = parse_topology)]
+    #[arg(long, short = 't', default_value = "standalone", value_parser = parse_topology)]
     pub topology: Topology,
+    /// How the service follows new releases: none, at-once or rolling (rolling runs the
+    /// group's update election).
+    #[arg(long, short = 's', default_value = "none", value_parser = parse_strategy)]
+    pub strategy: UpdateStrategy,
+    /// The release channel the service follows.
+    #[arg(long, default_value = "stable", value_name = "CHANNEL")]
+    pub channel: String,
     /// Bind one of the package's binds to a service group (repeatable), NAME:SVC.GROUP.
     #[arg(long = "bind", value_name = "NAME:SVC.GROUP")]
     pub binds: Vec<BindSpec>,

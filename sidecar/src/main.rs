@@ -17,7 +17,7 @@ use habitat_sidecar::plan;
 use habitat_sidecar::service::process;
 use habitat_sidecar::sup::lock::SupLock;
 use habitat_sidecar::sup::{self, SupervisorConfig};
-use habitat_sidecar::workstation::{self, Input, Remote, SecretSources};
+use habitat_sidecar::workstation::{self, svc, Input, Remote, SecretSources};
 
 fn main() -> ExitCode {
     // The exec shim a supervisor starts its children through: nothing else runs first (no
@@ -72,8 +72,9 @@ fn is_workstation_command(command: &Command) -> bool {
 
 /// The commands that talk to a supervisor's ctl gateway (`workstation`), with their exit codes.
 fn run_workstation(cli: Cli) -> ExitCode {
-    let is_status = matches!(cli.command, Command::Svc(SvcCommand::Status { .. }))
-        || matches!(cli.command, Command::Census(_));
+    // `hab svc ...` and `hab census` tell "not loaded" and "unreachable" apart in their exit
+    // codes; the others exit 1 on any error, as Habitat's do.
+    let is_status = matches!(cli.command, Command::Svc(_) | Command::Census(_));
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -102,6 +103,33 @@ async fn workstation_command(cli: Cli) -> Result<(), workstation::Error> {
             pkg_ident,
             remote: r,
         }) => workstation::svc_status(&remote(r)?, pkg_ident.as_deref(), &mut out).await,
+        Command::Svc(SvcCommand::Load(args)) => {
+            let load = svc::SvcLoad {
+                pkg_ident: args.pkg_ident.clone(),
+                group: args.group.clone(),
+                topology: args.topology,
+                strategy: args.strategy,
+                channel: args.channel.clone(),
+                url: args.url.clone(),
+                binds: args.binds.clone(),
+                binding_mode: args.binding_mode,
+                health_check_interval: args.health_check_interval,
+                force: args.force,
+            };
+            svc::svc_load(&remote(&args.remote)?, &load, &mut out).await
+        }
+        Command::Svc(SvcCommand::Unload {
+            pkg_ident,
+            remote: r,
+        }) => svc::svc_action(&remote(r)?, svc::SvcAction::Unload, pkg_ident, &mut out).await,
+        Command::Svc(SvcCommand::Start {
+            pkg_ident,
+            remote: r,
+        }) => svc::svc_action(&remote(r)?, svc::SvcAction::Start, pkg_ident, &mut out).await,
+        Command::Svc(SvcCommand::Stop {
+            pkg_ident,
+            remote: r,
+        }) => svc::svc_action(&remote(r)?, svc::SvcAction::Stop, pkg_ident, &mut out).await,
         Command::Config(ConfigCommand::Apply(args)) => {
             let input = Input::from_arg(args.file.as_deref());
             let apply = workstation::ConfigApply {
@@ -286,6 +314,8 @@ fn supervisor_config(root: std::path::PathBuf, args: RunArgs) -> anyhow::Result<
         package: args.pkg,
         group: args.group,
         topology: args.topology,
+        update_strategy: args.strategy,
+        channel: args.channel,
         binds: args.binds,
         binding_mode: args.binding_mode,
         health_check_interval: args.health_check_interval,

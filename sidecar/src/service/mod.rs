@@ -9,7 +9,9 @@ pub mod hooks;
 pub mod process;
 pub mod runtime;
 pub mod status;
+pub mod strategy;
 pub mod supervisor;
 pub mod topology;
 
+pub use strategy::UpdateStrategy;
 pub use topology::Topology;

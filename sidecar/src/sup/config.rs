@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use crate::binds::{BindSpec, BindingMode};
 use crate::gossip::node::GossipConfig;
-use crate::service::Topology;
+use crate::service::{Topology, UpdateStrategy};
 
 /// Everything `hab sup run` was told.
 #[derive(Clone, Debug)]
@@ -27,6 +27,8 @@ pub struct SupervisorConfig {
     pub package: Option<String>,
     pub group: String,
     pub topology: Topology,
+    pub update_strategy: UpdateStrategy,
+    pub channel: String,
     pub binds: Vec<BindSpec>,
     pub binding_mode: BindingMode,
     pub health_check_interval: Duration,

@@ -1,13 +1,19 @@
 //! What the supervisor loop answers to the ctl gateway's requests (see `ctl_gateway`): the
-//! loaded service's status and default config, and the ring changes a workstation makes:
-//! gossiped config (`hab config apply`), files (`hab file upload`) and departures (`hab sup
-//! depart`). Checks come first, so a refused request changes nothing anywhere.
+//! services it runs (load, unload, start, stop, status, default config), and the ring changes
+//! a workstation makes: gossiped config (`hab config apply`), files (`hab file upload`) and
+//! departures (`hab sup depart`). Checks come first, so a refused request changes nothing
+//! anywhere; a service's spec is saved before the service changes, so what runs is what comes
+//! back after a restart.
+
+use std::time::Duration;
 
 use super::ctl_gateway::{net_err, MAX_PAYLOAD};
+use super::specs::{self, SpecFile};
 use super::{now_ms, LoopState};
+use crate::binds::{BindSpec, BindingMode};
 use crate::ctl::messages::{
-    self as ctl, DesiredState, ErrCode, NetOk, ProcessState, ProcessStatus, Reply, Request,
-    ServiceCfg, ServiceStatus,
+    self as ctl, ConsoleLine, DesiredState, ErrCode, NetOk, ProcessState, ProcessStatus, Reply,
+    Request, ServiceCfg, ServiceStatus,
 };
 use crate::gossip::member::MemberId;
 use crate::gossip::rumor::{
@@ -15,9 +21,22 @@ use crate::gossip::rumor::{
 };
 use crate::gossip::store::Insert;
 use crate::package::PackageIdent;
+use crate::service::{Topology, UpdateStrategy};
 
 fn ok() -> Vec<Reply> {
     vec![Reply::NetOk(NetOk {})]
+}
+
+/// A line for the workstation to print, then `NetOk`.
+fn ok_saying(line: String) -> Vec<Reply> {
+    vec![
+        Reply::ConsoleLine(ConsoleLine {
+            line: format!("{line}\n"),
+            color: None,
+            bold: false,
+        }),
+        Reply::NetOk(NetOk {}),
+    ]
 }
 
 fn refuse(code: ErrCode, msg: impl Into<String>) -> Vec<Reply> {
@@ -98,11 +117,16 @@ impl LoopState {
             Request::SvcSetCfg(r) => self.ctl_set_cfg(r),
             Request::SvcFilePut(r) => self.ctl_put_file(r),
             Request::SupDepart(r) => self.ctl_depart(r.member_id.as_deref()),
+            Request::SvcLoad(r) => self.ctl_load(&r),
+            Request::SvcUnload(r) => self.ctl_unload(r.ident.as_ref()),
+            Request::SvcStart(r) => self.ctl_set_desired(r.ident.as_ref(), specs::DesiredState::Up),
+            Request::SvcStop(r) => {
+                self.ctl_set_desired(r.ident.as_ref(), specs::DesiredState::Down)
+            }
             other => Err(refuse(
                 ErrCode::NotSupported,
                 format!(
-                    "{} is not supported by this supervisor yet (services are loaded with \
-                     `hab sup run PKG`)",
+                    "{} is not supported by this supervisor yet",
                     other.message_id()
                 ),
             )),
@@ -113,8 +137,8 @@ impl LoopState {
     fn ctl_status(&self, wanted: Option<&ctl::PackageIdent>) -> Result<Vec<Reply>, Vec<Reply>> {
         let now = now_ms() / 1000;
         let statuses: Vec<Reply> = self
-            .service
-            .iter()
+            .services
+            .values()
             .filter(|s| wanted.is_none_or(|w| ident_matches(w, &s.spec.package.ident)))
             .map(|s| {
                 let status = s.status.borrow();
@@ -136,7 +160,7 @@ impl LoopState {
                         group: group.group().to_string(),
                         organization: group.org().map(str::to_string),
                     },
-                    desired_state: Some(if status.desired_up {
+                    desired_state: Some(if s.desired_up() {
                         DesiredState::DesiredUp
                     } else {
                         DesiredState::DesiredDown
@@ -160,8 +184,8 @@ impl LoopState {
         wanted: Option<&ctl::PackageIdent>,
     ) -> Result<Vec<Reply>, Vec<Reply>> {
         let service = self
-            .service
-            .iter()
+            .services
+            .values()
             .find(|s| wanted.is_none_or(|w| ident_matches(w, &s.spec.package.ident)))
             .ok_or_else(|| refuse(ErrCode::NotFound, "Service not loaded"))?;
         let default = toml::to_string(&service.spec.package.default_toml).unwrap_or_default();
@@ -254,6 +278,112 @@ impl LoopState {
         self.publish_for_ctl(Rumor::Departure(DepartureRumor { member_id }))
     }
 
+    /// The name of the loaded service `wanted` names, or `NotFound`.
+    fn loaded_name(&self, wanted: Option<&ctl::PackageIdent>) -> Result<String, Vec<Reply>> {
+        let wanted = wanted.ok_or_else(|| refuse(ErrCode::BadPayload, "no package given"))?;
+        self.services
+            .iter()
+            .find(|(_, s)| ident_matches(wanted, &s.spec.package.ident))
+            .map(|(name, _)| name.clone())
+            .ok_or_else(|| {
+                refuse(
+                    ErrCode::NotFound,
+                    format!("Service not loaded, {}/{}", wanted.origin, wanted.name),
+                )
+            })
+    }
+
+    /// `hab svc load`: the package must be installed under `<root>/pkgs`. A service already
+    /// loaded is only replaced with `--force` (then the fields given change its spec and the
+    /// service restarts with it).
+    fn ctl_load(&mut self, r: &ctl::SvcLoad) -> Result<Vec<Reply>, Vec<Reply>> {
+        let ident = r
+            .ident
+            .as_ref()
+            .ok_or_else(|| refuse(ErrCode::BadPayload, "no package given"))?;
+        let loaded = self.services.get(&ident.name);
+        if loaded.is_some() && !r.force.unwrap_or(false) {
+            return Err(refuse(
+                ErrCode::Conflict,
+                format!(
+                    "{} is already loaded; unload it first, or load it with --force to \
+                     replace its settings and restart it",
+                    ident.name
+                ),
+            ));
+        }
+        let base = loaded.map_or_else(|| SpecFile::new(""), |s| s.spec_file.clone());
+        let spec = spec_from_load(base, r)?;
+        let service = self.prepare_service(spec.clone()).map_err(|e| {
+            let code = match e {
+                crate::error::Error::Package { .. } => ErrCode::NotFound,
+                _ => ErrCode::InvalidPayload,
+            };
+            refuse(code, e.to_string())
+        })?;
+        let name = service.name().to_string();
+        specs::save(&self.specs_dir(), &name, &spec)
+            .map_err(|e| refuse(ErrCode::Io, e.to_string()))?;
+        self.unload_service(&name);
+        self.insert_service(service);
+        Ok(ok_saying(format!("Loaded {}", spec.ident)))
+    }
+
+    /// `hab svc unload`: the spec goes first, then the service stops (in the background).
+    fn ctl_unload(&mut self, wanted: Option<&ctl::PackageIdent>) -> Result<Vec<Reply>, Vec<Reply>> {
+        let name = self.loaded_name(wanted)?;
+        specs::remove(&self.specs_dir(), &name).map_err(|e| refuse(ErrCode::Io, e.to_string()))?;
+        let ident = self
+            .services
+            .get(&name)
+            .map(|s| s.spec.package.ident.to_string())
+            .unwrap_or_default();
+        self.unload_service(&name);
+        Ok(ok_saying(format!("Unloading {ident}")))
+    }
+
+    /// `hab svc start` / `hab svc stop`: the desired state is saved, then the service follows.
+    fn ctl_set_desired(
+        &mut self,
+        wanted: Option<&ctl::PackageIdent>,
+        desired: specs::DesiredState,
+    ) -> Result<Vec<Reply>, Vec<Reply>> {
+        let name = self.loaded_name(wanted)?;
+        let dir = self.specs_dir();
+        let Some(service) = self.services.get_mut(&name) else {
+            return Err(refuse(
+                ErrCode::NotFound,
+                format!("Service not loaded, {name}"),
+            ));
+        };
+        let ident = service.spec.package.ident.to_string();
+        let mut spec = service.spec_file.clone();
+        spec.desired_state = desired;
+        specs::save(&dir, &name, &spec).map_err(|e| refuse(ErrCode::Io, e.to_string()))?;
+        service.spec_file = spec;
+        match desired {
+            specs::DesiredState::Up => {
+                let was_halted = std::mem::take(&mut service.halted);
+                let running = service.running.is_some();
+                self.reconcile_services();
+                Ok(if running && !was_halted {
+                    ok_saying(format!("{ident} is already running"))
+                } else {
+                    ok_saying(format!("Starting {ident}"))
+                })
+            }
+            specs::DesiredState::Down => {
+                let running = service.running.is_some();
+                self.stop_service(&name);
+                Ok(if running {
+                    ok_saying(format!("Stopping {ident}"))
+                } else {
+                    ok_saying(format!("{ident} is not running"))
+                })
+            }
+        }
+    }
+
     fn publish_for_ctl(&mut self, rumor: Rumor) -> Result<Vec<Reply>, Vec<Reply>> {
         match self.node.publish(now_ms(), rumor) {
             Ok(Insert::New | Insert::Updated | Insert::Stale) => Ok(ok()),
@@ -265,4 +395,82 @@ impl LoopState {
             Err(e) => Err(refuse(ErrCode::InvalidPayload, e.to_string())),
         }
     }
+}
+
+/// The spec a `SvcLoad` describes: the fields it carries replace `base`'s (Habitat's defaults
+/// for a new service, the loaded spec for `--force`).
+fn spec_from_load(base: SpecFile, r: &ctl::SvcLoad) -> Result<SpecFile, Vec<Reply>> {
+    let bad = |what: &str, value: i32| {
+        refuse(
+            ErrCode::BadPayload,
+            format!("unknown {what} {value} in the load request"),
+        )
+    };
+    let ident = r
+        .ident
+        .as_ref()
+        .ok_or_else(|| refuse(ErrCode::BadPayload, "no package given"))?;
+    let mut spec = base;
+    spec.ident = ident.to_string();
+    if let Some(group) = &r.group {
+        spec.group.clone_from(group);
+    }
+    if let Some(topology) = r.topology {
+        spec.topology = match topology {
+            0 => Topology::Standalone,
+            1 => Topology::Leader,
+            // Ours: Habitat's protocol knows no initializer topology.
+            2 => Topology::Initializer,
+            other => return Err(bad("topology", other)),
+        };
+    }
+    if let Some(strategy) = r.update_strategy {
+        spec.update_strategy = match strategy {
+            0 => UpdateStrategy::None,
+            1 => UpdateStrategy::AtOnce,
+            2 => UpdateStrategy::Rolling,
+            other => return Err(bad("update strategy", other)),
+        };
+    }
+    if let Some(mode) = r.binding_mode {
+        spec.binding_mode = match mode {
+            0 => BindingMode::Relaxed,
+            1 => BindingMode::Strict,
+            other => return Err(bad("binding mode", other)),
+        };
+    }
+    if let Some(binds) = &r.binds {
+        spec.binds = binds
+            .binds
+            .iter()
+            .map(|b| {
+                let group = &b.service_group;
+                let mut text = format!("{}:{}.{}", b.name, group.service, group.group);
+                if let Some(org) = &group.organization {
+                    text = format!("{text}@{org}");
+                }
+                text.parse::<BindSpec>()
+                    .map_err(|e| refuse(ErrCode::InvalidPayload, e))
+            })
+            .collect::<Result<_, _>>()?;
+    }
+    if let Some(interval) = &r.health_check_interval {
+        if interval.seconds == 0 || interval.seconds > 365 * 24 * 3600 {
+            return Err(refuse(
+                ErrCode::InvalidPayload,
+                format!(
+                    "health check interval {} s: expected 1 s to a year",
+                    interval.seconds
+                ),
+            ));
+        }
+        spec.health_check_interval = Duration::from_secs(interval.seconds);
+    }
+    if let Some(channel) = &r.bldr_channel {
+        spec.channel.clone_from(channel);
+    }
+    if let Some(url) = &r.bldr_url {
+        spec.bldr_url = Some(url.clone());
+    }
+    Ok(spec)
 }

@@ -26,8 +26,8 @@ impl snapshot::Source for LoopState {
 
     fn services(&mut self) -> Vec<serde_json::Value> {
         let groups = self.census_groups();
-        self.service
-            .iter()
+        self.services
+            .values()
             .map(|service| {
                 let status = service.status.borrow();
                 let election = groups
@@ -46,8 +46,8 @@ impl snapshot::Source for LoopState {
     }
 
     fn statuses(&mut self) -> Vec<(String, ServiceStatus)> {
-        self.service
-            .iter()
+        self.services
+            .values()
             .map(|s| (s.spec.service_group.to_string(), s.status.borrow().clone()))
             .collect()
     }

@@ -1,8 +1,9 @@
 //! The supervisor: one task (`run`, the loop) owns the gossip `Node` and feeds it socket
 //! input and timers, builds what the HTTP gateway serves when asked (`gateway`), persists
 //! identity and rumors (atomically, debounced, written off the loop), reloads ring keys and the
-//! peer watch file and looks peers up (`peers`, `ring_keys`), supervises the loaded service,
-//! and leaves the ring cleanly on SIGTERM.
+//! peer watch file and looks peers up (`peers`, `ring_keys`), supervises the loaded services
+//! (`services`, persisted in `specs`), answers the ctl gateway (`ctl_answers`), and leaves the
+//! ring cleanly on SIGTERM.
 //!
 //! Nothing else holds gossip state: other tasks talk to this one through channels. The files:
 //! `config` (what `hab sup run` was given), `identity` (directories, member id, incarnation),
@@ -17,6 +18,8 @@ mod identity;
 pub mod lock;
 mod peers;
 mod ring_keys;
+mod services;
+pub mod specs;
 
 pub use config::{PeerSpec, SupervisorConfig, SUP_VERSION};
 use identity::{advertised_ip, persist_incarnation};
@@ -25,7 +28,7 @@ use peers::Housekeeping;
 use ring_keys::RingKeys;
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BTreeMap, BinaryHeap, HashMap};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -33,37 +36,18 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use rand::RngExt;
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::signal::unix::{signal, SignalKind};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Notify};
 
 use crate::binds::{self};
-use crate::census::{self, CensusInput, LocalElections};
+use crate::census::{self, CensusInput};
 use crate::deadline::Deadline;
-use crate::election::{ElectionConfig, ElectionView, GroupElections, NextStep, ViewStatus};
-use crate::error::{Error, Result};
 use crate::gossip::member::Identity;
 use crate::gossip::node::{Node, NodeEvent, NodeTimer, Output, SessionId};
-use crate::gossip::rumor::{Rumor, RumorKey, ServiceGroup, ServiceRumor, SysInfo};
+use crate::gossip::rumor::RumorKey;
 use crate::gossip::store;
 use crate::gossip::transport::{self, Inbound, Outgoing};
 use crate::metrics::Metrics;
 use crate::package::Package;
-use crate::service::hooks::HookKind;
-use crate::service::runtime::{self as service_runtime, RingView, ServiceSpec};
-use crate::service::status::ServiceStatus;
-use crate::service::Topology;
-use crate::template::context::{PkgContext, SysContext};
-
-/// A loaded service: its task and the two channels the loop talks to it through.
-struct LoadedService {
-    spec: ServiceSpec,
-    pkg_ctx: PkgContext,
-    view: tokio::sync::watch::Sender<RingView>,
-    status: tokio::sync::watch::Receiver<ServiceStatus>,
-    stop: tokio::sync::watch::Sender<bool>,
-    task: tokio::task::JoinHandle<()>,
-    /// The service rumor as last published.
-    rumor: ServiceRumor,
-}
 
 fn now_ms() -> u64 {
     SystemTime::now()
@@ -84,37 +68,6 @@ const PERSIST_MAX_WAIT: Duration = Duration::from_secs(60);
 fn persist_wait(took: Duration) -> Duration {
     took.saturating_mul(PERSIST_TIME_SHARE)
         .clamp(PERSIST_DEBOUNCE, PERSIST_MAX_WAIT)
-}
-
-/// The service rumor for the loaded package, if any.
-fn service_rumor(
-    config: &SupervisorConfig,
-    identity: &Identity,
-    package: &Package,
-) -> Result<ServiceRumor> {
-    let group = ServiceGroup::new(package.name(), &config.group)
-        .map_err(|problem| Error::invalid("--group", problem))?;
-    let exported = package.exported_cfg(&package.default_toml);
-    let ip = identity.addr.ip().to_string();
-    Ok(ServiceRumor {
-        member_id: identity.id,
-        service_group: group,
-        incarnation: identity.incarnation,
-        package: package.ident.to_string(),
-        initialized: false,
-        sys: SysInfo {
-            ip: ip.clone(),
-            hostname: hostname(),
-            gossip_ip: config.listen_gossip.ip().to_string(),
-            gossip_port: identity.addr.port(),
-            http_gateway_ip: config.listen_http.ip().to_string(),
-            http_gateway_port: config.listen_http.port(),
-            ctl_gateway_ip: config.listen_ctl.ip().to_string(),
-            ctl_gateway_port: config.listen_ctl.port(),
-        },
-        cfg: toml::to_string(&exported).unwrap_or_default().into_bytes(),
-        tombstone: false,
-    })
 }
 
 /// Timers the node asked for, in due order.
@@ -152,18 +105,16 @@ pub async fn run(config: SupervisorConfig) -> anyhow::Result<()> {
     let (member_id, incarnation) = load_identity(&dirs)?;
     let mut ring_keys = RingKeys::new(&config)?;
     let keyring = ring_keys.keyring(true)?;
-    let package = config
-        .package
-        .as_deref()
-        .map(|spec| Package::resolve(&config.root, spec))
-        .transpose()?;
-    let bindings = match &package {
-        Some(package) => binds::validate(package, &config.binds)?,
+    // A bad PKG or --bind fails before anything listens.
+    match &config.package {
+        Some(ident) => {
+            binds::validate(&Package::resolve(&config.root, ident)?, &config.binds)?;
+        }
         None if !config.binds.is_empty() => {
             anyhow::bail!("--bind needs a package to bind (hab sup run PKG --bind ...)")
         }
-        None => Vec::new(),
-    };
+        None => {}
+    }
 
     let udp = UdpSocket::bind(config.listen_gossip)
         .await
@@ -234,45 +185,8 @@ pub async fn run(config: SupervisorConfig) -> anyhow::Result<()> {
     let mut housekeeping = Housekeeping::new(&config, ring_keys, keys_tx);
     housekeeping.resolve_at_start().await;
     node.start(now_ms(), housekeeping.resolved.clone());
-    let mut election = None;
-    let mut service = None;
-    if let Some(package) = &package {
-        let rumor = service_rumor(&config, &identity, package)?;
-        tracing::info!(service_group = %rumor.service_group, package = %rumor.package, "service loaded");
-        if config.topology != Topology::Standalone {
-            // Until the suitability hook answers, every member is equally suitable and ties
-            // break by member id.
-            election = Some(GroupElections::new(
-                &rumor.service_group,
-                identity.id,
-                &ElectionConfig {
-                    retire_after: config.retire_after,
-                    ..ElectionConfig::for_gossip(&config.gossip)
-                },
-                true,
-                false,
-                0,
-            ));
-        }
-        node.publish(now_ms(), Rumor::Service(rumor.clone()))?;
-        let sys = SysContext::new(SUP_VERSION, identity.id, &rumor.sys, config.permanent_peer);
-        let spec = ServiceSpec {
-            package: package.clone(),
-            service_group: rumor.service_group.clone(),
-            topology: config.topology,
-            bindings: bindings.clone(),
-            binding_mode: config.binding_mode,
-            health_check_interval: config.health_check_interval,
-            root: config.root.clone(),
-            sys,
-            env_layer: std::env::var(crate::config::env_var_name(package.name())).ok(),
-            hook_timeouts: Default::default(),
-            backoff: Default::default(),
-        };
-        service = Some(LoadedService::spawn(spec, rumor));
-    }
-
     let store_writer = store::StoreWriter::spawn(dirs.rumor_file());
+    let election_tick = config.gossip.swim.gossip_interval;
     let mut loop_state = LoopState {
         node,
         udp,
@@ -286,16 +200,27 @@ pub async fn run(config: SupervisorConfig) -> anyhow::Result<()> {
         last_persist: Instant::now(),
         persist_wait: PERSIST_DEBOUNCE,
         store_writer,
-        election,
-        service,
+        config: Arc::new(config),
+        services: BTreeMap::new(),
+        stopping: Vec::new(),
+        service_events: Arc::new(Notify::new()),
         view_dirty: true,
         // The first step starts the engines' clocks.
         election_dirty: true,
         election_at: None,
-        election_tick: config.gossip.swim.gossip_interval,
+        election_tick,
         membership_seen: None,
         persist_at: None,
     };
+    // `hab sup run PKG` loads PKG with the flags given (and saves its spec, replacing any
+    // earlier one); the services saved before come back as they were.
+    if let Some(ident) = &loop_state.config.package {
+        let spec = services::spec_from_run(&loop_state.config, ident);
+        let service = loop_state.prepare_service(spec.clone())?;
+        specs::save(&loop_state.specs_dir(), service.name(), &spec)?;
+        loop_state.insert_service(service);
+    }
+    loop_state.load_saved_specs();
     loop_state.after_input();
 
     // Created once: a signal stream made anew each turn would re-register every time.
@@ -339,7 +264,7 @@ pub async fn run(config: SupervisorConfig) -> anyhow::Result<()> {
                     gateway.serve(now, &mut loop_state);
                 }
             }
-            Ok(()) = service_status_changed(&mut loop_state.service) => loop_state.on_service_status(),
+            () = loop_state.service_events.notified() => loop_state.on_service_events(),
             _ = sigterm.recv() => break,
             _ = sigint.recv() => break,
             _ = sighup.recv() => tracing::info!("SIGHUP received: ignored, the supervisor runs on"),
@@ -348,7 +273,7 @@ pub async fn run(config: SupervisorConfig) -> anyhow::Result<()> {
             housekeeping.on_membership_change(&loop_state.node.members());
         }
     }
-    loop_state.shut_down(&mut inbound_rx, &config).await;
+    loop_state.shut_down(&mut inbound_rx).await;
     tracing::info!("shutting down: leaving the ring");
     loop_state.node.leave(now_ms());
     loop_state.process_outputs();
@@ -358,62 +283,21 @@ pub async fn run(config: SupervisorConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Resolves when the service reported a new status (never without a service).
-async fn service_status_changed(
-    service: &mut Option<LoadedService>,
-) -> std::result::Result<(), tokio::sync::watch::error::RecvError> {
-    match service {
-        Some(service) => service.status.changed().await,
-        None => std::future::pending().await,
-    }
-}
-
-/// Resolves when the service task has ended (never without a service).
-async fn service_stopped(service: &mut Option<LoadedService>) {
-    match service {
-        Some(service) => {
-            let _ = (&mut service.task).await;
-        }
-        None => std::future::pending().await,
-    }
-}
-
-impl LoadedService {
-    fn spawn(spec: ServiceSpec, rumor: ServiceRumor) -> LoadedService {
-        let (view, view_rx) = tokio::sync::watch::channel(RingView::default());
-        let (status_tx, status) = tokio::sync::watch::channel(ServiceStatus::default());
-        let (stop, stop_rx) = tokio::sync::watch::channel(false);
-        let pkg_ctx = service_runtime::pkg_context(&spec);
-        let task = tokio::spawn(service_runtime::run(
-            spec.clone(),
-            view_rx,
-            status_tx,
-            stop_rx,
-        ));
-        LoadedService {
-            spec,
-            pkg_ctx,
-            view,
-            status,
-            stop,
-            task,
-            rumor,
-        }
-    }
-}
-
 struct LoopState {
     node: Node,
     /// What the ctl gateway's tasks counted (brought into `/metrics` when it is built).
     ctl_counters: Arc<ctl_gateway::CtlCounters>,
-    /// The loaded service, if `hab sup run` was given a package.
-    service: Option<LoadedService>,
-    /// The census changed since the service last saw it.
+    config: Arc<SupervisorConfig>,
+    /// The loaded services by name (the package's).
+    services: BTreeMap<String, services::Service>,
+    /// Tasks of stopped or unloaded services that have not ended yet.
+    stopping: Vec<services::Stopping>,
+    /// Woken when a service's task reports a status or ends.
+    service_events: Arc<Notify>,
+    /// The census changed since the services last saw it.
     view_dirty: bool,
     /// An election rumor changed since the engines last stepped.
     election_dirty: bool,
-    /// The elections of the loaded service group (leader and initializer topologies).
-    election: Option<GroupElections>,
     udp: Arc<UdpSocket>,
     inbound: mpsc::Sender<Inbound>,
     sessions: HashMap<SessionId, mpsc::Sender<Outgoing>>,
@@ -486,13 +370,13 @@ impl LoopState {
             if !std::mem::take(&mut self.election_dirty) {
                 break;
             }
-            self.step_election();
+            self.step_elections();
             self.process_outputs();
         }
         if std::mem::take(&mut self.election_dirty) {
             self.election_at = Some(Instant::now());
         }
-        self.refresh_service_view();
+        self.refresh_service_views();
         if self.store_dirty && self.persist_at.is_none() {
             self.persist_at = Some((self.last_persist + self.persist_wait).max(Instant::now()));
         }
@@ -526,82 +410,6 @@ impl LoopState {
         true
     }
 
-    /// Runs the election engines over the current ring view and publishes what they decide.
-    fn step_election(&mut self) {
-        let Some(elections) = self.election.as_mut() else {
-            return;
-        };
-        let now = now_ms();
-        let before = elections.views();
-        let members = self.node.members();
-        let synced = self.node.knows_ring();
-        let (rumors, views) = elections.step(now, &members, self.node.store(), synced);
-        self.election_at = match elections.next_step(now) {
-            NextStep::Tick => Some(Instant::now() + self.election_tick),
-            NextStep::At(at_ms) => {
-                Some(Instant::now() + Duration::from_millis(at_ms.saturating_sub(now)))
-            }
-            NextStep::OnChange => None,
-        };
-        for rumor in rumors {
-            if let Err(e) = self.node.publish(now, rumor) {
-                tracing::warn!(error = %e, "cannot publish an election rumor");
-            }
-        }
-        if views != before {
-            self.view_dirty = true;
-        }
-        let me = self.node.identity().id;
-        for (kind, view, was) in [
-            ("election", views.leader, before.leader),
-            ("update election", views.update, before.update),
-        ] {
-            let Some(view) = view.filter(|v| Some(*v) != was) else {
-                continue;
-            };
-            match view.status {
-                ViewStatus::Finished => tracing::info!(
-                    leader = ?view.leader, term = view.term, am_leader = view.is_leader(me),
-                    "{kind} finished"
-                ),
-                status => tracing::info!(?status, term = view.term, "{kind}"),
-            }
-        }
-    }
-
-    /// This member's own election views, which the census prefers over the rumors.
-    fn local_elections(&self) -> LocalElections {
-        match (&self.election, &self.service) {
-            (Some(elections), Some(service)) => {
-                LocalElections::of_group(&service.spec.service_group, elections.views())
-            }
-            _ => LocalElections::default(),
-        }
-    }
-
-    fn leader_view(&self) -> Option<ElectionView> {
-        self.election.as_ref().and_then(|e| e.views().leader)
-    }
-
-    /// Sends the service the current census when it changed.
-    fn refresh_service_view(&mut self) {
-        if !self.view_dirty {
-            return;
-        }
-        self.view_dirty = false;
-        let Some(service) = &self.service else {
-            return;
-        };
-        let groups = self.census_groups();
-        service.view.send_if_modified(|view| {
-            if view.groups == groups {
-                return false;
-            }
-            view.groups = groups;
-            true
-        });
-    }
-
     /// `build` given what the census is made from: the members and rumors as this node
     /// knows them.
     fn with_census_input<T>(&self, build: impl FnOnce(&CensusInput<'_>) -> T) -> T {
@@ -616,129 +424,6 @@ impl LoopState {
     /// The census as this member sees it, its own election view included.
     fn census_groups(&self) -> Vec<census::CensusGroup> {
         self.with_census_input(|input| census::census_groups_with(input, &self.local_elections()))
-    }
-
-    /// Publishes what the service's status changes for the ring: exports and the initialized
-    /// flag go into the service rumor, the suitability into the election.
-    fn on_service_status(&mut self) {
-        let Some(service) = self.service.as_mut() else {
-            return;
-        };
-        let status = service.status.borrow_and_update().clone();
-        if let (Some(election), Some(suitability)) = (self.election.as_mut(), status.suitability) {
-            election.set_suitability(suitability);
-            self.election_dirty = true;
-        }
-        let cfg = toml::to_string(&status.exported)
-            .unwrap_or_default()
-            .into_bytes();
-        let rumor = &mut service.rumor;
-        if rumor.cfg != cfg || rumor.initialized != status.initialized {
-            rumor.cfg = cfg;
-            rumor.initialized = status.initialized;
-            rumor.incarnation += 1;
-            let rumor = rumor.clone();
-            if let Err(e) = self.node.publish(now_ms(), Rumor::Service(rumor)) {
-                tracing::warn!(error = %e, "cannot publish the service rumor");
-            }
-        }
-    }
-
-    /// Whether Kubernetes should send traffic: the service runs and passes its health check,
-    /// and in leader topologies the election finished as this member sees it.
-    fn readiness(&self) -> std::result::Result<(), String> {
-        let Some(service) = &self.service else {
-            return Ok(());
-        };
-        let status = service.status.borrow();
-        if let Some(reason) = &status.waiting_for {
-            return Err(format!("{}: {reason}", service.spec.service_group));
-        }
-        if status.pid.is_none() {
-            return Err(format!(
-                "{}: the process is not running",
-                service.spec.service_group
-            ));
-        }
-        if !status.health.passing() {
-            return Err(format!(
-                "{}: health check {}",
-                service.spec.service_group,
-                status.health.as_str()
-            ));
-        }
-        if let Some(view) = self.leader_view() {
-            if view.status != ViewStatus::Finished {
-                return Err(format!(
-                    "{}: election {:?}",
-                    service.spec.service_group, view.status
-                ));
-            }
-        }
-        Ok(())
-    }
-
-    /// Stops the service (signal, timeout, SIGKILL, post-stop) and resigns from the elections
-    /// at once, while the ring keeps running: a leader's withdrawal must go out with rumor
-    /// gossip (which leaving stops), so the others elect a successor without waiting for
-    /// failure detection, and the service's last rumors still flow.
-    async fn shut_down(
-        &mut self,
-        inbound_rx: &mut mpsc::Receiver<Inbound>,
-        config: &SupervisorConfig,
-    ) {
-        let mut service = self.service.take();
-        let started = Instant::now();
-        let mut deadline = started;
-        if let Some(service) = &service {
-            let _ = service.stop.send(true);
-            deadline += service.spec.package.shutdown_timeout
-                + service.spec.hook_timeouts.get(HookKind::PostStop)
-                + Duration::from_secs(2);
-        }
-        let withdrawals = self
-            .election
-            .as_mut()
-            .map(GroupElections::resign)
-            .unwrap_or_default();
-        // Two gossip intervals carry a withdrawal to every member of a LAN ring.
-        let gossip_until = if withdrawals.is_empty() {
-            started
-        } else {
-            tracing::info!("shutting down: resigning from the election");
-            started + config.gossip.swim.gossip_interval * 2
-        };
-        deadline = deadline.max(gossip_until);
-        for rumor in withdrawals {
-            if let Err(e) = self.node.publish(now_ms(), rumor) {
-                tracing::warn!(error = %e, "cannot publish the election withdrawal");
-            }
-        }
-        self.process_outputs();
-        loop {
-            let now = Instant::now();
-            if service.is_none() && now >= gossip_until {
-                break;
-            }
-            if now >= deadline {
-                if let Some(service) = service.take() {
-                    tracing::warn!("the service did not stop in time");
-                    service.task.abort();
-                }
-                break;
-            }
-            let next = self.timers.next_due().unwrap_or(deadline).min(deadline);
-            tokio::select! {
-                _ = service_stopped(&mut service) => service = None,
-                Some(message) = inbound_rx.recv() => self.on_inbound(message),
-                _ = tokio::time::sleep_until(next.into()) => {
-                    while let Some(timer) = self.timers.pop_due(Instant::now()) {
-                        self.node.handle_timer(now_ms(), timer);
-                    }
-                }
-            }
-            self.process_outputs();
-        }
     }
 
     fn node_outputs_mention(&self, session: SessionId) -> bool {
