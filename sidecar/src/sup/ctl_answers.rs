@@ -314,12 +314,16 @@ impl LoopState {
         }
         let base = loaded.map_or_else(|| SpecFile::new(""), |s| s.spec_file.clone());
         let spec = spec_from_load(base, r)?;
-        let service = self.prepare_service(spec.clone()).map_err(|e| {
-            let code = match e {
-                crate::error::Error::Package { .. } => ErrCode::NotFound,
-                _ => ErrCode::InvalidPayload,
-            };
-            refuse(code, e.to_string())
+        let service = self.prepare_service(spec.clone()).map_err(|e| match e {
+            crate::error::Error::Package { .. } => refuse(
+                ErrCode::NotFound,
+                format!(
+                    "{e} (this supervisor does not download packages: install it under {} \
+                     first)",
+                    self.config.root.join("pkgs").display()
+                ),
+            ),
+            e => refuse(ErrCode::InvalidPayload, e.to_string()),
         })?;
         let name = service.name().to_string();
         specs::save(&self.specs_dir(), &name, &spec)
