@@ -207,7 +207,7 @@ fn one_supervisor_runs_several_services_and_a_bad_spec_is_reported_not_lost() {
 }
 
 #[test]
-fn a_stopped_leader_hands_over_at_once_and_comes_back_a_follower() {
+fn a_stopped_leader_hands_over_at_once_comes_back_a_follower_and_hab_census_marks_the_leader() {
     let members: Vec<Supervisor> = (1..=3u8)
         .map(|host| {
             let mut builder = Supervisor::at(BLOCK_LEADER, host).without_service();
@@ -252,4 +252,20 @@ fn a_stopped_leader_hands_over_at_once_and_comes_back_a_follower() {
     wait_until(SOON, "the old leader follows the successor", || {
         agreed_leader(&all, "hello.default").is_ok_and(|id| id == successor)
     });
+
+    // `hab census` from any member marks the leader, as every member agrees on it.
+    let http = leader.http_addr().to_string();
+    let (status, out, err) = run_hab(&["census", "--remote-http", &http], &[]);
+    assert!(status.success(), "{err}");
+    let rows: Vec<&str> = out
+        .lines()
+        .filter(|l| l.starts_with("hello.default "))
+        .collect();
+    assert_eq!(rows.len(), 3, "{out}");
+    let marked: Vec<&&str> = rows.iter().filter(|l| l.contains('*')).collect();
+    assert_eq!(marked.len(), 1, "{out}");
+    assert!(
+        marked[0].contains(&format!("{}*", &successor[..8])) && marked[0].contains("leader"),
+        "{out}"
+    );
 }
