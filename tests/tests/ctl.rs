@@ -84,6 +84,30 @@ fn config_applied_to_one_member_renders_on_all_and_a_refused_one_changes_nothing
     );
     assert_ne!(code, 0, "a wrong secret was accepted");
     assert!(err.to_lowercase().contains("secret"), "{err}");
+    // Not TOML, and above 64 KiB: refused before anything is sent.
+    let broken = write(scratch.path(), "broken.toml", "message = \"unclosed\n");
+    let (code, _, err) = ctl(
+        &ring[0],
+        &["config", "apply", HELLO_GROUP, "7", &broken],
+        &first_secret,
+    );
+    assert_eq!(code, 1, "invalid TOML was accepted: {err}");
+    assert!(
+        err.contains("broken.toml") && err.contains("line 1"),
+        "{err}"
+    );
+    let huge = write(
+        scratch.path(),
+        "huge.toml",
+        &format!("message = \"{}\"\n", "x".repeat(70 * 1024)),
+    );
+    let (code, _, err) = ctl(
+        &ring[0],
+        &["config", "apply", HELLO_GROUP, "8", &huge],
+        &first_secret,
+    );
+    assert_eq!(code, 1, "an oversize config was accepted: {err}");
+    assert!(err.contains("huge.toml"), "{err}");
     for sup in &ring {
         let census = sup.census().unwrap();
         let incarnation = &census["census_groups"][HELLO_GROUP]["service_config"]["incarnation"];
