@@ -243,6 +243,12 @@ pub enum SupCommand {
         #[command(flatten)]
         remote: RemoteSupArgs,
     },
+    /// Restarts a supervisor: its services stop, it leaves the ring, and it starts again with
+    /// the same binary and arguments (same pid), reloading its saved services.
+    Restart {
+        #[command(flatten)]
+        remote: RemoteSupArgs,
+    },
     /// Gracefully stops the supervisor of this root (--root, HAB_ROOT) and its services.
     #[command(
         after_help = "Exit codes: 0 stopped (or signalled, with --no-wait), 1 no \

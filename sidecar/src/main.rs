@@ -65,6 +65,7 @@ fn is_workstation_command(command: &Command) -> bool {
                 | Command::Config(_)
                 | Command::File(_)
                 | Command::Sup(SupCommand::Depart { .. })
+                | Command::Sup(SupCommand::Restart { .. })
                 | Command::Census(_)
                 | Command::Sup(SupCommand::Term { .. })
         )
@@ -159,6 +160,10 @@ async fn workstation_command(cli: Cli) -> Result<(), workstation::Error> {
             member_id,
             remote: r,
         }) => workstation::sup_depart(&remote(r)?, member_id, &mut out).await,
+        Command::Sup(SupCommand::Restart { remote: r }) => {
+            svc::send_printing(&remote(r)?, habitat_sidecar::ctl::messages::SupRestart {}, &mut out)
+                .await
+        }
         Command::Census(args) => {
             let token = std::env::var("HAB_SUP_GATEWAY_AUTH_TOKEN").ok();
             let remote = workstation::census::HttpRemote::new(&args.remote_http, token)?;
@@ -227,6 +232,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         | Command::Config(_)
         | Command::File(_)
         | Command::Sup(SupCommand::Depart { .. })
+        | Command::Sup(SupCommand::Restart { .. })
         | Command::Census(_)
         | Command::Sup(SupCommand::Term { .. }) => {
             anyhow::bail!("workstation commands run in run_workstation")
@@ -234,7 +240,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Sup(SupCommand::Run(args)) => {
             let config = supervisor_config(cli.root, *args)?;
             // Before anything touches the root; held until the supervisor is gone.
-            let _lock = SupLock::acquire(&config.root)?;
+            let lock = SupLock::acquire(&config.root)?;
             match std::env::current_exe() {
                 Ok(hab) => process::install_exec_shim(hab),
                 Err(e) => tracing::warn!(
@@ -251,16 +257,34 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?;
-            runtime.block_on(async {
+            let exit = runtime.block_on(async {
                 // From the start, not only once the loop runs (sup/mod.rs handles it there):
                 // tokio's handler, once installed, replaces SIGHUP's default action, which is
                 // to die and leave the services behind.
                 use tokio::signal::unix::{signal, SignalKind};
                 drop(signal(SignalKind::hangup())?);
                 sup::run(config).await
-            })
+            })?;
+            drop(runtime);
+            drop(lock);
+            if exit == sup::Exit::Restart {
+                return Err(restart_self());
+            }
+            Ok(())
         }
     }
+}
+
+/// `hab sup restart`: replaces this process with the same binary and arguments (the pid stays,
+/// so a service manager or the kubelet sees no exit). Returns only if that failed.
+fn restart_self() -> anyhow::Error {
+    use std::os::unix::process::CommandExt;
+    let mut args = std::env::args_os();
+    let argv0 = args.next().unwrap_or_default();
+    let program = std::env::current_exe().unwrap_or_else(|_| argv0.into());
+    tracing::info!(program = %program.display(), "restarting the supervisor");
+    let error = std::process::Command::new(&program).args(args).exec();
+    anyhow::anyhow!("cannot restart the supervisor ({}): {error}", program.display())
 }
 
 /// A new box key pair `name` in `--cache-key-path`, else `keys::default_keys_dir`.

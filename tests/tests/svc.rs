@@ -269,3 +269,42 @@ fn a_stopped_leader_hands_over_at_once_comes_back_a_follower_and_hab_census_mark
         "{out}"
     );
 }
+
+#[test]
+fn hab_sup_restart_starts_the_same_process_again_with_its_services_and_a_higher_incarnation() {
+    const BLOCK_RESTART: u8 = 93;
+    let first = Supervisor::at(BLOCK_RESTART, 1).start();
+    let mut second = Supervisor::at(BLOCK_RESTART, 2)
+        .peer(habitat_e2e::ip(BLOCK_RESTART, 1))
+        .start();
+    let id = second.member_id();
+    let service_pid = wait_for(SOON, "hello runs", || {
+        desired_state_pid(&second, "habitat-rs/hello")
+            .filter(|(_, s, pid)| s == "up" && pid != "<none>")
+            .map(|(_, _, pid)| pid)
+            .ok_or_else(|| "not up".to_string())
+    });
+    let incarnation = wait_for(SOON, "the first member knows the second", || {
+        first.incarnation_of(&id)
+    });
+
+    let (code, out, err) = ctl(&second, &["sup", "restart"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("Restarting"), "{out}");
+    wait_until(
+        SOON,
+        "the second came back: a higher incarnation, its service running anew",
+        || {
+            first.incarnation_of(&id).is_ok_and(|i| i > incarnation)
+                && desired_state_pid(&second, "habitat-rs/hello")
+                    .is_some_and(|(_, s, pid)| s == "up" && pid != "<none>" && pid != service_pid)
+        },
+    );
+    assert!(
+        !process_alive(&service_pid),
+        "the old service process is gone"
+    );
+    // The same process (exec), still running: a service manager saw no exit.
+    assert!(second.exit_status().is_none());
+    assert_eq!(second.log().matches("supervisor starting").count(), 2);
+}

@@ -117,6 +117,13 @@ impl LoopState {
             Request::SvcSetCfg(r) => self.ctl_set_cfg(r),
             Request::SvcFilePut(r) => self.ctl_put_file(r),
             Request::SupDepart(r) => self.ctl_depart(r.member_id.as_deref()),
+            Request::SupRestart(_) => {
+                tracing::info!("restart requested through the ctl gateway");
+                self.restart_requested = true;
+                Ok(ok_saying(
+                    "Restarting the supervisor (its services stop and start again)".to_string(),
+                ))
+            }
             Request::SvcLoad(r) => self.ctl_load(&r),
             Request::SvcUnload(r) => self.ctl_unload(r.ident.as_ref()),
             Request::SvcStart(r) => self.ctl_set_desired(r.ident.as_ref(), specs::DesiredState::Up),

@@ -99,8 +99,18 @@ impl TimerQueue {
     }
 }
 
-/// Runs the supervisor until SIGTERM/SIGINT. Returns once the departure has been sent.
-pub async fn run(config: SupervisorConfig) -> anyhow::Result<()> {
+/// How the supervisor ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Exit {
+    /// SIGTERM or SIGINT.
+    Stopped,
+    /// `hab sup restart`: the caller starts the supervisor again, same binary and arguments.
+    Restart,
+}
+
+/// Runs the supervisor until SIGTERM/SIGINT or a restart request. Returns once its services
+/// stopped and the departure has been sent.
+pub async fn run(config: SupervisorConfig) -> anyhow::Result<Exit> {
     let dirs = SupDirs::new(&config.root);
     let (member_id, incarnation) = load_identity(&dirs)?;
     let mut ring_keys = RingKeys::new(&config)?;
@@ -204,6 +214,7 @@ pub async fn run(config: SupervisorConfig) -> anyhow::Result<()> {
         services: BTreeMap::new(),
         stopping: Vec::new(),
         service_events: Arc::new(Notify::new()),
+        restart_requested: false,
         view_dirty: true,
         // The first step starts the engines' clocks.
         election_dirty: true,
@@ -250,6 +261,9 @@ pub async fn run(config: SupervisorConfig) -> anyhow::Result<()> {
             Some(ask) = ctl_rx.recv() => {
                 let replies = loop_state.answer_ctl(ask.request);
                 let _ = ask.reply.send(replies);
+                if loop_state.restart_requested {
+                    break;
+                }
             }
             resolved = housekeeping.lookup_done() => {
                 housekeeping.apply_lookup(&resolved, &mut loop_state.node);
@@ -280,7 +294,11 @@ pub async fn run(config: SupervisorConfig) -> anyhow::Result<()> {
     // The last word on disk, whatever the debounce says, after any write under way.
     let last = loop_state.node.store().snapshot();
     loop_state.store_writer.finish(last).await;
-    Ok(())
+    Ok(if loop_state.restart_requested {
+        Exit::Restart
+    } else {
+        Exit::Stopped
+    })
 }
 
 struct LoopState {
@@ -294,6 +312,8 @@ struct LoopState {
     stopping: Vec<services::Stopping>,
     /// Woken when a service's task reports a status or ends.
     service_events: Arc<Notify>,
+    /// `hab sup restart` asked: the loop ends once the answer is on its way.
+    restart_requested: bool,
     /// The census changed since the services last saw it.
     view_dirty: bool,
     /// An election rumor changed since the engines last stepped.
