@@ -161,8 +161,12 @@ async fn workstation_command(cli: Cli) -> Result<(), workstation::Error> {
             remote: r,
         }) => workstation::sup_depart(&remote(r)?, member_id, &mut out).await,
         Command::Sup(SupCommand::Restart { remote: r }) => {
-            svc::send_printing(&remote(r)?, habitat_sidecar::ctl::messages::SupRestart {}, &mut out)
-                .await
+            svc::send_printing(
+                &remote(r)?,
+                habitat_sidecar::ctl::messages::SupRestart {},
+                &mut out,
+            )
+            .await
         }
         Command::Census(args) => {
             let token = std::env::var("HAB_SUP_GATEWAY_AUTH_TOKEN").ok();
@@ -284,7 +288,10 @@ fn restart_self() -> anyhow::Error {
     let program = std::env::current_exe().unwrap_or_else(|_| argv0.into());
     tracing::info!(program = %program.display(), "restarting the supervisor");
     let error = std::process::Command::new(&program).args(args).exec();
-    anyhow::anyhow!("cannot restart the supervisor ({}): {error}", program.display())
+    anyhow::anyhow!(
+        "cannot restart the supervisor ({}): {error}",
+        program.display()
+    )
 }
 
 /// A new box key pair `name` in `--cache-key-path`, else `keys::default_keys_dir`.

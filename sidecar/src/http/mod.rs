@@ -17,8 +17,9 @@ pub mod snapshot;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{Path, Request, State};
-use axum::http::{header, StatusCode};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -95,10 +96,75 @@ async fn butterfly(State(gw): State<Gateway>) -> Response {
     }
 }
 
-async fn census(State(gw): State<Gateway>) -> Response {
-    match gw.get(Doc::Census, |v| &v.census).await {
-        Some(doc) => json(doc),
-        None => unavailable(),
+/// The longest a `GET /census?wait=SECS` waits for a change (below the connection deadline).
+pub const MAX_CENSUS_WAIT: Duration = Duration::from_secs(30);
+
+#[derive(serde::Deserialize)]
+struct CensusQuery {
+    wait: Option<u64>,
+}
+
+/// The census's entity tag: a hash of its bytes (opaque; only compared for equality).
+fn census_etag(doc: &[u8]) -> String {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    doc.hash(&mut hasher);
+    format!("\"{:016x}\"", hasher.finish())
+}
+
+/// `/census`, with an `ETag`. A conditional request (`If-None-Match` with the ETag the client
+/// has) gets 304 when nothing changed, at once, or with `?wait=SECS` (at most
+/// `MAX_CENSUS_WAIT`) as soon as the census changes within that time: the operator follows a
+/// ring by change, not by polling.
+async fn census(
+    State(gw): State<Gateway>,
+    query: Result<Query<CensusQuery>, QueryRejection>,
+    headers: HeaderMap,
+) -> Response {
+    let wait = match query {
+        Ok(Query(CensusQuery { wait })) => Duration::from_secs(wait.unwrap_or(0)),
+        Err(rejection) => {
+            return (
+                StatusCode::BAD_REQUEST,
+                format!("{rejection}; expected ?wait=SECS, 0 to {MAX_CENSUS_WAIT:?}\n"),
+            )
+                .into_response()
+        }
+    };
+    if wait > MAX_CENSUS_WAIT {
+        return (
+            StatusCode::BAD_REQUEST,
+            format!(
+                "wait={}: expected 0 to {} seconds\n",
+                wait.as_secs(),
+                MAX_CENSUS_WAIT.as_secs()
+            ),
+        )
+            .into_response();
+    }
+    let known = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let deadline = tokio::time::Instant::now() + wait;
+    // Watched from before the first build: a change made after it is never missed.
+    let mut changes = gw.snapshot.census_changes();
+    loop {
+        changes.borrow_and_update();
+        let Some(doc) = gw.get(Doc::Census, |v| &v.census).await else {
+            return unavailable();
+        };
+        let etag = census_etag(&doc);
+        if known.as_deref() != Some(etag.as_str()) {
+            return ([(header::ETAG, etag)], json(doc)).into_response();
+        }
+        let changed = tokio::select! {
+            changed = changes.changed() => changed.is_ok(),
+            () = tokio::time::sleep_until(deadline) => false,
+        };
+        if !changed {
+            return (StatusCode::NOT_MODIFIED, [(header::ETAG, etag)]).into_response();
+        }
     }
 }
 
@@ -386,6 +452,97 @@ mod tests {
         let mut reply = String::new();
         stream.read_to_string(&mut reply).await.ok()?;
         reply.split_whitespace().nth(1)?.parse().ok()
+    }
+
+    /// `GET path` with `headers` (each `Name: value\r\n`): the status and the ETag.
+    async fn get_with(addr: SocketAddr, path: &str, headers: &str) -> (u16, Option<String>) {
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        let request =
+            format!("GET {path} HTTP/1.1\r\nHost: hab\r\n{headers}Connection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut reply = String::new();
+        stream.read_to_string(&mut reply).await.unwrap();
+        let status = reply.split_whitespace().nth(1).unwrap().parse().unwrap();
+        let etag = reply
+            .lines()
+            .find_map(|l| l.strip_prefix("etag: "))
+            .map(str::to_string);
+        (status, etag)
+    }
+
+    /// A census the test changes.
+    #[derive(Clone)]
+    struct Changing(Arc<std::sync::Mutex<&'static str>>);
+
+    impl snapshot::Source for Changing {
+        fn census(&mut self) -> bytes::Bytes {
+            bytes::Bytes::from_static(self.0.lock().unwrap().as_bytes())
+        }
+        fn butterfly(&mut self) -> bytes::Bytes {
+            Empty.butterfly()
+        }
+        fn services(&mut self) -> Vec<serde_json::Value> {
+            Vec::new()
+        }
+        fn statuses(&mut self) -> Vec<(String, crate::service::status::ServiceStatus)> {
+            Vec::new()
+        }
+        fn ready(&mut self) -> Result<(), String> {
+            Ok(())
+        }
+        fn metrics(&mut self) -> bytes::Bytes {
+            bytes::Bytes::new()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_census_request_waits_for_a_change_and_not_longer() {
+        let census = Changing(Arc::new(std::sync::Mutex::new(r#"{"census_groups":{}}"#)));
+        let (publisher, reader) = snapshot::channel();
+        let changes = publisher.census_changes();
+        snapshot::spawn_test_loop(publisher, census.clone(), true);
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        serve(
+            listener,
+            router(reader, None, Limits::default()),
+            Limits::default(),
+        );
+
+        let (code, etag) = get_with(addr, "/census", "").await;
+        assert_eq!(code, 200);
+        let etag = etag.unwrap();
+        let known = format!("If-None-Match: {etag}\r\n");
+        // Unchanged: 304 at once without `wait`, after the wait with it.
+        assert_eq!(
+            get_with(addr, "/census", &known).await,
+            (304, Some(etag.clone()))
+        );
+        let started = std::time::Instant::now();
+        assert_eq!(get_with(addr, "/census?wait=1", &known).await.0, 304);
+        assert!(started.elapsed() >= Duration::from_secs(1));
+        // A change wakes a waiting request long before its wait is over; a signal that
+        // changed nothing does not.
+        let waiting = tokio::spawn(async move {
+            let started = std::time::Instant::now();
+            (
+                get_with(addr, "/census?wait=30", &known).await,
+                started.elapsed(),
+            )
+        });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        changes.notify();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(!waiting.is_finished(), "answered though nothing changed");
+        *census.0.lock().unwrap() = r#"{"census_groups":{"a":{}}}"#;
+        changes.notify();
+        let ((code, new_etag), took) = waiting.await.unwrap();
+        assert_eq!(code, 200);
+        assert_ne!(new_etag.unwrap(), etag);
+        assert!(took < Duration::from_secs(10), "{took:?}");
+
+        assert_eq!(get_with(addr, "/census?wait=31", "").await.0, 400);
+        assert_eq!(get_with(addr, "/census?wait=soon", "").await.0, 400);
     }
 
     #[test]

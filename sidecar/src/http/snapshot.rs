@@ -97,11 +97,24 @@ struct Asked {
     wake: Notify,
 }
 
+/// The loop's signal that the census may have changed (what it is built from moved), which
+/// wakes requests waiting for a change (`GET /census` with `If-None-Match` and `wait`). A
+/// counter: waking on a change that altered nothing only costs a comparison.
+#[derive(Clone, Debug)]
+pub struct CensusChanges(watch::Sender<u64>);
+
+impl CensusChanges {
+    pub fn notify(&self) {
+        self.0.send_modify(|n| *n = n.wrapping_add(1));
+    }
+}
+
 /// The loop's end.
 #[derive(Debug)]
 pub struct Publisher {
     asked: Arc<Asked>,
     view: watch::Sender<View>,
+    census_changes: CensusChanges,
     last_build: Option<Instant>,
     /// When a build is owed but held back by `MIN_REBUILD`.
     due: Option<Instant>,
@@ -113,20 +126,27 @@ pub struct Publisher {
 pub struct Reader {
     asked: Arc<Asked>,
     view: watch::Receiver<View>,
+    census_changes: watch::Receiver<u64>,
 }
 
 pub fn channel() -> (Publisher, Reader) {
     let asked = Arc::new(Asked::default());
     let (tx, rx) = watch::channel(View::default());
+    let (changes_tx, changes_rx) = watch::channel(0);
     (
         Publisher {
             asked: Arc::clone(&asked),
             view: tx,
+            census_changes: CensusChanges(changes_tx),
             last_build: None,
             due: None,
             builds: 0,
         },
-        Reader { asked, view: rx },
+        Reader {
+            asked,
+            view: rx,
+            census_changes: changes_rx,
+        },
     )
 }
 
@@ -140,6 +160,11 @@ impl Publisher {
     /// When a held-back build is due.
     pub const fn next_due(&self) -> Option<Instant> {
         self.due
+    }
+
+    /// The signal the loop gives when the census may have changed.
+    pub fn census_changes(&self) -> CensusChanges {
+        self.census_changes.clone()
     }
 
     /// How many builds so far (each builds one or more kinds).
@@ -199,6 +224,11 @@ const fn built<T>(answers: u64, doc: T) -> Built<T> {
 }
 
 impl Reader {
+    /// Fires when the loop says the census may have changed (see `CensusChanges`).
+    pub fn census_changes(&self) -> watch::Receiver<u64> {
+        self.census_changes.clone()
+    }
+
     /// The document `pick` chooses, built after this call began; `None` when the loop is gone
     /// or did not build it within `timeout`.
     pub async fn get<T: Clone>(

@@ -215,6 +215,7 @@ pub async fn run(config: SupervisorConfig) -> anyhow::Result<Exit> {
         stopping: Vec::new(),
         service_events: Arc::new(Notify::new()),
         restart_requested: false,
+        census_changes: gateway.census_changes(),
         view_dirty: true,
         // The first step starts the engines' clocks.
         election_dirty: true,
@@ -314,6 +315,8 @@ struct LoopState {
     service_events: Arc<Notify>,
     /// `hab sup restart` asked: the loop ends once the answer is on its way.
     restart_requested: bool,
+    /// Wakes HTTP requests waiting for the census to change.
+    census_changes: crate::http::snapshot::CensusChanges,
     /// The census changed since the services last saw it.
     view_dirty: bool,
     /// An election rumor changed since the engines last stepped.
@@ -395,6 +398,9 @@ impl LoopState {
         }
         if std::mem::take(&mut self.election_dirty) {
             self.election_at = Some(Instant::now());
+        }
+        if self.view_dirty {
+            self.census_changes.notify();
         }
         self.refresh_service_views();
         if self.store_dirty && self.persist_at.is_none() {
