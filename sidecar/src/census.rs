@@ -111,6 +111,16 @@ pub struct GossipedConfig {
 }
 
 impl GossipedConfig {
+    /// A config gossiped in the clear.
+    pub fn plain(incarnation: u64, value: toml::Table) -> GossipedConfig {
+        GossipedConfig {
+            incarnation,
+            encrypted: false,
+            value,
+            sealed: Vec::new(),
+        }
+    }
+
     fn from_rumor(rumor: &ServiceConfigRumor) -> GossipedConfig {
         GossipedConfig {
             incarnation: rumor.incarnation,
