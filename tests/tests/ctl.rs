@@ -287,7 +287,7 @@ fn config_and_files_encrypted_for_the_group_open_only_where_the_keys_are() {
         Vec::<serde_json::Value>::new()
     );
 
-    // One warning per incarnation however often it renders; no secret in any log.
+    // One warning per incarnation however often it renders.
     let log = other.log();
     assert_eq!(
         log.matches("gossiped config is encrypted for the service group")
@@ -295,6 +295,24 @@ fn config_and_files_encrypted_for_the_group_open_only_where_the_keys_are() {
         1,
         "{log}"
     );
+
+    // Keys copied in later open both.
+    std::fs::create_dir_all(other.keys_dir()).unwrap();
+    for key in std::fs::read_dir(holder.keys_dir()).unwrap() {
+        let key = key.unwrap().path();
+        std::fs::copy(&key, other.keys_dir().join(key.file_name().unwrap())).unwrap();
+    }
+    wait_until(
+        SOON,
+        "the other member opens both once it has the keys",
+        || {
+            rendered(other).contains("message = \"sealed for the holder\"")
+                && landed(other).as_deref() == Some("correct horse battery staple\n")
+                && kept_encrypted(other).is_ok_and(|kept| kept.is_empty())
+        },
+    );
+
+    // No secret in any log.
     for sup in &ring {
         let log = sup.log();
         assert!(!log.contains("sealed for the holder"), "{log}");

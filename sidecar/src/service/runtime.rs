@@ -449,7 +449,7 @@ impl Runtime {
                     incarnation = kept.incarnation,
                     reason = %kept.reason,
                     "gossiped {} is encrypted for the service group and stays encrypted here; \
-                     keeping the current one",
+                     the service keeps what it had",
                     if kept.filename.is_some() { "file" } else { "config" }
                 ),
             }
