@@ -9,7 +9,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use habitat_sidecar::binds::BindingMode;
-use habitat_sidecar::census::{CensusGroup, CensusMember};
+use habitat_sidecar::census::{CensusGroup, CensusMember, GossipedConfig};
 use habitat_sidecar::gossip::member::MemberId;
 use habitat_sidecar::gossip::rumor::{ServiceGroup, SysInfo};
 use habitat_sidecar::package::Package;
@@ -103,8 +103,10 @@ fn main() {
         for round in 1..=ROUNDS {
             let mut group = CensusGroup::empty(ServiceGroup::new("app", "default").unwrap(), me);
             group.members = members.clone();
-            group.service_config =
-                Some((round, toml::from_str(&format!("round = {round}")).unwrap()));
+            group.service_config = Some(GossipedConfig::plain(
+                round,
+                toml::from_str(&format!("round = {round}")).unwrap(),
+            ));
             let sent = nanos_now();
             view_tx.send_replace(RingView {
                 groups: vec![group],

@@ -103,6 +103,48 @@ pub struct CensusFile {
     pub body: Vec<u8>,
 }
 
+/// A service group's gossiped config (`hab config apply`), as the census keeps it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct GossipedConfig {
+    pub incarnation: u64,
+    /// Sealed for the service group (`--user`): `value` is then `{}`, and `sealed` holds the
+    /// `BOX-1` text for members that hold the keys to open it (`service::sealed`).
+    pub encrypted: bool,
+    /// The parsed TOML; `{}` when encrypted or undecodable.
+    pub value: toml::Table,
+    /// The payload as gossiped when `encrypted`, empty otherwise.
+    pub sealed: Vec<u8>,
+}
+
+impl GossipedConfig {
+    /// A config gossiped in the clear.
+    pub fn plain(incarnation: u64, value: toml::Table) -> GossipedConfig {
+        GossipedConfig {
+            incarnation,
+            encrypted: false,
+            value,
+            sealed: Vec::new(),
+        }
+    }
+
+    fn from_rumor(rumor: &ServiceConfigRumor) -> GossipedConfig {
+        GossipedConfig {
+            incarnation: rumor.incarnation,
+            encrypted: rumor.encrypted,
+            value: if rumor.encrypted {
+                toml::Table::new()
+            } else {
+                parse_toml_table(&rumor.config)
+            },
+            sealed: if rumor.encrypted {
+                rumor.config.clone()
+            } else {
+                Vec::new()
+            },
+        }
+    }
+}
+
 /// One member of a service group, as templates (`svc.members`), elections and readiness see it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct CensusMember {
@@ -172,8 +214,8 @@ pub struct CensusGroup {
     pub update_leader_id: Option<MemberId>,
     pub update_election_status: &'static str,
     pub update_election_term: Option<u64>,
-    /// Incarnation and parsed value of the gossiped config (`hab config apply`).
-    pub service_config: Option<(u64, toml::Table)>,
+    /// The gossiped config (`hab config apply`).
+    pub service_config: Option<GossipedConfig>,
     /// Sorted by file name.
     pub service_files: Vec<CensusFile>,
     /// The members counted for quorum, where this member runs the group's elections.
@@ -224,9 +266,9 @@ impl CensusGroup {
             .map(|m| (m.member_id.to_string(), self.member_json(m)))
             .collect();
         let service_config = match &self.service_config {
-            Some((incarnation, value)) => json!({
-                "incarnation": incarnation,
-                "value": toml_table_to_json(value),
+            Some(config) => json!({
+                "incarnation": config.incarnation,
+                "value": toml_table_to_json(&config.value),
             }),
             None => Value::Null,
         };
@@ -512,9 +554,7 @@ pub fn census_groups_with(input: &CensusInput<'_>, local: &LocalElections) -> Ve
                 update_leader_id,
                 update_election_status,
                 update_election_term,
-                service_config: rumors
-                    .config
-                    .map(|c| (c.incarnation, parse_toml_table(&c.config))),
+                service_config: rumors.config.map(GossipedConfig::from_rumor),
                 service_files,
                 electorate,
                 retired_members,
@@ -1100,6 +1140,37 @@ mod tests {
             json!({})
         );
         assert_eq!(parse_toml_table(&[0xff, 0xfe]), toml::Table::new());
+    }
+
+    #[test]
+    fn an_encrypted_config_shows_as_empty_and_keeps_its_sealed_text_for_the_service() {
+        let mut f = Fixture::new();
+        let sealed = b"BOX-1\nruby-20260101000000\nredis.default-20260101000000\nAA==\nAA==";
+        f.store.insert(
+            Rumor::ServiceConfig(ServiceConfigRumor {
+                from_id: "cli".into(),
+                service_group: group("redis.default"),
+                incarnation: 8,
+                encrypted: true,
+                config: sealed.to_vec(),
+            }),
+            0,
+        );
+        let redis = &census_groups(&f.input())[0];
+        let config = redis.service_config.as_ref().unwrap();
+        assert_eq!((config.incarnation, config.encrypted), (8, true));
+        assert!(config.value.is_empty());
+        assert_eq!(config.sealed, sealed);
+        assert_eq!(
+            redis.to_json()["service_config"],
+            json!({"incarnation": 8, "value": {}})
+        );
+        let plain = census_groups(&Fixture::new().input())[0]
+            .service_config
+            .clone()
+            .unwrap();
+        assert!(!plain.encrypted && plain.sealed.is_empty());
+        assert_eq!(plain.value["maxmemory"].as_str(), Some("1gb"));
     }
 
     #[test]

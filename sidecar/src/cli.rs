@@ -169,7 +169,9 @@ pub enum ConfigCommand {
     /// Sets a configuration to be shared by members of a service group.
     #[command(
         after_help = "The config is at most 64 KiB of TOML, checked before anything is \
-                            sent. VERSION must be above the service group's current one."
+                            sent (and before it is encrypted, with --user; the encrypted text \
+                            must fit in 64 KiB too). VERSION must be above the service group's \
+                            current one."
     )]
     Apply(ConfigApplyArgs),
     /// Displays the default configuration of a loaded package (its default.toml, as the
@@ -194,9 +196,13 @@ pub struct ConfigApplyArgs {
     /// Path to a TOML file, or "-" for standard input (the default).
     #[arg(value_name = "FILE")]
     pub file: Option<PathBuf>,
-    /// Name of a user key to encrypt with: not supported yet (refused).
+    /// Encrypt for the service group: sealed with USER's newest secret key for the group's
+    /// newest public key (both in the key cache, see --cache-key-path). Members holding the
+    /// group's secret key and USER's public key decrypt it; others keep their current config.
     #[arg(long, short = 'u', value_name = "USER")]
     pub user: Option<String>,
+    #[command(flatten)]
+    pub keys: CacheKeyPathArgs,
     #[command(flatten)]
     pub remote: RemoteSupArgs,
 }
@@ -218,9 +224,13 @@ pub struct FileUploadArgs {
     /// Path to the file; members see it under its base name.
     #[arg(value_name = "FILE")]
     pub file: PathBuf,
-    /// Name of a user key to encrypt with: not supported yet (refused).
+    /// Encrypt for the service group: sealed with USER's newest secret key for the group's
+    /// newest public key (both in the key cache, see --cache-key-path). Members holding the
+    /// group's secret key and USER's public key decrypt it; others keep their current copy of the file.
     #[arg(long, short = 'u', value_name = "USER")]
     pub user: Option<String>,
+    #[command(flatten)]
+    pub keys: CacheKeyPathArgs,
     #[command(flatten)]
     pub remote: RemoteSupArgs,
 }
@@ -279,9 +289,10 @@ pub enum RingKeyCommand {
     },
 }
 
-// `hab svc key generate`, `hab user key generate`: box key pairs (keys.rs), written locally.
+// `hab svc key generate`, `hab user key generate`: box key pairs (keys.rs), written locally;
+// `hab config apply --user`, `hab file upload --user` read them.
 
-/// Where key files are written.
+/// Where key files are written and read.
 #[derive(Args, Debug)]
 pub struct CacheKeyPathArgs {
     /// Directory of key files [default: <root>/cache/keys, or ~/.hab/cache/keys for a user

@@ -40,6 +40,10 @@ pub enum Error {
     /// A package directory or ident is malformed.
     #[error("package {path}: {problem}")]
     Package { path: PathBuf, problem: String },
+    /// A `BOX-1` message (config or file sealed for a service group) could not be opened: it is
+    /// malformed, a key it names is missing, or it was tampered with. Never quotes the payload.
+    #[error("cannot decrypt: {problem}")]
+    Decrypt { problem: String },
     /// A config layer (`default.toml`, `HAB_<PKG>`, `user.toml`, gossiped config) is unusable.
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),

@@ -138,7 +138,7 @@ async fn workstation_command(cli: Cli) -> Result<(), workstation::Error> {
                 version: args.version,
                 source: input.name(),
                 cfg: input.read_limited()?,
-                user: args.user.clone(),
+                encrypt_as: encrypt_as(&cli.root, args.user.as_deref(), &args.keys),
             };
             let remote = remote(&args.remote)?;
             workstation::config_apply(&remote, &apply, &mut out, &mut std::io::stderr()).await
@@ -152,7 +152,7 @@ async fn workstation_command(cli: Cli) -> Result<(), workstation::Error> {
                 service_group: args.service_group.clone(),
                 version: args.version,
                 file: args.file.clone(),
-                user: args.user.clone(),
+                encrypt_as: encrypt_as(&cli.root, args.user.as_deref(), &args.keys),
             };
             workstation::file_upload(&remote(&args.remote)?, &upload, &mut out).await
         }
@@ -294,13 +294,10 @@ fn restart_self() -> anyhow::Error {
     )
 }
 
-/// A new box key pair `name` in `--cache-key-path`, else `keys::default_keys_dir`.
-fn generate_box_keys(
-    root: &std::path::Path,
-    args: &CacheKeyPathArgs,
-    name: &str,
-) -> anyhow::Result<keys::GeneratedBoxPair> {
-    let dir = match &args.cache_key_path {
+/// The workstation's key cache: `--cache-key-path` (or `HAB_CACHE_KEY_PATH`), else
+/// `keys::default_keys_dir`.
+fn cache_key_dir(root: &std::path::Path, args: &CacheKeyPathArgs) -> std::path::PathBuf {
+    match &args.cache_key_path {
         Some(dir) => dir.clone(),
         None => keys::default_keys_dir(
             root,
@@ -310,7 +307,28 @@ fn generate_box_keys(
                 .map(std::path::PathBuf::from)
                 .as_deref(),
         ),
-    };
+    }
+}
+
+/// `--user USER` with the key cache it reads.
+fn encrypt_as(
+    root: &std::path::Path,
+    user: Option<&str>,
+    keys: &CacheKeyPathArgs,
+) -> Option<workstation::EncryptAs> {
+    user.map(|user| workstation::EncryptAs {
+        user: user.to_string(),
+        keys_dir: cache_key_dir(root, keys),
+    })
+}
+
+/// A new box key pair `name` in `--cache-key-path`, else `keys::default_keys_dir`.
+fn generate_box_keys(
+    root: &std::path::Path,
+    args: &CacheKeyPathArgs,
+    name: &str,
+) -> anyhow::Result<keys::GeneratedBoxPair> {
+    let dir = cache_key_dir(root, args);
     let mut secret = [0u8; keys::BOX_KEY_LEN];
     rand::Rng::fill_bytes(&mut rand::rng(), &mut secret);
     Ok(keys::generate_box_key_pair(

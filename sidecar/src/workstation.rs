@@ -3,7 +3,8 @@
 //! Habitat's arguments, messages and output. One connection per request (`ctl::client`).
 //! `hab census` reads the HTTP gateway instead (`census`), `hab sup term` signals the local
 //! supervisor (`sup_term`).
-//! Invariants: input is checked (size, TOML) before anything is sent; the secret never reaches
+//! Invariants: input is checked (size, TOML) before anything is sent, and with `--user` sealed
+//! for the service group after that check (never sent in the clear); the secret never reaches
 //! an error message or a log; output goes to the writer given, so tests read it back.
 
 use std::fmt;
@@ -50,10 +51,19 @@ pub enum Error {
     #[error("{what} is more than {limit} bytes, the largest a supervisor accepts")]
     TooLarge { what: String, limit: usize },
     #[error(
-        "--user {0}: encrypted config and files are not supported yet; leave out --user to send \
-         them unencrypted"
+        "no {kind} key {name} in {dir} (expected a file {name}-<YYYYMMDDhhmmss>{suffix}): \
+         {hint}, or give the directory that holds it with --cache-key-path or \
+         HAB_CACHE_KEY_PATH", dir = dir.display()
     )]
-    UserNotSupported(String),
+    MissingKey {
+        kind: &'static str,
+        name: String,
+        suffix: &'static str,
+        dir: PathBuf,
+        hint: String,
+    },
+    #[error(transparent)]
+    Key(crate::error::Error),
     #[error(
         "cannot reach a supervisor at {addr} ({detail}); if it is local, start one with \
          `hab sup run`, or name another with --remote-sup HOST[:PORT]"
@@ -585,6 +595,76 @@ fn status_row(status: &ServiceStatus) -> [String; 7] {
     ]
 }
 
+/// `--user USER`: seal the payload with USER's secret key for the service group's public key,
+/// both the newest revisions in `keys_dir` (the workstation's key cache).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EncryptAs {
+    pub user: String,
+    pub keys_dir: PathBuf,
+}
+
+/// The payload sealed for `service_group` (`SERVICE.GROUP[@ORG]`, which is also its key's name)
+/// as `as_user`, in Habitat's `BOX-1` text, checked against the size limit once sealed (the
+/// plaintext was checked before). Prints Habitat's "Encrypting" line with both key revisions.
+pub fn seal_for_group(
+    payload: &[u8],
+    what: &str,
+    service_group: &str,
+    as_user: &EncryptAs,
+    out: &mut dyn Write,
+) -> Result<Vec<u8>, Error> {
+    use crate::keys;
+    let dir = &as_user.keys_dir;
+    let service = keys::service_key_name(service_group, None).map_err(Error::Key)?;
+    keys::validate_box_key_name(&as_user.user)
+        .map_err(|e| Error::invalid("--user", e.to_string()))?;
+    let missing = |e: crate::error::Error, kind, name: &str, suffix, hint: String| match e {
+        crate::error::Error::KeyNotFound { .. } => Error::MissingKey {
+            kind,
+            name: name.to_string(),
+            suffix,
+            dir: dir.clone(),
+            hint,
+        },
+        other => Error::Key(other),
+    };
+    let user_key = keys::latest_box_secret_key(dir, &as_user.user).map_err(|e| {
+        let hint = format!("make one with `hab user key generate {}`", as_user.user);
+        missing(
+            e,
+            "user secret",
+            &as_user.user,
+            keys::BOX_SECRET_SUFFIX,
+            hint,
+        )
+    })?;
+    let service_key = keys::latest_box_public_key(dir, &service).map_err(|e| {
+        let generate = match service.split_once('@') {
+            Some((group, org)) => format!("hab svc key generate {group} {org}"),
+            None => format!("hab svc key generate {service}"),
+        };
+        let hint = format!("make the pair with `{generate}` or copy the group's .pub file there");
+        missing(
+            e,
+            "service group public",
+            &service,
+            keys::BOX_PUBLIC_SUFFIX,
+            hint,
+        )
+    })?;
+    writeln!(
+        out,
+        "☛ Encrypting {what} (user rev = {}, service rev = {})",
+        user_key.name_with_rev(),
+        service_key.name_with_rev()
+    )?;
+    let mut nonce = [0u8; keys::BOX_NONCE_LEN];
+    rand::Rng::fill_bytes(&mut rand::rng(), &mut nonce);
+    let sealed = keys::seal_box(payload, &user_key, &service_key, nonce).map_err(Error::Key)?;
+    check_size(sealed.as_bytes(), &format!("the encrypted {what}"))?;
+    Ok(sealed.into_bytes())
+}
+
 /// `hab config apply SERVICE_GROUP VERSION [FILE|-]`.
 #[derive(Debug, Clone)]
 pub struct ConfigApply {
@@ -593,21 +673,23 @@ pub struct ConfigApply {
     /// Where the config was read from, for messages.
     pub source: String,
     pub cfg: Vec<u8>,
-    pub user: Option<String>,
+    /// `--user`: encrypt for the service group.
+    pub encrypt_as: Option<EncryptAs>,
 }
 
 /// Checks the config (size, TOML) without connecting, then, as Habitat's `hab`, sends
 /// `SvcValidateCfg` and `SvcSetCfg` on two connections. A `NetErr` `InvalidPayload` to the
 /// validation is a warning (Habitat applies anyway); any other refusal ends the command.
+///
+/// With `--user` the config is sealed after it was checked, and only `SvcSetCfg` goes out:
+/// Habitat's `hab` also sends the plaintext to be validated, which would put the secrets the
+/// user meant to encrypt on the wire in the clear.
 pub async fn config_apply(
     remote: &Remote,
     apply: &ConfigApply,
     out: &mut dyn Write,
     warn: &mut dyn Write,
 ) -> Result<(), Error> {
-    if let Some(user) = &apply.user {
-        return Err(Error::UserNotSupported(user.clone()));
-    }
     let group = parse_service_group(&apply.service_group)?;
     check_config(&apply.cfg, &apply.source)?;
     writeln!(
@@ -616,24 +698,37 @@ pub async fn config_apply(
         apply.version, group
     )?;
     writeln!(out, "Ω Creating service configuration")?;
-    let validate = msg::SvcValidateCfg {
-        service_group: Some(group.clone()),
-        format: None,
-        cfg: Some(apply.cfg.clone()),
+    let cfg = match &apply.encrypt_as {
+        Some(as_user) => Some(seal_for_group(
+            &apply.cfg,
+            "config",
+            &apply.service_group,
+            as_user,
+            out,
+        )?),
+        None => None,
     };
-    match expect_net_ok(remote, validate).await {
-        Err(e) if e.remote_code() == Some(ErrCode::InvalidPayload) => writeln!(
-            warn,
-            "hab: warning: {e}; applying it anyway, as Habitat's hab does"
-        )?,
-        other => other?,
+    if cfg.is_none() {
+        let validate = msg::SvcValidateCfg {
+            service_group: Some(group.clone()),
+            format: None,
+            cfg: Some(apply.cfg.clone()),
+        };
+        match expect_net_ok(remote, validate).await {
+            Err(e) if e.remote_code() == Some(ErrCode::InvalidPayload) => writeln!(
+                warn,
+                "hab: warning: {e}; applying it anyway, as Habitat's hab does"
+            )?,
+            other => other?,
+        }
     }
     writeln!(out, "↑ Applying applying...")?;
+    let is_encrypted = cfg.is_some().then_some(true);
     let set = msg::SvcSetCfg {
         service_group: Some(group),
-        cfg: Some(apply.cfg.clone()),
+        cfg: Some(cfg.unwrap_or_else(|| apply.cfg.clone())),
         version: Some(apply.version),
-        is_encrypted: None,
+        is_encrypted,
     };
     expect_net_ok(remote, set).await?;
     writeln!(out, "★ Applied configuration")?;
@@ -663,19 +758,19 @@ pub struct FileUpload {
     pub service_group: String,
     pub version: u64,
     pub file: PathBuf,
-    pub user: Option<String>,
+    /// `--user`: encrypt for the service group.
+    pub encrypt_as: Option<EncryptAs>,
 }
 
 /// Reads the file (at most 64 KiB) before connecting, then sends `SvcFilePut` with its base
-/// name.
+/// name. With `--user` the content is sealed for the service group, whether or not the group
+/// names an organization (Habitat's `hab` encrypts only for groups with one, and otherwise sends
+/// the file in the clear).
 pub async fn file_upload(
     remote: &Remote,
     upload: &FileUpload,
     out: &mut dyn Write,
 ) -> Result<(), Error> {
-    if let Some(user) = &upload.user {
-        return Err(Error::UserNotSupported(user.clone()));
-    }
     let group = parse_service_group(&upload.service_group)?;
     let filename = upload
         .file
@@ -695,13 +790,20 @@ pub async fn file_upload(
         upload.version
     )?;
     writeln!(out, "Ω Creating service file")?;
+    let (content, is_encrypted) = match &upload.encrypt_as {
+        Some(as_user) => (
+            seal_for_group(&content, "file", &upload.service_group, as_user, out)?,
+            Some(true),
+        ),
+        None => (content, None),
+    };
     writeln!(out, "↑ Applying via peer {}", remote.addr)?;
     let put = msg::SvcFilePut {
         service_group: Some(group),
         content: Some(content),
         filename: Some(filename),
         version: Some(upload.version),
-        is_encrypted: None,
+        is_encrypted,
     };
     expect_net_ok(remote, put).await?;
     writeln!(out, "★ Uploaded file")?;

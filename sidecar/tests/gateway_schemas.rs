@@ -678,7 +678,9 @@ fn services_entry(status: &habitat_sidecar::service::status::ServiceStatus) -> V
 #[test]
 fn services_validate_against_the_schema() {
     use habitat_sidecar::service::health::HealthStatus;
-    use habitat_sidecar::service::status::{LastProcess, ServiceStatus, Termination};
+    use habitat_sidecar::service::status::{
+        KeptEncrypted, LastProcess, ServiceStatus, Termination,
+    };
     let schemas = Schemas::load();
     let fresh = ServiceStatus::default();
     let running = ServiceStatus {
@@ -696,12 +698,31 @@ fn services_validate_against_the_schema() {
         cfg: toml::from_str("[http]\nport = 8080\nlisten = [\"a\", \"b\"]\n").unwrap(),
         hooks: ["run".to_string(), "health-check".to_string()].into(),
         desired_up: true,
+        kept_encrypted: vec![KeptEncrypted {
+            filename: Some("tls.key".into()),
+            incarnation: 3,
+            reason: "cannot decrypt: no secret key web.default-20260101000000 in /hab/cache/keys"
+                .into(),
+        }],
         ..ServiceStatus::default()
     };
-    for status in [fresh, running] {
+    for status in [fresh, running.clone()] {
         let entry = services_entry(&status);
         assert_valid(&schemas, "services", &json!([entry]));
     }
+    assert_eq!(
+        services_entry(&running)["kept_encrypted"],
+        json!([{
+            "kind": "file",
+            "filename": "tls.key",
+            "incarnation": 3,
+            "reason": "cannot decrypt: no secret key web.default-20260101000000 in /hab/cache/keys",
+        }])
+    );
+    assert_eq!(
+        services_entry(&ServiceStatus::default())["kept_encrypted"],
+        json!([])
+    );
     let entry = services_entry(&ServiceStatus {
         pid: Some(1),
         health: HealthStatus::Critical,

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use habitat_sidecar::binds::{self, BindSpec, BindingMode};
 use habitat_sidecar::census::{
-    CensusFile, CensusGroup, CensusMember, ELECTION_FINISHED, ELECTION_IN_PROGRESS,
+    CensusFile, CensusGroup, CensusMember, GossipedConfig, ELECTION_FINISHED, ELECTION_IN_PROGRESS,
 };
 use habitat_sidecar::gossip::member::MemberId;
 use habitat_sidecar::gossip::rumor::{ServiceGroup, SysInfo};
@@ -162,7 +162,10 @@ impl Running {
 
 fn own_group_with_config(incarnation: u64, config: &str) -> CensusGroup {
     let mut own = group("app.default", vec![member(ME, false, "")]);
-    own.service_config = Some((incarnation, toml::from_str(config).unwrap()));
+    own.service_config = Some(GossipedConfig::plain(
+        incarnation,
+        toml::from_str(config).unwrap(),
+    ));
     own
 }
 

@@ -37,7 +37,8 @@ pub const FAST_TIMINGS: [&str; 10] = [
     "1",
 ];
 /// Environment variables of the test process that must not leak into a supervisor.
-const SCRUBBED_ENV: [&str; 5] = [
+const SCRUBBED_ENV: [&str; 6] = [
+    "HAB_CACHE_KEY_PATH",
     "HAB_RING_KEY",
     "HAB_ROOT",
     "HAB_NODE_NAME",

@@ -1,6 +1,7 @@
 //! `GET /services` entries with Habitat's field names and shapes (pure): what the service was
 //! told, its process, health, hooks, config and bindings. Fields Habitat has for features we do
-//! not run (Builder URL, update channel) keep Habitat's types with our values.
+//! not run (Builder URL, update channel) keep Habitat's types with our values. Our additions
+//! come last: why a service waits, its last config problem, what it keeps encrypted.
 
 use serde_json::{json, Value};
 
@@ -139,5 +140,13 @@ pub fn service_json(
         "config_error": status.config_error,
         "config_incarnation": status.config_incarnation,
         "suitability": status.suitability,
+        // Ours: gossiped config and files sealed for the group (`--user`) that this member
+        // cannot open, and why; the service keeps what it had.
+        "kept_encrypted": status.kept_encrypted.iter().map(|k| json!({
+            "kind": if k.filename.is_some() { "file" } else { "config" },
+            "filename": k.filename,
+            "incarnation": k.incarnation,
+            "reason": k.reason,
+        })).collect::<Vec<_>>(),
     })
 }

@@ -8,6 +8,7 @@ pub mod health;
 pub mod hooks;
 pub mod process;
 pub mod runtime;
+pub mod sealed;
 pub mod status;
 pub mod strategy;
 pub mod supervisor;

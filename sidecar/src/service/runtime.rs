@@ -24,6 +24,7 @@ use super::dirs::{sync_dir, SvcDirs};
 use super::health::HealthStatus;
 use super::hooks::{self, HookContext, HookKind, HookOutcome, HookTimeouts};
 use super::process::{RunAs, RunSpec};
+use super::sealed::{Notice, Unsealer};
 use super::status::ServiceStatus;
 use super::supervisor::{Supervisor, SupervisorConfig, SupervisorEvent};
 use crate::binds::{self, Binding, BindingMode};
@@ -77,6 +78,15 @@ fn epoch_secs() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
+/// Opens a message sealed for the service's group with the keys in `<root>/cache/keys`.
+fn open_sealed(spec: &ServiceSpec, text: &[u8]) -> crate::error::Result<crate::keys::Opened> {
+    crate::keys::open_box_with_keys(
+        &crate::keys::keys_dir(&spec.root),
+        text,
+        spec.service_group.as_str(),
+    )
+}
+
 /// Why the service may not start yet, or `None`.
 pub fn start_gate(spec: &ServiceSpec, view: &RingView) -> Option<String> {
     let bind_status = binds::check(&spec.bindings, spec.binding_mode, &view.groups);
@@ -121,6 +131,8 @@ struct Runtime {
     /// Hooks the package provides, by kind.
     hooks: BTreeMap<HookKind, PathBuf>,
     layers: Option<Layers>,
+    /// The group's config and files sealed for it (`--user`), opened with this member's keys.
+    unsealer: Unsealer,
     user_watch: UserTomlWatch,
     status: watch::Sender<ServiceStatus>,
     view: RingView,
@@ -228,6 +240,7 @@ async fn run_service(
         renderer,
         hooks: hooks_found,
         layers: None,
+        unsealer: Unsealer::default(),
         user_watch,
         status,
         view: view_rx.borrow_and_update().clone(),
@@ -292,6 +305,9 @@ async fn run_service(
                     user_check = Instant::now() + USER_TOML_POLL;
                     if rt.user_watch.changed() {
                         rt.on_user_toml_change().await;
+                    } else {
+                        // Keys copied in after the config came open it within a poll.
+                        rt.retry_kept_encrypted().await;
                     }
                 }
                 rt.on_timer();
@@ -335,9 +351,15 @@ impl Runtime {
     fn load_layers(&mut self) {
         let env_value = self.spec.env_layer.clone();
         let env = move |_: &str| env_value.clone();
-        let own = self.view.group(&self.spec.service_group);
-        let gossip = own.and_then(|g| g.service_config.as_ref().map(|(i, t)| (*i, t)));
-        match config::load_layers(self.spec.package.defaults(), &self.spec.root, &env, gossip) {
+        let spec = Arc::clone(&self.spec);
+        let open = |text: &[u8]| open_sealed(&spec, text);
+        let own = self.view.group(&spec.service_group);
+        let gossip = self
+            .unsealer
+            .config_layer(own.and_then(|g| g.service_config.as_ref()), &open);
+        let loaded = config::load_layers(spec.package.defaults(), &spec.root, &env, gossip);
+        self.publish_kept_encrypted();
+        match loaded {
             Ok(layers) => {
                 self.layers = Some(layers);
                 self.status.send_modify(|s| s.config_error = None);
@@ -406,16 +428,66 @@ impl Runtime {
             .then(|| self.dirs.hooks().join(kind.file_name()))
     }
 
+    /// Logs what the unsealer noticed (once per incarnation; never a value) and shows what is
+    /// kept encrypted in the status.
+    fn publish_kept_encrypted(&mut self) {
+        for notice in self.unsealer.take_notices() {
+            match notice {
+                Notice::Opened {
+                    filename,
+                    incarnation,
+                    sender,
+                } => tracing::info!(
+                    what = filename.as_deref().unwrap_or("config"),
+                    incarnation,
+                    %sender,
+                    "decrypted the gossiped {}",
+                    if filename.is_some() { "file" } else { "config" }
+                ),
+                Notice::Kept(kept) => tracing::warn!(
+                    what = kept.filename.as_deref().unwrap_or("config"),
+                    incarnation = kept.incarnation,
+                    reason = %kept.reason,
+                    "gossiped {} is encrypted for the service group and stays encrypted here; \
+                     the service keeps what it had",
+                    if kept.filename.is_some() { "file" } else { "config" }
+                ),
+            }
+        }
+        let kept = self.unsealer.kept();
+        self.status.send_if_modified(|s| {
+            let changed = s.kept_encrypted != kept;
+            s.kept_encrypted = kept;
+            changed
+        });
+    }
+
+    /// Tries again what is kept encrypted (the keys may have been copied in since).
+    async fn retry_kept_encrypted(&mut self) {
+        if self.unsealer.kept().is_empty() || self.process.is_none() {
+            return; // before the start, every turn of the main loop renders anyway
+        }
+        if let Some(changes) = self.render() {
+            self.react(changes).await;
+        }
+    }
+
     /// Renders config, hooks and files into the svc dir. `None` when something failed (logged
     /// and kept in the status; the svc dir keeps the last good output).
     fn render(&mut self) -> Option<Changes> {
+        let spec = Arc::clone(&self.spec);
+        let open = |text: &[u8]| open_sealed(&spec, text);
         let layers = self.layers.as_mut()?;
-        let own = self.view.group(&self.spec.service_group);
+        let own = self.view.group(&spec.service_group);
         // A rejected gossiped config stays the reported problem while it is the newest one.
-        let gossip_error = own
-            .and_then(|g| g.service_config.as_ref())
-            .and_then(|(incarnation, table)| layers.apply_gossip(*incarnation, table).err())
+        let gossip_error = self
+            .unsealer
+            .config_layer(own.and_then(|g| g.service_config.as_ref()), &open)
+            .and_then(|(incarnation, table)| layers.apply_gossip(incarnation, table).err())
             .map(|e| e.to_string());
+        let files = self
+            .unsealer
+            .files(own.map_or(&[], |g| g.service_files.as_slice()), &open);
         if let Some(problem) = &gossip_error {
             if self.status.borrow().config_error.as_ref() != Some(problem) {
                 tracing::error!(%problem, "gossiped config rejected; keeping the last good config");
@@ -445,7 +517,8 @@ impl Runtime {
             svc: svc_group,
             binds: &bind_groups,
         });
-        let result = self.write_rendered(&ctx, svc_group);
+        let result = self.write_rendered(&ctx, &files);
+        self.publish_kept_encrypted();
         match result {
             Ok(changes) => {
                 let exported = self.spec.package.exported_cfg(&cfg);
@@ -471,7 +544,7 @@ impl Runtime {
     fn write_rendered(
         &self,
         ctx: &serde_json::Value,
-        svc_group: &CensusGroup,
+        files: &BTreeMap<PathBuf, Vec<u8>>,
     ) -> Result<Changes, String> {
         let config_files = self.renderer.render_all(ctx).map_err(|e| e.to_string())?;
         let mut hooks_rendered = BTreeMap::new();
@@ -482,12 +555,6 @@ impl Runtime {
                 .map_err(|e| e.to_string())?;
             hooks_rendered.insert(PathBuf::from(kind.file_name()), text.into_bytes());
         }
-        let files: BTreeMap<PathBuf, Vec<u8>> = svc_group
-            .service_files
-            .iter()
-            .filter(|f| !f.encrypted)
-            .map(|f| (PathBuf::from(&f.filename), f.body.clone()))
-            .collect();
         let config_files: BTreeMap<PathBuf, Vec<u8>> = config_files
             .into_iter()
             .map(|(p, t)| (p, t.into_bytes()))
@@ -500,7 +567,7 @@ impl Runtime {
             .into_iter()
             .map(|p| p.display().to_string())
             .collect();
-        let files_changed = !sync_dir(&self.dirs.files(), &files, 0o640)
+        let files_changed = !sync_dir(&self.dirs.files(), files, 0o640)
             .map_err(|e| e.to_string())?
             .is_empty();
         Ok(Changes {

@@ -38,6 +38,18 @@ pub struct LastProcess {
     pub at: u64,
 }
 
+/// Gossiped config or a gossiped file sealed for the service group (`--user`) that this member
+/// cannot open, and why; the service keeps the config (or the copy of the file) it had.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeptEncrypted {
+    /// `None` for the config, else the file's name.
+    pub filename: Option<String>,
+    pub incarnation: u64,
+    /// Why it cannot be opened (a missing key, a message for another group, tampering). Never
+    /// any of the plaintext.
+    pub reason: String,
+}
+
 /// The service's state as the supervisor loop and the gateway see it.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct ServiceStatus {
@@ -69,6 +81,8 @@ pub struct ServiceStatus {
     /// Incarnation of the gossiped config layer in use.
     pub config_incarnation: Option<u64>,
     pub user_config_updated: bool,
+    /// Gossiped config and files sealed for the group that this member cannot open.
+    pub kept_encrypted: Vec<KeptEncrypted>,
     /// False once the supervisor asked the service to stop.
     pub desired_up: bool,
 }

@@ -229,7 +229,7 @@ fn apply(cfg: &[u8]) -> ConfigApply {
         version: 3,
         source: "cfg.toml".into(),
         cfg: cfg.to_vec(),
-        user: None,
+        encrypt_as: None,
     }
 }
 
@@ -317,21 +317,8 @@ async fn config_apply_refuses_oversize_and_invalid_toml_without_connecting() {
 }
 
 #[tokio::test]
-async fn config_apply_refuses_user_encryption_and_bad_groups_without_connecting() {
+async fn config_apply_refuses_bad_groups_without_connecting() {
     let gateway = TestGateway::start(SECRET, net_ok).await;
-    let with_user = ConfigApply {
-        user: Some("alice".into()),
-        ..apply(b"a = 1\n")
-    };
-    let err = config_apply(
-        &remote(&gateway),
-        &with_user,
-        &mut Vec::new(),
-        &mut Vec::new(),
-    )
-    .await
-    .unwrap_err();
-    assert!(err.to_string().contains("not supported yet"), "{err}");
     let bad_group = ConfigApply {
         service_group: "redis".into(),
         ..apply(b"a = 1\n")
@@ -346,6 +333,209 @@ async fn config_apply_refuses_user_encryption_and_bad_groups_without_connecting(
     .unwrap_err();
     assert!(err.to_string().contains("SERVICE.GROUP"), "{err}");
     assert_eq!(gateway.connections(), 0);
+}
+
+// ---- --user: encrypted for the service group ----
+
+/// A workstation key cache with ruby's pair and redis.default@acme's pair.
+fn key_cache() -> (tempfile::TempDir, EncryptAs) {
+    let dir = tempfile::tempdir().unwrap();
+    let now = std::time::SystemTime::now();
+    crate::keys::generate_box_key_pair(dir.path(), "ruby", now, [1; 32]).unwrap();
+    crate::keys::generate_box_key_pair(dir.path(), "redis.default@acme", now, [2; 32]).unwrap();
+    let as_ruby = EncryptAs {
+        user: "ruby".into(),
+        keys_dir: dir.path().to_path_buf(),
+    };
+    (dir, as_ruby)
+}
+
+fn open_for_acme(keys: &Path, sealed: &[u8]) -> crate::keys::Opened {
+    crate::keys::open_box_with_keys(keys, sealed, "redis.default@acme").unwrap()
+}
+
+#[tokio::test]
+async fn config_apply_with_user_sends_only_the_sealed_config_marked_encrypted() {
+    let (keys, as_ruby) = key_cache();
+    let gateway = TestGateway::start(SECRET, net_ok).await;
+    let with_user = ConfigApply {
+        service_group: "redis.default@acme".into(),
+        encrypt_as: Some(as_ruby),
+        ..apply(b"password = \"hunter2\"\n")
+    };
+    let mut out = Vec::new();
+    config_apply(&remote(&gateway), &with_user, &mut out, &mut Vec::new())
+        .await
+        .unwrap();
+    // No SvcValidateCfg: it would carry the plaintext.
+    let requests = gateway.requests();
+    let [Request::SvcSetCfg(set)] = requests.as_slice() else {
+        panic!("expected one SvcSetCfg, got {requests:?}");
+    };
+    assert_eq!(set.is_encrypted, Some(true));
+    assert_eq!(set.version, Some(3));
+    let sealed = set.cfg.clone().unwrap();
+    assert!(sealed.starts_with(b"BOX-1\nruby-"));
+    assert!(!String::from_utf8_lossy(&sealed).contains("hunter2"));
+    let opened = open_for_acme(keys.path(), &sealed);
+    assert_eq!(opened.plaintext, b"password = \"hunter2\"\n");
+    assert!(opened.sender.starts_with("ruby-"));
+    let out = text(out);
+    assert!(
+        out.contains("☛ Encrypting config (user rev = ruby-"),
+        "{out}"
+    );
+    assert!(out.contains("service rev = redis.default@acme-"), "{out}");
+    assert!(out.ends_with("★ Applied configuration\n"), "{out}");
+}
+
+#[tokio::test]
+async fn with_user_the_toml_is_checked_before_any_key_is_looked_up() {
+    let empty = tempfile::tempdir().unwrap();
+    let gateway = TestGateway::start(SECRET, net_ok).await;
+    let with_user = ConfigApply {
+        encrypt_as: Some(EncryptAs {
+            user: "ruby".into(),
+            keys_dir: empty.path().to_path_buf(),
+        }),
+        ..apply(b"name = \n")
+    };
+    let err = config_apply(
+        &remote(&gateway),
+        &with_user,
+        &mut Vec::new(),
+        &mut Vec::new(),
+    )
+    .await
+    .unwrap_err();
+    assert!(err.to_string().contains("not valid TOML"), "{err}");
+    assert_eq!(gateway.connections(), 0);
+}
+
+#[tokio::test]
+async fn missing_keys_name_the_directory_the_file_and_the_command_that_makes_them() {
+    let empty = tempfile::tempdir().unwrap();
+    let gateway = TestGateway::start(SECRET, net_ok).await;
+    let as_ruby = EncryptAs {
+        user: "ruby".into(),
+        keys_dir: empty.path().to_path_buf(),
+    };
+    let with_user = ConfigApply {
+        service_group: "redis.default@acme".into(),
+        encrypt_as: Some(as_ruby.clone()),
+        ..apply(b"a = 1\n")
+    };
+    let err = config_apply(
+        &remote(&gateway),
+        &with_user,
+        &mut Vec::new(),
+        &mut Vec::new(),
+    )
+    .await
+    .unwrap_err()
+    .to_string();
+    let dir = empty.path().display();
+    assert!(
+        err.starts_with(&format!(
+            "no user secret key ruby in {dir} (expected a file \
+             ruby-<YYYYMMDDhhmmss>.box.key): make one with `hab user key generate ruby`"
+        )),
+        "{err}"
+    );
+    assert!(err.contains("HAB_CACHE_KEY_PATH"), "{err}");
+
+    crate::keys::generate_box_key_pair(empty.path(), "ruby", std::time::SystemTime::now(), [1; 32])
+        .unwrap();
+    let err = config_apply(
+        &remote(&gateway),
+        &with_user,
+        &mut Vec::new(),
+        &mut Vec::new(),
+    )
+    .await
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.starts_with(&format!(
+            "no service group public key redis.default@acme in {dir} (expected a file \
+             redis.default@acme-<YYYYMMDDhhmmss>.pub): make the pair with `hab svc key \
+             generate redis.default acme`"
+        )),
+        "{err}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("hello.txt");
+    fs::write(&path, b"hello\n").unwrap();
+    let upload = FileUpload {
+        service_group: "redis.default".into(),
+        version: 2,
+        file: path,
+        encrypt_as: Some(as_ruby),
+    };
+    let err = file_upload(&remote(&gateway), &upload, &mut Vec::new())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("`hab svc key generate redis.default`"),
+        "{err}"
+    );
+    assert_eq!(gateway.connections(), 0);
+}
+
+#[tokio::test]
+async fn a_config_that_fits_but_not_once_encrypted_is_refused_without_connecting() {
+    let (_keys, as_ruby) = key_cache();
+    let gateway = TestGateway::start(SECRET, net_ok).await;
+    // 60 KiB of TOML: under the limit, but base64 makes the sealed text a third larger.
+    let big = format!("a = \"{}\"\n", "x".repeat(60 * 1024));
+    let with_user = ConfigApply {
+        service_group: "redis.default@acme".into(),
+        encrypt_as: Some(as_ruby),
+        ..apply(big.as_bytes())
+    };
+    let err = config_apply(
+        &remote(&gateway),
+        &with_user,
+        &mut Vec::new(),
+        &mut Vec::new(),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("the encrypted config is more than 65536 bytes"),
+        "{err}"
+    );
+    assert_eq!(gateway.connections(), 0);
+}
+
+#[tokio::test]
+async fn file_upload_with_user_sends_the_sealed_file_marked_encrypted() {
+    let (keys, as_ruby) = key_cache();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("server.key");
+    fs::write(&path, b"-----BEGIN PRIVATE KEY-----\n").unwrap();
+    let gateway = TestGateway::start(SECRET, net_ok).await;
+    let upload = FileUpload {
+        service_group: "redis.default@acme".into(),
+        version: 2,
+        file: path,
+        encrypt_as: Some(as_ruby),
+    };
+    let mut out = Vec::new();
+    file_upload(&remote(&gateway), &upload, &mut out)
+        .await
+        .unwrap();
+    let requests = gateway.requests();
+    let [Request::SvcFilePut(put)] = requests.as_slice() else {
+        panic!("expected one SvcFilePut, got {requests:?}");
+    };
+    assert_eq!(put.is_encrypted, Some(true));
+    assert_eq!(put.filename.as_deref(), Some("server.key"));
+    let opened = open_for_acme(keys.path(), put.content.as_deref().unwrap());
+    assert_eq!(opened.plaintext, b"-----BEGIN PRIVATE KEY-----\n");
+    assert!(text(out).contains("☛ Encrypting file (user rev = ruby-"));
 }
 
 #[tokio::test]
@@ -432,7 +622,7 @@ async fn file_upload_sends_the_base_name_version_and_content() {
         service_group: "redis.default".into(),
         version: 2,
         file: path.clone(),
-        user: None,
+        encrypt_as: None,
     };
     let mut out = Vec::new();
     file_upload(&remote(&gateway), &upload, &mut out)
@@ -471,7 +661,7 @@ async fn file_upload_refuses_a_file_over_64_kib_without_connecting() {
         service_group: "redis.default".into(),
         version: 2,
         file: path,
-        user: None,
+        encrypt_as: None,
     };
     let err = file_upload(&remote(&gateway), &upload, &mut Vec::new())
         .await
