@@ -148,7 +148,8 @@ fn poisoned() -> AgentError {
     AgentError::Spec("a lock of the node agent was poisoned by a panic".to_owned())
 }
 
-/// The agent's event log: one line per pod event, in a file that outlives the agent.
+/// The agent's event log: one line per pod event, in a file beside the state directory, kept
+/// after the agent stops only when it stops during a panic (a failing test).
 struct Journal {
     file: Mutex<std::fs::File>,
     path: PathBuf,
@@ -356,12 +357,12 @@ impl NodeAgent {
             .unwrap_or_default()
     }
 
-    /// The agent's event log so far (also kept in the file `journal_path`).
+    /// The agent's event log so far (the file `journal_path`).
     pub fn journal(&self) -> String {
         std::fs::read_to_string(&self.journal.path).unwrap_or_default()
     }
 
-    /// The file of the agent's event log (kept after the agent stops).
+    /// The file of the agent's event log (kept after the agent stops if a test panicked).
     pub fn journal_path(&self) -> &Path {
         &self.journal.path
     }
@@ -376,6 +377,10 @@ impl NodeAgent {
         if let Some(mut watchdog) = self.watchdog.take() {
             let _ = watchdog.kill();
             let _ = watchdog.wait();
+        }
+        // Kept when a test is failing (this runs while its panic unwinds), for its report.
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_file(&self.journal.path);
         }
     }
 }
