@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Builds the Kubernetes test control plane from Go modules at pinned versions (versions.env):
-# kube-apiserver, etcd, kubectl (this directory's Go module, which requires k8s.io/kubernetes
-# with one replace per staging module) and helm (`go install` of its main package).
+# kube-apiserver, kube-controller-manager, etcd, kubectl (this directory's Go module, which
+# requires k8s.io/kubernetes with one replace per staging module) and helm (`go install` of its
+# main package).
 # Binaries go to ${HABITAT_K8S_CACHE:-$HOME/.cache/habitat-rs}/k8s-<version>/, outside the
-# repository. Idempotent: a binary whose stamp (versions, Go version, go.mod/go.sum, cmd sources,
-# link flags) matches is not rebuilt, so a warm run takes well under a second. Cold, see the
+# repository. Idempotent: a binary whose stamp (versions, Go version, go.mod/go.sum, its own cmd
+# source, link flags) matches is not rebuilt, so a warm run takes well under a second. Cold, see the
 # README's "Requirements" for time and disk (Go's caches then make rebuilds a matter of linking).
 # Prints the directory on its last line, as HABITAT_K8S_BIN=<dir>.
 set -euo pipefail
@@ -20,8 +21,9 @@ command -v go >/dev/null || { echo "tests/k8s/build.sh: go is required (1.24 or 
 bin=${HABITAT_K8S_CACHE:-$HOME/.cache/habitat-rs}/k8s-$K8S_VERSION
 mkdir -p "$bin"
 
-inputs=$( { echo "$K8S_VERSION $ETCD_VERSION $HELM_VERSION $(go env GOVERSION)"; cat "$here/go.mod" "$here/go.sum" "$here"/cmd/*/main.go; } | sha256sum | cut -d' ' -f1)
-stamp_of() { echo "$inputs $*" | sha256sum | cut -d' ' -f1; } # inputs + that binary's flags
+inputs=$( { echo "$K8S_VERSION $ETCD_VERSION $HELM_VERSION $(go env GOVERSION)"; cat "$here/go.mod" "$here/go.sum"; } | sha256sum | cut -d' ' -f1)
+# inputs + that binary's flags and sources (adding a command does not rebuild the others)
+stamp_of() { { echo "$inputs"; cat "$@"; } | sha256sum | cut -d' ' -f1; }
 
 minor=${K8S_VERSION#v1.}; minor=${minor%%.*}
 ldflags="-s -w"
@@ -36,7 +38,7 @@ fresh() { # name stamp
 
 build_cmd() { # name version
   local name=$1 version=$2 stamp
-  stamp=$(stamp_of "$ldflags")
+  stamp=$(stamp_of <(echo "$ldflags") "$here/cmd/$name/main.go")
   if fresh "$name" "$stamp"; then return; fi
   echo "tests/k8s/build.sh: building $name ($version) into $bin ..." >&2
   local start=$SECONDS
@@ -55,7 +57,7 @@ build_helm() {
     flags+=" -X $pkg.k8sVersionMajor=1 -X $pkg.k8sVersionMinor=$minor"
   done
   local stamp start=$SECONDS tmp
-  stamp=$(stamp_of "$flags")
+  stamp=$(stamp_of <(echo "$flags"))
   if fresh helm "$stamp"; then return; fi
   echo "tests/k8s/build.sh: building helm $HELM_VERSION into $bin ..." >&2
   tmp=$(mktemp -d)
@@ -73,5 +75,6 @@ build_cmd etcd "$ETCD_VERSION"
 build_cmd kubectl "$K8S_VERSION"
 build_helm
 build_cmd kube-apiserver "$K8S_VERSION"
+build_cmd kube-controller-manager "$K8S_VERSION"
 
 echo "HABITAT_K8S_BIN=$bin"

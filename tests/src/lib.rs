@@ -14,6 +14,8 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+pub mod node_agent;
+
 use serde_json::Value;
 
 pub const GOSSIP_PORT: u16 = 9638;

@@ -1,8 +1,11 @@
 //! Test control plane, like controller-runtime's envtest: etcd and kube-apiserver (built by
 //! `tests/k8s/build.sh` at the versions in `tests/k8s/versions.env`) on loopback at free
 //! ports, with certificates generated here, an admin client certificate in `system:masters`,
-//! a kubeconfig for `kubectl` and `helm`, and the Habitat CRD installed. There is no
-//! controller-manager and no kubelet: no pods run, and nothing is garbage-collected.
+//! a kubeconfig for `kubectl` and `helm`, and the Habitat CRD installed. By default there is no
+//! controller-manager and no kubelet: no pods run, and nothing is garbage-collected. Tests that
+//! need the real controllers call `control_plane_with_controllers()`, which also starts
+//! kube-controller-manager (StatefulSet, garbage collector, disruption, ...) once per test
+//! binary; pods then run on a test node agent (`habitat_e2e::node_agent`).
 //!
 //! One control plane serves a whole test binary; tests isolate themselves by namespace.
 //! The daemons are started through a watchdog that ends them (and removes their data) when
@@ -86,11 +89,27 @@ pub struct ControlPlane {
 }
 
 static CONTROL_PLANE: OnceLock<ControlPlane> = OnceLock::new();
+static CONTROLLER_MANAGER: OnceLock<()> = OnceLock::new();
 static NAMESPACES: AtomicU32 = AtomicU32::new(0);
+
+/// The controllers `control_plane_with_controllers` runs: those that act on what the operator
+/// writes (StatefulSet, garbage collector, disruption) and what a Deployment, a Service and a
+/// namespace need. No node lifecycle (the test node agent has no kubelet heartbeat contract),
+/// no volume, certificate or cloud controllers.
+pub const CONTROLLERS: &str = "statefulset,garbagecollector,disruption,deployment,replicaset,\
+endpointslice,serviceaccount,serviceaccount-token,podgc,namespace";
 
 /// The control plane of this test binary, started on first use.
 pub fn control_plane() -> &'static ControlPlane {
     CONTROL_PLANE.get_or_init(ControlPlane::start)
+}
+
+/// The control plane with kube-controller-manager running against it (`CONTROLLERS`), both
+/// started on first use. Tests that do not call it never start the controller-manager.
+pub fn control_plane_with_controllers() -> &'static ControlPlane {
+    let cp = control_plane();
+    CONTROLLER_MANAGER.get_or_init(|| cp.start_controller_manager());
+    cp
 }
 
 /// Starts `program args` under a watchdog that kills it, and removes `cleanup`, once the test
@@ -278,9 +297,52 @@ impl ControlPlane {
         cp
     }
 
-    fn log_tail(&self) -> String {
-        ["etcd.log", "apiserver.log"]
+    /// Starts kube-controller-manager with the admin kubeconfig, `CONTROLLERS`, no leader
+    /// election, one identity for all controllers and the service-account key the API server
+    /// verifies tokens with; waits until it serves.
+    fn start_controller_manager(&self) {
+        let kcm = binary("kube-controller-manager");
+        let port = free_port();
+        let args: Vec<String> = vec![
+            format!("--kubeconfig={}", self.kubeconfig.display()),
+            format!("--controllers={CONTROLLERS}"),
+            "--leader-elect=false".to_owned(),
+            "--use-service-account-credentials=false".to_owned(),
+            format!(
+                "--service-account-private-key-file={}",
+                self.dir.join("sa.key").display()
+            ),
+            format!("--root-ca-file={}", self.dir.join("ca.crt").display()),
+            "--bind-address=127.0.0.1".to_owned(),
+            format!("--secure-port={port}"),
+            format!("--cert-dir={}", self.dir.join("kcm-certs").display()),
+            "--v=0".to_owned(),
+        ];
+        let daemon = spawn_watched(&kcm, &args, &self.dir.join("kcm.log"), &self.dir);
+        self.daemons.lock().unwrap().push(daemon);
+        let start = Instant::now();
+        let timeout = Duration::from_secs(120);
+        while std::net::TcpStream::connect((Ipv4Addr::LOCALHOST, port)).is_err() {
+            assert!(
+                start.elapsed() < timeout,
+                "kube-controller-manager not serving on port {port} after {timeout:?}\n{}",
+                self.log_tail()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        eprintln!(
+            "kube-controller-manager serving in {:?} (log {})",
+            start.elapsed(),
+            self.dir.join("kcm.log").display()
+        );
+    }
+
+    /// The last lines of the control plane's logs (etcd, kube-apiserver, and the
+    /// controller-manager when it runs), for failure messages.
+    pub fn log_tail(&self) -> String {
+        ["etcd.log", "apiserver.log", "kcm.log"]
             .iter()
+            .filter(|name| self.dir.join(name).exists())
             .map(|name| {
                 let text = std::fs::read_to_string(self.dir.join(name)).unwrap_or_default();
                 let lines: Vec<&str> = text.lines().collect();
