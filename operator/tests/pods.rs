@@ -269,7 +269,10 @@ trap 'echo stopped > /out/$POD_NAME.stopped; exit 0' TERM
 echo "$POD_NAME" > /data/owner
 echo started > /out/$POD_NAME.started
 touch /tmp/ready
-while true; do sleep 1 & wait $!; done
+while true; do
+  getent hosts web-0.web web-1.web > /out/$POD_NAME.peers.tmp && mv /out/$POD_NAME.peers.tmp /out/$POD_NAME.peers
+  sleep 1 & wait $!
+done
 "#;
 
 #[tokio::test]
@@ -329,6 +332,25 @@ async fn a_statefulsets_pods_run_and_go_with_the_garbage_collector() {
         assert_eq!(read(out.path(), &format!("{name}.started")), "started\n");
         let info = agent.pod(&ns, name).unwrap();
         assert!(netns_exists(&info.netns), "{name}: netns {}", info.netns);
+    }
+    // Each pod resolves its peers' stable names through the Service (the node's hosts files).
+    let ips: Vec<String> = ["web-0", "web-1"]
+        .iter()
+        .map(|name| agent.pod(&ns, name).unwrap().ip.to_string())
+        .collect();
+    for name in ["web-0", "web-1"] {
+        let peers = out.path().join(format!("{name}.peers"));
+        eventually(WAIT, &format!("{name} resolves both peers"), || async {
+            let text = std::fs::read_to_string(&peers).ok()?;
+            ips.iter()
+                .zip(["web-0.web", "web-1.web"])
+                .all(|(ip, host)| {
+                    text.lines()
+                        .any(|l| l.starts_with(&format!("{ip} ")) && l.contains(host))
+                })
+                .then_some(())
+        })
+        .await;
     }
 
     let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);

@@ -83,6 +83,11 @@ pub struct PodInfo {
     pub ip: Ipv4Addr,
     /// Its state directory (volumes, container logs `<container>.log`).
     pub dir: PathBuf,
+    /// Its namespace, and the names it answers to in the hosts files: the host name, and with
+    /// a subdomain (a StatefulSet's headless Service) `<hostname>.<subdomain>` and its
+    /// `<...>.<namespace>.svc.cluster.local` form.
+    pub namespace: String,
+    pub names: Vec<String>,
 }
 
 /// State shared by the agent's tasks.
@@ -132,6 +137,7 @@ impl Ctx {
     fn pods_insert(&self, key: &str, info: PodInfo) {
         if let Ok(mut pods) = self.pods.lock() {
             pods.insert(key.to_owned(), info);
+            self.write_hosts_files(&pods);
         }
     }
 
@@ -139,9 +145,46 @@ impl Ctx {
         if let Ok(mut pods) = self.pods.lock() {
             if pods.get(key).is_some_and(|p| p.uid == uid) {
                 pods.remove(key);
+                self.write_hosts_files(&pods);
             }
         }
     }
+
+    /// The cluster DNS of this node: every pod's hosts file names every running pod (there
+    /// are no Services or DNS server), so `<name>-0.<name>-peers` resolves in its peers as in a
+    /// cluster, ready or not (the peers Service publishes not-ready addresses). Written in
+    /// place: each file is bind-mounted into its pod, so a rename would not be seen.
+    fn write_hosts_files(&self, pods: &BTreeMap<String, PodInfo>) {
+        for pod in pods.values() {
+            let text = hosts_file(pod, pods.values());
+            if let Err(e) = std::fs::write(pod.dir.join("hosts"), text) {
+                self.log(&format!("writing {}/hosts: {e}", pod.dir.display()));
+            }
+        }
+    }
+}
+
+/// `pod`'s hosts file: localhost, the pod itself first, then the other pods (short names only
+/// for those of its own namespace, as a cluster's DNS search path would find them).
+fn hosts_file<'a>(pod: &PodInfo, all: impl Iterator<Item = &'a PodInfo>) -> String {
+    let mut text = String::from(
+        "# Kubernetes-managed hosts file (habitat test node agent).\n\
+         127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n",
+    );
+    let line = |other: &PodInfo| {
+        let names: Vec<&str> = other
+            .names
+            .iter()
+            .filter(|n| other.namespace == pod.namespace || n.ends_with(".svc.cluster.local"))
+            .map(String::as_str)
+            .collect();
+        (!names.is_empty()).then(|| format!("{}\t{}\n", other.ip, names.join("\t")))
+    };
+    text.extend(line(pod));
+    for other in all.filter(|o| o.uid != pod.uid) {
+        text.extend(line(other));
+    }
+    text
 }
 
 fn poisoned() -> AgentError {

@@ -331,12 +331,11 @@ impl Worker {
                 netns: sandbox.net.ns.clone(),
                 ip,
                 dir: self.dir.clone(),
+                namespace: self.pod.metadata.namespace.clone().unwrap_or_default(),
+                names: self.host_names(&hostname),
             },
         );
         self.sandbox = Some(sandbox);
-        let hosts = self.hosts_file(ip, &hostname);
-        std::fs::write(self.dir.join("hosts"), hosts)
-            .map_err(|e| AgentError::io("writing the pod's hosts file", e))?;
         self.volumes = volumes::prepare(
             &ctx.client,
             &self.pod,
@@ -350,17 +349,20 @@ impl Worker {
         Ok(())
     }
 
-    fn hosts_file(&self, ip: Ipv4Addr, hostname: &str) -> String {
-        let mut names = vec![hostname.to_owned()];
+    /// The names the pod answers to (see `PodInfo::names`), the fully qualified one first.
+    fn host_names(&self, hostname: &str) -> Vec<String> {
         let spec = self.pod.spec.as_ref();
-        if let Some(sub) = spec.and_then(|s| s.subdomain.as_deref()) {
-            let ns = self.pod.metadata.namespace.as_deref().unwrap_or("default");
-            names.insert(0, format!("{hostname}.{sub}.{ns}.svc.cluster.local"));
+        match spec.and_then(|s| s.subdomain.as_deref()) {
+            Some(sub) => {
+                let ns = self.pod.metadata.namespace.as_deref().unwrap_or("default");
+                vec![
+                    format!("{hostname}.{sub}.{ns}.svc.cluster.local"),
+                    format!("{hostname}.{sub}"),
+                    hostname.to_owned(),
+                ]
+            }
+            None => vec![hostname.to_owned()],
         }
-        format!(
-            "# Kubernetes-managed hosts file (habitat test node agent).\n127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n{ip}\t{}\n",
-            names.join("\t")
-        )
     }
 
     /// Starts the next init container, or the containers, whose time has come.
