@@ -109,9 +109,6 @@ pub async fn run(
     let client = &ctx.client;
     let managed =
         watcher::Config::default().labels("app.kubernetes.io/managed-by=habitat-operator");
-    // Children are watched by metadata only (`PartialObjectMeta`): a change of any of them,
-    // status included, only needs to trigger a reconcile of its owner, and metadata keeps the
-    // operator's memory small with many resources.
     let controller = Controller::new(
         api::<Habitat>(client, &namespace),
         watcher::Config::default(),
@@ -133,7 +130,10 @@ pub async fn run(
             }
         })
     };
-    let followers = Arc::clone(&ctx);
+    let streams = Arc::clone(&ctx);
+    // Children are watched by metadata only (`PartialObjectMeta`): a change of any of them,
+    // status included, only needs to trigger a reconcile of its owner, and metadata keeps the
+    // operator's memory small with many resources.
     controller
         .with_config(ControllerConfig::default().concurrency(64))
         .owns(
@@ -157,7 +157,7 @@ pub async fn run(
         })
         .await;
     reaper.abort();
-    followers.followers.stop_all();
+    streams.followers.stop_all();
 }
 
 /// Reconciles one resource: lets go of a legacy finalizer, then applies (unless deleted).

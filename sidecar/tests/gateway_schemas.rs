@@ -309,7 +309,10 @@ fn our_schemas_accept_habitats_own_samples() {
     );
     // The typed census (what the operator reads `/census` with) parses Habitat's own.
     let typed: census::CensusDoc = serde_json::from_value(census.clone()).unwrap();
-    assert_eq!(typed.census_groups.len(), keys(&census["census_groups"]).len());
+    assert_eq!(
+        typed.census_groups.len(),
+        keys(&census["census_groups"]).len()
+    );
 }
 
 // --- Our documents.
