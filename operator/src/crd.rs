@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::core::v1::{
     Affinity, EnvVar, LocalObjectReference, PodSecurityContext, ResourceRequirements, Toleration,
 };
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::{CustomResource, CustomResourceExt, KubeSchema};
 use schemars::{json_schema, JsonSchema, Schema, SchemaGenerator};
 use serde::{Deserialize, Serialize};
@@ -57,14 +57,14 @@ pub const LEGACY_FINALIZER: &str = "habitat.sh/cleanup";
     ),
     printcolumn(
         name = "Ready",
-        type_ = "integer",
-        json_path = ".status.readyReplicas",
-        description = "Members whose pod is ready"
+        type_ = "string",
+        json_path = ".status.census.ready",
+        description = "Alive members in the ring's census of the desired count"
     ),
     printcolumn(
         name = "Leader",
         type_ = "string",
-        json_path = ".status.census.leader",
+        json_path = ".status.census.leader.pod",
         description = "Pod of the elected leader (leader topologies)"
     ),
     printcolumn(
@@ -183,17 +183,20 @@ pub struct ServiceSpec {
     #[schemars(length(max = 64))]
     pub binds: Vec<Bind>,
 
-    /// Service configuration (TOML), mounted as the service's user.toml.
+    /// Service configuration (TOML): gossiped to the ring through a member's ctl gateway
+    /// (`status.census.configIncarnation` shows it), and mounted as every member's user.toml
+    /// so a service's first start already has it. Invalid TOML is not applied (Degraded,
+    /// reason InvalidConfig).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config: Option<String>,
 
-    /// Name of a Secret in the same namespace whose key `user.toml` is mounted as the service's
-    /// user.toml (instead of `config`).
+    /// Name of a Secret in the same namespace whose key `user.toml` is used as `config` is
+    /// (gossiped and mounted), instead of `config`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config_secret_name: Option<String>,
 
-    /// Name of a Secret in the same namespace whose keys are mounted as the service's files
-    /// (`/hab/svc/<name>/files`).
+    /// Name of a Secret in the same namespace whose keys are gossiped to the ring as the
+    /// service's files (`hab file upload`), one file per key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub files_secret_name: Option<String>,
 
@@ -483,9 +486,12 @@ pub struct HabitatStatus {
     /// Label selector of the pods (for the scale subresource).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub selector: Option<String>,
-    /// The ring's census as the supervisors report it.
+    /// The ring's census as the supervisors report it (written by the census stream).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub census: Option<CensusStatus>,
+    /// Config and files applied to the ring (written by the census stream).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub applied: Option<AppliedStatus>,
     /// Name of the generated ring key Secret (`service.ringSecretName` with
     /// `generateRingKey`) once it has been seen to exist. The operator never generates a key
     /// under a name recorded here by any resource of the namespace: members still run with
@@ -494,22 +500,49 @@ pub struct HabitatStatus {
     pub ring_key_secret: Option<String>,
 }
 
-/// The ring's census, read from the supervisors' HTTP gateways.
+/// The ring's census as one ready member's HTTP gateway reports it, followed by change
+/// (`GET /census` long-polls) and mapped to pods. Written by the operator's census stream of
+/// the resource, only when something other than `observedAt` changed.
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct CensusStatus {
-    /// Election status of the service group (leader topologies).
+    /// Election status of the service group as Habitat names it: `None` (no election:
+    /// standalone), `ElectionInProgress`, `ElectionNoQuorum` or `ElectionFinished`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub election_status: Option<String>,
-    /// Pod of the elected leader.
+    /// The elected leader (leader topologies, once an election finished).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub leader: Option<String>,
-    /// Incarnation of the service configuration applied to the ring.
+    pub leader: Option<CensusLeader>,
+    /// Alive members in the census against `spec.count`, e.g. `3/3`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ready: Option<String>,
+    /// Incarnation of the service group's gossiped configuration (`hab config apply`, or
+    /// `service.config` applied by the operator); absent while the ring has none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config_incarnation: Option<i64>,
-    /// Members of the service group.
+    /// Incarnation of each file gossiped to the service group, by file name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub file_incarnations: BTreeMap<String, i64>,
+    /// Members of the service group, by pod name (members no pod matches last).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub members: Vec<CensusMember>,
+    /// The member whose gateway reported this census.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reported_by: Option<String>,
+    /// When the operator last saw the census change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_at: Option<Time>,
+}
+
+/// The elected leader.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct CensusLeader {
+    /// Member id (128-bit, hex).
+    pub member_id: String,
+    /// Pod the leader runs in, when a pod of the resource matches it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod: Option<String>,
 }
 
 /// One member of the census.
@@ -518,21 +551,53 @@ pub struct CensusStatus {
 pub struct CensusMember {
     /// Member id (128-bit, hex).
     pub member_id: String,
-    /// Pod the member runs in.
+    /// Pod the member runs in: the pod whose IP is the member's gossip address (or, failing
+    /// that, whose name is the member's host name).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pod: Option<String>,
     /// IP address the member gossips from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ip: Option<String>,
-    /// Health in the ring: alive, suspect, confirmed or departed.
+    /// Health in the ring: `Alive`, `Suspect`, `Confirmed` (dead) or `Departed`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health: Option<String>,
-    /// `leader`, `follower` or empty.
+    /// `leader`, `follower`, `standalone` (the group holds no election); absent while an
+    /// election runs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub role: Option<String>,
-    /// Result of the service's health check: ok, warning, critical, unknown.
+    /// The service's health check (`ok`, `warning`, `critical`, `unknown`): known only for
+    /// the member whose gateway reported the census (the census carries no health checks).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service_health: Option<String>,
+}
+
+/// Config and files the operator applied to the ring through the ctl gateway: what it sent
+/// (by digest) and at which incarnation. A spec whose digest is recorded here is not sent
+/// again, so `hab config apply` and `kubectl apply` can be mixed (the later change wins), and
+/// an operator restart sends nothing.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct AppliedStatus {
+    /// `service.config` (or `configSecretName`'s user.toml) as last applied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config: Option<AppliedContent>,
+    /// `filesSecretName`'s keys as last applied, by file name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub files: BTreeMap<String, AppliedContent>,
+    /// Why the last attempt to apply failed (retried with a growing delay); absent once one
+    /// succeeded. The resource is Degraded (ConfigNotApplied) meanwhile.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// One applied config or file.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct AppliedContent {
+    /// SHA-256 of the content, hex.
+    pub sha256: String,
+    /// Incarnation it was applied at (or found at in the ring).
+    pub incarnation: i64,
 }
 
 fn default_count() -> i32 {

@@ -37,6 +37,47 @@ pub enum Error {
         /// Name of the Secret.
         secret: String,
     },
+    /// `<name>-ctl` or `<name>-gateway` exists and the resource does not own it.
+    #[error(
+        "Secret {namespace}/{secret} exists and is not owned by Habitat {namespace}/{name}: \
+         the operator keeps the {purpose} in a Secret of that name and never overwrites one it \
+         did not create; rename or remove that Secret"
+    )]
+    SecretNotOwned {
+        /// Namespace of the resource and the Secret.
+        namespace: String,
+        /// Name of the resource.
+        name: String,
+        /// Name of the Secret.
+        secret: String,
+        /// What the Secret holds.
+        purpose: &'static str,
+    },
+    /// A Secret the spec names (`configSecretName`, `filesSecretName`) is missing, or lacks
+    /// the key it must have.
+    #[error("Secret {namespace}/{secret} named by {field}: {problem}")]
+    SecretMissing {
+        /// Namespace of the resource and the Secret.
+        namespace: String,
+        /// Name of the Secret.
+        secret: String,
+        /// The spec field naming it.
+        field: &'static str,
+        /// What is missing.
+        problem: String,
+    },
+    /// The service config is not valid TOML: nothing is applied.
+    #[error("{source_name} of Habitat {namespace}/{name} is not valid TOML, so nothing was applied: {problem}")]
+    InvalidConfig {
+        /// Namespace of the resource.
+        namespace: String,
+        /// Name of the resource.
+        name: String,
+        /// Where the config came from (`service.config`, or the Secret and key).
+        source_name: String,
+        /// The parser's message, with line and column.
+        problem: String,
+    },
     /// The generated ring key Secret existed (a resource's status records it) and is gone.
     #[error(
         "ring key Secret {namespace}/{secret} is missing, but it existed (recorded in the \
@@ -75,6 +116,9 @@ impl Error {
             Error::Api { action, kind, .. } => format!("{action}_{}", kind.to_lowercase()),
             Error::ConfigSecretNotOwned { .. } => "config_secret_not_owned".to_owned(),
             Error::RingKeyMissing { .. } => "ring_key_missing".to_owned(),
+            Error::SecretNotOwned { .. } => "secret_not_owned".to_owned(),
+            Error::SecretMissing { .. } => "secret_missing".to_owned(),
+            Error::InvalidConfig { .. } => "invalid_config".to_owned(),
             Error::MissingNamespace(_) => "missing_namespace".to_owned(),
             Error::Lease { .. } => "lease".to_owned(),
         }
@@ -86,6 +130,9 @@ impl Error {
         match self {
             Error::ConfigSecretNotOwned { .. } => "ConfigSecretNotOwned",
             Error::RingKeyMissing { .. } => "RingKeyMissing",
+            Error::SecretNotOwned { .. } => "SecretNotOwned",
+            Error::SecretMissing { .. } => "SecretMissing",
+            Error::InvalidConfig { .. } => "InvalidConfig",
             Error::Api { .. } | Error::MissingNamespace(_) | Error::Lease { .. } => "ApplyFailed",
         }
     }

@@ -2,12 +2,18 @@
 //!
 //! One `Habitat` resource (`crd`) becomes a StatefulSet, two Services, a PodDisruptionBudget
 //! and Secrets (`build`, pure functions of the resource), applied with server-side apply by
-//! the controller (`reconcile`), which also writes the resource's status.
+//! the controller (`reconcile`), which also writes the resource's status. A census stream per
+//! resource (`follow`, over `gateway`) mirrors the ring's census into `status.census`
+//! (`census`) and applies the resource's config and files to the ring (`config`).
 
 pub mod backoff;
 pub mod build;
+pub mod census;
+pub mod config;
 pub mod crd;
 pub mod error;
+pub mod follow;
+pub mod gateway;
 pub mod http;
 pub mod leader;
 pub mod metrics;

@@ -28,6 +28,14 @@ pub struct Metrics {
     pub duration: Histogram,
     /// 1 while this replica holds the leader Lease (or runs without leader election).
     pub leader: Gauge,
+    /// Census documents the census streams received (changes and resyncs).
+    pub census_answers: Counter,
+    /// Times a census stream moved to another member after a failure.
+    pub census_failovers: Counter,
+    /// Status writes of the census streams (`status.census`, `status.applied`).
+    pub census_writes: Counter,
+    /// Configs and files sent to a ring through a ctl gateway.
+    pub ring_applies: Counter,
 }
 
 impl Default for Metrics {
@@ -37,6 +45,30 @@ impl Default for Metrics {
         let failures = Family::<ErrorLabels, Counter>::default();
         let duration = Histogram::new(exponential_buckets(0.005, 2.0, 12));
         let leader = Gauge::default();
+        let census_answers = Counter::default();
+        let census_failovers = Counter::default();
+        let census_writes = Counter::default();
+        let ring_applies = Counter::default();
+        registry.register(
+            "census_answers",
+            "Census documents received by the census streams",
+            census_answers.clone(),
+        );
+        registry.register(
+            "census_failovers",
+            "Census streams moved to another member after a failure",
+            census_failovers.clone(),
+        );
+        registry.register(
+            "census_status_writes",
+            "Status writes of the census streams",
+            census_writes.clone(),
+        );
+        registry.register(
+            "ring_applies",
+            "Configs and files sent to a ring through a ctl gateway",
+            ring_applies.clone(),
+        );
         registry.register("reconciles", "Reconciles started", reconciles.clone());
         registry.register(
             "reconcile_failures",
@@ -59,6 +91,10 @@ impl Default for Metrics {
             failures,
             duration,
             leader,
+            census_answers,
+            census_failovers,
+            census_writes,
+            ring_applies,
         }
     }
 }

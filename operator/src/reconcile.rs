@@ -3,6 +3,13 @@
 //! are applied under one field manager with owner references, so a second apply of an
 //! unchanged resource writes nothing; `spec.paused` skips the apply.
 //!
+//! A successful apply hands the resource's census stream (`follow`) what it needs: the ctl
+//! secret and gateway token (Secrets `<name>-ctl` and `<name>-gateway`, created once, owned
+//! by the resource, never overwritten) and the config and files to apply, read and checked
+//! here so that invalid TOML or a missing Secret is a Degraded condition before anything is
+//! applied. The stream writes `status.census`; a change of it brings the resource back here,
+//! where the conditions follow it.
+//!
 //! No finalizer: owned children go with the resource through the garbage collector, and the
 //! volumes follow the StatefulSet's claim retention policy (kept by default), so deleting a
 //! resource never waits for the operator. It only deletes what carries an owner reference to
@@ -36,15 +43,19 @@ use tracing::{info, instrument, warn};
 
 use crate::backoff::Backoff;
 use crate::build::{self, pdb, secrets, services, statefulset, BuildConfig};
+use crate::config::{desired_config, Content, Desired};
 use crate::crd::{Habitat, LEGACY_FINALIZER};
+use crate::follow::{Follow, Followers, Timing};
 use crate::metrics::Metrics;
-use crate::status::{desired_status, is_current, Outcome};
+use crate::status::{desired_status, for_patch, is_current, Outcome};
 use crate::{Error, Result};
 
 /// Field manager of every server-side apply the operator makes.
 pub const FIELD_MANAGER: &str = "habitat-operator";
 /// How often a resource is reconciled when nothing changes.
 pub const RESYNC: Duration = Duration::from_secs(300);
+/// How often streams of resources that are gone are ended.
+pub const REAP_INTERVAL: Duration = Duration::from_secs(5);
 
 /// What every reconcile shares.
 pub struct Context {
@@ -58,6 +69,8 @@ pub struct Context {
     pub recorder: Recorder,
     /// Consecutive failures per resource, for the retry delay.
     pub backoff: Backoff<ObjectRef<Habitat>>,
+    /// The census stream of each resource.
+    pub followers: Followers,
 }
 
 impl Context {
@@ -71,8 +84,9 @@ impl Context {
             recorder: Recorder::new(client.clone(), reporter),
             client,
             build,
-            metrics,
             backoff: Backoff::default(),
+            followers: Followers::new(Arc::clone(&metrics), Timing::default()),
+            metrics,
         }
     }
 }
@@ -95,34 +109,55 @@ pub async fn run(
     let client = &ctx.client;
     let managed =
         watcher::Config::default().labels("app.kubernetes.io/managed-by=habitat-operator");
+    let controller = Controller::new(
+        api::<Habitat>(client, &namespace),
+        watcher::Config::default(),
+    );
+    // Resources deleted without a finalizer never come back to `reconcile`: their streams
+    // end when the controller's cache no longer holds them (by uid: a resource recreated
+    // under the same name gets a stream of its own).
+    let store = controller.store();
+    let reaper = {
+        let ctx = Arc::clone(&ctx);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(REAP_INTERVAL).await;
+                ctx.followers.retain(|key, uid| {
+                    store
+                        .get(key)
+                        .is_some_and(|hab| hab.metadata.uid.as_deref() == Some(uid))
+                });
+            }
+        })
+    };
+    let streams = Arc::clone(&ctx);
     // Children are watched by metadata only (`PartialObjectMeta`): a change of any of them,
     // status included, only needs to trigger a reconcile of its owner, and metadata keeps the
     // operator's memory small with many resources.
-    Controller::new(
-        api::<Habitat>(client, &namespace),
-        watcher::Config::default(),
-    )
-    .with_config(ControllerConfig::default().concurrency(64))
-    .owns(
-        api::<PartialObjectMeta<StatefulSet>>(client, &namespace),
-        managed.clone(),
-    )
-    .owns(
-        api::<PartialObjectMeta<Service>>(client, &namespace),
-        managed.clone(),
-    )
-    .owns(
-        api::<PartialObjectMeta<PodDisruptionBudget>>(client, &namespace),
-        managed,
-    )
-    .graceful_shutdown_on(shutdown)
-    .run(reconcile, error_policy, ctx)
-    .for_each(|result| async move {
-        if let Err(error) = result {
-            warn!(%error, "reconcile failed");
-        }
-    })
-    .await;
+    controller
+        .with_config(ControllerConfig::default().concurrency(64))
+        .owns(
+            api::<PartialObjectMeta<StatefulSet>>(client, &namespace),
+            managed.clone(),
+        )
+        .owns(
+            api::<PartialObjectMeta<Service>>(client, &namespace),
+            managed.clone(),
+        )
+        .owns(
+            api::<PartialObjectMeta<PodDisruptionBudget>>(client, &namespace),
+            managed,
+        )
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile, error_policy, ctx)
+        .for_each(|result| async move {
+            if let Err(error) = result {
+                warn!(%error, "reconcile failed");
+            }
+        })
+        .await;
+    reaper.abort();
+    streams.followers.stop_all();
 }
 
 /// Reconciles one resource: lets go of a legacy finalizer, then applies (unless deleted).
@@ -211,7 +246,8 @@ async fn apply(hab: &Habitat, ctx: &Context, ns: &str) -> Result<Action> {
     }
     let mut ring_key = None;
     match apply_children(hab, ctx, ns, &mut ring_key).await {
-        Ok(sts) => {
+        Ok((sts, follow)) => {
+            ctx.followers.follow(&ctx.client, hab, follow);
             let new_generation =
                 hab.status.as_ref().and_then(|s| s.observed_generation) != hab.metadata.generation;
             write_status(
@@ -250,20 +286,181 @@ async fn apply(hab: &Habitat, ctx: &Context, ns: &str) -> Result<Action> {
     }
 }
 
-/// Applies every child of `hab`; returns the StatefulSet as the API server has it. Sets
-/// `ring_key` to the generated ring key Secret's name once it is known to exist.
+/// Applies every child of `hab`; returns the StatefulSet as the API server has it and what
+/// the census stream needs. Sets `ring_key` to the generated ring key Secret's name once it
+/// is known to exist. Config and files are read and checked first: a problem with them
+/// applies nothing.
 async fn apply_children(
     hab: &Habitat,
     ctx: &Context,
     ns: &str,
     ring_key: &mut Option<String>,
-) -> Result<StatefulSet> {
+) -> Result<(StatefulSet, Follow)> {
     *ring_key = ensure_ring_key(hab, ctx, ns).await?;
+    let desired = read_desired(hab, ctx, ns).await?;
     apply_config_secret(hab, ctx, ns).await?;
+    let ctl_secret = ensure_token_secret(hab, ctx, ns, TokenSecret::Ctl).await?;
+    let token = ensure_token_secret(hab, ctx, ns, TokenSecret::Gateway).await?;
     server_side_apply(&ctx.client, ns, &services::peers_service(hab)).await?;
     server_side_apply(&ctx.client, ns, &services::client_service(hab)).await?;
     server_side_apply(&ctx.client, ns, &pdb::pdb(hab)).await?;
-    server_side_apply(&ctx.client, ns, &statefulset::statefulset(hab, &ctx.build)).await
+    let sts =
+        server_side_apply(&ctx.client, ns, &statefulset::statefulset(hab, &ctx.build)).await?;
+    let follow = Follow {
+        namespace: ns.to_owned(),
+        name: hab.name_any(),
+        uid: hab.uid().unwrap_or_default(),
+        service_group: hab.spec.service.service_group(),
+        count: hab.spec.count,
+        ready_pods: sts
+            .status
+            .as_ref()
+            .and_then(|s| s.ready_replicas)
+            .unwrap_or(0),
+        ctl_secret,
+        token,
+        desired,
+        apply: true,
+    };
+    Ok((sts, follow))
+}
+
+/// The config and files `hab` asks to be gossiped: `service.config`, or key `user.toml` of
+/// `configSecretName`, checked as TOML; every key of `filesSecretName`.
+async fn read_desired(hab: &Habitat, ctx: &Context, ns: &str) -> Result<Desired> {
+    let service = &hab.spec.service;
+    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
+    let invalid = |source_name: String, problem: String| Error::InvalidConfig {
+        namespace: ns.to_owned(),
+        name: hab.name_any(),
+        source_name,
+        problem,
+    };
+    let missing = |secret: &str, field: &'static str, problem: String| Error::SecretMissing {
+        namespace: ns.to_owned(),
+        secret: secret.to_owned(),
+        field,
+        problem,
+    };
+    let get = |secret: String, field: &'static str| {
+        let api = api.clone();
+        async move {
+            api.get_opt(&secret)
+                .await
+                .map_err(|e| api_error("get", "Secret", ns, &secret, e))?
+                .ok_or_else(|| missing(&secret, field, "no such Secret".to_owned()))
+        }
+    };
+    let config = match (&service.config, &service.config_secret_name) {
+        (Some(text), _) => {
+            Some(desired_config(text).map_err(|e| invalid("service.config".to_owned(), e))?)
+        }
+        (None, Some(name)) => {
+            let field = "service.configSecretName";
+            let secret = get(name.clone(), field).await?;
+            let key = statefulset::USER_TOML_KEY;
+            let bytes = secret
+                .data
+                .and_then(|mut d| d.remove(key))
+                .ok_or_else(|| missing(name, field, format!("no key {key}")))?;
+            let source_name = format!("key {key} of Secret {ns}/{name}");
+            let text = String::from_utf8(bytes.0)
+                .map_err(|_| invalid(source_name.clone(), "not UTF-8".to_owned()))?;
+            Some(desired_config(&text).map_err(|e| invalid(source_name, e))?)
+        }
+        (None, None) => None,
+    };
+    let files = match &service.files_secret_name {
+        Some(name) => get(name.clone(), "service.filesSecretName")
+            .await?
+            .data
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(key, bytes)| (key, Content::new(bytes.0)))
+            .collect(),
+        None => Default::default(),
+    };
+    Ok(Desired { config, files })
+}
+
+/// The two random Secrets every resource gets.
+#[derive(Clone, Copy)]
+enum TokenSecret {
+    Ctl,
+    Gateway,
+}
+
+/// The value of `<name>-ctl` or `<name>-gateway`, created with random bytes when missing (or
+/// when ours lost its key). A Secret of that name the resource does not own is refused.
+async fn ensure_token_secret(
+    hab: &Habitat,
+    ctx: &Context,
+    ns: &str,
+    which: TokenSecret,
+) -> Result<String> {
+    let (name, key, purpose) = match which {
+        TokenSecret::Ctl => (
+            build::ctl_secret_name(hab),
+            secrets::CTL_SECRET_KEY,
+            "ctl gateway's secret",
+        ),
+        TokenSecret::Gateway => (
+            build::gateway_secret_name(hab),
+            secrets::GATEWAY_TOKEN_KEY,
+            "HTTP gateway's token",
+        ),
+    };
+    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
+    let value = |secret: &Secret| {
+        secret
+            .data
+            .as_ref()
+            .and_then(|d| d.get(key))
+            .and_then(|v| String::from_utf8(v.0.clone()).ok())
+            .filter(|v| !v.trim().is_empty())
+    };
+    let existing = api
+        .get_opt(&name)
+        .await
+        .map_err(|e| api_error("get", "Secret", ns, &name, e))?;
+    if let Some(secret) = &existing {
+        if !owned_by(&secret.metadata, hab) {
+            return Err(Error::SecretNotOwned {
+                namespace: ns.to_owned(),
+                name: hab.name_any(),
+                secret: name,
+                purpose,
+            });
+        }
+        if let Some(value) = value(secret) {
+            return Ok(value);
+        }
+    }
+    let mut bytes = [0u8; secrets::TOKEN_LEN];
+    rand::fill(&mut bytes[..]);
+    let secret = match which {
+        TokenSecret::Ctl => secrets::ctl_secret(hab, &bytes),
+        TokenSecret::Gateway => secrets::gateway_secret(hab, &bytes),
+    };
+    let created = if existing.is_some() {
+        server_side_apply(&ctx.client, ns, &secret).await?
+    } else {
+        match api.create(&PostParams::default(), &secret).await {
+            Ok(created) => created,
+            // Created meanwhile (another reconcile of ours): that one is the secret.
+            Err(kube::Error::Api(status)) if status.code == 409 => api
+                .get(&name)
+                .await
+                .map_err(|e| api_error("get", "Secret", ns, &name, e))?,
+            Err(e) => return Err(api_error("create", "Secret", ns, &name, e)),
+        }
+    };
+    value(&created).ok_or_else(|| Error::SecretMissing {
+        namespace: ns.to_owned(),
+        secret: name,
+        field: purpose,
+        problem: format!("no key {key} after creating it"),
+    })
 }
 
 /// Whether `meta` carries an owner reference to `hab` (by uid: a resource deleted and
@@ -425,7 +622,7 @@ async fn write_status(
     let patch = serde_json::json!({
         "apiVersion": Habitat::api_version(&()),
         "kind": Habitat::kind(&()),
-        "status": status,
+        "status": for_patch(&status),
     });
     api.patch_status(
         &hab.name_any(),

@@ -1,6 +1,10 @@
 //! The resource's status as a pure function of the resource, its StatefulSet and the outcome
 //! of the last apply: `observedGeneration`, `replicas`, `readyReplicas`, `selector` and the
-//! conditions `Ready`, `Progressing` and `Degraded`, each with a reason.
+//! conditions `Ready`, `Progressing` and `Degraded`, each with a reason. Degraded also
+//! follows what the census stream wrote (`status.census`, `status.applied`): a failed apply
+//! first, then config the ring refused, then the census (no quorum, a dead member).
+//! `census` and `applied` are the census stream's to write: carried over here only so that
+//! an unchanged status compares equal (`for_patch` leaves them out).
 //!
 //! A condition's `lastTransitionTime` only moves when its status changes, so a status that
 //! did not change serializes identically and the operator need not write it.
@@ -9,6 +13,7 @@ use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
 use crate::build::selector_string;
+use crate::census::census_problem;
 use crate::crd::{Habitat, HabitatStatus};
 
 /// Condition types, in the order they appear in the status.
@@ -127,12 +132,24 @@ pub fn desired_status(
         }
     };
 
-    let degraded = match failure {
+    let previous = hab.status.as_ref();
+    let not_applied = previous
+        .and_then(|s| s.applied.as_ref())
+        .and_then(|a| a.error.clone())
+        .map(|message| ("ConfigNotApplied", message));
+    let ring_problem = previous
+        .and_then(|s| s.census.as_ref())
+        .and_then(census_problem);
+    let degraded = match failure
+        .map(|(reason, message)| (reason, message.to_owned()))
+        .or(not_applied)
+        .or(ring_problem)
+    {
         Some((reason, message)) => Cond {
             type_: DEGRADED,
             status: true,
             reason,
-            message: message.to_owned(),
+            message,
         },
         None => Cond {
             type_: DEGRADED,
@@ -142,7 +159,6 @@ pub fn desired_status(
         },
     };
 
-    let previous = hab.status.as_ref();
     let conditions = [ready_cond, progressing, degraded]
         .into_iter()
         .map(|c| condition(c, previous, generation, now))
@@ -160,6 +176,7 @@ pub fn desired_status(
         ready_replicas: ready,
         selector: Some(selector_string(hab)),
         census: previous.and_then(|s| s.census.clone()),
+        applied: previous.and_then(|s| s.applied.clone()),
         ring_key_secret: ring_key_seen
             .map(str::to_owned)
             .or_else(|| previous.and_then(|s| s.ring_key_secret.clone())),
@@ -191,6 +208,16 @@ fn condition(
 /// Whether the status of `hab` already says what `desired` says.
 pub fn is_current(hab: &Habitat, desired: &HabitatStatus) -> bool {
     hab.status.as_ref() == Some(desired)
+}
+
+/// `status` as the reconciler applies it: without the census stream's fields, which it
+/// neither owns nor may overwrite with what it read earlier.
+pub fn for_patch(status: &HabitatStatus) -> HabitatStatus {
+    HabitatStatus {
+        census: None,
+        applied: None,
+        ..status.clone()
+    }
 }
 
 #[cfg(test)]
@@ -306,6 +333,74 @@ mod tests {
             Some("prod-20260101000000")
         );
         assert_eq!(get(&failed, DEGRADED).reason, "RingKeyMissing");
+    }
+
+    fn with_census(hab: &mut Habitat, health: &str) {
+        use crate::crd::{CensusMember, CensusStatus};
+        hab.status = Some(HabitatStatus {
+            census: Some(CensusStatus {
+                election_status: Some("ElectionFinished".into()),
+                members: vec![CensusMember {
+                    member_id: "ab".repeat(16),
+                    pod: Some("web-1".into()),
+                    health: Some(health.into()),
+                    ..CensusMember::default()
+                }],
+                ..CensusStatus::default()
+            }),
+            ..HabitatStatus::default()
+        });
+    }
+
+    #[test]
+    fn a_member_confirmed_dead_makes_the_resource_degraded_until_it_is_back() {
+        let mut hab = Habitat::test("web").leader();
+        let sts = sts(1, 1, 1);
+        with_census(&mut hab, "Confirmed");
+        let status = desired_status(&hab, Outcome::Applied(Some(&sts)), None, &at(1));
+        let degraded = get(&status, DEGRADED);
+        assert_eq!(
+            (degraded.status.as_str(), degraded.reason.as_str()),
+            ("True", "MemberDead")
+        );
+        assert!(
+            degraded.message.contains("pod web-1"),
+            "{}",
+            degraded.message
+        );
+        with_census(&mut hab, "Alive");
+        let status = desired_status(&hab, Outcome::Applied(Some(&sts)), None, &at(2));
+        assert_eq!(get(&status, DEGRADED).reason, "AsExpected");
+    }
+
+    #[test]
+    fn config_the_ring_refused_is_degraded_and_an_apply_failure_comes_first() {
+        let mut hab = Habitat::test("web");
+        with_census(&mut hab, "Confirmed");
+        hab.status.as_mut().unwrap().applied = Some(crate::crd::AppliedStatus {
+            error: Some("config at incarnation 3 through web-0: refused".into()),
+            ..Default::default()
+        });
+        let status = desired_status(&hab, Outcome::Applied(None), None, &at(1));
+        assert_eq!(get(&status, DEGRADED).reason, "ConfigNotApplied");
+        let failed = desired_status(
+            &hab,
+            Outcome::Failed("InvalidConfig", "line 1, column 3", None),
+            None,
+            &at(1),
+        );
+        assert_eq!(get(&failed, DEGRADED).reason, "InvalidConfig");
+    }
+
+    #[test]
+    fn the_reconciler_never_patches_the_census_streams_fields() {
+        let mut hab = Habitat::test("web");
+        with_census(&mut hab, "Alive");
+        let status = desired_status(&hab, Outcome::Applied(None), None, &at(1));
+        assert!(status.census.is_some());
+        let patch = for_patch(&status);
+        assert!(patch.census.is_none() && patch.applied.is_none());
+        assert_eq!(patch.conditions, status.conditions);
     }
 
     #[test]

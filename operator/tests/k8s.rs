@@ -299,6 +299,14 @@ async fn a_new_resource_gets_children_with_the_expected_spec() {
     );
     let config = secrets.get("db-config").await.unwrap();
     assert_eq!(config.data.unwrap()["user.toml"].0, b"port = 5432\n");
+    // The ctl secret and the gateway token: random, owned, given to the pods.
+    for (name, key) in [("db-ctl", "ctl-secret"), ("db-gateway", "token")] {
+        let secret = secrets.get(name).await.unwrap();
+        assert_eq!(secret.owner_references()[0].uid, created.uid().unwrap());
+        let value = secret.data.unwrap()[key].0.clone();
+        assert_eq!(value.len(), 64, "{name}");
+        assert!(value.iter().all(u8::is_ascii_hexdigit), "{name}");
+    }
 
     let status = eventually(WAIT, "status with observedGeneration", || async {
         let hab = habs.get("db").await.unwrap();
@@ -645,6 +653,60 @@ async fn a_secret_the_resource_does_not_own_is_neither_deleted_nor_overwritten()
 }
 
 #[tokio::test]
+async fn missing_or_foreign_secrets_and_invalid_config_apply_nothing() {
+    let cp = control_plane();
+    let ns = cp.namespace("inputs");
+    let _operator = Operator::start(cp, Some(&ns), &[]);
+    let client = cp.client().await;
+    let habs: Api<Habitat> = Api::namespaced(client.clone(), &ns);
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
+    let stss: Api<StatefulSet> = Api::namespaced(client.clone(), &ns);
+
+    // A user's Secret under the name of the ctl secret is neither used nor overwritten.
+    let mine: Secret = serde_json::from_value(json!({
+        "metadata": {"name": "taken-ctl"},
+        "stringData": {"ctl-secret": "mine"}
+    }))
+    .unwrap();
+    let mine = secrets.create(&PostParams::default(), &mine).await.unwrap();
+    create(&habs, &Habitat::test("taken")).await;
+    let message = degraded(&habs, "taken", "SecretNotOwned").await;
+    assert!(message.contains("ctl gateway's secret"), "{message}");
+    let still = secrets.get("taken-ctl").await.unwrap();
+    assert_eq!(still.resource_version(), mine.resource_version());
+
+    // configSecretName naming a missing Secret, then one holding invalid TOML.
+    let mut hab = Habitat::test("cfg");
+    hab.spec.service.config_secret_name = Some("cfg-user".into());
+    create(&habs, &hab).await;
+    let message = degraded(&habs, "cfg", "SecretMissing").await;
+    assert!(
+        message.contains("cfg-user") && message.contains("configSecretName"),
+        "{message}"
+    );
+    let bad: Secret = serde_json::from_value(json!({
+        "metadata": {"name": "cfg-user"},
+        "stringData": {"user.toml": "port = \n"}
+    }))
+    .unwrap();
+    secrets.create(&PostParams::default(), &bad).await.unwrap();
+    // Secrets are not watched: a spec change brings the resource back at once.
+    habs.patch(
+        "cfg",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"count": 2}})),
+    )
+    .await
+    .unwrap();
+    let message = degraded(&habs, "cfg", "InvalidConfig").await;
+    assert!(message.contains("key user.toml of Secret"), "{message}");
+    assert!(message.contains("line 1"), "{message}");
+    for name in ["taken", "cfg"] {
+        assert!(stss.get_opt(name).await.unwrap().is_none(), "{name}");
+    }
+}
+
+#[tokio::test]
 async fn a_ring_key_is_shared_unowned_and_never_generated_again() {
     let cp = control_plane();
     let ns = cp.namespace("ring");
@@ -779,7 +841,8 @@ async fn an_operator_restart_changes_nothing() {
     // Snapshot once no reconcile is running: every one started has finished.
     idle(&operator, 2.0).await;
     let before = resource_versions(cp, &ns);
-    assert_eq!(before.len(), 2 + 2 + 4 + 2 + 2, "{before:?}");
+    // Secrets: a's config, ctl and gateway; b's ring key, ctl and gateway.
+    assert_eq!(before.len(), 2 + 2 + 4 + 2 + 6, "{before:?}");
 
     let exit = operator.stop(Duration::from_secs(20));
     assert!(

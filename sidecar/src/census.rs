@@ -4,9 +4,11 @@
 //! Invariants: tombstoned service rumors never appear, undecodable TOML shows as `{}` (never a
 //! panic), and every map is keyed and ordered by its string key, so equal input gives equal JSON.
 
+pub mod doc;
+
 use std::collections::BTreeMap;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
 use crate::election::{ElectionView, GroupViews, ViewStatus};
@@ -16,6 +18,7 @@ use crate::gossip::rumor::{
     ServiceConfigRumor, ServiceFileRumor, ServiceGroup, ServiceRumor, SysInfo,
 };
 use crate::gossip::store::Store;
+pub use doc::{CensusDoc, GroupDoc, MemberDoc, ServiceConfigDoc, ServiceFileDoc};
 
 /// `election_status` / `update_election_status` when the group has no election rumor.
 pub const ELECTION_NONE: &str = "None";
@@ -69,7 +72,7 @@ pub struct CensusInput<'a> {
 }
 
 /// A package identifier split into its parts, as Habitat's census shows it under `pkg`.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CensusPkg {
     pub origin: String,
     pub name: String,
@@ -260,97 +263,99 @@ impl CensusGroup {
 
     /// The group as Habitat's `/census` shows it under `census_groups.<group>`.
     pub fn to_json(&self) -> Value {
-        let population: Map<String, Value> = self
-            .members
-            .iter()
-            .map(|m| (m.member_id.to_string(), self.member_json(m)))
-            .collect();
-        let service_config = match &self.service_config {
-            Some(config) => json!({
-                "incarnation": config.incarnation,
-                "value": toml_table_to_json(&config.value),
+        serde_json::to_value(self.to_doc()).unwrap_or_default()
+    }
+
+    /// The group as `/census` shows it, typed (`doc::GroupDoc`).
+    pub fn to_doc(&self) -> GroupDoc {
+        GroupDoc {
+            service_group: self.service_group.as_str().to_string(),
+            election_status: self.election_status.to_string(),
+            update_election_status: self.update_election_status.to_string(),
+            pkg_incarnation: 0,
+            leader_id: self.leader_id.map(|id| id.to_string()),
+            service_config: self.service_config.as_ref().map(|config| ServiceConfigDoc {
+                incarnation: config.incarnation,
+                value: toml_table_to_json(&config.value),
             }),
-            None => Value::Null,
-        };
-        let service_files: Map<String, Value> = self
-            .service_files
-            .iter()
-            .map(|f| {
-                (
-                    f.filename.clone(),
-                    json!({
+            local_member_id: self.local_member_id.to_string(),
+            population: self
+                .members
+                .iter()
+                .map(|m| (m.member_id.to_string(), self.member_doc(m)))
+                .collect(),
+            update_leader_id: self.update_leader_id.map(|id| id.to_string()),
+            changed_service_files: Vec::new(),
+            service_files: self
+                .service_files
+                .iter()
+                .map(|f| {
+                    (
+                        f.filename.clone(),
                         // See `service_file_json`.
-                        "body": [],
-                        "filename": f.filename,
-                        "incarnation": f.incarnation,
-                    }),
-                )
-            })
-            .collect();
-        // Habitat's fields in its order, then ours.
-        json!({
-            "service_group": self.service_group.as_str(),
-            "election_status": self.election_status,
-            "update_election_status": self.update_election_status,
-            "pkg_incarnation": 0,
-            "leader_id": self.leader_id.map(|id| id.to_string()),
-            "service_config": service_config,
-            "local_member_id": self.local_member_id.to_string(),
-            "population": population,
-            "update_leader_id": self.update_leader_id.map(|id| id.to_string()),
-            "changed_service_files": [],
-            "service_files": service_files,
-            "election_term": self.election_term,
-            "update_election_term": self.update_election_term,
-            "electorate": self
+                        ServiceFileDoc {
+                            body: Vec::new(),
+                            filename: f.filename.clone(),
+                            incarnation: f.incarnation,
+                        },
+                    )
+                })
+                .collect(),
+            election_term: self.election_term,
+            update_election_term: self.update_election_term,
+            electorate: self
                 .electorate
                 .as_ref()
-                .map(|ids| ids.iter().map(ToString::to_string).collect::<Vec<_>>()),
-            "retired_members": self
+                .map(|ids| ids.iter().map(ToString::to_string).collect()),
+            retired_members: self
                 .retired_members
                 .iter()
                 .map(ToString::to_string)
-                .collect::<Vec<_>>(),
-        })
+                .collect(),
+        }
     }
 
     /// A member as Habitat shows it, in `/census` and to templates (`svc.members`, `bind.*`),
     /// its fields in Habitat's order.
     pub fn member_json(&self, m: &CensusMember) -> Value {
-        // Habitat shows an ident it cannot parse as an empty one rather than dropping `pkg`.
-        let pkg = m.pkg.clone().unwrap_or_default();
+        serde_json::to_value(self.member_doc(m)).unwrap_or_default()
+    }
+
+    /// A member as `/census` shows it, typed (`doc::MemberDoc`).
+    pub fn member_doc(&self, m: &CensusMember) -> MemberDoc {
         let status =
             |s: &'static str| (s == self.election_status, s == self.update_election_status);
         let (running, update_running) = status(ELECTION_IN_PROGRESS);
         let (no_quorum, update_no_quorum) = status(ELECTION_NO_QUORUM);
         let (finished, update_finished) = status(ELECTION_FINISHED);
-        json!({
-            "member_id": m.member_id.to_string(),
-            "pkg": pkg,
+        MemberDoc {
+            member_id: m.member_id.to_string(),
+            // Habitat shows an ident it cannot parse as an empty one rather than dropping `pkg`.
+            pkg: m.pkg.clone().unwrap_or_default(),
             // We do not track package-update incarnations apart from the service rumor's.
-            "pkg_incarnation": 0,
-            "package": m.package,
-            "service": self.service_group.service(),
-            "group": self.service_group.group(),
-            "org": self.service_group.org(),
-            "persistent": m.persistent,
-            "leader": m.leader,
-            "follower": m.follower,
-            "update_leader": m.update_leader,
-            "update_follower": m.update_follower,
-            "election_is_running": running,
-            "election_is_no_quorum": no_quorum,
-            "election_is_finished": finished,
-            "update_election_is_running": update_running,
-            "update_election_is_no_quorum": update_no_quorum,
-            "update_election_is_finished": update_finished,
-            "sys": m.sys,
-            "alive": m.health == Health::Alive,
-            "suspect": m.health == Health::Suspect,
-            "confirmed": m.health == Health::Confirmed,
-            "departed": m.health == Health::Departed,
-            "cfg": toml_table_to_json(&m.cfg),
-        })
+            pkg_incarnation: 0,
+            package: m.package.clone(),
+            service: self.service_group.service().to_string(),
+            group: self.service_group.group().to_string(),
+            org: self.service_group.org().map(str::to_string),
+            persistent: m.persistent,
+            leader: m.leader,
+            follower: m.follower,
+            update_leader: m.update_leader,
+            update_follower: m.update_follower,
+            election_is_running: running,
+            election_is_no_quorum: no_quorum,
+            election_is_finished: finished,
+            update_election_is_running: update_running,
+            update_election_is_no_quorum: update_no_quorum,
+            update_election_is_finished: update_finished,
+            sys: m.sys.clone(),
+            alive: m.health == Health::Alive,
+            suspect: m.health == Health::Suspect,
+            confirmed: m.health == Health::Confirmed,
+            departed: m.health == Health::Departed,
+            cfg: toml_table_to_json(&m.cfg),
+        }
     }
 }
 
@@ -596,23 +601,26 @@ pub fn census(input: &CensusInput<'_>) -> Value {
 
 /// `census`, with this member's own election views (see `LocalElections`).
 pub fn census_with(input: &CensusInput<'_>, local: &LocalElections) -> Value {
-    let groups: Map<String, Value> = census_groups_with(input, local)
-        .iter()
-        .map(|g| (g.service_group.as_str().to_string(), g.to_json()))
-        .collect();
+    serde_json::to_value(census_doc(input, local)).unwrap_or_default()
+}
+
+/// `census_with`, typed (`doc::CensusDoc`).
+pub fn census_doc(input: &CensusInput<'_>, local: &LocalElections) -> CensusDoc {
     let counter = |kind| input.store.update_counter(kind);
-    // Habitat's fields in its order.
-    json!({
-        "changed": true,
-        "census_groups": groups,
-        "local_member_id": input.local.id.to_string(),
-        "last_service_counter": counter(RumorKind::Service),
-        "last_election_counter": counter(RumorKind::Election),
-        "last_election_update_counter": counter(RumorKind::ElectionUpdate),
-        "last_membership_counter": known_members(input).len(),
-        "last_service_config_counter": counter(RumorKind::ServiceConfig),
-        "last_service_file_counter": counter(RumorKind::ServiceFile),
-    })
+    CensusDoc {
+        changed: true,
+        census_groups: census_groups_with(input, local)
+            .iter()
+            .map(|g| (g.service_group.as_str().to_string(), g.to_doc()))
+            .collect(),
+        local_member_id: input.local.id.to_string(),
+        last_service_counter: counter(RumorKind::Service),
+        last_election_counter: counter(RumorKind::Election),
+        last_election_update_counter: counter(RumorKind::ElectionUpdate),
+        last_membership_counter: known_members(input).len() as u64,
+        last_service_config_counter: counter(RumorKind::ServiceConfig),
+        last_service_file_counter: counter(RumorKind::ServiceFile),
+    }
 }
 
 /// `GET /butterfly`: the ring's raw state, Habitat's `member`, `service`, `service_config`,
@@ -1242,6 +1250,130 @@ mod tests {
             butterfly(&f.input())["node_name_conflicts"],
             json!({ "shared": [id(1).to_string(), id(3).to_string()] })
         );
+    }
+
+    /// The census as the gateway wrote it by hand before it was serialised from `doc`'s
+    /// types: kept here to prove the typed document is byte for byte the same.
+    fn handwritten_group_json(g: &CensusGroup) -> Value {
+        let member = |m: &CensusMember| {
+            let pkg = m.pkg.clone().unwrap_or_default();
+            let status = |s: &'static str| (s == g.election_status, s == g.update_election_status);
+            let (running, update_running) = status(ELECTION_IN_PROGRESS);
+            let (no_quorum, update_no_quorum) = status(ELECTION_NO_QUORUM);
+            let (finished, update_finished) = status(ELECTION_FINISHED);
+            json!({
+                "member_id": m.member_id.to_string(),
+                "pkg": pkg,
+                "pkg_incarnation": 0,
+                "package": m.package,
+                "service": g.service_group.service(),
+                "group": g.service_group.group(),
+                "org": g.service_group.org(),
+                "persistent": m.persistent,
+                "leader": m.leader,
+                "follower": m.follower,
+                "update_leader": m.update_leader,
+                "update_follower": m.update_follower,
+                "election_is_running": running,
+                "election_is_no_quorum": no_quorum,
+                "election_is_finished": finished,
+                "update_election_is_running": update_running,
+                "update_election_is_no_quorum": update_no_quorum,
+                "update_election_is_finished": update_finished,
+                "sys": m.sys,
+                "alive": m.health == Health::Alive,
+                "suspect": m.health == Health::Suspect,
+                "confirmed": m.health == Health::Confirmed,
+                "departed": m.health == Health::Departed,
+                "cfg": toml_table_to_json(&m.cfg),
+            })
+        };
+        let population: Map<String, Value> = g
+            .members
+            .iter()
+            .map(|m| (m.member_id.to_string(), member(m)))
+            .collect();
+        let service_config = match &g.service_config {
+            Some(config) => json!({
+                "incarnation": config.incarnation,
+                "value": toml_table_to_json(&config.value),
+            }),
+            None => Value::Null,
+        };
+        let service_files: Map<String, Value> = g
+            .service_files
+            .iter()
+            .map(|f| {
+                (
+                    f.filename.clone(),
+                    json!({"body": [], "filename": f.filename, "incarnation": f.incarnation}),
+                )
+            })
+            .collect();
+        json!({
+            "service_group": g.service_group.as_str(),
+            "election_status": g.election_status,
+            "update_election_status": g.update_election_status,
+            "pkg_incarnation": 0,
+            "leader_id": g.leader_id.map(|id| id.to_string()),
+            "service_config": service_config,
+            "local_member_id": g.local_member_id.to_string(),
+            "population": population,
+            "update_leader_id": g.update_leader_id.map(|id| id.to_string()),
+            "changed_service_files": [],
+            "service_files": service_files,
+            "election_term": g.election_term,
+            "update_election_term": g.update_election_term,
+            "electorate": g
+                .electorate
+                .as_ref()
+                .map(|ids| ids.iter().map(ToString::to_string).collect::<Vec<_>>()),
+            "retired_members": g
+                .retired_members
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>(),
+        })
+    }
+
+    #[test]
+    fn the_typed_census_serialises_byte_for_byte_as_the_handwritten_json_and_parses_back() {
+        let f = Fixture::new();
+        for local in [
+            LocalElections::default(),
+            local(ViewStatus::Finished, Some(2), 3),
+            local(ViewStatus::NoQuorum, None, 3),
+        ] {
+            let groups = census_groups_with(&f.input(), &local);
+            for g in &groups {
+                let typed = serde_json::to_string(&g.to_json()).unwrap();
+                let by_hand = serde_json::to_string(&handwritten_group_json(g)).unwrap();
+                assert_eq!(typed, by_hand);
+            }
+            let by_hand = json!({
+                "changed": true,
+                "census_groups": groups
+                    .iter()
+                    .map(|g| (g.service_group.as_str().to_string(), handwritten_group_json(g)))
+                    .collect::<Map<String, Value>>(),
+                "local_member_id": f.local.id.to_string(),
+                "last_service_counter": f.store.update_counter(RumorKind::Service),
+                "last_election_counter": f.store.update_counter(RumorKind::Election),
+                "last_election_update_counter": f.store.update_counter(RumorKind::ElectionUpdate),
+                "last_membership_counter": known_members(&f.input()).len(),
+                "last_service_config_counter": f.store.update_counter(RumorKind::ServiceConfig),
+                "last_service_file_counter": f.store.update_counter(RumorKind::ServiceFile),
+            });
+            let text = serde_json::to_string(&census_with(&f.input(), &local)).unwrap();
+            assert_eq!(text, serde_json::to_string(&by_hand).unwrap());
+            let parsed = CensusDoc::from_slice(text.as_bytes()).unwrap();
+            assert_eq!(parsed, census_doc(&f.input(), &local));
+            let redis = parsed.group("redis.default").unwrap();
+            assert_eq!(redis.service_config.as_ref().unwrap().incarnation, 7);
+            assert_eq!(redis.service_files["ca.pem"].incarnation, 2);
+            let three = &redis.population[&id(3).to_string()];
+            assert_eq!(three.health(), Some(Health::Suspect));
+        }
     }
 
     #[test]

@@ -373,5 +373,6 @@ fn supervisor_config(root: std::path::PathBuf, args: RunArgs) -> anyhow::Result<
         gossip,
         retire_after: args.timing.retire_after,
         http_auth_token: std::env::var("HAB_SUP_GATEWAY_AUTH_TOKEN").ok(),
+        ctl_secret: std::env::var("HAB_CTL_SECRET").ok(),
     })
 }

@@ -307,6 +307,12 @@ fn our_schemas_accept_habitats_own_samples() {
         keys(&first(&group, "/population")),
         sorted(&CENSUS_MEMBER_FIELDS)
     );
+    // The typed census (what the operator reads `/census` with) parses Habitat's own.
+    let typed: census::CensusDoc = serde_json::from_value(census.clone()).unwrap();
+    assert_eq!(
+        typed.census_groups.len(),
+        keys(&census["census_groups"]).len()
+    );
 }
 
 // --- Our documents.
@@ -322,6 +328,19 @@ fn our_butterfly_document_validates_against_the_schema() {
         json!([id(1).to_string(), id(3).to_string()])
     );
     assert_valid(&Schemas::load(), "butterfly", &doc);
+}
+
+#[test]
+fn our_census_document_parses_into_the_typed_census_and_back_unchanged() {
+    let ring = Ring::new();
+    let doc = census::census(&ring.input());
+    let typed: census::CensusDoc = serde_json::from_value(doc.clone()).unwrap();
+    assert_eq!(
+        serde_json::to_string(&typed).unwrap(),
+        serde_json::to_string(&doc).unwrap()
+    );
+    let group = typed.group("postgres.default").unwrap();
+    assert!(group.population.values().all(|m| m.health().is_some()));
 }
 
 #[test]

@@ -113,6 +113,16 @@ pub fn config_secret_name(hab: &Habitat) -> String {
     format!("{}-config", hab.name_any())
 }
 
+/// Name of the Secret that holds the ctl gateway's secret (`hab config apply`).
+pub fn ctl_secret_name(hab: &Habitat) -> String {
+    format!("{}-ctl", hab.name_any())
+}
+
+/// Name of the Secret that holds the HTTP gateway's bearer token.
+pub fn gateway_secret_name(hab: &Habitat) -> String {
+    format!("{}-gateway", hab.name_any())
+}
+
 #[cfg(test)]
 pub(crate) mod golden {
     //! Golden-file comparison: `UPDATE_GOLDEN=1 cargo test -p habitat-operator` rewrites the

@@ -1,7 +1,9 @@
 //! Secrets the operator creates: `<name>-config` holding `spec.service.config` as user.toml
-//! (a Secret, since service config often carries passwords), and the ring key Secret
-//! `spec.service.ringSecretName` when `generateRingKey` asks for one. The key's random bytes
-//! are an argument, so the builder stays pure.
+//! (a Secret, since service config often carries passwords); `<name>-ctl` (the ctl gateway's
+//! secret, for the operator and `hab config apply` from a workstation) and `<name>-gateway`
+//! (the HTTP gateway's bearer token, for the operator's census stream), both random, created
+//! once and never rewritten; and the ring key Secret `spec.service.ringSecretName` when
+//! `generateRingKey` asks for one. Random bytes are an argument, so the builders stay pure.
 //!
 //! The ring key Secret has no owner reference: it is the ring's identity, possibly shared by
 //! several resources (and supervisors outside the cluster), so the garbage collector must
@@ -19,7 +21,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::ResourceExt;
 
 use super::statefulset::{RING_KEY_SECRET_KEY, USER_TOML_KEY};
-use super::{child_meta, config_secret_name, MANAGED_BY};
+use super::{child_meta, config_secret_name, ctl_secret_name, gateway_secret_name, MANAGED_BY};
 use crate::crd::Habitat;
 
 /// Annotation of a generated ring key Secret: the resource it was generated for.
@@ -27,6 +29,40 @@ pub const GENERATED_FOR_ANNOTATION: &str = "habitat.sh/generated-for";
 
 /// Length of a ring key's secret, in bytes.
 pub const RING_KEY_LEN: usize = 32;
+/// Random bytes of a ctl secret or gateway token (shown as 64 hex digits).
+pub const TOKEN_LEN: usize = 32;
+/// Key of `<name>-ctl` holding the ctl secret.
+pub const CTL_SECRET_KEY: &str = "ctl-secret";
+/// Key of `<name>-gateway` holding the bearer token.
+pub const GATEWAY_TOKEN_KEY: &str = "token";
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn token_secret(hab: &Habitat, name: String, key: &str, bytes: &[u8; TOKEN_LEN]) -> Secret {
+    Secret {
+        metadata: child_meta(hab, name),
+        type_: Some("Opaque".to_owned()),
+        data: Some(BTreeMap::from([(
+            key.to_owned(),
+            ByteString(hex(bytes).into_bytes()),
+        )])),
+        ..Secret::default()
+    }
+}
+
+/// The Secret `<name>-ctl`: key `ctl-secret`, the ctl gateway's secret as 64 hex digits
+/// (given to members as `HAB_CTL_SECRET`).
+pub fn ctl_secret(hab: &Habitat, bytes: &[u8; TOKEN_LEN]) -> Secret {
+    token_secret(hab, ctl_secret_name(hab), CTL_SECRET_KEY, bytes)
+}
+
+/// The Secret `<name>-gateway`: key `token`, the HTTP gateway's bearer token as 64 hex
+/// digits (given to members as `HAB_SUP_GATEWAY_AUTH_TOKEN`).
+pub fn gateway_secret(hab: &Habitat, bytes: &[u8; TOKEN_LEN]) -> Secret {
+    token_secret(hab, gateway_secret_name(hab), GATEWAY_TOKEN_KEY, bytes)
+}
 
 /// The Secret `<name>-config` with user.toml, when the spec has `service.config`.
 pub fn config_secret(hab: &Habitat) -> Option<Secret> {
@@ -91,6 +127,28 @@ mod tests {
     fn config_secret_matches_golden() {
         let hab = Habitat::test("web").config("port = 8080\n[tls]\nenabled = true\n");
         assert_golden("secret-config", &config_secret(&hab).unwrap());
+    }
+
+    #[test]
+    fn ctl_and_gateway_secrets_match_golden() {
+        let hab = Habitat::test("web");
+        assert_golden("secret-ctl", &ctl_secret(&hab, &[0xab; 32]));
+        assert_golden("secret-gateway", &gateway_secret(&hab, &[0x01; 32]));
+    }
+
+    #[test]
+    fn ctl_and_gateway_secrets_are_owned_hex_of_their_bytes() {
+        let hab = Habitat::test("web");
+        let secret = ctl_secret(&hab, &[0xab; 32]);
+        assert_eq!(secret.name_any(), "web-ctl");
+        assert_eq!(secret.owner_references()[0].name, "web");
+        assert_eq!(
+            secret.data.unwrap()["ctl-secret"].0,
+            "ab".repeat(32).as_bytes()
+        );
+        let token = gateway_secret(&hab, &[0x01; 32]);
+        assert_eq!(token.name_any(), "web-gateway");
+        assert_eq!(token.data.unwrap()["token"].0, "01".repeat(32).as_bytes());
     }
 
     #[test]

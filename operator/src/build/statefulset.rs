@@ -21,9 +21,10 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::ResourceExt;
 
+use super::secrets::{CTL_SECRET_KEY, GATEWAY_TOKEN_KEY};
 use super::{
-    child_meta, config_secret_name, labels, peers_service_name, selector_labels, BuildConfig,
-    CTL_PORT, GOSSIP_PORT, HTTP_PORT,
+    child_meta, config_secret_name, ctl_secret_name, gateway_secret_name, labels,
+    peers_service_name, selector_labels, BuildConfig, CTL_PORT, GOSSIP_PORT, HTTP_PORT,
 };
 use crate::crd::Habitat;
 
@@ -38,7 +39,13 @@ pub const USER_TOML_KEY: &str = "user.toml";
 /// Peers every member is told about: the first pods of the StatefulSet.
 const MAX_PEERS: i32 = 3;
 /// Environment variables the operator sets; the spec's `env` cannot replace them.
-const RESERVED_ENV: [&str; 3] = ["HAB_NODE_NAME", "POD_IP", "HAB_RING_KEY"];
+const RESERVED_ENV: [&str; 5] = [
+    "HAB_NODE_NAME",
+    "POD_IP",
+    "HAB_RING_KEY",
+    "HAB_CTL_SECRET",
+    "HAB_SUP_GATEWAY_AUTH_TOKEN",
+];
 /// Default `terminationGracePeriodSeconds` of the pods. Kubernetes' 30 s is tight for a
 /// graceful leave: after SIGTERM the supervisor waits up to the package's SHUTDOWN_TIMEOUT
 /// (8 s by default, as in Habitat), runs the post-stop hook, then hands over leadership and
@@ -211,24 +218,39 @@ fn field_env(name: &str, path: &str) -> EnvVar {
     }
 }
 
+fn secret_env(name: &str, secret: String, key: &str) -> EnvVar {
+    EnvVar {
+        name: name.to_owned(),
+        value_from: Some(EnvVarSource {
+            secret_key_ref: Some(SecretKeySelector {
+                name: secret,
+                key: key.to_owned(),
+                optional: Some(false),
+            }),
+            ..EnvVarSource::default()
+        }),
+        ..EnvVar::default()
+    }
+}
+
 fn app_env(hab: &Habitat) -> Vec<EnvVar> {
     let mut env = vec![
         field_env("HAB_NODE_NAME", "metadata.name"),
         field_env("POD_IP", "status.podIP"),
+        // The supervisor keeps both out of its services' and hooks' environment.
+        secret_env("HAB_CTL_SECRET", ctl_secret_name(hab), CTL_SECRET_KEY),
+        secret_env(
+            "HAB_SUP_GATEWAY_AUTH_TOKEN",
+            gateway_secret_name(hab),
+            GATEWAY_TOKEN_KEY,
+        ),
     ];
     if let Some(secret) = &hab.spec.service.ring_secret_name {
-        env.push(EnvVar {
-            name: "HAB_RING_KEY".to_owned(),
-            value_from: Some(EnvVarSource {
-                secret_key_ref: Some(SecretKeySelector {
-                    name: secret.clone(),
-                    key: RING_KEY_SECRET_KEY.to_owned(),
-                    optional: Some(false),
-                }),
-                ..EnvVarSource::default()
-            }),
-            ..EnvVar::default()
-        });
+        env.push(secret_env(
+            "HAB_RING_KEY",
+            secret.clone(),
+            RING_KEY_SECRET_KEY,
+        ));
     }
     env.extend(
         hab.spec
@@ -279,14 +301,9 @@ fn app_container(hab: &Habitat) -> Container {
             ..VolumeMount::default()
         });
     }
-    if service.files_secret_name.is_some() {
-        mounts.push(VolumeMount {
-            name: "files".to_owned(),
-            mount_path: format!("/hab/svc/{}/files", service.name),
-            read_only: Some(true),
-            ..VolumeMount::default()
-        });
-    }
+    // `filesSecretName` is not mounted: its keys reach the ring as file rumors, which the
+    // supervisor writes to /hab/svc/<name>/files itself (a read-only mount there would
+    // refuse them).
     if let Some(storage) = &hab.spec.persistent_storage {
         mounts.push(VolumeMount {
             name: "data".to_owned(),
@@ -351,9 +368,6 @@ fn volumes(hab: &Habitat) -> Vec<Volume> {
                 ..KeyToPath::default()
             }]),
         ));
-    }
-    if let Some(secret) = &service.files_secret_name {
-        volumes.push(secret_volume("files", secret, None));
     }
     volumes
 }
@@ -504,7 +518,38 @@ mod tests {
             .flatten()
             .map(|e| e.name.as_str())
             .collect();
-        assert_eq!(names, ["HAB_NODE_NAME", "POD_IP", "MODE"]);
+        assert_eq!(
+            names,
+            [
+                "HAB_NODE_NAME",
+                "POD_IP",
+                "HAB_CTL_SECRET",
+                "HAB_SUP_GATEWAY_AUTH_TOKEN",
+                "MODE"
+            ]
+        );
+    }
+
+    #[test]
+    fn members_get_the_ctl_secret_and_gateway_token_and_files_are_not_mounted() {
+        let mut hab = Habitat::test("web");
+        hab.spec.service.files_secret_name = Some("web-files".to_owned());
+        let pod = pod_spec(&build(&hab));
+        let env = pod.containers[0].env.clone().unwrap();
+        let from = |name: &str| {
+            let e = env.iter().find(|e| e.name == name).unwrap();
+            let r = e.value_from.clone().unwrap().secret_key_ref.unwrap();
+            (r.name, r.key)
+        };
+        assert_eq!(
+            from("HAB_CTL_SECRET"),
+            ("web-ctl".into(), "ctl-secret".into())
+        );
+        assert_eq!(
+            from("HAB_SUP_GATEWAY_AUTH_TOKEN"),
+            ("web-gateway".into(), "token".into())
+        );
+        assert!(pod.volumes.unwrap().iter().all(|v| v.name != "files"));
     }
 
     #[test]

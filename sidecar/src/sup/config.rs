@@ -38,6 +38,9 @@ pub struct SupervisorConfig {
     /// See `ElectionConfig::retire_after`.
     pub retire_after: Duration,
     pub http_auth_token: Option<String>,
+    /// The ctl gateway's secret from `HAB_CTL_SECRET` (e.g. a Kubernetes Secret); without it
+    /// the secret is `CTL_SECRET` in the sup dir, created on first start.
+    pub ctl_secret: Option<String>,
 }
 
 /// `IP[:PORT]` or `HOST[:PORT]` (port defaults to 9638).

@@ -133,13 +133,39 @@ impl Session {
     }
 }
 
-/// The gateway's secret: `<sup dir>/CTL_SECRET`, created (random, mode 0600) on first start.
-pub fn load_or_create_secret(path: &Path) -> Result<String> {
-    match std::fs::read_to_string(path) {
-        Ok(text) if !text.trim().is_empty() => return Ok(text.trim().to_string()),
-        Ok(_) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+/// Longest ctl secret accepted from `HAB_CTL_SECRET`.
+pub const MAX_SECRET_LEN: usize = 1024;
+
+/// The gateway's secret. `given` (`HAB_CTL_SECRET`) when set: it must be 1 to
+/// `MAX_SECRET_LEN` visible ASCII characters (surrounding whitespace is dropped), and is
+/// written to `path` so local `hab` commands find it. Otherwise `path`
+/// (`<sup dir>/CTL_SECRET`), created (random, mode 0600) on first start. Errors never show it.
+pub fn load_or_create_secret(path: &Path, given: Option<&str>) -> Result<String> {
+    let existing = match std::fs::read_to_string(path) {
+        Ok(text) => Some(text.trim().to_string()).filter(|t| !t.is_empty()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
         Err(e) => return Err(Error::io(path, e)),
+    };
+    if let Some(given) = given {
+        let secret = given.trim();
+        let visible = |c: char| c.is_ascii_graphic();
+        if secret.is_empty() || secret.len() > MAX_SECRET_LEN || !secret.chars().all(visible) {
+            return Err(Error::InvalidInput {
+                what: "HAB_CTL_SECRET".to_string(),
+                problem: format!(
+                    "expected 1 to {MAX_SECRET_LEN} visible ASCII characters (no spaces), \
+                     found {} characters",
+                    secret.chars().count()
+                ),
+            });
+        }
+        if existing.as_deref() != Some(secret) {
+            crate::files::write_atomically(path, format!("{secret}\n").as_bytes(), 0o600)?;
+        }
+        return Ok(secret.to_string());
+    }
+    if let Some(secret) = existing {
+        return Ok(secret);
     }
     let bytes: [u8; 32] = rand::rng().random();
     let secret: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
@@ -342,11 +368,50 @@ mod tests {
     fn the_secret_file_is_created_once_private_and_kept() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("CTL_SECRET");
-        let first = load_or_create_secret(&path).unwrap();
+        let first = load_or_create_secret(&path, None).unwrap();
         assert_eq!(first.len(), 64);
-        assert_eq!(load_or_create_secret(&path).unwrap(), first);
+        assert_eq!(load_or_create_secret(&path, None).unwrap(), first);
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(&path).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
+    }
+
+    #[test]
+    fn a_secret_from_the_environment_wins_and_is_written_for_local_commands() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("CTL_SECRET");
+        let generated = load_or_create_secret(&path, None).unwrap();
+        let given = load_or_create_secret(&path, Some(" from-a-k8s-secret\n")).unwrap();
+        assert_eq!(given, "from-a-k8s-secret");
+        assert_ne!(given, generated);
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "from-a-k8s-secret\n"
+        );
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        // Without it again, the file (now the given secret) is kept.
+        assert_eq!(load_or_create_secret(&path, None).unwrap(), given);
+    }
+
+    #[test]
+    fn an_invalid_secret_from_the_environment_is_refused_without_showing_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("CTL_SECRET");
+        for bad in [
+            "",
+            "   ",
+            "two words",
+            "tab\there",
+            &"x".repeat(MAX_SECRET_LEN + 1),
+        ] {
+            let err = load_or_create_secret(&path, Some(bad))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("HAB_CTL_SECRET"), "{err}");
+            assert!(bad.trim().is_empty() || !err.contains(bad.trim()), "{err}");
+        }
+        assert!(!path.exists());
     }
 }

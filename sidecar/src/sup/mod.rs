@@ -181,7 +181,10 @@ pub async fn run(config: SupervisorConfig) -> anyhow::Result<Exit> {
     transport::spawn_tcp_listener(tcp, frames_tx, transport::TcpLimits::default(), keys_rx);
     let (mut gateway, snapshot) = crate::http::snapshot::channel();
     crate::http::spawn(http_listener, snapshot, config.http_auth_token.clone());
-    let ctl_secret = ctl_gateway::load_or_create_secret(&dirs.sup.join("CTL_SECRET"))?;
+    let ctl_secret = ctl_gateway::load_or_create_secret(
+        &dirs.sup.join("CTL_SECRET"),
+        config.ctl_secret.as_deref(),
+    )?;
     let (ctl_tx, mut ctl_rx) = mpsc::channel::<ctl_gateway::Ask>(16);
     let ctl_counters = Arc::new(ctl_gateway::CtlCounters::default());
     ctl_gateway::spawn(
