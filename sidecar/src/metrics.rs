@@ -158,7 +158,7 @@ impl Metrics {
                 .set(count as i64);
         }
         let last = &self.last;
-        let pairs: [(&Family<Labels, Counter>, Labels, u64, u64); 9] = [
+        let pairs: [(&Family<Labels, Counter>, Labels, u64, u64); 10] = [
             (
                 &self.bytes,
                 vec![("direction", "in".into())],
@@ -200,6 +200,12 @@ impl Metrics {
                 vec![("event", "sent".into())],
                 last.rumors_sent,
                 stats.rumors_sent,
+            ),
+            (
+                &self.rumors,
+                vec![("event", "forwarded".into())],
+                last.rumors_forwarded,
+                stats.rumors_forwarded,
             ),
             (
                 &self.rumors,
@@ -271,6 +277,7 @@ mod tests {
             "{text}"
         );
         stats.bytes_sent = 150;
+        stats.rumors_forwarded = 4;
         let mut store = Store::new();
         store.insert(
             crate::gossip::rumor::Rumor::Retirement(crate::gossip::rumor::RetirementRumor {
@@ -287,6 +294,10 @@ mod tests {
         assert!(text.contains("hab_gossip_rumors_stored 1"), "{text}");
         assert!(
             text.contains("hab_gossip_bytes_total{direction=\"out\"} 150"),
+            "{text}"
+        );
+        assert!(
+            text.contains("hab_gossip_rumors_total{event=\"forwarded\"} 4"),
             "{text}"
         );
         assert!(text.contains("hab_gossip_local_health 2"), "{text}");

@@ -15,7 +15,9 @@ use rand::{RngExt, SeedableRng};
 use habitat_sidecar::gossip::crypto::{Keyring, RingKey};
 use habitat_sidecar::gossip::member::{Health, MemberId};
 use habitat_sidecar::gossip::node::NodeEvent;
-use habitat_sidecar::gossip::rumor::{Rumor, RumorKey, ServiceConfigRumor, ServiceGroup};
+use habitat_sidecar::gossip::rumor::{
+    Rumor, RumorKey, ServiceConfigRumor, ServiceGroup, ServiceRumor, SysInfo,
+};
 use habitat_sidecar::gossip::sim::{Sim, SimConfig};
 
 #[derive(Parser, Debug)]
@@ -37,6 +39,10 @@ struct Args {
     /// Form the ring by joining through member 0 instead of starting from a formed ring.
     #[arg(long)]
     cold_start: bool,
+    /// Inject the ~512 B rumor as a service rumor (spread by the epidemic alone) instead of a
+    /// config rumor, which its origin tells every member at once as `hab config apply` does.
+    #[arg(long)]
+    relayed: bool,
 }
 
 #[derive(Default)]
@@ -86,6 +92,14 @@ fn total_rumor_sends(sim: &Sim) -> u64 {
     (0..sim.len())
         .filter_map(|i| sim.node(i))
         .map(|n| n.stats().rumors_sent)
+        .sum()
+}
+
+/// Of `total_rumor_sends`, those made by members at once on learning a rumor.
+fn total_rumor_forwards(sim: &Sim) -> u64 {
+    (0..sim.len())
+        .filter_map(|i| sim.node(i))
+        .map(|n| n.stats().rumors_forwarded)
         .sum()
 }
 
@@ -155,20 +169,34 @@ fn main() -> Result<()> {
     let early_idle_bytes_per_member_per_s =
         (total_bytes_sent(&sim) - before) as f64 / n as f64 / early_window.as_secs_f64();
 
-    // 3. Dissemination of a ~512 B config rumor injected at one member.
+    // 3. Dissemination of a ~512 B config (or service) rumor injected at one member.
     let mut rng = StdRng::seed_from_u64(args.seed ^ 0x5eed);
     let origin = rng.random_range(0..n);
     let group = ServiceGroup::parse("app.default").map_err(anyhow::Error::msg)?;
     let body: Vec<u8> = format!("# injected\nvalue = \"{}\"\n", "x".repeat(480)).into_bytes();
-    let rumor = Rumor::ServiceConfig(ServiceConfigRumor {
-        from_id: "gossip-sim".into(),
-        service_group: group,
-        incarnation: 1,
-        encrypted: false,
-        config: body,
-    });
+    let rumor = if args.relayed {
+        Rumor::Service(ServiceRumor {
+            member_id: sim.identity(origin).id,
+            service_group: group,
+            incarnation: 1,
+            package: "core/app/1.0.0/20260101000000".into(),
+            initialized: true,
+            sys: SysInfo::default(),
+            cfg: body,
+            tombstone: false,
+        })
+    } else {
+        Rumor::ServiceConfig(ServiceConfigRumor {
+            from_id: "gossip-sim".into(),
+            service_group: group,
+            incarnation: 1,
+            encrypted: false,
+            config: body,
+        })
+    };
     observed.borrow_mut().watch_key = Some(rumor.key());
     let sends_before = total_rumor_sends(&sim);
+    let forwards_before = total_rumor_forwards(&sim);
     let injected_at = sim.now_ms();
     observed.borrow_mut().rumor_at.insert(origin, injected_at);
     sim.node_mut(origin)
@@ -181,6 +209,7 @@ fn main() -> Result<()> {
     // Count sends until the rumor's retransmit budget is spent everywhere.
     sim.run_for(Duration::from_secs(10));
     let sends_per_rumor_total = total_rumor_sends(&sim) - sends_before;
+    let sends_on_receipt = total_rumor_forwards(&sim) - forwards_before;
     let delays: Vec<u64> = observed
         .borrow()
         .rumor_at
@@ -248,10 +277,12 @@ fn main() -> Result<()> {
         "members": n,
         "loss": args.loss,
         "seed": args.seed,
+        "rumor": if args.relayed { "service" } else { "config" },
         "gossip_interval_ms": gossip_interval.as_millis() as u64,
         "dissemination_p999_intervals": p999,
         "dissemination_p100_intervals": p100,
         "sends_per_rumor_total": sends_per_rumor_total,
+        "sends_per_rumor_on_receipt": sends_on_receipt,
         "idle_bytes_per_member_per_s": (idle_bytes_per_member_per_s * 10.0).round() / 10.0,
         "early_idle_bytes_per_member_per_s": (early_idle_bytes_per_member_per_s * 10.0).round() / 10.0,
         "false_deaths_per_member_per_min": false_deaths as f64 / n as f64 / steady_minutes,

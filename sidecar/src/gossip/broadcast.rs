@@ -1,9 +1,10 @@
 //! Which rumors ride on which datagram. Each new rumor version is queued with a retransmit
 //! budget of about `mult * log10(N + 1)` members (not Habitat's per-member heat, which costs
 //! O(N^2) messages): it goes at most once to each member, least-sent rumors first, and leaves
-//! the queue when it has gone to that many members or a newer version of the same key replaces
-//! it. A datagram to an address that is not an up member carries queued rumors without
-//! spending their budget.
+//! the queue when it has gone to that many members (however it went: on a gossip round, on
+//! receipt, or told directly, see `mark_sent`) or a newer version of the same key replaces it.
+//! A datagram to an address that is not an up member carries queued rumors without spending
+//! their budget.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -85,26 +86,74 @@ impl BroadcastQueue {
     /// prefixes included): those that have not gone to it yet, least-sent first; each is
     /// charged this member.
     pub fn take_for(&mut self, to: SocketAddr, budget: usize) -> Vec<Arc<[u8]>> {
-        let chosen = self.pick(budget, Some(to));
-        for &i in &chosen {
+        let chosen = self.pick(budget, Some(to), None);
+        self.charge(to, &chosen)
+    }
+
+    /// `take_for` among the queued rumors of `keys` only (rumors forwarded on first receipt,
+    /// see `Node::forward_fresh`); keys not queued (spent, or too big to ride) are skipped.
+    pub fn take_keys_for(
+        &mut self,
+        to: SocketAddr,
+        keys: &[RumorKey],
+        budget: usize,
+    ) -> Vec<Arc<[u8]>> {
+        let chosen = self.pick(budget, Some(to), Some(keys));
+        self.charge(to, &chosen)
+    }
+
+    /// Records that the `chosen` rumors went to `to`; their bytes.
+    fn charge(&mut self, to: SocketAddr, chosen: &[usize]) -> Vec<Arc<[u8]>> {
+        for &i in chosen {
             self.items[i].sent_to.push(to);
         }
-        let bytes = self.bytes_of(&chosen);
+        let bytes = self.bytes_of(chosen);
         self.retire_spent();
         bytes
+    }
+
+    /// The encoded rumor queued under `key`, if any.
+    pub fn bytes(&self, key: &RumorKey) -> Option<Arc<[u8]>> {
+        self.index
+            .get(key)
+            .map(|&i| Arc::clone(&self.items[i].bytes))
+    }
+
+    /// Records that the rumor under `key` went to `members` by other means (its origin told
+    /// every member at once): charged as sends, so it leaves the queue once they reach the
+    /// limit.
+    pub fn mark_sent(&mut self, key: &RumorKey, members: &[SocketAddr]) {
+        let Some(&i) = self.index.get(key) else {
+            return;
+        };
+        let item = &mut self.items[i];
+        for &to in members {
+            if !item.sent_to.contains(&to) {
+                item.sent_to.push(to);
+            }
+        }
+        self.retire_spent();
     }
 
     /// Picks rumors to ride along on a datagram to an address that is not an up member (an
     /// announce to a down member or a configured peer), without charging them.
     pub fn piggyback(&self, budget: usize) -> Vec<Arc<[u8]>> {
-        self.bytes_of(&self.pick(budget, None))
+        self.bytes_of(&self.pick(budget, None, None))
     }
 
-    /// Indexes of the rumors that fit in `budget` and have not gone to `to`, least-sent first.
-    fn pick(&self, budget: usize, to: Option<SocketAddr>) -> Vec<usize> {
-        let mut order: Vec<usize> = (0..self.items.len())
-            .filter(|&i| to.is_none_or(|to| !self.items[i].sent_to.contains(&to)))
-            .collect();
+    /// Indexes of the rumors that fit in `budget` and have not gone to `to` (of `keys` only,
+    /// when given), least-sent first.
+    fn pick(&self, budget: usize, to: Option<SocketAddr>, keys: Option<&[RumorKey]>) -> Vec<usize> {
+        let mut order: Vec<usize> = match keys {
+            Some(keys) => keys
+                .iter()
+                .filter_map(|k| self.index.get(k).copied())
+                .collect(),
+            None => (0..self.items.len()).collect(),
+        };
+        order.retain(|&i| to.is_none_or(|to| !self.items[i].sent_to.contains(&to)));
+        order.sort_unstable();
+        order.dedup();
         order.sort_by_key(|&i| self.items[i].sent());
         let mut left = budget;
         let mut chosen = Vec::new();
@@ -205,6 +254,38 @@ mod tests {
         let picked = q.take_for(peer(2), 60);
         assert_eq!(picked.len(), 1);
         assert_eq!(picked[0][0], 2);
+    }
+
+    #[test]
+    fn taking_by_key_sends_only_those_rumors_and_charges_them_like_any_send() {
+        let mut q = BroadcastQueue::new(2);
+        q.push(key(1), Arc::from(&b"one"[..]));
+        q.push(key(2), Arc::from(&b"two"[..]));
+        let picked = q.take_keys_for(peer(1), &[key(2), key(3)], 100);
+        assert_eq!(picked.len(), 1);
+        assert_eq!(&*picked[0], b"two");
+        assert!(
+            q.take_keys_for(peer(1), &[key(2)], 100).is_empty(),
+            "not twice to one member"
+        );
+        // The budget is shared with the ordinary sends: one more member spends it.
+        assert_eq!(q.take_for(peer(2), 100).len(), 2);
+        assert!(q.take_keys_for(peer(3), &[key(2)], 100).is_empty());
+        assert_eq!(q.len(), 1);
+    }
+
+    #[test]
+    fn members_told_directly_count_against_the_budget() {
+        let mut q = BroadcastQueue::new(3);
+        q.push(key(1), Arc::from(&b"abc"[..]));
+        q.mark_sent(&key(1), &[peer(1), peer(2)]);
+        assert!(q.take_for(peer(1), 100).is_empty(), "told already");
+        assert_eq!(q.take_for(peer(3), 100).len(), 1);
+        assert!(q.is_empty());
+        q.push(key(2), Arc::from(&b"def"[..]));
+        q.mark_sent(&key(2), &(1..10).map(peer).collect::<Vec<_>>());
+        assert!(q.is_empty(), "told more members than the limit: spent");
+        assert!(q.bytes(&key(2)).is_none());
     }
 
     #[test]

@@ -30,7 +30,7 @@ use super::crypto::{KeyId, Keyring, Opened, ReplayGuard, ENVELOPE_OVERHEAD, VERS
 use super::member::{Health, Identity, MemberId};
 use super::membership::{Membership, SwimConfig, SwimTimer};
 use super::rumor::{Rumor, RumorKey};
-use super::store::Store;
+use super::store::{Insert, Store};
 use super::wire::{self, Datagram, Frame, MAX_DATAGRAM};
 
 mod dissemination;
@@ -161,6 +161,9 @@ pub struct NodeStats {
     pub datagrams_sent_v2: u64,
     /// Rumor transmissions (one rumor in one datagram or frame counts one).
     pub rumors_sent: u64,
+    /// Of `rumors_sent`, those forwarded at once by a member that had just learnt them from a
+    /// datagram (see `Node::forward_fresh`).
+    pub rumors_forwarded: u64,
     pub rumors_received: u64,
     pub rumors_accepted: u64,
     /// Dropped datagrams/frames/rumors by reason.
@@ -506,15 +509,20 @@ impl Node {
                 }
             }
         }
+        let mut fresh = Vec::new();
         for encoded in datagram.rumors {
             self.stats.rumors_received += 1;
             match wire::decode_rumor(encoded) {
                 Ok(rumor) => {
-                    self.accept(rumor);
+                    let key = rumor.key();
+                    if matches!(self.accept(rumor), Insert::New | Insert::Updated) {
+                        fresh.push(key);
+                    }
                 }
                 Err(_) => self.stats.drop("malformed_rumor"),
             }
         }
+        self.forward_fresh(from, &fresh);
         self.flush_swim();
     }
 

@@ -236,6 +236,16 @@ impl Rumor {
         }
     }
 
+    /// Whether an operator's command creates this kind (`hab config apply`, `hab file upload`,
+    /// `hab sup depart`): rare, awaited by a person, and told by the member that took the
+    /// command to every member at once (see `Node::publish`).
+    pub const fn is_command(&self) -> bool {
+        matches!(
+            self,
+            Rumor::ServiceConfig(_) | Rumor::ServiceFile(_) | Rumor::Departure(_)
+        )
+    }
+
     pub const fn kind(&self) -> RumorKind {
         match self {
             Rumor::Service(_) => RumorKind::Service,
