@@ -17,7 +17,7 @@ use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use habitat_e2e::{hello_package, run_hab, Supervisor};
+use habitat_e2e::{copy_dir, hello_package, run_hab, Supervisor};
 use habitat_operator::build;
 use habitat_operator::crd::{CensusStatus, Habitat};
 use k8s_openapi::api::core::v1::{Pod, Secret};
@@ -33,20 +33,8 @@ const WAIT: Duration = Duration::from_secs(90);
 
 /// The example package with an init hook that records the environment hooks get.
 fn package_with_env_hook(dir: &Path) -> PathBuf {
-    fn copy(from: &Path, to: &Path) {
-        std::fs::create_dir_all(to).unwrap();
-        for entry in std::fs::read_dir(from).unwrap() {
-            let entry = entry.unwrap();
-            let target = to.join(entry.file_name());
-            if entry.file_type().unwrap().is_dir() {
-                copy(&entry.path(), &target);
-            } else {
-                std::fs::copy(entry.path(), &target).unwrap();
-            }
-        }
-    }
     let pkg = dir.join("hello");
-    copy(&hello_package(), &pkg);
+    copy_dir(&hello_package(), &pkg);
     std::fs::write(
         pkg.join("hooks/init"),
         "#!/bin/sh\nenv > {{pkg.svc_var_path}}/hook-env\n",

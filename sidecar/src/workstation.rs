@@ -825,30 +825,10 @@ pub async fn sup_depart(
     }
     writeln!(out, "» Permanently marking {member_id} as departed")?;
     writeln!(out, "↑ Applying via peer {}", remote.addr)?;
-    let mut unexpected = None;
-    let mut written = Ok(());
-    remote
-        .send(
-            msg::SupDepart {
-                member_id: Some(member_id.to_string()),
-            },
-            |reply| match reply {
-                Reply::NetOk(_) | Reply::NetProgress(_) => {}
-                Reply::ConsoleLine(line) => {
-                    if written.is_ok() {
-                        written = out.write_all(line.line.as_bytes());
-                    }
-                }
-                other => {
-                    unexpected.get_or_insert(other);
-                }
-            },
-        )
-        .await?;
-    written?;
-    if let Some(reply) = unexpected {
-        return Err(remote.unexpected("NetOk", &reply));
-    }
+    let depart = msg::SupDepart {
+        member_id: Some(member_id.to_string()),
+    };
+    svc::send_printing(remote, depart, out).await?;
     writeln!(out, "★ Departure recorded.")?;
     Ok(())
 }

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use habitat_e2e::{
-    agreed_leader, hello_package, run_hab, wait_for, wait_until, Supervisor, CTL_PORT,
+    agreed_leader, copy_dir, hello_package, run_hab, wait_for, wait_until, Supervisor, CTL_PORT,
 };
 
 const BLOCK_LIFECYCLE: u8 = 90;
@@ -40,20 +40,6 @@ fn install(sup: &Supervisor, name: &str) -> PathBuf {
     )
     .unwrap();
     dir
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            // Keeps the mode: hooks stay executable.
-            std::fs::copy(entry.path(), &target).unwrap();
-        }
-    }
 }
 
 /// The `hab svc status` row of `ident`, split into its columns.
