@@ -6,9 +6,10 @@
 //! `ca.crt`, `namespace` at `/var/run/secrets/kubernetes.io/serviceaccount`) and as projected
 //! `serviceAccountToken` sources.
 //!
-//! Invariants: a token is requested only for a pod that asks for one (automount not false on the
-//! pod, else on its ServiceAccount), is bound to the pod (the API server refuses it once the pod
-//! is gone), and is never logged.
+//! Invariants: a token is requested only for a pod that names its ServiceAccount (the admission
+//! plugin fills in `default`; without it the API server binds no token to the pod) and asks for
+//! one (automount not false on the pod, else on its ServiceAccount); it is bound to the pod (the
+//! API server refuses it once the pod is gone), and never logged.
 
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -159,6 +160,20 @@ pub async fn token(
         })
 }
 
+/// Whether the pod names its ServiceAccount (`serviceAccountName`, or the deprecated
+/// `serviceAccount`): the API server binds tokens only to such pods, which every pod is once
+/// the ServiceAccount admission plugin has seen it.
+pub fn names_service_account(pod: &Pod) -> bool {
+    let spec = pod.spec.as_ref();
+    [
+        spec.and_then(|s| s.service_account_name.as_deref()),
+        spec.and_then(|s| s.service_account.as_deref()),
+    ]
+    .into_iter()
+    .flatten()
+    .any(|n| !n.is_empty())
+}
+
 /// The files of the token volume (`token`, `ca.crt`, `namespace`; modes as the kubelet's
 /// projection: 0644), or None when the pod does not get one.
 pub async fn token_volume(
@@ -170,7 +185,7 @@ pub async fn token_volume(
         .spec
         .as_ref()
         .and_then(|s| s.automount_service_account_token);
-    if spec_setting == Some(false) {
+    if spec_setting == Some(false) || !names_service_account(pod) {
         return Ok(None);
     }
     let ns = pod.metadata.namespace.clone().unwrap_or_default();
@@ -252,6 +267,12 @@ mod tests {
             service_account_name(&pod(json!({"containers": containers}))),
             "default"
         );
+        assert!(!names_service_account(&pod(
+            json!({"containers": containers})
+        )));
+        assert!(names_service_account(&pod(
+            json!({"containers": containers, "serviceAccountName": "op"})
+        )));
         assert_eq!(
             service_account_name(&pod(
                 json!({"containers": containers, "serviceAccountName": "op"})
