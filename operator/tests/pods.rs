@@ -441,3 +441,154 @@ async fn init_containers_run_first_and_containers_restart_on_exit_and_failed_liv
     assert_eq!(last("stale").exit_code, 143, "{statuses:?}");
     assert!(agent.journal().contains("failed its liveness probe"));
 }
+
+/// Reads what a pod's service account can reach: the token files, then the API server through
+/// the node's `kubernetes` Service with `kubectl`'s in-cluster config (client-go's own path:
+/// KUBERNETES_SERVICE_HOST/PORT, the token and ca.crt).
+const API_SCRIPT: &str = r#"
+sa=/var/run/secrets/kubernetes.io/serviceaccount
+cat $sa/namespace > /out/namespace
+test -s $sa/token && test -s $sa/ca.crt && echo yes > /out/token
+echo "$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT" > /out/service
+cat /projected/vault-token > /out/vault-token
+kubectl get --raw /api > /out/api 2> /out/api.err
+kubectl auth whoami -o jsonpath='{.status.userInfo.username}' > /out/whoami 2>> /out/api.err
+touch /out/done
+while true; do sleep 1 & wait $!; done
+"#;
+
+/// The payload of a JWT, as JSON.
+fn jwt_claims(token: &str) -> serde_json::Value {
+    use base64::Engine;
+    let payload = token.trim().split('.').nth(1).unwrap();
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .unwrap();
+    serde_json::from_slice(&bytes).unwrap()
+}
+
+#[tokio::test]
+async fn a_pod_reads_its_service_account_token_and_reaches_the_api_server_with_it() {
+    let cp = control_plane_with_controllers();
+    let ns = cp.namespace("token");
+    let images = images();
+    // kubectl at /bin/kubectl, as an image of its own.
+    let kubectl_image = images._dir.path().join("kubectl");
+    std::fs::create_dir_all(kubectl_image.join("bin")).unwrap();
+    std::fs::copy(
+        support::bin_dir().join("kubectl"),
+        kubectl_image.join("bin/kubectl"),
+    )
+    .unwrap();
+    let started = std::time::Instant::now();
+    let agent = match NodeAgent::builder(&cp.kubeconfig)
+        .namespace(&ns)
+        .image(SHELL_IMAGE, &images.shell)
+        .image("habitat-test/kubectl:1", &kubectl_image)
+        .start()
+    {
+        Ok(agent) => agent,
+        Err(AgentError::NotRoot) => {
+            eprintln!("skipped: the node agent needs root");
+            return;
+        }
+        Err(e) => panic!("starting the node agent: {e}"),
+    };
+    eprintln!(
+        "node agent {} in {:?}",
+        agent.node_name(),
+        started.elapsed()
+    );
+    let out = tempfile::Builder::new()
+        .prefix("habitat-token-out-")
+        .tempdir()
+        .unwrap();
+    let client = cp.client().await;
+    let pod = |name: &str, automount: bool| -> Pod {
+        serde_json::from_value(json!({
+            "metadata": {"name": name},
+            "spec": {
+                // Named: the API server refuses serviceAccountToken sources without it (the
+                // ServiceAccount admission plugin, which fills it in, is off in the harness).
+                "serviceAccountName": "default",
+                "automountServiceAccountToken": automount,
+                "terminationGracePeriodSeconds": 2,
+                "volumes": [
+                    {"name": "out", "hostPath": {"path": out.path().join(name), "type": "DirectoryOrCreate"}},
+                    {"name": "vault", "projected": {"sources": [
+                        {"serviceAccountToken": {"path": "vault-token", "audience": "vault", "expirationSeconds": 600}},
+                    ]}},
+                ],
+                "containers": [{
+                    "name": "main",
+                    "image": "habitat-test/kubectl:1",
+                    "command": ["/bin/sh", "-c", API_SCRIPT],
+                    "volumeMounts": [
+                        {"name": "out", "mountPath": "/out"},
+                        {"name": "vault", "mountPath": "/projected", "readOnly": true},
+                    ],
+                }],
+            },
+        }))
+        .unwrap()
+    };
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+    pods.create(&PostParams::default(), &pod("reader", true))
+        .await
+        .unwrap();
+    pods.create(&PostParams::default(), &pod("sealed", false))
+        .await
+        .unwrap();
+    for name in ["reader", "sealed"] {
+        let done = out.path().join(name).join("done");
+        eventually(WAIT, &format!("pod {name} done"), || async {
+            done.exists().then_some(())
+        })
+        .await;
+    }
+
+    let reader = out.path().join("reader");
+    assert_eq!(read(&reader, "namespace"), ns);
+    assert_eq!(read(&reader, "token"), "yes\n");
+    assert_eq!(
+        read(&reader, "service").trim(),
+        format!("{}:443", agent.host_ip())
+    );
+    let api: serde_json::Value = serde_json::from_str(&read(&reader, "api"))
+        .unwrap_or_else(|e| panic!("GET /api: {e}: {}", read(&reader, "api.err")));
+    assert_eq!(api["kind"], "APIVersions", "{api}");
+    assert_eq!(
+        read(&reader, "whoami"),
+        format!("system:serviceaccount:{ns}:default"),
+        "{}",
+        read(&reader, "api.err")
+    );
+    // The projected token: for its audience, bound to the pod.
+    let claims = jwt_claims(&read(&reader, "vault-token"));
+    assert_eq!(claims["aud"], json!(["vault"]), "{claims}");
+    assert_eq!(claims["kubernetes.io"]["pod"]["name"], "reader", "{claims}");
+
+    // automountServiceAccountToken: false -> no token, and no API access.
+    let sealed = out.path().join("sealed");
+    assert!(!sealed.join("token").exists());
+    assert_eq!(read(&sealed, "namespace"), "");
+    assert!(
+        read(&sealed, "whoami").is_empty(),
+        "{}",
+        read(&sealed, "whoami")
+    );
+    // ... but a projected token it asked for by name.
+    assert_eq!(
+        jwt_claims(&read(&sealed, "vault-token"))["aud"],
+        json!(["vault"])
+    );
+
+    for name in ["reader", "sealed"] {
+        pods.delete(name, &DeleteParams::default()).await.unwrap();
+    }
+    eventually(WAIT, "both pods gone", || async {
+        let list = pods.list(&ListParams::default()).await.unwrap();
+        list.items.is_empty().then_some(())
+    })
+    .await;
+}

@@ -1,7 +1,8 @@
-//! A container's environment and command line as the kubelet makes them: `env` in order (plain
-//! values, `fieldRef`, `secretKeyRef`, `configMapKeyRef`), after `envFrom`, with `$(VAR)`
-//! references expanded against the variables defined so far; then `command` and `args`
-//! expanded against the whole environment. Unknown references stay as written, `$$` is `$`.
+//! A container's environment and command line as the kubelet makes them: the `kubernetes`
+//! Service's variables, then `envFrom`, then `env` in order (plain values, `fieldRef`,
+//! `secretKeyRef`, `configMapKeyRef`), with `$(VAR)` references expanded against the variables
+//! defined so far; then `command` (else the image's entrypoint) and `args` expanded against the
+//! whole environment. Unknown references stay as written, `$$` is `$`.
 
 use std::collections::BTreeMap;
 
@@ -130,14 +131,15 @@ pub async fn config_map_key(
     Ok(cm.binary_data.and_then(|mut d| d.remove(key)).map(|b| b.0))
 }
 
-/// The environment of `container` in `pod`: a default `PATH` and `HOSTNAME`, then `envFrom`,
-/// then `env`, resolved against the API server.
+/// The environment of `container` in `pod`: a default `PATH` and `HOSTNAME`, the `services`
+/// variables, then `envFrom`, then `env`, resolved against the API server.
 pub async fn container_env(
     client: &kube::Client,
     pod: &Pod,
     container: &Container,
     pod_ip: &str,
     host_ip: &str,
+    services: &[(String, String)],
 ) -> Result<BTreeMap<String, String>, AgentError> {
     let ns = pod.metadata.namespace.clone().unwrap_or_default();
     let cname = &container.name;
@@ -148,6 +150,7 @@ pub async fn container_env(
     );
     vars.insert("HOME".to_owned(), "/root".to_owned());
     vars.insert("HOSTNAME".to_owned(), pod_hostname(pod));
+    vars.extend(services.iter().cloned());
     for from in container.env_from.iter().flatten() {
         let prefix = from.prefix.clone().unwrap_or_default();
         if let Some(r) = &from.secret_ref {
@@ -230,17 +233,23 @@ pub async fn container_env(
     Ok(vars)
 }
 
-/// `command` + `args` of `container`, expanded against `vars`. Images here have no entrypoint,
-/// so a container without `command` is an error.
+/// `command` (else the image's `entrypoint`) + `args` of `container`, expanded against `vars`.
+/// An image without an entrypoint needs a `command`.
 pub fn argv(
     container: &Container,
+    entrypoint: &[String],
     vars: &BTreeMap<String, String>,
 ) -> Result<Vec<String>, AgentError> {
-    let command = container.command.clone().unwrap_or_default();
+    let mut command = container.command.clone().unwrap_or_default();
+    if command.is_empty() {
+        command = entrypoint.to_vec();
+    }
     if command.is_empty() {
         return Err(AgentError::Spec(format!(
-            "container {}: no command (the test node agent's images have no entrypoint)",
-            container.name
+            "container {}: no command, and image {:?} has no entrypoint in the node agent's \
+             image map",
+            container.name,
+            container.image.as_deref().unwrap_or_default()
         )));
     }
     Ok(command
@@ -279,5 +288,26 @@ mod tests {
         assert_eq!(expand("$(NOPE)-$(A)", &vars()), "$(NOPE)-x");
         assert_eq!(expand("$$(A) $$ $", &vars()), "$(A) $ $");
         assert_eq!(expand("a$(A", &vars()), "a$(A");
+    }
+
+    #[test]
+    fn a_container_without_command_runs_the_images_entrypoint_with_its_args() {
+        let c: Container = serde_json::from_value(serde_json::json!({
+            "name": "operator", "image": "op:1", "args": ["run", "--ip=$(POD_IP)"],
+        }))
+        .unwrap();
+        let entrypoint = vec!["/habitat-operator".to_owned()];
+        assert_eq!(
+            argv(&c, &entrypoint, &vars()).unwrap(),
+            ["/habitat-operator", "run", "--ip=10.231.200.2"]
+        );
+        let err = argv(&c, &[], &vars()).unwrap_err().to_string();
+        assert!(err.contains("no command") && err.contains("op:1"), "{err}");
+        let mut with_command = c.clone();
+        with_command.command = Some(vec!["/bin/sh".to_owned()]);
+        assert_eq!(
+            argv(&with_command, &entrypoint, &vars()).unwrap()[0],
+            "/bin/sh"
+        );
     }
 }

@@ -4,13 +4,16 @@
 //! (`10.231.<subnet>.<n>/24`), a mount namespace of its own with a root file system per
 //! container (the image directory's files over the host's `/usr`, `/etc`, ...) and the pod's
 //! volumes at their mount paths. It runs probes, restarts containers, stops deleted pods within
-//! their grace period and reports everything through the API server: nothing is mocked.
+//! their grace period and reports everything through the API server: nothing is mocked. Pods
+//! reach the API server through the node's `kubernetes` Service (`10.231.<subnet>.1:443`) with
+//! the service account token it mounts for them.
 //!
 //! Invariants: every host object it makes (namespaces `hk-<pid>-<n>-*`, bridge `habk8s<subnet>`,
 //! its state directory) is removed when it stops, and by a watchdog if its process dies first.
 //! It does not pull images (an image is a local directory), set cgroups or run CNI plugins.
 #![deny(clippy::unwrap_used, clippy::expect_used)]
 
+mod apiserver;
 mod env;
 mod net;
 mod pod;
@@ -38,7 +41,14 @@ use kube::Api;
 use serde_json::json;
 use tokio::sync::{mpsc, watch};
 
+pub use apiserver::{SERVICE_PORT, TOKEN_DIR};
 pub use net::SUBNETS;
+
+/// The address of the node on the bridge of `subnet` (`10.231.<subnet>.1`): its pods' gateway
+/// and `hostIP`, and their `KUBERNETES_SERVICE_HOST`.
+pub fn bridge_ip(subnet: u8) -> Ipv4Addr {
+    net::ip(subnet, 1)
+}
 
 /// What can go wrong, named.
 #[derive(Debug, thiserror::Error)]
@@ -97,6 +107,8 @@ struct Ctx {
     subnet: u8,
     state_dir: PathBuf,
     images: BTreeMap<String, PathBuf>,
+    entrypoints: BTreeMap<String, Vec<String>>,
+    api: apiserver::ApiAccess,
     ns_prefix: String,
     counter: AtomicU32,
     ips: Mutex<BTreeSet<u8>>,
@@ -156,7 +168,7 @@ impl Ctx {
     /// place: each file is bind-mounted into its pod, so a rename would not be seen.
     fn write_hosts_files(&self, pods: &BTreeMap<String, PodInfo>) {
         for pod in pods.values() {
-            let text = hosts_file(pod, pods.values());
+            let text = hosts_file(pod, pods.values(), self.host_ip());
             if let Err(e) = std::fs::write(pod.dir.join("hosts"), text) {
                 self.log(&format!("writing {}/hosts: {e}", pod.dir.display()));
             }
@@ -165,8 +177,9 @@ impl Ctx {
 }
 
 /// `pod`'s hosts file: localhost, the pod itself first, then the other pods (short names only
-/// for those of its own namespace, as a cluster's DNS search path would find them).
-fn hosts_file<'a>(pod: &PodInfo, all: impl Iterator<Item = &'a PodInfo>) -> String {
+/// for those of its own namespace, as a cluster's DNS search path would find them), and the
+/// `kubernetes` Service at the node's address `host`.
+fn hosts_file<'a>(pod: &PodInfo, all: impl Iterator<Item = &'a PodInfo>, host: Ipv4Addr) -> String {
     let mut text = String::from(
         "# Kubernetes-managed hosts file (habitat test node agent).\n\
          127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n",
@@ -184,6 +197,9 @@ fn hosts_file<'a>(pod: &PodInfo, all: impl Iterator<Item = &'a PodInfo>) -> Stri
     for other in all.filter(|o| o.uid != pod.uid) {
         text.extend(line(other));
     }
+    text.push_str(&format!(
+        "{host}\tkubernetes.default.svc.cluster.local\tkubernetes.default.svc\tkubernetes.default\tkubernetes\n"
+    ));
     text
 }
 
@@ -214,6 +230,7 @@ pub struct NodeAgentBuilder {
     kubeconfig: PathBuf,
     namespaces: Vec<String>,
     images: BTreeMap<String, PathBuf>,
+    entrypoints: BTreeMap<String, Vec<String>>,
     subnet: Option<u8>,
     node_name: Option<String>,
 }
@@ -228,6 +245,16 @@ impl NodeAgentBuilder {
     /// Image `name` (as pod specs write it) is directory `dir`.
     pub fn image(mut self, name: &str, dir: impl Into<PathBuf>) -> Self {
         self.images.insert(name.to_owned(), dir.into());
+        self
+    }
+
+    /// Image `name` runs `argv` when a container gives no `command` (its `args` follow), as an
+    /// image's ENTRYPOINT does (there is no CMD: a container without args runs `argv` alone).
+    pub fn entrypoint(mut self, name: &str, argv: &[&str]) -> Self {
+        self.entrypoints.insert(
+            name.to_owned(),
+            argv.iter().map(|a| (*a).to_owned()).collect(),
+        );
         self
     }
 
@@ -271,6 +298,7 @@ impl NodeAgent {
             kubeconfig: kubeconfig.into(),
             namespaces: Vec::new(),
             images: BTreeMap::new(),
+            entrypoints: BTreeMap::new(),
             subnet: None,
             node_name: None,
         }
@@ -323,6 +351,7 @@ impl NodeAgent {
             kubeconfig: b.kubeconfig,
             namespaces: b.namespaces,
             images: b.images,
+            entrypoints: b.entrypoints,
             node: node.clone(),
             subnet,
             state_dir,
@@ -454,6 +483,7 @@ struct Setup {
     kubeconfig: PathBuf,
     namespaces: Vec<String>,
     images: BTreeMap<String, PathBuf>,
+    entrypoints: BTreeMap<String, Vec<String>>,
     node: String,
     subnet: u8,
     state_dir: PathBuf,
@@ -463,7 +493,8 @@ struct Setup {
     host_mnt_ns: String,
 }
 
-async fn client(kubeconfig: &Path) -> Result<kube::Client, AgentError> {
+/// The agent's client, and how its pods reach the same API server.
+async fn client(kubeconfig: &Path) -> Result<(kube::Client, apiserver::ApiAccess), AgentError> {
     let config_error = |message: String| AgentError::Kubeconfig {
         path: kubeconfig.to_path_buf(),
         message,
@@ -472,7 +503,8 @@ async fn client(kubeconfig: &Path) -> Result<kube::Client, AgentError> {
     let config = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
         .await
         .map_err(|e| config_error(e.to_string()))?;
-    kube::Client::try_from(config).map_err(AgentError::Kube)
+    let api = apiserver::ApiAccess::of(&config);
+    Ok((kube::Client::try_from(config)?, api))
 }
 
 async fn agent_main(
@@ -480,19 +512,30 @@ async fn agent_main(
     shutdown: watch::Receiver<bool>,
     ready: std::sync::mpsc::Sender<Result<(), AgentError>>,
 ) {
-    let client = match client(&setup.kubeconfig).await {
+    let (client, api) = match client(&setup.kubeconfig).await {
         Ok(c) => c,
         Err(e) => {
             let _ = ready.send(Err(e));
             return;
         }
     };
+    let listener = match apiserver::bind(bridge_ip(setup.subnet)).await {
+        Ok(l) => l,
+        Err(e) => {
+            let _ = ready.send(Err(e));
+            return;
+        }
+    };
+    // Dropped with this function's runtime when the agent stops.
+    tokio::spawn(apiserver::proxy(listener, api.upstream.clone()));
     let ctx = Arc::new(Ctx {
         client: client.clone(),
         node: setup.node.clone(),
         subnet: setup.subnet,
         state_dir: setup.state_dir,
         images: setup.images,
+        entrypoints: setup.entrypoints,
+        api,
         ns_prefix: setup.ns_prefix,
         counter: AtomicU32::new(0),
         ips: Mutex::new(BTreeSet::new()),

@@ -25,7 +25,7 @@ use super::net::PodNet;
 use super::probe::{self, ExecTarget, Timing};
 use super::rootfs::{self, Plan, VolumeMount};
 use super::status::{self, Facts, Record, State};
-use super::{env, volumes, AgentError, Ctx, PodInfo};
+use super::{apiserver, env, volumes, AgentError, Ctx, PodInfo};
 
 /// Restart backoff: first restart after this, doubling up to `MAX_BACKOFF` (the kubelet's are
 /// 10 s and 5 min; shorter here, for tests). A container that ran `RESET_AFTER` starts over.
@@ -116,7 +116,9 @@ struct Worker {
     uid: String,
     dir: PathBuf,
     sandbox: Option<Sandbox>,
-    volumes: BTreeMap<String, PathBuf>,
+    /// Volumes by name, once all are prepared (a failure, e.g. a missing Secret or
+    /// ServiceAccount, is retried; the sandbox stays).
+    volumes: Option<BTreeMap<String, PathBuf>>,
     init: Vec<Slot>,
     containers: Vec<Slot>,
     init_failed: bool,
@@ -156,7 +158,7 @@ pub(super) async fn run(
         ctx,
         uid,
         sandbox: None,
-        volumes: BTreeMap::new(),
+        volumes: None,
         init: spec
             .init_containers
             .iter()
@@ -195,7 +197,7 @@ pub(super) async fn run(
             w.terminate(&mut events_rx).await;
             return;
         }
-        if w.sandbox.is_none() {
+        if w.sandbox.is_none() || w.volumes.is_none() {
             if w.setup_retry.is_none_or(|at| at <= Instant::now()) {
                 if let Err(e) = w.setup().await {
                     w.ctx.log(&format!("pod {}: setup failed: {e}", w.key));
@@ -247,7 +249,7 @@ impl Worker {
 
     fn next_wake(&self) -> Instant {
         let far = Instant::now() + Duration::from_secs(3600);
-        if self.sandbox.is_none() {
+        if self.sandbox.is_none() || self.volumes.is_none() {
             return self.setup_retry.unwrap_or(far);
         }
         self.init
@@ -260,8 +262,38 @@ impl Worker {
             .max(Instant::now())
     }
 
-    /// Network, sandbox, hosts file and volumes.
+    /// Network, sandbox, hosts file (once), then volumes.
     async fn setup(&mut self) -> Result<(), AgentError> {
+        if self.sandbox.is_none() {
+            self.setup_sandbox().await?;
+        }
+        let ctx = self.ctx.clone();
+        let Some(ip) = self.pod_ip() else {
+            return Err(AgentError::Spec("no sandbox".to_owned()));
+        };
+        let mut volumes = volumes::prepare(
+            &ctx.client,
+            &self.pod,
+            &self.dir,
+            &ctx.state_dir.join("pvcs"),
+            &ip.to_string(),
+            &ctx.host_ip().to_string(),
+        )
+        .await?;
+        if let Some(files) =
+            apiserver::token_volume(&ctx.client, &self.pod, &ctx.api.ca_pem).await?
+        {
+            let dir = self.dir.join("volumes").join(apiserver::TOKEN_VOLUME);
+            volumes::write_files(&dir, &files)?;
+            volumes.insert(apiserver::TOKEN_VOLUME.to_owned(), dir);
+        }
+        self.volumes = Some(volumes);
+        self.start_time = now();
+        Ok(())
+    }
+
+    /// Network namespace, sandbox process, and the pod's entry in every hosts file.
+    async fn setup_sandbox(&mut self) -> Result<(), AgentError> {
         let ctx = self.ctx.clone();
         std::fs::create_dir_all(&self.dir)
             .map_err(|e| AgentError::io(format!("creating {}", self.dir.display()), e))?;
@@ -336,16 +368,6 @@ impl Worker {
             },
         );
         self.sandbox = Some(sandbox);
-        self.volumes = volumes::prepare(
-            &ctx.client,
-            &self.pod,
-            &self.dir,
-            &ctx.state_dir.join("pvcs"),
-            &ip.to_string(),
-            &ctx.host_ip().to_string(),
-        )
-        .await?;
-        self.start_time = now();
         Ok(())
     }
 
@@ -414,6 +436,11 @@ impl Worker {
             self.containers[idx].spec.clone()
         };
         let image_name = spec.image.clone().unwrap_or_default();
+        let entrypoint = ctx
+            .entrypoints
+            .get(&image_name)
+            .cloned()
+            .unwrap_or_default();
         let image = ctx.images.get(&image_name).cloned().ok_or_else(|| {
             AgentError::Spec(format!(
                 "image {image_name:?} is not in the node agent's image map (it has: {})",
@@ -426,12 +453,23 @@ impl Worker {
             &spec,
             &pod_ip.to_string(),
             &ctx.host_ip().to_string(),
+            &apiserver::service_env(ctx.host_ip(), apiserver::SERVICE_PORT),
         )
         .await?;
-        let argv = env::argv(&spec, &vars)?;
+        let argv = env::argv(&spec, &entrypoint, &vars)?;
+        let volumes = self.volumes.clone().unwrap_or_default();
         let mut mounts = Vec::new();
+        if let Some(dir) = volumes.get(apiserver::TOKEN_VOLUME) {
+            if !apiserver::mounts_token_dir(&spec) {
+                mounts.push(VolumeMount {
+                    source: dir.clone(),
+                    target: apiserver::TOKEN_DIR.to_owned(),
+                    read_only: true,
+                });
+            }
+        }
         for m in spec.volume_mounts.iter().flatten() {
-            let base = self.volumes.get(&m.name).ok_or_else(|| {
+            let base = volumes.get(&m.name).ok_or_else(|| {
                 AgentError::Spec(format!(
                     "container {}: volumeMount {}: no such volume",
                     spec.name, m.name

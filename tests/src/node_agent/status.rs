@@ -206,7 +206,9 @@ pub fn pod_status(f: &Facts) -> PodStatus {
         init_container_statuses: (!f.init.is_empty())
             .then(|| f.init.iter().map(Record::to_api).collect()),
         container_statuses: Some(f.containers.iter().map(Record::to_api).collect()),
-        qos_class: Some("BestEffort".to_owned()),
+        // Set by the API server when the pod is created, from its resources, and immutable: a
+        // pod with requests (Burstable) must not be written BestEffort.
+        qos_class: None,
         ..PodStatus::default()
     }
 }

@@ -1,6 +1,7 @@
 //! The pod's volumes on the host, written once when the pod starts (no later updates of Secret
-//! or ConfigMap contents): Secret, ConfigMap, downwardAPI and projected volumes as files with
-//! their keys, paths and modes under `<pod>/volumes/<name>`; emptyDir as a directory there; a
+//! or ConfigMap contents, no token rotation): Secret, ConfigMap, downwardAPI and projected
+//! volumes (also `serviceAccountToken` sources, from the TokenRequest API) as files with their
+//! keys, paths and modes under `<pod>/volumes/<name>`; emptyDir as a directory there; a
 //! PersistentVolumeClaim as the directory `<agent>/pvcs/<namespace>/<claim>`, which outlives the
 //! pod as a volume does; hostPath as the host's path.
 
@@ -13,11 +14,12 @@ use k8s_openapi::api::core::v1::{
 };
 use kube::Api;
 
+use super::apiserver;
 use super::env::field_value;
 use super::AgentError;
 
 /// Files of one volume: relative path -> (contents, mode).
-type Files = BTreeMap<String, (Vec<u8>, u32)>;
+pub type Files = BTreeMap<String, (Vec<u8>, u32)>;
 
 /// Creates every volume of `pod` and returns name -> host path.
 pub async fn prepare(
@@ -64,7 +66,8 @@ fn create_dir(dir: &Path) -> Result<(), AgentError> {
         .map_err(|e| AgentError::io(format!("creating {}", dir.display()), e))
 }
 
-fn write_files(dir: &Path, files: &Files) -> Result<(), AgentError> {
+/// Writes `files` into `dir` (created if missing).
+pub fn write_files(dir: &Path, files: &Files) -> Result<(), AgentError> {
     create_dir(dir)?;
     for (rel, (bytes, mode)) in files {
         if rel.starts_with('/') || rel.split('/').any(|c| c == "..") {
@@ -294,10 +297,20 @@ async fn files_of(
                     pod_ip,
                     host_ip,
                 )?);
+            } else if let Some(t) = &source.service_account_token {
+                let token = apiserver::token(
+                    client,
+                    pod,
+                    t.audience.iter().cloned().collect(),
+                    t.expiration_seconds.unwrap_or(3600),
+                )
+                .await?;
+                files.insert(t.path.clone(), (token.into_bytes(), mode));
             } else {
                 return Err(AgentError::Spec(format!(
-                    "volume {}: projected sources other than secret, configMap and downwardAPI \
-                     (e.g. serviceAccountToken) are not supported by the test node agent",
+                    "volume {}: projected sources other than secret, configMap, downwardAPI and \
+                     serviceAccountToken (e.g. clusterTrustBundle) are not supported by the test \
+                     node agent",
                     volume.name
                 )));
             }
