@@ -210,15 +210,17 @@ async fn status_mirrors_the_census_and_config_reaches_the_ring_through_the_resou
     }
 
     // Three alive members mapped to their pods, one leader, config and file applied.
+    // (Each part may arrive in its own status write: wait for all of them together.)
     let first = census_where(&habs, "3 alive members and a leader", |c| {
         alive(c) == 3
             && c.leader.as_ref().is_some_and(|l| l.pod.is_some())
             && c.config_incarnation.is_some()
             && c.file_incarnations.contains_key("motd.txt")
+            && c.election_status.as_deref() == Some("ElectionFinished")
+            && c.ready.as_deref() == Some("3/3")
+            && c.members.iter().any(|m| m.service_health.is_some())
     })
     .await;
-    assert_eq!(first.election_status.as_deref(), Some("ElectionFinished"));
-    assert_eq!(first.ready.as_deref(), Some("3/3"));
     let mut pod_names: Vec<_> = first.members.iter().filter_map(|m| m.pod.clone()).collect();
     pod_names.sort();
     assert_eq!(pod_names, ["hello-0", "hello-1", "hello-2"]);
@@ -232,7 +234,6 @@ async fn status_mirrors_the_census_and_config_reaches_the_ring_through_the_resou
         1,
         "{roles:?}"
     );
-    assert!(first.members.iter().any(|m| m.service_health.is_some()));
     for sup in &sups {
         let path = sup.root().join("svc/hello/config/hello.conf");
         eventually(WAIT, "spec config rendered on every member", || async {
@@ -254,10 +255,13 @@ async fn status_mirrors_the_census_and_config_reaches_the_ring_through_the_resou
         );
         assert!(!env.contains("HAB_SUP_GATEWAY_AUTH_TOKEN") && !env.contains(&token));
     }
-    let out = cp.kubectl(&["get", "hab", "hello", "-n", &ns, "--no-headers"]);
-    let line = String::from_utf8_lossy(&out.stdout).into_owned();
     let leader_pod = first.leader.clone().unwrap().pod.unwrap();
-    assert!(line.contains("3/3") && line.contains(&leader_pod), "{line}");
+    eventually(WAIT, "kubectl get hab shows 3/3 and the leader", || async {
+        let out = cp.kubectl(&["get", "hab", "hello", "-n", &ns, "--no-headers"]);
+        let line = String::from_utf8_lossy(&out.stdout).into_owned();
+        (line.contains("3/3") && line.contains(&leader_pod)).then_some(())
+    })
+    .await;
 
     // The leader's supervisor dies: a new leader, and Degraded while it is confirmed dead.
     let index: usize = leader_pod.trim_start_matches("hello-").parse().unwrap();
