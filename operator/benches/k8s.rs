@@ -131,7 +131,12 @@ async fn main() {
             let ready = pods
                 .items
                 .iter()
-                .filter(|p| p.metadata.name.as_deref().is_some_and(|n| n.starts_with("one-")))
+                .filter(|p| {
+                    p.metadata
+                        .name
+                        .as_deref()
+                        .is_some_and(|n| n.starts_with("one-"))
+                })
                 .filter(|p| support::pods::is_ready(p))
                 .count();
             if ready == n {
