@@ -2,7 +2,8 @@
 //! member's HTTP gateway (`GET /census`, long-polled by ETag), moves to another member when
 //! that one fails, asks unconditionally at least every `resync`, and writes `status.census`
 //! (and `status.applied`) only when they changed. It also applies the resource's config and
-//! files through the same member's ctl gateway (`config`), since it holds what the ring has.
+//! files through the same member's ctl gateway (`config`), since it holds what the ring has,
+//! and departs the members of pods a scale-down removed (`depart`).
 //!
 //! The reconciler hands each task what it needs (`Follow`) through a watch channel; the task
 //! owns its state and is the only writer of those two status fields, under its own field
@@ -30,6 +31,7 @@ use crate::build::{CTL_PORT, HTTP_PORT, SELECTOR_LABEL};
 use crate::census::{census_status, same_census, PodView, Reporter};
 use crate::config::{self, config_step, file_step, Desired, Step};
 use crate::crd::{AppliedStatus, CensusStatus, Habitat};
+use crate::depart;
 use crate::gateway::{self, CensusAnswer};
 use crate::metrics::Metrics;
 
@@ -72,6 +74,9 @@ pub struct Follow {
     /// Ready pods as the StatefulSet counts them: a change wakes a stream waiting for a
     /// member to follow, so a pod that becomes ready is followed at once.
     pub ready_pods: i32,
+    /// Pods that exist as the StatefulSet counts them (terminating ones too): a change wakes
+    /// the stream to depart the members of pods a scale-down removed once they are gone.
+    pub pods: i32,
     /// The ctl gateway's secret (`<name>-ctl`).
     pub ctl_secret: String,
     /// The HTTP gateway's bearer token (`<name>-gateway`).
@@ -354,13 +359,16 @@ impl Stream {
                         .await,
                     };
                     let census = census_status(&group, &pods, follow.count, &reporter, &now());
-                    ring = Some(*group);
                     if !same_census(self.written.census.as_ref(), Some(&census)) {
                         let applied = self.written.applied.clone();
                         if !self.write(&follow, Some(census), applied).await {
                             return;
                         }
                     }
+                    if follow.apply {
+                        self.depart_removed(&follow, &t, &group, &pods).await;
+                    }
+                    ring = Some(*group);
                     // Counted once handled (a test waits for it to know the stream is idle).
                     self.metrics.census_answers.inc();
                 }
@@ -381,8 +389,47 @@ impl Stream {
                     target = None;
                     etag = None;
                 }
-                Round::FollowChanged => follow = Arc::clone(&self.rx.borrow_and_update()),
+                Round::FollowChanged => {
+                    let new = Arc::clone(&self.rx.borrow_and_update());
+                    let scaled = (new.pods, new.count) != (follow.pods, follow.count);
+                    follow = new;
+                    // A removed pod is gone: depart its member without waiting for the census
+                    // to change (it changed when the member was confirmed dead, while its pod
+                    // was still terminating).
+                    if let (true, true, Some(group)) = (scaled, follow.apply, &ring) {
+                        match self.pods(&follow).await {
+                            Ok(list) => {
+                                pods = list;
+                                self.depart_removed(&follow, &t, group, &pods).await;
+                            }
+                            Err(error) => warn!(%error, "listing the pods"),
+                        }
+                    }
+                }
                 Round::Closed => return,
+            }
+        }
+    }
+
+    /// Departs the members whose pods a scale-down removed (`depart::departures`) through
+    /// `target`'s ctl gateway. A failure is logged and tried again with the next census.
+    async fn depart_removed(
+        &self,
+        follow: &Follow,
+        target: &Target,
+        group: &GroupDoc,
+        pods: &[PodView],
+    ) {
+        let members = depart::member_views(group, self.written.census.as_ref(), &follow.name);
+        for id in depart::departures(&follow.name, follow.count, &members, pods) {
+            match depart::send_departure(&target.ctl(), &follow.ctl_secret, &id).await {
+                Ok(()) => {
+                    self.metrics.departures.inc();
+                    info!(member = %id, through = %target.pod, "departed a member whose pod a scale-down removed");
+                }
+                Err(error) => {
+                    warn!(member = %id, through = %target.pod, %error, "departing a removed member");
+                }
             }
         }
     }

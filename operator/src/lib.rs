@@ -4,13 +4,15 @@
 //! and Secrets (`build`, pure functions of the resource), applied with server-side apply by
 //! the controller (`reconcile`), which also writes the resource's status. A census stream per
 //! resource (`follow`, over `gateway`) mirrors the ring's census into `status.census`
-//! (`census`) and applies the resource's config and files to the ring (`config`).
+//! (`census`), applies the resource's config and files to the ring (`config`), and departs the
+//! members a scale-down removed (`depart`).
 
 pub mod backoff;
 pub mod build;
 pub mod census;
 pub mod config;
 pub mod crd;
+pub mod depart;
 pub mod error;
 pub mod follow;
 pub mod gateway;

@@ -36,6 +36,8 @@ pub struct Metrics {
     pub census_writes: Counter,
     /// Configs and files sent to a ring through a ctl gateway.
     pub ring_applies: Counter,
+    /// Members departed from a ring after a scale-down removed their pods.
+    pub departures: Counter,
 }
 
 impl Default for Metrics {
@@ -49,6 +51,12 @@ impl Default for Metrics {
         let census_failovers = Counter::default();
         let census_writes = Counter::default();
         let ring_applies = Counter::default();
+        let departures = Counter::default();
+        registry.register(
+            "departures",
+            "Members departed from a ring after a scale-down removed their pods",
+            departures.clone(),
+        );
         registry.register(
             "census_answers",
             "Census documents received by the census streams",
@@ -95,6 +103,7 @@ impl Default for Metrics {
             census_failovers,
             census_writes,
             ring_applies,
+            departures,
         }
     }
 }

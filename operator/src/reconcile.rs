@@ -34,7 +34,7 @@ use kube::api::{
 };
 use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
-use kube::runtime::reflector::ObjectRef;
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 use kube::{Api, Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
@@ -117,6 +117,7 @@ pub async fn run(
     // end when the controller's cache no longer holds them (by uid: a resource recreated
     // under the same name gets a stream of its own).
     let store = controller.store();
+    let binders = store.clone();
     let reaper = {
         let ctx = Arc::clone(&ctx);
         tokio::spawn(async move {
@@ -147,6 +148,12 @@ pub async fn run(
         .owns(
             api::<PartialObjectMeta<PodDisruptionBudget>>(client, &namespace),
             managed,
+        )
+        // A resource whose service group others bind to: they peer with its pods.
+        .watches(
+            api::<Habitat>(client, &namespace),
+            watcher::Config::default(),
+            move |changed| binders_of(&binders, &changed),
         )
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)
@@ -304,8 +311,13 @@ async fn apply_children(
     server_side_apply(&ctx.client, ns, &services::peers_service(hab)).await?;
     server_side_apply(&ctx.client, ns, &services::client_service(hab)).await?;
     server_side_apply(&ctx.client, ns, &pdb::pdb(hab)).await?;
-    let sts =
-        server_side_apply(&ctx.client, ns, &statefulset::statefulset(hab, &ctx.build)).await?;
+    let bound = bound_peers(hab, ctx, ns).await?;
+    let sts = server_side_apply(
+        &ctx.client,
+        ns,
+        &statefulset::statefulset_bound(hab, &ctx.build, &bound),
+    )
+    .await?;
     let follow = Follow {
         namespace: ns.to_owned(),
         name: hab.name_any(),
@@ -317,12 +329,49 @@ async fn apply_children(
             .as_ref()
             .and_then(|s| s.ready_replicas)
             .unwrap_or(0),
+        pods: sts.status.as_ref().map_or(0, |s| s.replicas),
         ctl_secret,
         token,
         desired,
         apply: true,
     };
     Ok((sts, follow))
+}
+
+/// Peers of the service groups `hab` binds to, from the resources of its namespace that run
+/// them (`statefulset::bound_peers`); none without binds (no list then).
+async fn bound_peers(hab: &Habitat, ctx: &Context, ns: &str) -> Result<Vec<String>> {
+    if hab.spec.service.binds.is_empty() {
+        return Ok(Vec::new());
+    }
+    let api: Api<Habitat> = Api::namespaced(ctx.client.clone(), ns);
+    let others = api
+        .list(&ListParams::default())
+        .await
+        .map_err(|e| api_error("list", "Habitat", ns, "", e))?;
+    Ok(statefulset::bound_peers(hab, &others.items))
+}
+
+/// The resources of `store` that bind to the service group `changed` runs (in its
+/// namespace): a bound group's resource appearing, changing its count or going changes
+/// their peers.
+fn binders_of(store: &Store<Habitat>, changed: &Habitat) -> Vec<ObjectRef<Habitat>> {
+    let service = &changed.spec.service;
+    store
+        .state()
+        .iter()
+        .filter(|hab| {
+            hab.namespace() == changed.namespace() && hab.name_any() != changed.name_any()
+        })
+        .filter(|hab| {
+            hab.spec
+                .service
+                .binds
+                .iter()
+                .any(|b| b.service == service.name && b.group == service.group)
+        })
+        .map(|hab| ObjectRef::from_obj(&**hab))
+        .collect()
 }
 
 /// The config and files `hab` asks to be gossiped: `service.config`, or key `user.toml` of

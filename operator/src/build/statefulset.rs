@@ -52,8 +52,18 @@ const RESERVED_ENV: [&str; 5] = [
 /// gossips its departure; 60 s leaves room for a post-stop hook of half a minute.
 pub const DEFAULT_TERMINATION_GRACE_SECONDS: i64 = 60;
 
-/// The StatefulSet of `hab`.
+/// The StatefulSet of `hab`, whose binds name no other resource's pods.
 pub fn statefulset(hab: &Habitat, config: &BuildConfig) -> StatefulSet {
+    statefulset_bound(hab, config, &[])
+}
+
+/// The StatefulSet of `hab`, whose members also peer with `bound_peers` (`bound_peers`): the
+/// members of the service groups its binds name join the same ring only through a peer.
+pub fn statefulset_bound(
+    hab: &Habitat,
+    config: &BuildConfig,
+    bound_peers: &[String],
+) -> StatefulSet {
     let spec = &hab.spec;
     let pod = spec.pod.clone().unwrap_or_default();
 
@@ -134,7 +144,7 @@ pub fn statefulset(hab: &Habitat, config: &BuildConfig) -> StatefulSet {
                     image_pull_secrets: (!pod.image_pull_secrets.is_empty())
                         .then(|| pod.image_pull_secrets.clone()),
                     init_containers: Some(vec![install_hab_container(config)]),
-                    containers: vec![app_container(hab)],
+                    containers: vec![app_container(hab, bound_peers)],
                     volumes: Some(volumes(hab)),
                     ..PodSpec::default()
                 }),
@@ -165,8 +175,41 @@ fn install_hab_container(config: &BuildConfig) -> Container {
     }
 }
 
+/// Peers in the service groups `hab` binds to: for every bind, the first pods (up to three)
+/// of each resource in `others` (same namespace) that runs that service group. Without one, a
+/// bound group lives in a ring of its own and the bind never resolves. Sorted, no duplicates.
+pub fn bound_peers<'a>(
+    hab: &Habitat,
+    others: impl IntoIterator<Item = &'a Habitat>,
+) -> Vec<String> {
+    let binds = &hab.spec.service.binds;
+    let mut peers: Vec<String> = others
+        .into_iter()
+        .filter(|other| other.name_any() != hab.name_any())
+        .filter(|other| {
+            let service = &other.spec.service;
+            binds
+                .iter()
+                .any(|b| b.service == service.name && b.group == service.group)
+        })
+        .flat_map(|other| {
+            let name = other.name_any();
+            let service = peers_service_name(other);
+            (0..other.spec.count.clamp(1, MAX_PEERS)).map(move |n| format!("{name}-{n}.{service}"))
+        })
+        .collect();
+    peers.sort();
+    peers.dedup();
+    peers
+}
+
 /// `hab sup run` arguments of a member of `hab`.
 pub fn sup_run_args(hab: &Habitat) -> Vec<String> {
+    sup_run_args_bound(hab, &[])
+}
+
+/// `hab sup run` arguments of a member of `hab` that also peers with `bound_peers`.
+pub fn sup_run_args_bound(hab: &Habitat, bound_peers: &[String]) -> Vec<String> {
     let service = &hab.spec.service;
     let mut args: Vec<String> = vec!["sup".into(), "run".into()];
     args.extend(service.package.clone());
@@ -184,6 +227,10 @@ pub fn sup_run_args(hab: &Habitat) -> Vec<String> {
     for ordinal in 0..hab.spec.count.clamp(1, MAX_PEERS) {
         args.push("--peer".into());
         args.push(format!("{}-{ordinal}.{peers}", hab.name_any()));
+    }
+    for peer in bound_peers {
+        args.push("--peer".into());
+        args.push(peer.clone());
     }
     args.extend([
         "--group".into(),
@@ -285,7 +332,7 @@ fn http_probe(path: &str, period: i32, failures: i32) -> Probe {
     }
 }
 
-fn app_container(hab: &Habitat) -> Container {
+fn app_container(hab: &Habitat, bound_peers: &[String]) -> Container {
     let service = &hab.spec.service;
     let mut mounts = vec![VolumeMount {
         name: "hab-bin".to_owned(),
@@ -318,7 +365,7 @@ fn app_container(hab: &Habitat) -> Container {
         name: APP_CONTAINER.to_owned(),
         image: Some(hab.spec.image.clone()),
         command: Some(vec![format!("{HAB_BIN_DIR}/hab")]),
-        args: Some(sup_run_args(hab)),
+        args: Some(sup_run_args_bound(hab, bound_peers)),
         env: Some(app_env(hab)),
         ports: Some(vec![
             port("gossip-tcp", GOSSIP_PORT, "TCP"),
@@ -494,6 +541,43 @@ mod tests {
         );
         let one = sup_run_args(&Habitat::test("web"));
         assert_eq!(one.iter().filter(|a| *a == "--peer").count(), 1);
+    }
+
+    #[test]
+    fn members_also_peer_with_the_groups_they_bind_to() {
+        let web = Habitat::test("web").bind("database", "postgresql", "default");
+        let db = Habitat::test("db").leader().count(5);
+        let mut db_prod = Habitat::test("db-prod").count(2);
+        db_prod.spec.service.group = "prod".into();
+        let mut other = Habitat::test("cache");
+        other.spec.service.name = "redis".into();
+        let mut named_db = Habitat::test("pg");
+        named_db.spec.service.name = "postgresql".into();
+        let db_service = {
+            let mut db = db.clone();
+            db.spec.service.name = "postgresql".into();
+            db
+        };
+        let peers = bound_peers(&web, [&web, &db_service, &db_prod, &other, &named_db, &db]);
+        assert_eq!(
+            peers,
+            [
+                "db-0.db-peers",
+                "db-1.db-peers",
+                "db-2.db-peers",
+                "pg-0.pg-peers"
+            ]
+        );
+        let args = sup_run_args_bound(&web, &peers);
+        let listed: Vec<_> = args
+            .windows(2)
+            .filter(|w| w[0] == "--peer")
+            .map(|w| w[1].as_str())
+            .collect();
+        assert_eq!(listed[0], "web-0.web-peers");
+        assert_eq!(&listed[1..], peers);
+        // No binds: no foreign peers.
+        assert!(bound_peers(&db_service, [&web, &named_db]).is_empty());
     }
 
     #[test]

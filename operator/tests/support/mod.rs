@@ -13,6 +13,8 @@
 //! the test process exits.
 #![allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
 
+pub mod pods;
+
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, TcpListener};
 use std::path::{Path, PathBuf};
