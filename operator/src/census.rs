@@ -141,6 +141,8 @@ pub fn census_status(
             .collect::<BTreeMap<_, _>>(),
         members,
         reported_by: Some(reporter.member_id.clone()).filter(|id| !id.is_empty()),
+        // A member answered.
+        unreachable: None,
         observed_at: Some(now.clone()),
     }
 }
@@ -157,9 +159,16 @@ pub fn same_census(a: Option<&CensusStatus>, b: Option<&CensusStatus>) -> bool {
 }
 
 /// What the census says is wrong with the service group, as a Degraded reason and message:
-/// `NoQuorum` when the reporting member's election has no quorum, `MemberDead` when a member
-/// is confirmed dead (naming it and its pod).
+/// `RingUnreachable` when no member's gateway answered (naming why), `NoQuorum` when the
+/// reporting member's election has no quorum, `MemberDead` when a member is confirmed dead
+/// (naming it and its pod).
 pub fn census_problem(census: &CensusStatus) -> Option<(&'static str, String)> {
+    if let Some(why) = &census.unreachable {
+        return Some((
+            "RingUnreachable",
+            format!("no member's gateway answered: {why}"),
+        ));
+    }
     if census.election_status.as_deref() == Some(ELECTION_NO_QUORUM) {
         let alive = census
             .members
@@ -328,6 +337,23 @@ mod tests {
             },
             leader,
         )
+    }
+
+    #[test]
+    fn an_unreachable_ring_is_the_problem_named_first_with_why() {
+        let census = CensusStatus {
+            election_status: Some(ELECTION_NO_QUORUM.to_string()),
+            unreachable: Some("hello-0: connection refused".to_string()),
+            ..CensusStatus::default()
+        };
+        let (reason, message) = census_problem(&census).unwrap();
+        assert_eq!(reason, "RingUnreachable");
+        assert!(message.contains("hello-0: connection refused"), "{message}");
+        let answered = CensusStatus {
+            unreachable: None,
+            ..census
+        };
+        assert_eq!(census_problem(&answered).unwrap().0, "NoQuorum");
     }
 
     #[test]

@@ -529,6 +529,11 @@ pub struct CensusStatus {
     /// The member whose gateway reported this census.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reported_by: Option<String>,
+    /// Why no member's HTTP gateway answered the last time the operator asked them all (e.g.
+    /// connection refused, 401 for a token the ring refuses); absent once one answers. The rest
+    /// of the census is the last one seen.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unreachable: Option<String>,
     /// When the operator last saw the census change.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_at: Option<Time>,

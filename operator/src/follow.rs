@@ -276,6 +276,8 @@ impl Stream {
             c.members.iter().find(|m| &m.member_id == id)?.pod.clone()
         });
         let mut failed: Vec<String> = Vec::new();
+        // Why each member in `failed` failed, for `census.unreachable`.
+        let mut failures: Vec<String> = Vec::new();
         let mut etag: Option<String> = None;
         let mut ring: Option<GroupDoc> = None;
         let mut pods: Vec<PodView> = Vec::new();
@@ -321,6 +323,14 @@ impl Stream {
                 }
                 target = pick(&pods, previous.as_deref(), &failed);
                 if target.is_none() {
+                    if !failures.is_empty() {
+                        // Every member asked failed: say so (a Degraded condition), keeping the
+                        // last census seen.
+                        let why = std::mem::take(&mut failures).join("; ");
+                        if !self.mark_unreachable(&follow, Some(why)).await {
+                            return;
+                        }
+                    }
                     // Nobody to ask (or everyone failed): try them all again after a while.
                     failed.clear();
                     if !self.pause(delay, &mut follow).await {
@@ -342,6 +352,7 @@ impl Stream {
                     etag = Some(new_etag).filter(|e| !e.is_empty());
                     full_at = Some(Instant::now());
                     failed.clear();
+                    failures.clear();
                     delay = self.timing.retry;
                     previous = Some(t.pod.clone());
                     match self.pods(&follow).await {
@@ -378,13 +389,18 @@ impl Stream {
                     etag = Some(new_etag).filter(|e| !e.is_empty());
                     full_at = Some(Instant::now());
                     failed.clear();
+                    failures.clear();
                     previous = Some(t.pod.clone());
                     ring = None;
+                    if !self.mark_unreachable(&follow, None).await {
+                        return;
+                    }
                 }
                 Round::Unchanged => {}
                 Round::Failed(error) => {
                     info!(member = %t.pod, %error, "census stream: moving to another member");
                     self.metrics.census_failovers.inc();
+                    failures.push(format!("{}: {error}", t.pod));
                     failed.push(t.pod.clone());
                     target = None;
                     etag = None;
@@ -409,6 +425,22 @@ impl Stream {
                 Round::Closed => return,
             }
         }
+    }
+
+    /// Sets (or clears) `census.unreachable` when it differs from what was written; false when
+    /// the resource is gone.
+    async fn mark_unreachable(&mut self, follow: &Follow, why: Option<String>) -> bool {
+        let written = self.written.census.clone().unwrap_or_default();
+        if written.unreachable == why {
+            return true;
+        }
+        let census = CensusStatus {
+            unreachable: why,
+            observed_at: Some(now()),
+            ..written
+        };
+        let applied = self.written.applied.clone();
+        self.write(follow, Some(census), applied).await
     }
 
     /// Departs the members whose pods a scale-down removed (`depart::departures`) through

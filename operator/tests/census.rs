@@ -384,4 +384,16 @@ async fn status_mirrors_the_census_and_config_reaches_the_ring_through_the_resou
         census(&habs).await.unwrap().config_incarnation,
         Some(applied + 1)
     );
+
+    // The whole ring unreachable: Degraded, naming why, until a member answers again.
+    for sup in &mut sups {
+        sup.kill();
+    }
+    let message = degraded(&habs, "RingUnreachable").await;
+    assert!(message.contains("hello-0:"), "{message}");
+    for sup in &mut sups {
+        sup.restart();
+    }
+    not_degraded(&habs).await;
+    assert_eq!(census(&habs).await.unwrap().unreachable, None);
 }
