@@ -78,6 +78,25 @@ pub enum Error {
         /// The parser's message, with line and column.
         problem: String,
     },
+    /// `service.name` is not the package's name: the ring names the service group after the
+    /// package, so the census, user.toml and binds would never meet. Nothing is applied.
+    #[error(
+        "service.name {service:?} of Habitat {namespace}/{name} is not the name of its package \
+         {package:?} ({package_name:?}): the ring names the service group after the package; \
+         set service.name to {package_name:?}. Nothing was applied"
+    )]
+    ServiceNameMismatch {
+        /// Namespace of the resource.
+        namespace: String,
+        /// Name of the resource.
+        name: String,
+        /// `service.name`.
+        service: String,
+        /// `service.package`.
+        package: String,
+        /// The package ident's name part.
+        package_name: String,
+    },
     /// The generated ring key Secret existed (a resource's status records it) and is gone.
     #[error(
         "ring key Secret {namespace}/{secret} is missing, but it existed (recorded in the \
@@ -119,6 +138,7 @@ impl Error {
             Error::SecretNotOwned { .. } => "secret_not_owned".to_owned(),
             Error::SecretMissing { .. } => "secret_missing".to_owned(),
             Error::InvalidConfig { .. } => "invalid_config".to_owned(),
+            Error::ServiceNameMismatch { .. } => "service_name_mismatch".to_owned(),
             Error::MissingNamespace(_) => "missing_namespace".to_owned(),
             Error::Lease { .. } => "lease".to_owned(),
         }
@@ -133,6 +153,7 @@ impl Error {
             Error::SecretNotOwned { .. } => "SecretNotOwned",
             Error::SecretMissing { .. } => "SecretMissing",
             Error::InvalidConfig { .. } => "InvalidConfig",
+            Error::ServiceNameMismatch { .. } => "ServiceNameMismatch",
             Error::Api { .. } | Error::MissingNamespace(_) | Error::Lease { .. } => "ApplyFailed",
         }
     }

@@ -378,6 +378,18 @@ fn binders_of(store: &Store<Habitat>, changed: &Habitat) -> Vec<ObjectRef<Habita
 /// `configSecretName`, checked as TOML; every key of `filesSecretName`.
 async fn read_desired(hab: &Habitat, ctx: &Context, ns: &str) -> Result<Desired> {
     let service = &hab.spec.service;
+    if let Some(package) = &service.package {
+        let package_name = package.split('/').nth(1).unwrap_or_default();
+        if package_name != service.name {
+            return Err(Error::ServiceNameMismatch {
+                namespace: ns.to_owned(),
+                name: hab.name_any(),
+                service: service.name.clone(),
+                package: package.clone(),
+                package_name: package_name.to_owned(),
+            });
+        }
+    }
     let api: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
     let invalid = |source_name: String, problem: String| Error::InvalidConfig {
         namespace: ns.to_owned(),

@@ -235,12 +235,13 @@ async fn a_new_resource_gets_children_with_the_expected_spec() {
     let _operator = Operator::start(cp, Some(&ns), &[]);
     let client = cp.client().await;
     let habs: Api<Habitat> = Api::namespaced(client.clone(), &ns);
-    let hab = Habitat::test("db")
+    let mut hab = Habitat::test("db")
         .leader()
         .count(3)
         .package("core/postgresql")
         .config("port = 5432\n")
         .ring_key("prod-20260101000000");
+    hab.spec.service.name = "postgresql".into();
     let created = create(&habs, &hab).await;
 
     let sts = statefulset(&Api::namespaced(client.clone(), &ns), "db").await;
@@ -701,7 +702,16 @@ async fn missing_or_foreign_secrets_and_invalid_config_apply_nothing() {
     let message = degraded(&habs, "cfg", "InvalidConfig").await;
     assert!(message.contains("key user.toml of Secret"), "{message}");
     assert!(message.contains("line 1"), "{message}");
-    for name in ["taken", "cfg"] {
+
+    // service.name other than the package's name: the ring would never show it.
+    let misnamed = Habitat::test("misnamed").package("core/redis");
+    create(&habs, &misnamed).await;
+    let message = degraded(&habs, "misnamed", "ServiceNameMismatch").await;
+    assert!(
+        message.contains("set service.name to \"redis\""),
+        "{message}"
+    );
+    for name in ["taken", "cfg", "misnamed"] {
         assert!(stss.get_opt(name).await.unwrap().is_none(), "{name}");
     }
 }
