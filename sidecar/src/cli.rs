@@ -91,34 +91,26 @@ pub enum SvcCommand {
     Load(Box<SvcLoadArgs>),
     /// Stops a service and unloads it (it no longer comes back after a restart).
     #[command(after_help = SVC_EXIT_CODES)]
-    Unload {
-        /// A package identifier (ex: core/redis).
-        #[arg(value_name = "PKG_IDENT")]
-        pkg_ident: String,
-        #[command(flatten)]
-        remote: RemoteSupArgs,
-    },
+    Unload(SvcIdentArgs),
     /// Starts a loaded service that was stopped.
     #[command(after_help = SVC_EXIT_CODES)]
-    Start {
-        /// A package identifier (ex: core/redis).
-        #[arg(value_name = "PKG_IDENT")]
-        pkg_ident: String,
-        #[command(flatten)]
-        remote: RemoteSupArgs,
-    },
+    Start(SvcIdentArgs),
     /// Stops a service and keeps it loaded, down (also after a restart), until `hab svc start`.
     #[command(after_help = SVC_EXIT_CODES)]
-    Stop {
-        /// A package identifier (ex: core/redis).
-        #[arg(value_name = "PKG_IDENT")]
-        pkg_ident: String,
-        #[command(flatten)]
-        remote: RemoteSupArgs,
-    },
+    Stop(SvcIdentArgs),
     /// Service group encryption keys.
     #[command(subcommand)]
     Key(SvcKeyCommand),
+}
+
+/// The service a `hab svc unload|start|stop` names, and its supervisor.
+#[derive(Args, Debug)]
+pub struct SvcIdentArgs {
+    /// A package identifier (ex: core/redis).
+    #[arg(value_name = "PKG_IDENT")]
+    pub pkg_ident: String,
+    #[command(flatten)]
+    pub remote: RemoteSupArgs,
 }
 
 const SVC_EXIT_CODES: &str = "Exit codes: 0 success, 1 any other error, 2 the service named \

@@ -119,18 +119,33 @@ async fn workstation_command(cli: Cli) -> Result<(), workstation::Error> {
             };
             svc::svc_load(&remote(&args.remote)?, &load, &mut out).await
         }
-        Command::Svc(SvcCommand::Unload {
-            pkg_ident,
-            remote: r,
-        }) => svc::svc_action(&remote(r)?, svc::SvcAction::Unload, pkg_ident, &mut out).await,
-        Command::Svc(SvcCommand::Start {
-            pkg_ident,
-            remote: r,
-        }) => svc::svc_action(&remote(r)?, svc::SvcAction::Start, pkg_ident, &mut out).await,
-        Command::Svc(SvcCommand::Stop {
-            pkg_ident,
-            remote: r,
-        }) => svc::svc_action(&remote(r)?, svc::SvcAction::Stop, pkg_ident, &mut out).await,
+        Command::Svc(SvcCommand::Unload(args)) => {
+            svc::svc_action(
+                &remote(&args.remote)?,
+                svc::SvcAction::Unload,
+                &args.pkg_ident,
+                &mut out,
+            )
+            .await
+        }
+        Command::Svc(SvcCommand::Start(args)) => {
+            svc::svc_action(
+                &remote(&args.remote)?,
+                svc::SvcAction::Start,
+                &args.pkg_ident,
+                &mut out,
+            )
+            .await
+        }
+        Command::Svc(SvcCommand::Stop(args)) => {
+            svc::svc_action(
+                &remote(&args.remote)?,
+                svc::SvcAction::Stop,
+                &args.pkg_ident,
+                &mut out,
+            )
+            .await
+        }
         Command::Config(ConfigCommand::Apply(args)) => {
             let input = Input::from_arg(args.file.as_deref());
             let apply = workstation::ConfigApply {
@@ -232,15 +247,6 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             plan::run_render(&args, &mut std::io::stdout(), &mut std::io::stderr())?;
             Ok(())
         }
-        Command::Svc(_)
-        | Command::Config(_)
-        | Command::File(_)
-        | Command::Sup(SupCommand::Depart { .. })
-        | Command::Sup(SupCommand::Restart { .. })
-        | Command::Census(_)
-        | Command::Sup(SupCommand::Term { .. }) => {
-            anyhow::bail!("workstation commands run in run_workstation")
-        }
         Command::Sup(SupCommand::Run(args)) => {
             let config = supervisor_config(cli.root, *args)?;
             // Before anything touches the root; held until the supervisor is gone.
@@ -276,6 +282,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        // `is_workstation_command` names them, and `main` sends them to `run_workstation`.
+        _ => anyhow::bail!("workstation commands run in run_workstation"),
     }
 }
 
