@@ -982,6 +982,7 @@ async fn helm_install_creates_the_operators_objects() {
         ("list", "habitats.habitat.sh"),
         ("patch", "poddisruptionbudgets.policy"),
         ("create", "events.events.k8s.io"),
+        ("delete", "pods"),
         ("update", "leases.coordination.k8s.io"),
     ] {
         // `kind/x` would name an object x to kubectl: subresources go in --subresource.
@@ -996,6 +997,8 @@ async fn helm_install_creates_the_operators_objects() {
         ("watch", "secrets"),
         ("delete", "persistentvolumeclaims"),
         ("deletecollection", "persistentvolumeclaims"),
+        ("deletecollection", "pods"),
+        ("create", "pods"),
     ] {
         let out = cp.kubectl(&["auth", "can-i", verb, resource, "-n", &ns, "--as", &sa]);
         assert_eq!(stdout(&out).trim(), "no", "{sa} can {verb} {resource}");
