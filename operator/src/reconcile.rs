@@ -31,6 +31,7 @@ use std::time::{Duration, Instant};
 
 use futures::{Future, StreamExt};
 use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::api::core::v1::{Pod, Secret, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -369,11 +370,11 @@ async fn roll(
         let Some(mut state) = rollout::pod_state(&name, pod, census, reported, &now) else {
             continue;
         };
-        // The census carries only its reporter's health check: ask a new pod itself.
+        // The census carries only its reporter's health check: ask a new pod itself (also
+        // when it is not Ready, so that a stall says why).
         let asks = !completed
             && has_service
             && state.service_health.is_none()
-            && state.ready
             && !state.terminating
             && state.alive_in_ring
             && state.revision.as_deref() == Some(target.as_str());
@@ -421,6 +422,13 @@ async fn roll(
             }
         }
     }
+    let revision = ObjectReference {
+        api_version: Some("apps/v1".to_owned()),
+        kind: Some("ControllerRevision".to_owned()),
+        namespace: Some(ns.to_owned()),
+        name: Some(target.clone()),
+        ..ObjectReference::default()
+    };
     for note in rollout::notes(previous, &next, &plan) {
         let type_ = if note.warning {
             EventType::Warning
@@ -432,7 +440,14 @@ async fn roll(
         } else {
             info!(reason = note.reason, "{}", note.note);
         }
-        publish(hab, ctx, type_, note.reason, note.note).await;
+        let related = match &note.pod {
+            Some(name) => pods
+                .iter()
+                .find(|p| &p.name_any() == name)
+                .map(|p| p.object_ref(&())),
+            None => Some(revision.clone()),
+        };
+        publish_about(hab, ctx, type_, note.reason, note.note, related).await;
     }
     let requeue = if next.phase == rollout::PROGRESSING {
         ROLLOUT_POLL
@@ -845,7 +860,21 @@ async fn write_status(
     Ok(())
 }
 
-async fn publish(hab: &Habitat, ctx: &Context, type_: EventType, reason: &str, mut note: String) {
+async fn publish(hab: &Habitat, ctx: &Context, type_: EventType, reason: &str, note: String) {
+    publish_about(hab, ctx, type_, reason, note, None).await;
+}
+
+/// `publish` with a related object. The recorder folds events of one reason about one object
+/// into a series that keeps the first note; a related object (the pod replaced, the revision
+/// rolled to) keeps distinct happenings distinct.
+async fn publish_about(
+    hab: &Habitat,
+    ctx: &Context,
+    type_: EventType,
+    reason: &str,
+    mut note: String,
+    secondary: Option<ObjectReference>,
+) {
     // The API server refuses notes over 1 KiB.
     if note.len() > 1000 {
         let mut end = 1000;
@@ -860,7 +889,7 @@ async fn publish(hab: &Habitat, ctx: &Context, type_: EventType, reason: &str, m
         reason: reason.to_owned(),
         note: Some(note),
         action: "Reconcile".to_owned(),
-        secondary: None,
+        secondary,
     };
     if let Err(error) = ctx.recorder.publish(&event, &hab.object_ref(&())).await {
         warn!(%error, reason, "could not publish event");

@@ -315,6 +315,8 @@ pub struct Note {
     pub reason: &'static str,
     pub note: String,
     pub warning: bool,
+    /// The pod it is about (PodReplaced), if any.
+    pub pod: Option<String>,
 }
 
 /// The events that going from `previous` to `next` (and deleting `deleted`) publishes:
@@ -332,6 +334,7 @@ pub fn notes(previous: Option<&RolloutStatus>, next: &RolloutStatus, plan: &Plan
                 next.total - next.updated
             ),
             warning: false,
+            pod: None,
         });
     }
     if let Decision::Delete(steps) = &plan.decision {
@@ -343,6 +346,7 @@ pub fn notes(previous: Option<&RolloutStatus>, next: &RolloutStatus, plan: &Plan
                     step.pod, step.role, next.target_revision
                 ),
                 warning: false,
+                pod: Some(step.pod.clone()),
             });
         }
     }
@@ -355,6 +359,7 @@ pub fn notes(previous: Option<&RolloutStatus>, next: &RolloutStatus, plan: &Plan
                 next.total, next.target_revision
             ),
             warning: false,
+            pod: None,
         });
     }
     if next.phase == STALLED && was != Some(STALLED) {
@@ -365,6 +370,7 @@ pub fn notes(previous: Option<&RolloutStatus>, next: &RolloutStatus, plan: &Plan
                 next.target_revision, next.message
             ),
             warning: true,
+            pod: None,
         });
     }
     notes
