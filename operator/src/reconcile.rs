@@ -336,7 +336,18 @@ async fn roll(
     sts: &StatefulSet,
     token: &str,
 ) -> Result<(Option<RolloutStatus>, Duration)> {
-    let previous = hab.status.as_ref().and_then(|s| s.rollout.as_ref());
+    let name = hab.name_any();
+    // The controller's cache may not hold the status the last reconcile wrote yet (a pod or
+    // StatefulSet change can bring the next one first): the rollout's previous step and the
+    // census are read from the API server.
+    let habs: Api<Habitat> = Api::namespaced(ctx.client.clone(), ns);
+    let fresh = habs
+        .get_status(&name)
+        .await
+        .map_err(|e| api_error("get", "Habitat", ns, &name, e))?
+        .status
+        .or_else(|| hab.status.clone());
+    let previous = fresh.as_ref().and_then(|s| s.rollout.as_ref());
     let sts_status = sts.status.as_ref();
     // Until the StatefulSet controller saw the latest template, `updateRevision` is the old one.
     let observed = sts_status.and_then(|s| s.observed_generation);
@@ -344,7 +355,6 @@ async fn roll(
     let (Some(target), true) = (target, observed >= sts.metadata.generation) else {
         return Ok((previous.cloned(), ROLLOUT_POLL));
     };
-    let name = hab.name_any();
     let pods_api: Api<Pod> = Api::namespaced(ctx.client.clone(), ns);
     let params = ListParams::default().labels(&build::selector_string(hab));
     let pods = pods_api
@@ -352,7 +362,7 @@ async fn roll(
         .await
         .map_err(|e| api_error("list", "Pod", ns, &name, e))?
         .items;
-    let census = hab.status.as_ref().and_then(|s| s.census.as_ref());
+    let census = fresh.as_ref().and_then(|s| s.census.as_ref());
     let completed =
         previous.is_some_and(|p| p.target_revision == target && p.phase == rollout::COMPLETE);
     let has_service = hab.spec.service.package.is_some();
