@@ -202,14 +202,13 @@ async fn rollout_of_five(cluster: &Cluster) -> (Duration, Duration) {
         let habs = cluster.habs();
         async move { habs.get("roll").await.ok()?.status?.rollout }
     };
-    cluster
-        .create(
-            Habitat::test("roll")
-                .leader()
-                .count(5)
-                .package("habitat-rs/hello"),
-        )
-        .await;
+    // The service is the package's name (the ring names the group after it); its own ring.
+    let mut hab = Habitat::test("roll")
+        .leader()
+        .count(5)
+        .package("habitat-rs/hello");
+    hab.spec.service.name = "hello".into();
+    cluster.create(hab).await;
     let started = Instant::now();
     cluster.pods_ready("roll", 5, WAIT).await;
     cluster
