@@ -804,6 +804,36 @@ mod tests {
     }
 
     #[test]
+    fn schema_carries_the_rollout_and_channel_fields() {
+        let s = schema();
+        let spec = &s["properties"]["spec"]["properties"];
+        let rollout = &spec["rollout"]["properties"]["progressDeadlineSeconds"];
+        assert_eq!(rules(rollout), ["self >= 1"]);
+        let service = &spec["service"]["properties"];
+        assert!(rules(&service["url"])[0].contains("https?|file"));
+        assert!(rules(&service["channel"])[0].contains("A-Za-z0-9_.-"));
+        assert_eq!(rules(&service["updatePeriod"]), ["self >= 1"]);
+        let status = &s["properties"]["status"]["properties"]["rollout"]["properties"];
+        for field in [
+            "targetRevision",
+            "updated",
+            "total",
+            "phase",
+            "message",
+            "startedAt",
+        ] {
+            assert!(status.get(field).is_some(), "status.rollout.{field}");
+        }
+        let spec: HabitatSpec =
+            serde_json::from_str(r#"{"image":"app:1","service":{"name":"redis"}}"#).unwrap();
+        assert_eq!(
+            spec.progress_deadline_seconds(),
+            DEFAULT_PROGRESS_DEADLINE_SECONDS
+        );
+        assert_eq!(DEFAULT_PROGRESS_DEADLINE_SECONDS, 600);
+    }
+
+    #[test]
     fn spec_defaults_apply_when_deserializing() {
         let spec: HabitatSpec =
             serde_json::from_str(r#"{"image":"app:1","service":{"name":"redis"}}"#).unwrap();
