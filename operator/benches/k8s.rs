@@ -7,7 +7,11 @@
 //! 3. `status_failover_s`: SIGKILL of the leader pod's processes -> status shows a new leader
 //!    (<= ring failover + 1 s);
 //! 4. `spec_config_rendered_s`: `spec.service.config` changed -> rendered on all 3 (<= 2 s);
-//! 5. `hundred_resources_status_s`: 100 one-member resources created at once -> every status
+//! 5. `rollout_5_s`: the image of a 5-member leader resource changed -> `status.rollout`
+//!    Complete (issue 15: one pod at a time, the leader last), beside `pod_start_s`: the same
+//!    resource created -> 5 pods Ready and alive in the census (the pods' and services' own
+//!    start, the readiness probe's period included);
+//! 6. `hundred_resources_status_s`: 100 one-member resources created at once -> every status
 //!    shows its alive member (<= 30 s), with `operator_rss_mb` (peak) <= 60.
 //!
 //! `cargo bench -p habitat-operator --bench k8s` (root, `tests/k8s/build.sh`). It lives in the
@@ -104,7 +108,10 @@ async fn main() {
     let rendered = changed.elapsed();
     eprintln!("spec config rendered on 3 pods after {rendered:?}");
 
-    // 5. Many one-member resources at once.
+    // 5. A rollout of 5 members (a new image tag, the same directory on the agent).
+    let (rollout, pod_start) = rollout_of_five(&cluster).await;
+
+    // 6. Many one-member resources at once.
     let n: usize = std::env::var("HABITAT_BENCH_RESOURCES")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -176,10 +183,76 @@ async fn main() {
             "status_complete_s": secs(status_complete),
             "status_failover_s": secs(failover),
             "spec_config_rendered_s": secs(rendered),
+            "rollout_5_s": secs(rollout),
+            "pod_start_s": secs(pod_start),
             "hundred_resources_status_s": secs(hundred),
             "resources": n,
             "hundred_pods_ready_s": hundred_pods.get().map(secs),
             "operator_rss_mb": (rss_mb * 10.0).round() / 10.0,
         })
     );
+}
+
+/// Creates the 5-member resource `roll`, rolls it to a new image, and deletes it again: the
+/// time from the image change to `status.rollout` Complete, and the time its 5 pods took to
+/// start (created -> Ready and alive in the census).
+async fn rollout_of_five(cluster: &Cluster) -> (Duration, Duration) {
+    use support::pods::APP_IMAGE_2;
+    let rollout = |cluster: &Cluster| {
+        let habs = cluster.habs();
+        async move { habs.get("roll").await.ok()?.status?.rollout }
+    };
+    // The service is the package's name (the ring names the group after it); its own ring.
+    let mut hab = Habitat::test("roll")
+        .leader()
+        .count(5)
+        .package("habitat-rs/hello");
+    hab.spec.service.name = "hello".into();
+    cluster.create(hab).await;
+    let started = Instant::now();
+    cluster.pods_ready("roll", 5, WAIT).await;
+    cluster
+        .census_where("roll", WAIT, "5 alive and a leader", |c| complete(c, 5))
+        .await;
+    let pod_start = started.elapsed();
+    let before = eventually(WAIT, "roll: rollout complete at creation", || async {
+        rollout(cluster).await.filter(|r| r.phase == "Complete")
+    })
+    .await;
+    let changed = Instant::now();
+    cluster
+        .habs()
+        .patch(
+            "roll",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"image": APP_IMAGE_2}})),
+        )
+        .await
+        .unwrap();
+    let done = eventually(WAIT, "roll: rollout complete at the new image", || async {
+        rollout(cluster)
+            .await
+            .filter(|r| r.target_revision != before.target_revision && r.phase == "Complete")
+    })
+    .await;
+    let took = changed.elapsed();
+    eprintln!("5 pods rolled in {took:?} ({done:?}); 5 pods started in {pod_start:?}");
+    cluster
+        .habs()
+        .delete("roll", &Default::default())
+        .await
+        .unwrap();
+    eventually(WAIT, "roll's pods gone", || async {
+        let params = kube::api::ListParams::default().labels("habitat.sh/habitat=roll");
+        cluster
+            .pods()
+            .list(&params)
+            .await
+            .ok()?
+            .items
+            .is_empty()
+            .then_some(())
+    })
+    .await;
+    (took, pod_start)
 }

@@ -115,6 +115,39 @@ pub struct HabitatSpec {
     /// creation, update or scaling until it is set back to false.
     #[serde(default)]
     pub paused: bool,
+
+    /// How the operator replaces pods when the pod template changes (image, package, env,
+    /// config that restarts pods): followers first and the leader last, one at a time, each
+    /// waiting until the new pod is Ready and the ring reports it alive and healthy
+    /// (`service.strategy: at-once` replaces every outdated pod at once).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<RolloutSpec>,
+}
+
+/// How a rollout of a new pod template proceeds.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct RolloutSpec {
+    /// Seconds a replaced pod gets to become Ready, alive in the ring and healthy before the
+    /// rollout stops (Stalled: no further pod is replaced). Default 600.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(
+        validation = Rule::new("self >= 1").message("rollout.progressDeadlineSeconds must be at least 1")
+    )]
+    pub progress_deadline_seconds: Option<i64>,
+}
+
+/// Default of `spec.rollout.progressDeadlineSeconds`, as a Deployment's.
+pub const DEFAULT_PROGRESS_DEADLINE_SECONDS: i64 = 600;
+
+impl HabitatSpec {
+    /// `rollout.progressDeadlineSeconds`, or its default.
+    pub fn progress_deadline_seconds(&self) -> i64 {
+        self.rollout
+            .as_ref()
+            .and_then(|r| r.progress_deadline_seconds)
+            .unwrap_or(DEFAULT_PROGRESS_DEADLINE_SECONDS)
+    }
 }
 
 /// The service each member runs.
@@ -165,8 +198,10 @@ pub struct ServiceSpec {
     )]
     pub topology: Topology,
 
-    /// Update strategy of the supervisor: `none`, `at-once` or `rolling`. On Kubernetes, image
-    /// changes roll through the StatefulSet whatever the strategy.
+    /// Update strategy: `none`, `at-once` or `rolling`. A change of the pod template (image,
+    /// package, env) replaces the pods one at a time, followers first and the leader last,
+    /// unless it is `at-once` (every outdated pod at once). With `channel` and `url` the
+    /// supervisors also follow the channel in place with this strategy (`--strategy`).
     #[serde(default)]
     #[x_kube(
         validation = Rule::new("self in ['none', 'at-once', 'rolling']")
@@ -174,9 +209,34 @@ pub struct ServiceSpec {
     )]
     pub strategy: Strategy,
 
-    /// Package channel the supervisor follows for updates (e.g. `stable`).
+    /// Package channel the supervisors follow for updates (e.g. `stable`), in place without a
+    /// pod restart; needs `url` (`hab sup run --strategy S --channel C --url U`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(
+        validation = Rule::new("self.matches('^[A-Za-z0-9_.-]+$')")
+            .message("service.channel must be letters, digits, '.', '-' or '_'")
+    )]
+    #[schemars(length(max = 255))]
     pub channel: Option<String>,
+
+    /// URL of the package depot the supervisors update from (`hab depot serve`, e.g.
+    /// `http://depot.infra:9636`, or `file:///path` inside the image); with `channel` the
+    /// supervisors follow that channel in place.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(
+        validation = Rule::new("self.matches('^(https?|file)://[^ ]+$')")
+            .message("service.url must be an http://, https:// or file:// URL")
+    )]
+    #[schemars(length(max = 2048))]
+    pub url: Option<String>,
+
+    /// Seconds between the supervisors' checks of the channel (`--update-period`, jittered;
+    /// the supervisor's default, 60, when unset). Only with `channel` and `url`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(
+        validation = Rule::new("self >= 1").message("service.updatePeriod must be at least 1 second")
+    )]
+    pub update_period: Option<i32>,
 
     /// Binds to other service groups, `hab sup run --bind NAME:SERVICE.GROUP`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -498,6 +558,32 @@ pub struct HabitatStatus {
     /// the old key, and a new one would split the ring.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ring_key_secret: Option<String>,
+    /// Progress of replacing the pods with the StatefulSet's current template.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<RolloutStatus>,
+}
+
+/// Progress of a rollout: pods replaced one at a time (followers first, the leader last) until
+/// all run the StatefulSet's `updateRevision`.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct RolloutStatus {
+    /// The StatefulSet's `updateRevision` the pods are being brought to.
+    pub target_revision: String,
+    /// Pods at the target revision.
+    pub updated: i32,
+    /// Pods there should be (`spec.count`).
+    pub total: i32,
+    /// `Progressing`, `Complete` or `Stalled` (a replaced pod failed: no further pod is
+    /// replaced until the spec changes).
+    pub phase: String,
+    /// What the rollout waits for, which pod it replaced last, or why it stalled.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub message: String,
+    /// When the operator first saw pods behind this revision; absent for a revision every pod
+    /// started at (a new resource).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<Time>,
 }
 
 /// The ring's census as one ready member's HTTP gateway reports it, followed by change
@@ -715,6 +801,36 @@ mod tests {
             s["properties"]["status"]["properties"]["conditions"]["x-kubernetes-list-type"],
             "map"
         );
+    }
+
+    #[test]
+    fn schema_carries_the_rollout_and_channel_fields() {
+        let s = schema();
+        let spec = &s["properties"]["spec"]["properties"];
+        let rollout = &spec["rollout"]["properties"]["progressDeadlineSeconds"];
+        assert_eq!(rules(rollout), ["self >= 1"]);
+        let service = &spec["service"]["properties"];
+        assert!(rules(&service["url"])[0].contains("https?|file"));
+        assert!(rules(&service["channel"])[0].contains("A-Za-z0-9_.-"));
+        assert_eq!(rules(&service["updatePeriod"]), ["self >= 1"]);
+        let status = &s["properties"]["status"]["properties"]["rollout"]["properties"];
+        for field in [
+            "targetRevision",
+            "updated",
+            "total",
+            "phase",
+            "message",
+            "startedAt",
+        ] {
+            assert!(status.get(field).is_some(), "status.rollout.{field}");
+        }
+        let spec: HabitatSpec =
+            serde_json::from_str(r#"{"image":"app:1","service":{"name":"redis"}}"#).unwrap();
+        assert_eq!(
+            spec.progress_deadline_seconds(),
+            DEFAULT_PROGRESS_DEADLINE_SECONDS
+        );
+        assert_eq!(DEFAULT_PROGRESS_DEADLINE_SECONDS, 600);
     }
 
     #[test]

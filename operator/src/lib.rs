@@ -5,7 +5,8 @@
 //! the controller (`reconcile`), which also writes the resource's status. A census stream per
 //! resource (`follow`, over `gateway`) mirrors the ring's census into `status.census`
 //! (`census`), applies the resource's config and files to the ring (`config`), and departs the
-//! members a scale-down removed (`depart`).
+//! members a scale-down removed (`depart`). A change of the pod template rolls the pods in
+//! election-aware order, the leader last (`rollout`: the StatefulSet updates `OnDelete`).
 
 pub mod backoff;
 pub mod build;
@@ -20,6 +21,7 @@ pub mod http;
 pub mod leader;
 pub mod metrics;
 pub mod reconcile;
+pub mod rollout;
 pub mod status;
 pub mod testing;
 

@@ -10,6 +10,14 @@
 //! applied. The stream writes `status.census`; a change of it brings the resource back here,
 //! where the conditions follow it.
 //!
+//! After the apply, the rollout (`rollout`): the StatefulSet updates `OnDelete`, and each
+//! reconcile deletes the next outdated pod (followers first, the leader last, one at a time;
+//! all at once with `service.strategy: at-once`) once the pods at the new revision are Ready,
+//! alive in the ring and healthy. Everything it decides from is read from the cluster (pod
+//! revisions, the census in status, the previous `status.rollout`), so an operator restart
+//! carries on where the last stopped. A new pod that fails stops the rollout (Degraded,
+//! RolloutStalled).
+//!
 //! No finalizer: owned children go with the resource through the garbage collector, and the
 //! volumes follow the StatefulSet's claim retention policy (kept by default), so deleting a
 //! resource never waits for the operator. It only deletes what carries an owner reference to
@@ -23,7 +31,8 @@ use std::time::{Duration, Instant};
 
 use futures::{Future, StreamExt};
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{Secret, Service};
+use k8s_openapi::api::core::v1::ObjectReference;
+use k8s_openapi::api::core::v1::{Pod, Secret, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -42,12 +51,14 @@ use serde::Serialize;
 use tracing::{info, instrument, warn};
 
 use crate::backoff::Backoff;
-use crate::build::{self, pdb, secrets, services, statefulset, BuildConfig};
+use crate::build::{self, pdb, secrets, services, statefulset, BuildConfig, HTTP_PORT};
 use crate::config::{desired_config, Content, Desired};
-use crate::crd::{Habitat, LEGACY_FINALIZER};
+use crate::crd::{Habitat, RolloutStatus, LEGACY_FINALIZER};
 use crate::follow::{Follow, Followers, Timing};
+use crate::gateway;
 use crate::metrics::Metrics;
-use crate::status::{desired_status, for_patch, is_current, Outcome};
+use crate::rollout::{self, Decision};
+use crate::status::{desired_status_with_rollout, for_patch, is_current, Outcome};
 use crate::{Error, Result};
 
 /// Field manager of every server-side apply the operator makes.
@@ -56,6 +67,11 @@ pub const FIELD_MANAGER: &str = "habitat-operator";
 pub const RESYNC: Duration = Duration::from_secs(300);
 /// How often streams of resources that are gone are ended.
 pub const REAP_INTERVAL: Duration = Duration::from_secs(5);
+/// How often a resource whose rollout is under way is looked at even when nothing changes
+/// (pod and census changes bring it back sooner): progress deadlines, health checks.
+pub const ROLLOUT_POLL: Duration = Duration::from_secs(10);
+/// How long the operator waits for a new pod's gateway to tell its service's health.
+const HEALTH_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// What every reconcile shares.
 pub struct Context {
@@ -243,18 +259,30 @@ fn now() -> Time {
 
 async fn apply(hab: &Habitat, ctx: &Context, ns: &str) -> Result<Action> {
     let sts_api: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), ns);
+    let previous_rollout = hab.status.as_ref().and_then(|s| s.rollout.clone());
     if hab.spec.paused {
         let sts = sts_api
             .get_opt(&hab.name_any())
             .await
             .map_err(|e| api_error("get", "StatefulSet", ns, &hab.name_any(), e))?;
-        write_status(hab, ctx, ns, Outcome::Paused(sts.as_ref()), None).await?;
+        let outcome = Outcome::Paused(sts.as_ref());
+        write_status(hab, ctx, ns, outcome, None, previous_rollout).await?;
         return Ok(Action::requeue(RESYNC));
     }
     let mut ring_key = None;
-    match apply_children(hab, ctx, ns, &mut ring_key).await {
+    let applied = match apply_children(hab, ctx, ns, &mut ring_key).await {
         Ok((sts, follow)) => {
+            let token = follow.token.clone();
             ctx.followers.follow(&ctx.client, hab, follow);
+            match roll(hab, ctx, ns, &sts, &token).await {
+                Ok(rolled) => Ok((sts, rolled)),
+                Err(error) => Err((error, Some(sts))),
+            }
+        }
+        Err(error) => Err((error, None)),
+    };
+    match applied {
+        Ok((sts, (rollout, requeue))) => {
             let new_generation =
                 hab.status.as_ref().and_then(|s| s.observed_generation) != hab.metadata.generation;
             write_status(
@@ -263,6 +291,7 @@ async fn apply(hab: &Habitat, ctx: &Context, ns: &str) -> Result<Action> {
                 ns,
                 Outcome::Applied(Some(&sts)),
                 ring_key.as_deref(),
+                rollout,
             )
             .await?;
             if new_generation {
@@ -275,15 +304,18 @@ async fn apply(hab: &Habitat, ctx: &Context, ns: &str) -> Result<Action> {
                 info!("{note}");
                 publish(hab, ctx, EventType::Normal, "Applied", note).await;
             }
-            Ok(Action::requeue(RESYNC))
+            Ok(Action::requeue(requeue))
         }
-        Err(error) => {
+        Err((error, sts)) => {
             let message = error.to_string();
-            let sts = sts_api.get_opt(&hab.name_any()).await.ok().flatten();
+            let sts = match sts {
+                Some(sts) => Some(sts),
+                None => sts_api.get_opt(&hab.name_any()).await.ok().flatten(),
+            };
             // Best effort: the error itself is what the controller reports and retries.
             let outcome = Outcome::Failed(error.reason(), &message, sts.as_ref());
             if let Err(status_error) =
-                write_status(hab, ctx, ns, outcome, ring_key.as_deref()).await
+                write_status(hab, ctx, ns, outcome, ring_key.as_deref(), previous_rollout).await
             {
                 warn!(%status_error, "could not record the failure in status");
             }
@@ -291,6 +323,148 @@ async fn apply(hab: &Habitat, ctx: &Context, ns: &str) -> Result<Action> {
             Err(error)
         }
     }
+}
+
+/// One step of the rollout of `sts`'s `updateRevision` (`rollout::plan`): deletes the pods it
+/// picks, publishes its events, and returns `status.rollout` and when to look again.
+/// `token` is the HTTP gateway's, for asking a new pod's supervisor about its service's
+/// health when the census does not carry it.
+async fn roll(
+    hab: &Habitat,
+    ctx: &Context,
+    ns: &str,
+    sts: &StatefulSet,
+    token: &str,
+) -> Result<(Option<RolloutStatus>, Duration)> {
+    let name = hab.name_any();
+    // The controller's cache may not hold the status the last reconcile wrote yet (a pod or
+    // StatefulSet change can bring the next one first): the rollout's previous step and the
+    // census are read from the API server.
+    let habs: Api<Habitat> = Api::namespaced(ctx.client.clone(), ns);
+    let fresh = habs
+        .get_status(&name)
+        .await
+        .map_err(|e| api_error("get", "Habitat", ns, &name, e))?
+        .status
+        .or_else(|| hab.status.clone());
+    let previous = fresh.as_ref().and_then(|s| s.rollout.as_ref());
+    let sts_status = sts.status.as_ref();
+    // Until the StatefulSet controller saw the latest template, `updateRevision` is the old one.
+    let observed = sts_status.and_then(|s| s.observed_generation);
+    let target = sts_status.and_then(|s| s.update_revision.clone());
+    let (Some(target), true) = (target, observed >= sts.metadata.generation) else {
+        return Ok((previous.cloned(), ROLLOUT_POLL));
+    };
+    let pods_api: Api<Pod> = Api::namespaced(ctx.client.clone(), ns);
+    let params = ListParams::default().labels(&build::selector_string(hab));
+    let pods = pods_api
+        .list(&params)
+        .await
+        .map_err(|e| api_error("list", "Pod", ns, &name, e))?
+        .items;
+    let census = fresh.as_ref().and_then(|s| s.census.as_ref());
+    let completed =
+        previous.is_some_and(|p| p.target_revision == target && p.phase == rollout::COMPLETE);
+    let has_service = hab.spec.service.package.is_some();
+    let service_group = hab.spec.service.service_group();
+    let now = now();
+    let mut states = Vec::with_capacity(pods.len());
+    for pod in &pods {
+        let pod_name = pod.name_any();
+        let ip = pod.status.as_ref().and_then(|s| s.pod_ip.clone());
+        let reported = census
+            .into_iter()
+            .flat_map(|c| &c.members)
+            .find(|m| m.pod.as_deref() == Some(pod_name.as_str()) && m.ip == ip)
+            .and_then(|m| m.service_health.clone());
+        let Some(mut state) = rollout::pod_state(&name, pod, census, reported, &now) else {
+            continue;
+        };
+        // The census carries only its reporter's health check: ask a new pod itself (also
+        // when it is not Ready, so that a stall says why).
+        let asks = !completed
+            && has_service
+            && state.service_health.is_none()
+            && !state.terminating
+            && state.alive_in_ring
+            && state.revision.as_deref() == Some(target.as_str());
+        if let (true, Some(ip)) = (asks, ip.and_then(|ip| ip.parse().ok())) {
+            let addr = std::net::SocketAddr::new(ip, HTTP_PORT as u16);
+            state.service_health =
+                gateway::service_health(addr, Some(token), &service_group, HEALTH_TIMEOUT).await;
+        }
+        states.push(state);
+    }
+    let input = rollout::Input {
+        target: &target,
+        count: hab.spec.count,
+        strategy: hab.spec.service.strategy,
+        elects_leader: hab.spec.service.topology.elects_leader(),
+        leader: census
+            .and_then(|c| c.leader.as_ref())
+            .and_then(|l| l.pod.as_deref()),
+        has_service,
+        deadline_seconds: hab.spec.progress_deadline_seconds(),
+        completed,
+        pods: &states,
+    };
+    let plan = rollout::plan(&input);
+    let next = rollout::rollout_status(previous, &target, &plan, &now);
+    if let Decision::Delete(steps) = &plan.decision {
+        for step in steps {
+            let Some(pod) = pods.iter().find(|p| p.name_any() == step.pod) else {
+                continue;
+            };
+            // Exactly the pod the plan saw: a pod recreated meanwhile is not deleted again.
+            let params = DeleteParams {
+                preconditions: Some(Preconditions {
+                    uid: pod.metadata.uid.clone(),
+                    resource_version: None,
+                }),
+                ..DeleteParams::default()
+            };
+            match pods_api.delete(&step.pod, &params).await {
+                Ok(_) => {
+                    info!(pod = %step.pod, role = step.role, revision = %target, "rollout: deleted an outdated pod")
+                }
+                Err(kube::Error::Api(status)) if status.code == 404 || status.code == 409 => {}
+                Err(e) => return Err(api_error("delete", "Pod", ns, &step.pod, e)),
+            }
+        }
+    }
+    let revision = ObjectReference {
+        api_version: Some("apps/v1".to_owned()),
+        kind: Some("ControllerRevision".to_owned()),
+        namespace: Some(ns.to_owned()),
+        name: Some(target.clone()),
+        ..ObjectReference::default()
+    };
+    for note in rollout::notes(previous, &next, &plan) {
+        let type_ = if note.warning {
+            EventType::Warning
+        } else {
+            EventType::Normal
+        };
+        if note.warning {
+            warn!(reason = note.reason, "{}", note.note);
+        } else {
+            info!(reason = note.reason, "{}", note.note);
+        }
+        let related = match &note.pod {
+            Some(name) => pods
+                .iter()
+                .find(|p| &p.name_any() == name)
+                .map(|p| p.object_ref(&())),
+            None => Some(revision.clone()),
+        };
+        publish_about(hab, ctx, type_, note.reason, note.note, related).await;
+    }
+    let requeue = if next.phase == rollout::PROGRESSING {
+        ROLLOUT_POLL
+    } else {
+        RESYNC
+    };
+    Ok((Some(next), requeue))
 }
 
 /// Applies every child of `hab`; returns the StatefulSet as the API server has it and what
@@ -674,8 +848,9 @@ async fn write_status(
     ns: &str,
     outcome: Outcome<'_>,
     ring_key: Option<&str>,
+    rollout: Option<RolloutStatus>,
 ) -> Result<()> {
-    let status = desired_status(hab, outcome, ring_key, &now());
+    let status = desired_status_with_rollout(hab, outcome, ring_key, rollout, &now());
     if is_current(hab, &status) {
         return Ok(());
     }
@@ -695,7 +870,21 @@ async fn write_status(
     Ok(())
 }
 
-async fn publish(hab: &Habitat, ctx: &Context, type_: EventType, reason: &str, mut note: String) {
+async fn publish(hab: &Habitat, ctx: &Context, type_: EventType, reason: &str, note: String) {
+    publish_about(hab, ctx, type_, reason, note, None).await;
+}
+
+/// `publish` with a related object. The recorder folds events of one reason about one object
+/// into a series that keeps the first note; a related object (the pod replaced, the revision
+/// rolled to) keeps distinct happenings distinct.
+async fn publish_about(
+    hab: &Habitat,
+    ctx: &Context,
+    type_: EventType,
+    reason: &str,
+    mut note: String,
+    secondary: Option<ObjectReference>,
+) {
     // The API server refuses notes over 1 KiB.
     if note.len() > 1000 {
         let mut end = 1000;
@@ -710,7 +899,7 @@ async fn publish(hab: &Habitat, ctx: &Context, type_: EventType, reason: &str, m
         reason: reason.to_owned(),
         note: Some(note),
         action: "Reconcile".to_owned(),
-        secondary: None,
+        secondary,
     };
     if let Err(error) = ctx.recorder.publish(&event, &hab.object_ref(&())).await {
         warn!(%error, reason, "could not publish event");
@@ -760,6 +949,7 @@ fn kind_name<K: Resource<DynamicType = ()>>() -> &'static str {
         "PodDisruptionBudget" => "PodDisruptionBudget",
         "Secret" => "Secret",
         "Habitat" => "Habitat",
+        "Pod" => "Pod",
         _ => "object",
     }
 }

@@ -14,7 +14,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
 use crate::build::selector_string;
 use crate::census::census_problem;
-use crate::crd::{Habitat, HabitatStatus};
+use crate::crd::{Habitat, HabitatStatus, RolloutStatus};
+use crate::rollout;
 
 /// Condition types, in the order they appear in the status.
 pub const READY: &str = "Ready";
@@ -45,12 +46,35 @@ struct Cond {
 
 /// The status to write for `hab` after `outcome`, at time `now`. `ring_key_seen` names the
 /// generated ring key Secret if this reconcile saw it exist; once recorded it stays recorded.
+/// The rollout's progress is carried over as the status has it.
 pub fn desired_status(
     hab: &Habitat,
     outcome: Outcome<'_>,
     ring_key_seen: Option<&str>,
     now: &Time,
 ) -> HabitatStatus {
+    let rollout = hab.status.as_ref().and_then(|s| s.rollout.clone());
+    desired_status_with_rollout(hab, outcome, ring_key_seen, rollout, now)
+}
+
+/// `desired_status` with `rollout` as the rollout's progress (`rollout::rollout_status`): a
+/// stalled rollout is Degraded (reason RolloutStalled, naming the pod and why) and not
+/// Progressing.
+pub fn desired_status_with_rollout(
+    hab: &Habitat,
+    outcome: Outcome<'_>,
+    ring_key_seen: Option<&str>,
+    rollout: Option<RolloutStatus>,
+    now: &Time,
+) -> HabitatStatus {
+    let stalled = rollout
+        .as_ref()
+        .filter(|r| r.phase == rollout::STALLED)
+        .map(|r| r.message.clone());
+    let rolling = rollout
+        .as_ref()
+        .filter(|r| r.phase == rollout::PROGRESSING && r.updated < r.total)
+        .map(|r| format!("{} of {} pods updated: {}", r.updated, r.total, r.message));
     let generation = hab.metadata.generation;
     let count = hab.spec.count;
     let (sts, failure, paused) = match outcome {
@@ -69,7 +93,14 @@ pub fn desired_status(
         .and_then(|s| s.replicas)
         .unwrap_or(count);
 
-    let progressing = if paused {
+    let progressing = if let (Some(message), false) = (&stalled, paused) {
+        Cond {
+            type_: PROGRESSING,
+            status: false,
+            reason: "RolloutStalled",
+            message: message.clone(),
+        }
+    } else if paused {
         Cond {
             type_: PROGRESSING,
             status: false,
@@ -105,7 +136,7 @@ pub fn desired_status(
             type_: PROGRESSING,
             status: true,
             reason: "RollingUpdate",
-            message: format!("{updated} of {desired} pods updated"),
+            message: rolling.unwrap_or_else(|| format!("{updated} of {desired} pods updated")),
         }
     } else {
         Cond {
@@ -142,6 +173,7 @@ pub fn desired_status(
         .and_then(census_problem);
     let degraded = match failure
         .map(|(reason, message)| (reason, message.to_owned()))
+        .or(stalled.map(|message| ("RolloutStalled", message)))
         .or(not_applied)
         .or(ring_problem)
     {
@@ -180,6 +212,7 @@ pub fn desired_status(
         ring_key_secret: ring_key_seen
             .map(str::to_owned)
             .or_else(|| previous.and_then(|s| s.ring_key_secret.clone())),
+        rollout,
     }
 }
 
@@ -401,6 +434,61 @@ mod tests {
         let patch = for_patch(&status);
         assert!(patch.census.is_none() && patch.applied.is_none());
         assert_eq!(patch.conditions, status.conditions);
+    }
+
+    #[test]
+    fn a_stalled_rollout_is_degraded_and_not_progressing_and_a_rolling_one_says_how_far() {
+        let hab = Habitat::test("db").count(3);
+        let sts = sts(3, 2, 1);
+        let stalled = RolloutStatus {
+            target_revision: "db-2".into(),
+            updated: 1,
+            total: 3,
+            phase: rollout::STALLED.into(),
+            message: "pod db-2: not Ready after 600 s".into(),
+            started_at: None,
+        };
+        let status = desired_status_with_rollout(
+            &hab,
+            Outcome::Applied(Some(&sts)),
+            None,
+            Some(stalled.clone()),
+            &at(1),
+        );
+        let degraded = get(&status, DEGRADED);
+        assert_eq!(
+            (degraded.status.as_str(), degraded.reason.as_str()),
+            ("True", "RolloutStalled")
+        );
+        assert_eq!(degraded.message, "pod db-2: not Ready after 600 s");
+        let progressing = get(&status, PROGRESSING);
+        assert_eq!(
+            (progressing.status.as_str(), progressing.reason.as_str()),
+            ("False", "RolloutStalled")
+        );
+        assert_eq!(status.rollout.as_ref(), Some(&stalled));
+        // Carried over by a reconcile that does not look at the rollout.
+        let mut later = hab.clone();
+        later.status = Some(status);
+        let carried = desired_status(&later, Outcome::Paused(Some(&sts)), None, &at(2));
+        assert_eq!(carried.rollout, Some(stalled.clone()));
+        let rolling = RolloutStatus {
+            phase: rollout::PROGRESSING.into(),
+            message: "replacing db-1 (follower)".into(),
+            ..stalled
+        };
+        let status = desired_status_with_rollout(
+            &hab,
+            Outcome::Applied(Some(&sts)),
+            None,
+            Some(rolling),
+            &at(1),
+        );
+        assert_eq!(
+            get(&status, PROGRESSING).message,
+            "1 of 3 pods updated: replacing db-1 (follower)"
+        );
+        assert_eq!(get(&status, DEGRADED).status, "False");
     }
 
     #[test]

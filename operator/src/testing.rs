@@ -28,6 +28,7 @@ impl Habitat {
                 persistent_storage: None,
                 pod: None,
                 paused: false,
+                rollout: None,
             },
         );
         hab.metadata = ObjectMeta {
@@ -118,6 +119,27 @@ impl Habitat {
     /// Paused.
     pub fn paused(mut self) -> Self {
         self.spec.paused = true;
+        self
+    }
+
+    /// With update strategy `strategy`.
+    pub fn strategy(mut self, strategy: crate::crd::Strategy) -> Self {
+        self.spec.service.strategy = strategy;
+        self
+    }
+
+    /// Following `channel` of the depot at `url`.
+    pub fn channel(mut self, channel: &str, url: &str) -> Self {
+        self.spec.service.channel = Some(channel.to_owned());
+        self.spec.service.url = Some(url.to_owned());
+        self
+    }
+
+    /// With `rollout.progressDeadlineSeconds` = `seconds`.
+    pub fn progress_deadline(mut self, seconds: i64) -> Self {
+        self.spec.rollout = Some(crate::crd::RolloutSpec {
+            progress_deadline_seconds: Some(seconds),
+        });
         self
     }
 

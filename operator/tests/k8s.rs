@@ -456,10 +456,12 @@ async fn kubectl_scale_reaches_the_statefulset_and_a_spec_change_rolls_it() {
         (image.as_deref() == Some("example/x:2.0")).then_some(sts)
     })
     .await;
-    // The same StatefulSet, updated in place: its controller rolls the pods one at a time.
+    // The same StatefulSet, updated in place; it updates OnDelete: the operator replaces the
+    // pods in election-aware order (tests/rollout.rs).
     assert_eq!(after.uid(), before.uid());
     let strategy = after.spec.unwrap().update_strategy.unwrap();
-    assert_eq!(strategy.type_.as_deref(), Some("RollingUpdate"));
+    assert_eq!(strategy.type_.as_deref(), Some("OnDelete"));
+    assert_eq!(strategy.rolling_update, None);
 }
 
 #[tokio::test]
@@ -982,6 +984,7 @@ async fn helm_install_creates_the_operators_objects() {
         ("list", "habitats.habitat.sh"),
         ("patch", "poddisruptionbudgets.policy"),
         ("create", "events.events.k8s.io"),
+        ("delete", "pods"),
         ("update", "leases.coordination.k8s.io"),
     ] {
         // `kind/x` would name an object x to kubectl: subresources go in --subresource.
@@ -996,6 +999,8 @@ async fn helm_install_creates_the_operators_objects() {
         ("watch", "secrets"),
         ("delete", "persistentvolumeclaims"),
         ("deletecollection", "persistentvolumeclaims"),
+        ("deletecollection", "pods"),
+        ("create", "pods"),
     ] {
         let out = cp.kubectl(&["auth", "can-i", verb, resource, "-n", &ns, "--as", &sa]);
         assert_eq!(stdout(&out).trim(), "no", "{sa} can {verb} {resource}");

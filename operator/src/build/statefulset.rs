@@ -1,14 +1,15 @@
 //! The StatefulSet `<name>`: one pod per member, each running `hab sup run` in the
 //! application's image with the `hab` binary copied in from the sidecar image.
 //!
-//! Pods start in parallel (a ring has no start order), update one at a time (rolling, never
-//! delete-all), and carry no API credentials (`automountServiceAccountToken: false`).
+//! Pods start in parallel (a ring has no start order), update `OnDelete` (the operator picks
+//! which pod to replace next, followers first and the leader last: `rollout`), and carry no
+//! API credentials (`automountServiceAccountToken: false`).
 
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::{
-    RollingUpdateStatefulSetStrategy, StatefulSet, StatefulSetPersistentVolumeClaimRetentionPolicy,
-    StatefulSetSpec, StatefulSetUpdateStrategy,
+    StatefulSet, StatefulSetPersistentVolumeClaimRetentionPolicy, StatefulSetSpec,
+    StatefulSetUpdateStrategy,
 };
 use k8s_openapi::api::core::v1::{
     Container, ContainerPort, EmptyDirVolumeSource, EnvVar, EnvVarSource, HTTPGetAction, KeyToPath,
@@ -111,12 +112,11 @@ pub fn statefulset_bound(
             persistent_volume_claim_retention_policy: retention,
             service_name: Some(peers_service_name(hab)),
             pod_management_policy: Some("Parallel".to_owned()),
+            // The StatefulSet controller would roll by ordinal, blind to the leader: the
+            // operator deletes outdated pods itself, in election-aware order.
             update_strategy: Some(StatefulSetUpdateStrategy {
-                type_: Some("RollingUpdate".to_owned()),
-                rolling_update: Some(RollingUpdateStatefulSetStrategy {
-                    partition: Some(0),
-                    ..RollingUpdateStatefulSetStrategy::default()
-                }),
+                type_: Some("OnDelete".to_owned()),
+                rolling_update: None,
             }),
             selector: LabelSelector {
                 match_labels: Some(selector_labels(hab)),
@@ -238,9 +238,22 @@ pub fn sup_run_args_bound(hab: &Habitat, bound_peers: &[String]) -> Vec<String> 
         "--topology".into(),
         service.topology.as_str().into(),
     ]);
-    // `service.strategy` and `service.channel` are not passed: `hab sup run` does not take
-    // `--strategy`/`--channel` yet (the updates issue adds them), and every pod would
-    // crash-loop on an unknown flag.
+    // Following a channel in place needs both a channel and a depot: only then do the
+    // supervisors get the update flags (a strategy alone has nothing to follow; on Kubernetes
+    // the operator's rollout replaces pods whose template changed).
+    if let (Some(channel), Some(url)) = (&service.channel, &service.url) {
+        args.extend([
+            "--strategy".into(),
+            service.strategy.as_str().into(),
+            "--channel".into(),
+            channel.clone(),
+            "--url".into(),
+            url.clone(),
+        ]);
+        if let Some(period) = service.update_period {
+            args.extend(["--update-period".into(), period.to_string()]);
+        }
+    }
     for bind in &service.binds {
         args.push("--bind".into());
         args.push(format!("{}:{}.{}", bind.name, bind.service, bind.group));
@@ -425,15 +438,53 @@ mod tests {
     use super::*;
 
     #[test]
-    fn strategy_and_channel_are_not_passed_to_a_supervisor_that_rejects_them() {
+    fn a_channel_without_a_depot_passes_no_update_flags() {
         let mut hab = Habitat::test("db").leader();
         hab.spec.service.strategy = crate::crd::Strategy::Rolling;
         hab.spec.service.channel = Some("stable".into());
         let args = sup_run_args(&hab);
         assert!(
-            !args.iter().any(|a| a == "--strategy" || a == "--channel"),
+            !args
+                .iter()
+                .any(|a| a == "--strategy" || a == "--channel" || a == "--url"),
             "{args:?}"
         );
+    }
+
+    #[test]
+    fn a_channel_with_a_depot_makes_the_supervisors_follow_it_in_place() {
+        let mut hab = Habitat::test("db")
+            .leader()
+            .package("core/db")
+            .strategy(crate::crd::Strategy::Rolling)
+            .channel("stable", "http://depot.infra:9636");
+        let args = sup_run_args(&hab);
+        let tail: Vec<&str> = args
+            .iter()
+            .skip_while(|a| *a != "--strategy")
+            .map(String::as_str)
+            .collect();
+        assert_eq!(
+            tail,
+            [
+                "--strategy",
+                "rolling",
+                "--channel",
+                "stable",
+                "--url",
+                "http://depot.infra:9636"
+            ]
+        );
+        hab.spec.service.update_period = Some(30);
+        hab.spec.service.strategy = crate::crd::Strategy::AtOnce;
+        let args = sup_run_args(&hab);
+        let pairs: Vec<_> = args
+            .windows(2)
+            .map(|w| (w[0].as_str(), w[1].as_str()))
+            .collect();
+        assert!(pairs.contains(&("--strategy", "at-once")), "{args:?}");
+        assert!(pairs.contains(&("--update-period", "30")), "{args:?}");
+        assert_golden("statefulset-channel", &build(&hab));
     }
     use crate::build::golden::assert_golden;
     use crate::crd::PodOverrides;
@@ -478,14 +529,13 @@ mod tests {
     }
 
     #[test]
-    fn pods_start_in_parallel_and_roll_one_at_a_time() {
+    fn pods_start_in_parallel_and_the_operator_replaces_them_on_delete() {
         let spec = build(&Habitat::test("web").count(5)).spec.unwrap();
         assert_eq!(spec.replicas, Some(5));
         assert_eq!(spec.pod_management_policy.as_deref(), Some("Parallel"));
-        assert_eq!(
-            spec.update_strategy.unwrap().type_.as_deref(),
-            Some("RollingUpdate")
-        );
+        let strategy = spec.update_strategy.unwrap();
+        assert_eq!(strategy.type_.as_deref(), Some("OnDelete"));
+        assert_eq!(strategy.rolling_update, None);
         assert_eq!(spec.service_name.as_deref(), Some("web-peers"));
     }
 

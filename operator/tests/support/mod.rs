@@ -208,13 +208,26 @@ impl ControlPlane {
         let crd = repo_root().join("crds/habitat.yaml");
         let out = self.kubectl(&["apply", "--server-side", "-f", crd.to_str().unwrap()]);
         assert!(out.status.success(), "installing the CRD: {out:?}");
-        let out = self.kubectl(&[
-            "wait",
-            "--for=condition=Established",
-            "--timeout=60s",
-            "crd/habitats.habitat.sh",
-        ]);
-        assert!(out.status.success(), "CRD not established: {out:?}");
+        // `kubectl wait` fails at once ("accessor error: <nil>") when it reads the CRD before
+        // the API server wrote any condition: ask again until the deadline.
+        let start = Instant::now();
+        loop {
+            let out = self.kubectl(&[
+                "wait",
+                "--for=condition=Established",
+                "--timeout=60s",
+                "crd/habitats.habitat.sh",
+            ]);
+            if out.status.success() {
+                break;
+            }
+            let early = String::from_utf8_lossy(&out.stderr).contains("accessor error");
+            assert!(
+                early && start.elapsed() < Duration::from_secs(60),
+                "CRD not established: {out:?}"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
     }
 
     /// Runs `kubectl --kubeconfig <admin> args`.

@@ -22,6 +22,11 @@ use super::{control_plane_with_controllers, eventually, ControlPlane, Operator};
 pub const SIDECAR_IMAGE: &str = "habitat-test/hab:1";
 /// The application image: packages `habitat-rs/hello` and `habitat-rs/web`.
 pub const APP_IMAGE: &str = "habitat-test/app:1";
+/// A new tag of the application image (the same directory): a pod template change that works.
+pub const APP_IMAGE_2: &str = "habitat-test/app:2";
+/// A release whose `hello` never passes its health check (critical): its pods never turn
+/// Ready.
+pub const BROKEN_IMAGE: &str = "habitat-test/app:broken";
 /// Release of the test packages.
 pub const RELEASE: &str = "0.1.0/20261122000000";
 
@@ -30,6 +35,7 @@ pub struct Images {
     pub dir: tempfile::TempDir,
     pub sidecar: PathBuf,
     pub app: PathBuf,
+    pub broken: PathBuf,
 }
 
 fn copy_dir(from: &Path, to: &Path) {
@@ -89,7 +95,20 @@ pub fn images() -> Images {
     install(&app, "hello", &habitat_e2e::hello_package());
     let web = web_package(dir.path());
     install(&app, "web", &web);
-    Images { dir, sidecar, app }
+    let broken = dir.path().join("broken");
+    install(&broken, "hello", &habitat_e2e::hello_package());
+    let hook = broken.join(format!(
+        "hab/pkgs/habitat-rs/hello/{RELEASE}/hooks/health-check"
+    ));
+    std::fs::write(&hook, "#!/bin/sh\necho 'this release is broken'\nexit 2\n").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).unwrap();
+    Images {
+        dir,
+        sidecar,
+        app,
+        broken,
+    }
 }
 
 /// One namespace with pods that run and an operator watching it.
@@ -112,6 +131,8 @@ impl Cluster {
             .namespace(&ns)
             .image(SIDECAR_IMAGE, &images.sidecar)
             .image(APP_IMAGE, &images.app)
+            .image(APP_IMAGE_2, &images.app)
+            .image(BROKEN_IMAGE, &images.broken)
             .start()
         {
             Ok(agent) => agent,
