@@ -51,6 +51,56 @@ pub enum Command {
     /// User encryption keys.
     #[command(subcommand)]
     User(UserCommand),
+    /// Packages.
+    #[command(subcommand)]
+    Pkg(PkgCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum PkgCommand {
+    /// Exports a package to another format.
+    #[command(subcommand)]
+    Export(PkgExportCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum PkgExportCommand {
+    /// Writes an OCI image of a package (no container daemon needed) that runs
+    /// `hab sup run IDENT` with this hab as /bin/hab: an OCI image layout directory, or a
+    /// `docker load` tarball when the output ends in .tar.
+    #[command(
+        after_help = "Layers: this hab with its ELF interpreter and shared libraries; the \
+                      package's runtime dependencies (TDEPS/DEPS, installed under --root); the \
+                      package and its origins' public keys from the key cache. Files are \
+                      stamped with SOURCE_DATE_EPOCH (0 when unset): the same inputs give the \
+                      same image digest. Load it with `skopeo copy oci:DIR:TAG \
+                      docker-daemon:NAME:TAG`, `docker load < FILE.tar` or `kind load \
+                      image-archive FILE.tar`."
+    )]
+    Container(PkgExportContainerArgs),
+}
+
+/// `hab pkg export container`.
+#[derive(Args, Debug)]
+pub struct PkgExportContainerArgs {
+    /// ORIGIN/NAME[/VERSION[/RELEASE]] installed under --root (the newest matching), a
+    /// package directory, or a .hart file.
+    #[arg(value_name = "IDENT|FILE.hart")]
+    pub package: String,
+    /// Image name and tag, NAME:TAG (repeatable) [default: ORIGIN/NAME:VERSION-RELEASE and
+    /// ORIGIN/NAME:latest].
+    #[arg(long = "tag", value_name = "NAME:TAG")]
+    pub tags: Vec<String>,
+    /// An OCI image layout directory (created, or added to), or FILE.tar for a `docker load`
+    /// tarball [default: ./ORIGIN-NAME-VERSION-RELEASE.oci].
+    #[arg(long, short = 'o', value_name = "DIR|FILE.tar")]
+    pub output: Option<PathBuf>,
+    /// Leave out runtime dependencies that are not installed (with a warning) instead of
+    /// failing.
+    #[arg(long)]
+    pub skip_missing_deps: bool,
+    #[command(flatten)]
+    pub keys: CacheKeyPathArgs,
 }
 
 /// The ctl gateway a workstation command talks to.

@@ -12,6 +12,7 @@ use habitat_sidecar::cli::{
     Cli, Command, ConfigCommand, FileCommand, PlanCommand, RemoteSupArgs, RingCommand,
     RingKeyCommand, RunArgs, SupCommand, SvcCommand,
 };
+use habitat_sidecar::cli::{PkgCommand, PkgExportCommand, PkgExportContainerArgs};
 use habitat_sidecar::keys;
 use habitat_sidecar::plan;
 use habitat_sidecar::service::process;
@@ -243,6 +244,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             );
             Ok(())
         }
+        Command::Pkg(PkgCommand::Export(PkgExportCommand::Container(args))) => {
+            export_container(&cli.root, &args)
+        }
         Command::Plan(PlanCommand::Render(args)) => {
             plan::run_render(&args, &mut std::io::stdout(), &mut std::io::stderr())?;
             Ok(())
@@ -285,6 +289,38 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         // `is_workstation_command` names them, and `main` sends them to `run_workstation`.
         _ => anyhow::bail!("workstation commands run in run_workstation"),
     }
+}
+
+/// `hab pkg export container`.
+fn export_container(root: &std::path::Path, args: &PkgExportContainerArgs) -> anyhow::Result<()> {
+    use habitat_sidecar::pkg::export;
+    let hab_binary = std::env::current_exe().map_err(|e| {
+        anyhow::anyhow!("cannot find the running hab binary to put in the image: {e}")
+    })?;
+    let request = export::ExportRequest {
+        package: args.package.clone(),
+        tags: args.tags.clone(),
+        output: args.output.clone(),
+        options: export::ExportOptions {
+            root: root.to_path_buf(),
+            keys_dir: cache_key_dir(root, &args.keys),
+            hab_binary,
+            skip_missing_deps: args.skip_missing_deps,
+            created: habitat_sidecar::oci::source_date_epoch()?,
+        },
+    };
+    println!("» Exporting {} as a container image", args.package);
+    let (written, output) = export::export_container(&request)?;
+    let kind = match output {
+        export::Output::Layout(_) => "OCI image layout",
+        export::Output::DockerArchive(_) => "docker-load tarball",
+    };
+    println!("★ Wrote {kind} {}", output.path().display());
+    for image_ref in &written.refs {
+        println!("  {image_ref}");
+    }
+    println!("  manifest {}", written.manifest.digest);
+    Ok(())
 }
 
 /// `hab sup restart`: replaces this process with the same binary and arguments (the pid stays,
