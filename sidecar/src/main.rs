@@ -12,7 +12,8 @@ use habitat_sidecar::cli::{
     Cli, Command, ConfigCommand, FileCommand, PlanCommand, RemoteSupArgs, RingCommand,
     RingKeyCommand, RunArgs, SupCommand, SvcCommand,
 };
-use habitat_sidecar::cli::{PkgCommand, PkgExportCommand, PkgExportContainerArgs};
+use habitat_sidecar::cli::{OriginCommand, OriginKeyCommand, PkgCommand, PkgInstallArgs};
+use habitat_sidecar::cli::{PkgExportCommand, PkgExportContainerArgs};
 use habitat_sidecar::keys;
 use habitat_sidecar::plan;
 use habitat_sidecar::service::process;
@@ -244,9 +245,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        Command::Pkg(PkgCommand::Export(PkgExportCommand::Container(args))) => {
-            export_container(&cli.root, &args)
-        }
+        Command::Origin(OriginCommand::Key(command)) => origin_key(&cli.root, command),
+        Command::Pkg(command) => pkg(&cli.root, command),
         Command::Plan(PlanCommand::Render(args)) => {
             plan::run_render(&args, &mut std::io::stdout(), &mut std::io::stderr())?;
             Ok(())
@@ -352,6 +352,90 @@ fn cache_key_dir(root: &std::path::Path, args: &CacheKeyPathArgs) -> std::path::
                 .as_deref(),
         ),
     }
+}
+
+/// `hab origin key ...`: the workstation's key cache, as `hab svc key generate` uses.
+fn origin_key(root: &std::path::Path, command: OriginKeyCommand) -> anyhow::Result<()> {
+    use habitat_sidecar::workstation::pkg as ws;
+    let mut out = std::io::stdout().lock();
+    match command {
+        OriginKeyCommand::Generate { origin, keys } => {
+            ws::origin_key_generate(&origin, &cache_key_dir(root, &keys), &mut out)?;
+        }
+        OriginKeyCommand::Export {
+            origin,
+            key_type,
+            keys,
+        } => ws::origin_key_export(&origin, key_type, &cache_key_dir(root, &keys), &mut out)?,
+        OriginKeyCommand::Import { keys } => {
+            let mut content = String::new();
+            // A key file is a few hundred bytes; more is not a key.
+            std::io::Read::read_to_string(
+                &mut std::io::Read::take(std::io::stdin().lock(), 64 * 1024),
+                &mut content,
+            )?;
+            ws::origin_key_import(&content, &cache_key_dir(root, &keys), &mut out)?;
+        }
+    }
+    Ok(())
+}
+
+/// `hab pkg ...`: packages go under the supervisor's root, keys come from the key cache.
+fn pkg(root: &std::path::Path, command: PkgCommand) -> anyhow::Result<()> {
+    use habitat_sidecar::workstation::pkg as ws;
+    let mut out = std::io::stdout().lock();
+    match command {
+        PkgCommand::Build(args) => {
+            ws::pkg_build(
+                &args.dir,
+                args.origin_key.as_deref(),
+                &args.out_dir,
+                &cache_key_dir(root, &args.keys),
+                &mut out,
+            )?;
+        }
+        PkgCommand::Sign {
+            origin,
+            source,
+            dest,
+            keys,
+        } => ws::pkg_sign(
+            &source,
+            &dest,
+            &origin,
+            &cache_key_dir(root, &keys),
+            &mut out,
+        )?,
+        PkgCommand::Install(args) => pkg_install(root, &args, &mut out)?,
+        PkgCommand::Verify { source, keys } => {
+            ws::pkg_verify(&source, &cache_key_dir(root, &keys), &mut out)?
+        }
+        PkgCommand::Info { source } => ws::pkg_info(&source, &mut out)?,
+        PkgCommand::Export(PkgExportCommand::Container(args)) => export_container(root, &args)?,
+    }
+    Ok(())
+}
+
+/// `hab pkg install FILE.hart|IDENT...`, in the order given.
+fn pkg_install(
+    root: &std::path::Path,
+    args: &PkgInstallArgs,
+    out: &mut impl std::io::Write,
+) -> anyhow::Result<()> {
+    use habitat_sidecar::workstation::pkg as ws;
+    let cache = cache_key_dir(root, &args.keys);
+    for target in &args.targets {
+        if ws::is_hart_path(target) {
+            ws::pkg_install_file(std::path::Path::new(target), root, &cache, out)?;
+        } else {
+            let ident: habitat_sidecar::package::PackageIdent =
+                target.parse().map_err(anyhow::Error::msg)?;
+            anyhow::bail!(
+                "{ident}: installing by ident needs a depot, which this build does not have yet;                  install the .hart file instead (hab pkg install FILE.hart)"
+            );
+        }
+    }
+    Ok(())
 }
 
 /// `--user USER` with the key cache it reads.

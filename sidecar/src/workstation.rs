@@ -20,6 +20,7 @@ use crate::ctl::Error as CtlError;
 
 pub mod census;
 pub mod http_get;
+pub mod pkg;
 pub mod sup_term;
 pub mod svc;
 #[cfg(test)]

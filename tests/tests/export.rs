@@ -76,26 +76,32 @@ impl Fixture {
         self.root().join("pkgs").join(ident)
     }
 
-    /// `hab pkg export container ARGS` in the fixture's directory.
-    fn export(&self, args: &[&str], epoch: Option<&str>) -> Output {
+    /// `hab ARGS` in the fixture's directory, with its root and key cache and `env`.
+    fn hab(&self, args: &[&str], env: &[(&str, &Path)]) -> Output {
         let mut cmd = Command::new(hab_binary());
         cmd.arg("--root")
             .arg(self.root())
-            .args(["pkg", "export", "container"])
             .args(args)
             .env("HAB_CACHE_KEY_PATH", self.keys())
             .env_remove("HAB_ROOT")
             .env_remove("SOURCE_DATE_EPOCH")
+            .envs(env.iter().copied())
             .current_dir(self.path());
-        if let Some(epoch) = epoch {
-            cmd.env("SOURCE_DATE_EPOCH", epoch);
-        }
         cmd.output().unwrap()
+    }
+
+    /// `hab pkg export container ARGS`.
+    fn export(&self, args: &[&str], env: &[(&str, &Path)]) -> Output {
+        let all: Vec<&str> = ["pkg", "export", "container"]
+            .into_iter()
+            .chain(args.iter().copied())
+            .collect();
+        self.hab(&all, env)
     }
 
     /// Exports and returns the manifest digest `hab` printed.
     fn export_ok(&self, args: &[&str]) -> String {
-        let out = self.export(args, None);
+        let out = self.export(args, &[]);
         let stdout = String::from_utf8_lossy(&out.stdout);
         assert!(
             out.status.success(),
@@ -383,7 +389,8 @@ fn two_exports_of_one_package_are_byte_identical() {
         "the two tarballs differ"
     );
     // SOURCE_DATE_EPOCH stamps the image, so it is another one.
-    let out = fx.export(&["-o", "epoch", IDENT], Some("1700000000"));
+    let epoch = Path::new("1700000000");
+    let out = fx.export(&["-o", "epoch", IDENT], &[("SOURCE_DATE_EPOCH", epoch)]);
     assert!(
         out.status.success(),
         "{}",
@@ -402,7 +409,7 @@ fn two_exports_of_one_package_are_byte_identical() {
 fn a_missing_dependency_fails_naming_it_unless_skipped() {
     let fx = Fixture::new();
     fs::remove_dir_all(fx.installed(DEP)).unwrap();
-    let out = fx.export(&["-o", "img", IDENT], None);
+    let out = fx.export(&["-o", "img", IDENT], &[]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(
@@ -411,7 +418,7 @@ fn a_missing_dependency_fails_naming_it_unless_skipped() {
     );
     assert!(!fx.path().join("img").exists(), "nothing is written");
 
-    let out = fx.export(&["-o", "img", "--skip-missing-deps", IDENT], None);
+    let out = fx.export(&["-o", "img", "--skip-missing-deps", IDENT], &[]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert!(
@@ -425,7 +432,7 @@ fn a_missing_dependency_fails_naming_it_unless_skipped() {
     assert_eq!(inspect["Layers"].as_array().unwrap().len(), 2, "{inspect}");
 
     // A bad tag is refused before anything is built.
-    let out = fx.export(&["-o", "bad", "--tag", "Not/Valid", IDENT], None);
+    let out = fx.export(&["-o", "bad", "--tag", "Not/Valid", IDENT], &[]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(
@@ -433,4 +440,61 @@ fn a_missing_dependency_fails_naming_it_unless_skipped() {
         "{stderr}"
     );
     assert!(!fx.path().join("bad").exists());
+}
+
+#[test]
+fn a_hart_is_verified_unpacked_aside_and_exported() {
+    let fx = Fixture::new();
+    let ok = |out: Output| {
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "{text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        text
+    };
+    ok(fx.hab(&["origin", "key", "generate", "test"], &[]));
+    let pkg = fx.installed(IDENT);
+    let built = ok(fx.hab(
+        &["pkg", "build", pkg.to_str().unwrap(), "-o", "results"],
+        &[],
+    ));
+    let hart = fx
+        .path()
+        .join("results/test-exported-1.0.0-20260102030405-x86_64-linux.hart");
+    assert!(hart.is_file(), "{built}");
+    // The package is only in the .hart now (its dependency stays installed).
+    fs::remove_dir_all(&pkg).unwrap();
+    let tmp = fx.path().join("tmp");
+    fs::create_dir(&tmp).unwrap();
+    let hart_arg = hart.to_str().unwrap();
+    ok(fx.export(&["-o", "fromhart", hart_arg], &[("TMPDIR", &tmp)]));
+    let at = format!("oci:{}:latest", fx.path().join("fromhart").display());
+    let config = skopeo_json(&["inspect", "--config", &at]);
+    assert_eq!(config["config"]["Cmd"], serde_json::json!([IDENT]));
+    assert_eq!(
+        config["config"]["Labels"]["sh.habitat.package.ident"],
+        IDENT
+    );
+    assert_eq!(config["rootfs"]["diff_ids"].as_array().unwrap().len(), 3);
+    // The root it was unpacked into is gone, and the real root was not touched.
+    assert_eq!(fs::read_dir(&tmp).unwrap().count(), 0);
+    assert!(!pkg.exists());
+
+    // Signed with a key the cache does not hold: refused, naming the key; nothing written.
+    let empty = fx.path().join("no-keys");
+    fs::create_dir(&empty).unwrap();
+    let out = fx.export(
+        &["-o", "unverified", hart_arg],
+        &[("HAB_CACHE_KEY_PATH", &empty), ("TMPDIR", &tmp)],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("public key test-") && stderr.contains("no-keys"),
+        "{stderr}"
+    );
+    assert!(!fx.path().join("unverified").exists());
+    assert_eq!(fs::read_dir(&tmp).unwrap().count(), 0);
 }

@@ -368,16 +368,18 @@ pub fn export_container(request: &ExportRequest) -> Result<(crate::oci::WrittenI
         .iter()
         .map(|t| t.parse())
         .collect::<Result<_>>()?;
-    // Checked before anything is built, so a bad flag costs nothing.
     let spec = request.package.as_str();
-    if spec.ends_with(".hart") {
-        return Err(Error::invalid(
-            spec,
-            "exporting a .hart file needs `hab pkg install` (not in this build yet); install \
-             the package and give its ident",
-        ));
-    }
-    let pkg = Package::resolve(&options.root, spec)?;
+    // A .hart is verified and unpacked into a root of its own, kept until the image is written
+    // (layers read their files then); its dependencies still come from `options.root`.
+    let mut unpacked = None;
+    let pkg = if spec.ends_with(".hart") || Path::new(spec).is_file() {
+        let temp = TempRoot::new()?;
+        let dir = crate::pkg::hart::install(Path::new(spec), temp.path(), &options.keys_dir)?;
+        unpacked = Some(temp);
+        Package::load(&dir)?
+    } else {
+        Package::resolve(&options.root, spec)?
+    };
     let refs = if refs.is_empty() {
         default_refs(&pkg.ident)?
     } else {
@@ -392,7 +394,46 @@ pub fn export_container(request: &ExportRequest) -> Result<(crate::oci::WrittenI
         Output::Layout(dir) => image.write_oci_layout(dir, &refs)?,
         Output::DockerArchive(file) => image.write_docker_archive(file, &refs)?,
     };
+    drop(unpacked);
     Ok((written, output))
+}
+
+/// A private temporary root, removed with everything in it when dropped.
+struct TempRoot(PathBuf);
+
+impl TempRoot {
+    fn new() -> Result<TempRoot> {
+        use std::os::unix::fs::DirBuilderExt;
+        let base = std::env::temp_dir();
+        let stamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        let mut attempt = 0u32;
+        loop {
+            let dir = base.join(format!(
+                "hab-export-{}-{stamp}-{attempt}",
+                std::process::id()
+            ));
+            match fs::DirBuilder::new().mode(0o700).create(&dir) {
+                Ok(()) => return Ok(TempRoot(dir)),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && attempt < 100 => {
+                    attempt += 1;
+                }
+                Err(e) => return Err(Error::io(dir, e)),
+            }
+        }
+    }
+
+    fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempRoot {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
 }
 
 #[cfg(test)]

@@ -1,4 +1,7 @@
-//! Packages as files: `.hart` archives and origin keys, depots with channels, and images of a
-//! package (`export`). The installed layout itself is `crate::package`.
+//! Packages as files: origin signing keys and Habitat's signed `.hart` archives (build, verify,
+//! install), and images of a package (`export`). Installed packages are read by
+//! `crate::package`.
 
 pub mod export;
+pub mod hart;
+pub mod keys;
