@@ -95,6 +95,11 @@ pub struct PkgExportContainerArgs {
     /// failing.
     #[arg(long)]
     pub skip_missing_deps: bool,
+    /// A busybox binary (e.g. /bin/busybox of Debian's busybox-static) put at /bin/busybox,
+    /// with /bin/sh and its other applets linked to it, as Habitat's images have: hooks
+    /// written for /bin/sh need it unless the package's dependencies bring a shell.
+    #[arg(long, value_name = "FILE")]
+    pub busybox: Option<PathBuf>,
     #[command(flatten)]
     pub keys: CacheKeyPathArgs,
 }

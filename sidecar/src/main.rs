@@ -305,6 +305,7 @@ fn export_container(root: &std::path::Path, args: &PkgExportContainerArgs) -> an
             root: root.to_path_buf(),
             keys_dir: cache_key_dir(root, &args.keys),
             hab_binary,
+            busybox: args.busybox.clone(),
             skip_missing_deps: args.skip_missing_deps,
             created: habitat_sidecar::oci::source_date_epoch()?,
         },

@@ -1,8 +1,9 @@
 //! `hab pkg export container` read back by standard tools: skopeo (from Debian) inspects the OCI
 //! layout and the `docker load` tarball, umoci unpacks a root filesystem in which `/bin/hab`
 //! runs (chrooted, or through the unpacked ELF interpreter) and the supervisor the image's
-//! config starts serves its package; two exports are byte for byte the same. skopeo and umoci
-//! are installed by scripts/test; without them these tests fail saying so.
+//! config starts runs the package's service; two exports are byte for byte the same. skopeo,
+//! umoci and busybox-static are installed by scripts/test; without them these tests fail
+//! saying so.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::fs;
@@ -127,7 +128,8 @@ fn tool(name: &str) -> PathBuf {
         .unwrap_or_else(|| {
             panic!(
                 "{name} not found in PATH: these tests read exported images with skopeo and \
-                 umoci (scripts/test installs them: apt-get install skopeo umoci)"
+                 umoci and put busybox in one (scripts/test installs them: apt-get install \
+                 skopeo umoci busybox-static)"
             )
         })
 }
@@ -242,7 +244,14 @@ impl Drop for Killed {
 fn umoci_unpacks_a_root_where_hab_runs_the_package_it_holds() {
     let fx = Fixture::new();
     let layout = fx.path().join("layout");
-    fx.export_ok(&["-o", layout.to_str().unwrap(), IDENT]);
+    let busybox = tool("busybox");
+    fx.export_ok(&[
+        "-o",
+        layout.to_str().unwrap(),
+        "--busybox",
+        busybox.to_str().unwrap(),
+        IDENT,
+    ]);
     let bundle = fx.path().join("bundle");
     run(Command::new(tool("umoci"))
         .args(["unpack", "--rootless", "--image"])
@@ -290,6 +299,18 @@ fn umoci_unpacks_a_root_where_hab_runs_the_package_it_holds() {
         .arg(&rootfs)
         .args(["/bin/hab", "--version"]));
     assert_eq!(chrooted, version);
+    let shell = run(Command::new(tool("chroot")).arg(&rootfs).args([
+        "/bin/sh",
+        "-c",
+        "echo from the shell in the image",
+    ]));
+    assert_eq!(shell, "from the shell in the image\n");
+    // What a container runtime provides and a bare chroot lacks: the service's stdin.
+    fs::create_dir_all(rootfs.join("dev")).unwrap();
+    run(Command::new(tool("mknod"))
+        .args(["-m", "666"])
+        .arg(rootfs.join("dev/null"))
+        .args(["c", "1", "3"]));
 
     // The process umoci's runtime config describes (the image's entrypoint, cmd and env), run
     // chrooted, is a supervisor serving the package.
@@ -322,12 +343,20 @@ fn umoci_unpacks_a_root_where_hab_runs_the_package_it_holds() {
     .stderr(fs::File::create(fx.path().join("sup.log")).unwrap());
     let _sup = Killed(cmd.spawn().unwrap());
     let http: SocketAddr = addr(HTTP_PORT).parse().unwrap();
-    let services = wait_for(
-        Duration::from_secs(30),
-        "the supervisor serves /services",
-        || http_get(http, "/services"),
-    );
-    let services: Value = serde_json::from_str(&services).unwrap();
+    // The package's run hook (a /bin/sh script) runs in the image.
+    let services = wait_for(Duration::from_secs(30), "the service runs", || {
+        let text = http_get(http, "/services")?;
+        let services: Value = serde_json::from_str(&text).map_err(|e| e.to_string())?;
+        let process = &services[0]["process"];
+        if process["state"] == "up" && process["pid"].is_u64() {
+            Ok(services)
+        } else {
+            Err(format!(
+                "{text}\n{}",
+                fs::read_to_string(fx.path().join("sup.log")).unwrap_or_default()
+            ))
+        }
+    });
     let idents: Vec<&str> = services
         .as_array()
         .unwrap()

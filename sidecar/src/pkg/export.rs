@@ -31,6 +31,9 @@ pub struct ExportOptions {
     pub keys_dir: PathBuf,
     /// The `hab` put at `/bin/hab` (the running one, as a rule).
     pub hab_binary: PathBuf,
+    /// A busybox put at `/bin/busybox`, with `/bin/sh` and its other applets linked to it, as
+    /// Habitat's images have (hooks written for `/bin/sh` need a shell).
+    pub busybox: Option<PathBuf>,
     /// A dependency listed in `TDEPS`/`DEPS` but not installed is left out with a warning
     /// instead of failing the export.
     pub skip_missing_deps: bool,
@@ -229,19 +232,51 @@ fn etc_files(pkg: &Package) -> (String, String) {
     (passwd, group)
 }
 
-/// The layer with `hab` and what it needs to run from an empty root.
-pub fn hab_layer(hab_binary: &Path, pkg: &Package) -> Result<Layer> {
+/// The layer with `hab` and what it needs to run from an empty root (and busybox, if given).
+pub fn hab_layer(hab_binary: &Path, busybox: Option<&Path>, pkg: &Package) -> Result<Layer> {
     let mut layer = Layer::new(format!(
         "hab at {HAB_IN_IMAGE}, its ELF interpreter and libraries"
     ));
     // Our hab is linked dynamically against glibc (no musl target where it is built): its
     // interpreter and libraries come along.
     layer.add_executable(hab_binary, HAB_IN_IMAGE)?;
+    if let Some(busybox) = busybox {
+        layer.add_executable(busybox, "/bin/busybox")?;
+        for applet in busybox_applets(busybox)? {
+            layer.add_symlink(Path::new("/bin").join(applet), "busybox")?;
+        }
+    }
     let (passwd, group) = etc_files(pkg);
     layer.add_bytes("/etc/passwd", passwd.into_bytes(), 0o644)?;
     layer.add_bytes("/etc/group", group.into_bytes(), 0o644)?;
     layer.add_dir("/tmp", 0o1777)?;
     Ok(layer)
+}
+
+/// The applets `busybox --list` names (plain file names only; never `hab` or `busybox`).
+fn busybox_applets(busybox: &Path) -> Result<Vec<String>> {
+    let output = std::process::Command::new(busybox)
+        .arg("--list")
+        .output()
+        .map_err(|e| Error::io(busybox, e))?;
+    let applets: Vec<String> = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(str::trim)
+        .filter(|a| {
+            !a.is_empty() && !a.contains('/') && !matches!(*a, "." | ".." | "hab" | "busybox")
+        })
+        .map(str::to_string)
+        .collect();
+    if !output.status.success() || !applets.iter().any(|a| a == "sh") {
+        return Err(Error::invalid(
+            busybox.display().to_string(),
+            format!(
+                "expected a busybox whose `--list` names sh; it exited with {}",
+                output.status
+            ),
+        ));
+    }
+    Ok(applets)
 }
 
 /// The origin public keys (`<origin>-<rev>.pub`) of `origins` in `keys_dir`.
@@ -340,7 +375,11 @@ pub fn container_image(pkg: &Package, options: &ExportOptions) -> Result<Image> 
         labels,
     };
     let mut image = Image::new(config, options.created);
-    image.layers.push(hab_layer(&options.hab_binary, pkg)?);
+    image.layers.push(hab_layer(
+        &options.hab_binary,
+        options.busybox.as_deref(),
+        pkg,
+    )?);
     if !deps_layer.is_empty() {
         image.layers.push(deps_layer);
     }
@@ -461,6 +500,7 @@ mod tests {
             root: root.to_path_buf(),
             keys_dir: root.join("cache/keys"),
             hab_binary: std::env::current_exe().unwrap(),
+            busybox: None,
             skip_missing_deps: false,
             created: 0,
         }
@@ -629,6 +669,18 @@ mod tests {
              app:x:43:42:app:/hab:/bin/false\n"
         );
         assert_eq!(group, "root:x:0:\nhab:x:42:\n");
+    }
+
+    #[test]
+    fn a_busybox_that_lists_no_shell_is_refused() {
+        // `true --list` prints nothing: not a busybox.
+        let err = busybox_applets(Path::new("/bin/true"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("/bin/true") && err.contains("names sh"),
+            "{err}"
+        );
     }
 
     #[test]
