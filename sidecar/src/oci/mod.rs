@@ -799,6 +799,7 @@ impl Image {
             "manifests": manifests,
         });
         crate::files::write_atomically(&index_path, &to_json(&index)?, 0o644)?;
+        remove_unreferenced_blobs(&store.dir, &manifests)?;
         Ok(WrittenImage {
             manifest,
             config,
@@ -893,6 +894,67 @@ fn check_refs(refs: &[ImageRef]) -> Result<()> {
             format!("image reference {dup}"),
             "its tag is given twice; an OCI layout names an image by its tag alone",
         ));
+    }
+    Ok(())
+}
+
+/// Removes the blobs no image of the index refers to (those of a replaced tag), so exporting
+/// again and again into one layout does not grow it for ever. Nothing is removed when an entry
+/// is anything but an image manifest found in `blobs` (a nested index, another tool's
+/// artefact): what it refers to is not known. Blob names only: a writer's temporary files
+/// (named `.…`) are left alone. One writer at a time per layout.
+fn remove_unreferenced_blobs(blobs: &Path, manifests: &[serde_json::Value]) -> Result<()> {
+    let mut keep = BTreeSet::new();
+    for entry in manifests {
+        if entry.get("mediaType").and_then(|m| m.as_str()) != Some(MEDIA_TYPE_MANIFEST) {
+            return Ok(());
+        }
+        let Some(hex) = entry
+            .get("digest")
+            .and_then(|d| d.as_str())
+            .and_then(|d| d.strip_prefix("sha256:"))
+        else {
+            return Ok(());
+        };
+        let Ok(manifest) = fs::read(blobs.join(hex))
+            .map_err(|e| e.to_string())
+            .and_then(|b| {
+                serde_json::from_slice::<serde_json::Value>(&b).map_err(|e| e.to_string())
+            })
+        else {
+            return Ok(());
+        };
+        keep.insert(hex.to_string());
+        let referenced = manifest
+            .get("layers")
+            .and_then(|l| l.as_array())
+            .into_iter()
+            .flatten()
+            .chain(manifest.get("config"));
+        for descriptor in referenced {
+            match descriptor
+                .get("digest")
+                .and_then(|d| d.as_str())
+                .and_then(|d| d.strip_prefix("sha256:"))
+            {
+                Some(hex) => keep.insert(hex.to_string()),
+                None => return Ok(()),
+            };
+        }
+    }
+    for entry in fs::read_dir(blobs).map_err(|e| Error::io(blobs, e))? {
+        let entry = entry.map_err(|e| Error::io(blobs, e))?;
+        let Ok(name) = entry.file_name().into_string() else {
+            continue;
+        };
+        let is_blob = name.len() == 64 && name.bytes().all(|b| b.is_ascii_hexdigit());
+        if is_blob && !keep.contains(&name) {
+            match fs::remove_file(entry.path()) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(Error::io(entry.path(), e)),
+            }
+        }
     }
     Ok(())
 }
@@ -1213,6 +1275,62 @@ mod tests {
                 "{name}"
             );
         }
+    }
+
+    fn blob_names(layout: &Path) -> BTreeSet<String> {
+        fs::read_dir(layout.join("blobs/sha256"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn a_replaced_tags_blobs_go_and_other_images_blobs_stay() {
+        let tmp = tempfile::tempdir().unwrap();
+        let src = tmp.path().join("src");
+        sample_tree(&src);
+        let layout = tmp.path().join("out");
+        let kept = sample_image(&src, 0)
+            .write_oci_layout(&layout, &refs(&["core/app:1"]))
+            .unwrap();
+        let replaced = sample_image(&src, 1)
+            .write_oci_layout(&layout, &refs(&["core/app:2"]))
+            .unwrap();
+        let mut changed = sample_image(&src, 1);
+        changed.layers[1]
+            .add_bytes("/new", b"new".to_vec(), 0o644)
+            .unwrap();
+        let current = changed
+            .write_oci_layout(&layout, &refs(&["core/app:2"]))
+            .unwrap();
+        let hexes = |w: &WrittenImage| -> BTreeSet<String> {
+            std::iter::once(&w.manifest)
+                .chain([&w.config])
+                .chain(&w.layers)
+                .map(|d| d.hex().to_string())
+                .collect()
+        };
+        let expected: BTreeSet<String> = hexes(&kept).union(&hexes(&current)).cloned().collect();
+        assert_eq!(blob_names(&layout), expected);
+        // The layer both versions share survived; the replaced manifest did not.
+        assert!(expected.contains(replaced.layers[0].hex()));
+        assert!(!expected.contains(replaced.manifest.hex()));
+
+        // A foreign entry in the index: what it refers to is unknown, so nothing is removed.
+        let index_path = layout.join("index.json");
+        let mut index: serde_json::Value =
+            serde_json::from_slice(&fs::read(&index_path).unwrap()).unwrap();
+        index["manifests"]
+            .as_array_mut()
+            .unwrap()
+            .push(serde_json::json!({
+                "mediaType": MEDIA_TYPE_INDEX, "digest": "sha256:00", "size": 1
+            }));
+        fs::write(&index_path, serde_json::to_vec(&index).unwrap()).unwrap();
+        sample_image(&src, 7)
+            .write_oci_layout(&layout, &refs(&["core/app:2"]))
+            .unwrap();
+        assert!(blob_names(&layout).is_superset(&expected));
     }
 
     #[test]
