@@ -54,7 +54,7 @@ pub enum Command {
     /// Origin signing keys.
     #[command(subcommand)]
     Origin(OriginCommand),
-    /// Packages as signed .hart files.
+    /// Packages: signed .hart files, and container images of them.
     #[command(subcommand)]
     Pkg(PkgCommand),
 }
