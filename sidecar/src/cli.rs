@@ -51,6 +51,12 @@ pub enum Command {
     /// User encryption keys.
     #[command(subcommand)]
     User(UserCommand),
+    /// Packages: upload to a depot, promote, demote, channels.
+    #[command(subcommand)]
+    Pkg(PkgCommand),
+    /// A package depot with channels, served from a directory.
+    #[command(subcommand)]
+    Depot(DepotCommand),
 }
 
 /// The ctl gateway a workstation command talks to.
@@ -505,6 +511,104 @@ pub struct CensusArgs {
     /// Redraw whenever the census changes (polled every second) until Ctrl-C.
     #[arg(long, short = 'w')]
     pub watch: bool,
+}
+
+// `hab pkg upload|promote|demote|channels` and `hab depot serve` (workstation/depot.rs).
+
+#[derive(Subcommand, Debug)]
+pub enum PkgCommand {
+    #[command(flatten)]
+    Depot(PkgDepotCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum PkgDepotCommand {
+    /// Uploads .hart files to a depot: each lands in unstable (and with --channel there too).
+    Upload(PkgUploadArgs),
+    /// Promotes a release to a channel (created if it does not exist).
+    Promote(PkgChannelArgs),
+    /// Demotes a release from a channel (never from unstable).
+    Demote(PkgChannelArgs),
+    /// Lists the channels a release is in (one per line).
+    Channels(PkgChannelsArgs),
+}
+
+/// The depot a `hab pkg` command talks to.
+#[derive(Args, Debug)]
+pub struct DepotArgs {
+    /// The depot: http://HOST:PORT of a `hab depot serve`, or file:///DIR (a directory of .hart
+    /// files).
+    #[arg(long, short = 'u', env = "HAB_BLDR_URL", value_name = "BLDR_URL")]
+    pub url: Option<String>,
+    /// Token for writes to an HTTP depot (the one its --token-file holds).
+    #[arg(
+        long,
+        short = 'z',
+        env = "HAB_AUTH_TOKEN",
+        hide_env_values = true,
+        value_name = "AUTH_TOKEN"
+    )]
+    pub auth: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct PkgUploadArgs {
+    /// One or more .hart files (ex: core-redis-7.2.4-20240101000000-x86_64-linux.hart).
+    #[arg(value_name = "HART_FILE", required = true)]
+    pub hart_files: Vec<PathBuf>,
+    /// An additional release channel; packages always land in unstable.
+    #[arg(long, short = 'c', value_name = "CHANNEL")]
+    pub channel: Option<String>,
+    #[command(flatten)]
+    pub depot: DepotArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct PkgChannelArgs {
+    /// A fully qualified package identifier (ex: core/busybox-static/1.42.2/20170513215502).
+    #[arg(value_name = "PKG_IDENT")]
+    pub pkg_ident: String,
+    /// The release channel.
+    #[arg(value_name = "CHANNEL")]
+    pub channel: String,
+    #[command(flatten)]
+    pub depot: DepotArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct PkgChannelsArgs {
+    /// A fully qualified package identifier (ex: core/busybox-static/1.42.2/20170513215502).
+    #[arg(value_name = "PKG_IDENT")]
+    pub pkg_ident: String,
+    #[command(flatten)]
+    pub depot: DepotArgs,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum DepotCommand {
+    /// Serves DIR (created if missing) as a depot over HTTP, with Builder's API paths, until
+    /// SIGINT or SIGTERM. Layout and API: docs/depot.md.
+    Serve(DepotServeArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct DepotServeArgs {
+    /// The depot directory: .hart files and channels/ (a plain directory of .hart files works).
+    #[arg(value_name = "DIR")]
+    pub dir: PathBuf,
+    /// Where to listen, IP:PORT (9636 is Builder API's port).
+    #[arg(long, default_value = "127.0.0.1:9636", value_name = "IP:PORT")]
+    pub listen: SocketAddr,
+    /// A file holding the token writes (upload, promote, demote) need; it must not be readable
+    /// by others. Without it anyone who can connect may write. Reads are always open.
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+    /// The largest .hart accepted.
+    #[arg(long, value_name = "BYTES", default_value_t = 2 << 30)]
+    pub max_upload_bytes: u64,
+    /// Open connections at most (more are closed at once).
+    #[arg(long, value_name = "N", default_value_t = 256)]
+    pub max_connections: usize,
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@ use habitat_sidecar::cli::{
     Cli, Command, ConfigCommand, FileCommand, PlanCommand, RemoteSupArgs, RingCommand,
     RingKeyCommand, RunArgs, SupCommand, SvcCommand,
 };
+use habitat_sidecar::cli::{DepotCommand, PkgCommand};
 use habitat_sidecar::keys;
 use habitat_sidecar::plan;
 use habitat_sidecar::service::process;
@@ -282,6 +283,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Pkg(PkgCommand::Depot(command)) => {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            let (mut out, mut err) = (std::io::stdout(), std::io::stderr());
+            runtime.block_on(workstation::depot::run_pkg(&command, &mut out, &mut err))?;
+            Ok(())
+        }
+        Command::Depot(DepotCommand::Serve(args)) => Ok(workstation::depot::serve(&args)?),
         // `is_workstation_command` names them, and `main` sends them to `run_workstation`.
         _ => anyhow::bail!("workstation commands run in run_workstation"),
     }

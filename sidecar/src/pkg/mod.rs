@@ -1,0 +1,3 @@
+//! Habitat packages as files: `.hart` archives and the depots that hold them.
+
+pub mod depot;
