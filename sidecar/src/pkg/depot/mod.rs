@@ -10,43 +10,13 @@ use std::sync::Arc;
 
 use crate::error::{Error, Result};
 use crate::package::PackageIdent;
+use crate::pkg::hart;
 
 pub mod client;
 pub mod server;
 pub mod store;
 
 pub use store::{ChannelEntry, Store, STABLE, UNSTABLE};
-
-/// Stand-in for `crate::pkg::hart` until its branch lands: reads the ident of a test file
-/// whose first line is `ORIGIN/NAME/VERSION/RELEASE`.
-pub(crate) mod hart {
-    use std::io::Read;
-    use std::path::Path;
-
-    use crate::error::{Error, Result};
-    use crate::package::PackageIdent;
-
-    pub fn hart_file_name(ident: &PackageIdent) -> String {
-        format!(
-            "{}-{}-{}-{}-x86_64-linux.hart",
-            ident.origin,
-            ident.name,
-            ident.version.as_deref().unwrap_or_default(),
-            ident.release.as_deref().unwrap_or_default()
-        )
-    }
-
-    pub fn read_ident(path: &Path) -> Result<PackageIdent> {
-        let mut head = Vec::new();
-        std::fs::File::open(path)
-            .and_then(|f| f.take(1024).read_to_end(&mut head))
-            .map_err(|e| Error::io(path, e))?;
-        let line = head.split(|b| *b == b'\n').next().unwrap_or_default();
-        String::from_utf8_lossy(line)
-            .parse()
-            .map_err(|e: String| Error::invalid(path.display().to_string(), e))
-    }
-}
 
 /// What a depot can refuse or fail with. Messages name the depot and what to do.
 #[derive(Debug, thiserror::Error)]
@@ -269,24 +239,40 @@ fn copy_into(from: &Path, dest_dir: &Path, name: &str) -> Result<PathBuf> {
     Ok(dest)
 }
 
-/// Harts for tests.
+/// Harts for tests: real, signed .harts of a package holding one file.
 #[cfg(test)]
 pub(crate) mod test_harts {
     #![allow(clippy::unwrap_used)]
     use std::path::{Path, PathBuf};
+
+    use crate::pkg::keys::SigSecretKey;
 
     /// A hart of `ident` (fully qualified) in `dir`, under Habitat's file name.
     pub fn make_hart(dir: &Path, ident: &str) -> PathBuf {
         make_hart_with(dir, ident, format!("payload of {ident}").as_bytes())
     }
 
-    /// A hart of `ident` whose package holds `payload`.
+    /// A hart of `ident` whose package holds `payload` (in a file `payload`).
     pub fn make_hart_with(dir: &Path, ident: &str, payload: &[u8]) -> PathBuf {
         let parsed: crate::package::PackageIdent = ident.parse().unwrap();
-        let path = dir.join(super::hart::hart_file_name(&parsed));
-        let mut content = format!("{ident}\n").into_bytes();
-        content.extend_from_slice(payload);
-        std::fs::write(&path, content).unwrap();
-        path
+        let pkg = tempfile::tempdir().unwrap();
+        std::fs::write(pkg.path().join("IDENT"), format!("{ident}\n")).unwrap();
+        std::fs::write(pkg.path().join("payload"), payload).unwrap();
+        let key = SigSecretKey::from_seed(&parsed.origin, "20260101000000", [7; 32]);
+        // xz preset 0: fast, and tests want sizes near the payload's.
+        crate::pkg::hart::build_hart_with_preset(pkg.path(), &key, dir, 0).unwrap()
+    }
+
+    /// `len` bytes that do not compress.
+    pub fn noise(len: usize, seed: u64) -> Vec<u8> {
+        let mut state = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+        (0..len)
+            .map(|_| {
+                state = state
+                    .wrapping_mul(6_364_136_223_846_793_005)
+                    .wrapping_add(1_442_695_040_888_963_407);
+                (state >> 56) as u8
+            })
+            .collect()
     }
 }

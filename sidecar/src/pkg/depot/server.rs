@@ -53,7 +53,7 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:9636";
 /// The largest .hart accepted by default.
 pub const DEFAULT_MAX_UPLOAD_BYTES: u64 = 2 << 30;
 /// The package target every hart here has (`hart_file_name`).
-pub const TARGET: &str = "x86_64-linux";
+pub use crate::pkg::hart::TARGET;
 
 type Blake2b256 = Blake2b<U32>;
 

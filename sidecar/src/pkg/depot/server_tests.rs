@@ -5,7 +5,7 @@
 use std::fs;
 
 use super::*;
-use crate::pkg::depot::test_harts::{make_hart, make_hart_with};
+use crate::pkg::depot::test_harts::{make_hart, make_hart_with, noise};
 use crate::pkg::depot::{Depot, DepotError};
 
 const TOKEN: &str = "s3cret-token";
@@ -332,7 +332,7 @@ async fn an_upload_over_the_size_cap_is_refused_and_leaves_nothing() {
     })
     .await;
     let work = tempfile::tempdir().unwrap();
-    let big = make_hart_with(work.path(), "core/big/1.0/20260101000000", &[7u8; 5000]);
+    let big = make_hart_with(work.path(), "core/big/1.0/20260101000000", &noise(5000, 1));
     let err = running
         .depot(Some(TOKEN))
         .upload(&big, None)
@@ -347,22 +347,16 @@ async fn eight_concurrent_uploads_all_land_intact() {
     let running = start(Limits::default()).await;
     let depot = running.depot(Some(TOKEN));
     let work = tempfile::tempdir().unwrap();
-    // Six releases, two of them uploaded twice at once; about 1 MiB each.
-    let harts: Vec<PathBuf> = (0..8)
-        .map(|i| {
-            let release = i % 6;
-            let payload: Vec<u8> = (0..1_000_000u32)
-                .map(|n| (n * 31 + release) as u8)
-                .collect();
-            let dir = work.path().join(i.to_string());
+    // Six releases of about 256 KiB each, two of them uploaded twice at once (the same file).
+    let mut harts: Vec<PathBuf> = (0..6u64)
+        .map(|release| {
+            let dir = work.path().join(release.to_string());
             fs::create_dir(&dir).unwrap();
-            make_hart_with(
-                &dir,
-                &format!("core/many/1.{release}/20260101000000"),
-                &payload,
-            )
+            let ident = format!("core/many/1.{release}/20260101000000");
+            make_hart_with(&dir, &ident, &noise(256 * 1024, release))
         })
         .collect();
+    harts.extend_from_within(..2);
     let uploads: Vec<_> = harts
         .iter()
         .map(|hart| {

@@ -325,9 +325,11 @@ fn concurrent_uploads_of_different_and_of_the_same_release_all_land_whole() {
     let work = tempfile::tempdir().unwrap();
     let depot = tempfile::tempdir().unwrap();
     let store = std::sync::Arc::new(Store::new(depot.path()));
-    let harts: Vec<PathBuf> = (0..8)
-        .map(|i| make_hart(work.path(), &format!("core/app/1.{}/20260101000000", i % 4)))
+    // Four releases, each uploaded twice at once (the same file).
+    let mut harts: Vec<PathBuf> = (0..4)
+        .map(|i| make_hart(work.path(), &format!("core/app/1.{i}/20260101000000")))
         .collect();
+    harts.extend_from_within(..);
     let threads: Vec<_> = harts
         .iter()
         .cloned()
