@@ -51,6 +51,9 @@ pub enum Error {
     /// A config layer (`default.toml`, `HAB_<PKG>`, `user.toml`, gossiped config) is unusable.
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
+    /// A package depot refused a request or could not be reached.
+    #[error(transparent)]
+    Depot(#[from] crate::pkg::depot::DepotError),
 }
 
 impl Error {

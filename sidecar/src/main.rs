@@ -12,7 +12,8 @@ use habitat_sidecar::cli::{
     Cli, Command, ConfigCommand, FileCommand, PlanCommand, RemoteSupArgs, RingCommand,
     RingKeyCommand, RunArgs, SupCommand, SvcCommand,
 };
-use habitat_sidecar::cli::{OriginCommand, OriginKeyCommand, PkgCommand, PkgInstallArgs};
+use habitat_sidecar::cli::{DepotCommand, PkgCommand, PkgInstallArgs};
+use habitat_sidecar::cli::{OriginCommand, OriginKeyCommand};
 use habitat_sidecar::cli::{PkgExportCommand, PkgExportContainerArgs};
 use habitat_sidecar::keys;
 use habitat_sidecar::plan;
@@ -286,6 +287,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Depot(DepotCommand::Serve(args)) => Ok(workstation::depot::serve(&args)?),
         // `is_workstation_command` names them, and `main` sends them to `run_workstation`.
         _ => anyhow::bail!("workstation commands run in run_workstation"),
     }
@@ -412,6 +414,13 @@ fn pkg(root: &std::path::Path, command: PkgCommand) -> anyhow::Result<()> {
             ws::pkg_verify(&source, &cache_key_dir(root, &keys), &mut out)?
         }
         PkgCommand::Info { source } => ws::pkg_info(&source, &mut out)?,
+        PkgCommand::Depot(command) => {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            let mut err = std::io::stderr();
+            runtime.block_on(workstation::depot::run_pkg(&command, &mut out, &mut err))?;
+        }
         PkgCommand::Export(PkgExportCommand::Container(args)) => export_container(root, &args)?,
     }
     Ok(())
@@ -425,16 +434,37 @@ fn pkg_install(
 ) -> anyhow::Result<()> {
     use habitat_sidecar::workstation::pkg as ws;
     let cache = cache_key_dir(root, &args.keys);
+    let mut runtime = None;
     for target in &args.targets {
         if ws::is_hart_path(target) {
             ws::pkg_install_file(std::path::Path::new(target), root, &cache, out)?;
-        } else {
-            let ident: habitat_sidecar::package::PackageIdent =
-                target.parse().map_err(anyhow::Error::msg)?;
-            anyhow::bail!(
-                "{ident}: installing by ident needs a depot, which this build does not have yet;                  install the .hart file instead (hab pkg install FILE.hart)"
-            );
+            continue;
         }
+        let ident: habitat_sidecar::package::PackageIdent =
+            target.parse().map_err(anyhow::Error::msg)?;
+        let Some(url) = &args.depot.url else {
+            anyhow::bail!(
+                "{ident}: installing by ident needs a depot: give --url (or HAB_BLDR_URL), \
+                 http://HOST:PORT or file:///DIR, or install a .hart file"
+            );
+        };
+        let depot = habitat_sidecar::pkg::depot::Depot::from_url(url, args.depot.auth.clone())?;
+        let runtime = match &mut runtime {
+            Some(runtime) => runtime,
+            None => runtime.insert(
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()?,
+            ),
+        };
+        runtime.block_on(ws::pkg_install_ident(
+            &depot,
+            &ident,
+            &args.channel,
+            root,
+            &cache,
+            out,
+        ))?;
     }
     Ok(())
 }

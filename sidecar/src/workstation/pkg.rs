@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 use crate::package::PackageIdent;
+use crate::pkg::depot::Depot;
 use crate::pkg::hart;
 use crate::pkg::keys::{self, ImportedKey, SigSecretKey};
 
@@ -146,6 +147,43 @@ pub fn pkg_install_file(
     }
     .map_err(out_err)?;
     Ok(dest)
+}
+
+/// `hab pkg install IDENT --url URL [--channel C]`: the newest release of `ident` in `channel`
+/// (or exactly that release, when fully qualified), downloaded into `<root>/cache/artifacts`
+/// and installed as a file is. A release already installed is not downloaded again.
+pub async fn pkg_install_ident(
+    depot: &Depot,
+    ident: &PackageIdent,
+    channel: &str,
+    root: &Path,
+    cache: &Path,
+    out: &mut impl Write,
+) -> Result<PathBuf> {
+    let release = if ident.is_fully_qualified() {
+        ident.clone()
+    } else {
+        depot.latest(ident, channel).await?.ok_or_else(|| {
+            Error::invalid(
+                format!("package {ident}"),
+                format!("no release in channel {channel} of depot {}", depot.name()),
+            )
+        })?
+    };
+    let dest = installed_dir(root, &release);
+    if dest.is_dir() {
+        writeln!(out, "→ Using {release}").map_err(out_err)?;
+        writeln!(
+            out,
+            "★ Install of {release} complete with 0 new packages installed."
+        )
+        .map_err(out_err)?;
+        return Ok(dest);
+    }
+    writeln!(out, "↓ Downloading {release} from {}", depot.name()).map_err(out_err)?;
+    let artifacts = root.join("cache").join("artifacts");
+    let hart_path = depot.fetch(&release, &artifacts).await?;
+    pkg_install_file(&hart_path, root, cache, out)
 }
 
 /// `<root>/pkgs/<origin>/<name>/<version>/<release>`.
@@ -291,6 +329,70 @@ mod tests {
         assert!(hart::check_signature(&dest, &cache).is_ok());
         // The signature is fine, but it is no package.
         assert!(hart::verify(&dest, &cache).is_err());
+    }
+
+    #[tokio::test]
+    async fn install_by_ident_takes_the_newest_release_in_the_channel_from_a_depot() {
+        let work = tempfile::tempdir().unwrap();
+        let cache = work.path().join("keys");
+        origin_key_generate("acme", &cache, &mut Vec::new()).unwrap();
+        let depot_dir = work.path().join("depot");
+        fs::create_dir_all(&depot_dir).unwrap();
+        let depot = Depot::from_url(&format!("file://{}", depot_dir.display()), None).unwrap();
+        for (ident, channel) in [
+            ("acme/app/1.0.0/20260101000000", Some("stable")),
+            ("acme/app/1.1.0/20260102000000", None),
+        ] {
+            let dir = work.path().join(ident.replace('/', "-"));
+            let pkg = package(&dir, ident);
+            let hart_path = pkg_build(&pkg, None, &dir, &cache, &mut Vec::new()).unwrap();
+            depot.upload(&hart_path, channel).await.unwrap();
+        }
+        let root = work.path().join("root");
+        let app: PackageIdent = "acme/app".parse().unwrap();
+
+        let mut out = Vec::new();
+        let dest = pkg_install_ident(&depot, &app, "stable", &root, &cache, &mut out)
+            .await
+            .unwrap();
+        assert_eq!(dest, root.join("pkgs/acme/app/1.0.0/20260101000000"));
+        let printed = text(out);
+        assert!(
+            printed.contains("↓ Downloading acme/app/1.0.0/20260101000000"),
+            "{printed}"
+        );
+        assert!(
+            printed.contains("complete with 1 new packages installed"),
+            "{printed}"
+        );
+
+        let dest = pkg_install_ident(&depot, &app, "unstable", &root, &cache, &mut Vec::new())
+            .await
+            .unwrap();
+        assert_eq!(dest, root.join("pkgs/acme/app/1.1.0/20260102000000"));
+
+        // Already there: not downloaded again.
+        let mut out = Vec::new();
+        pkg_install_ident(&depot, &app, "stable", &root, &cache, &mut out)
+            .await
+            .unwrap();
+        assert!(text(out).starts_with("→ Using acme/app/1.0.0/20260101000000"));
+
+        let err = pkg_install_ident(&depot, &app, "prod", &root, &cache, &mut Vec::new())
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("no release in channel prod"), "{err}");
+
+        // Downloaded but signed by a key this machine lacks: refused, nothing installed.
+        let other_root = work.path().join("other-root");
+        let empty = work.path().join("no-keys");
+        let err = pkg_install_ident(&depot, &app, "stable", &other_root, &empty, &mut Vec::new())
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("not in") && err.contains("import it"), "{err}");
+        assert!(!other_root.join("pkgs").exists());
     }
 
     #[test]
