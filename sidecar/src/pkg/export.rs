@@ -1,8 +1,9 @@
 //! `hab pkg export container`: an installed package as an OCI image, written without a daemon
 //! (`crate::oci`). Three layers, bottom first: our `hab` at `/bin/hab` with what it needs to run
 //! from an empty root (its ELF interpreter and shared libraries, `/etc/passwd`, `/etc/group`,
-//! `/tmp`); the package's runtime dependencies; the package itself and its origins' public
-//! keys. The image runs `hab sup run <ident>`. Same inputs, same image digest.
+//! `/tmp`, and busybox when given); the package's runtime dependencies; the package itself and
+//! its origins' public keys. The image runs `hab sup run <ident>`. Same inputs, same image
+//! digest. A `.hart` is verified and unpacked into a temporary root first.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
