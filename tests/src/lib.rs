@@ -86,6 +86,16 @@ pub fn e2e_binary(name: &str) -> PathBuf {
     built_binary("habitat-e2e", name)
 }
 
+/// The `habitat-operator` binary, built as `hab_binary` is.
+pub fn operator_binary() -> PathBuf {
+    built_binary("habitat-operator", "habitat-operator")
+}
+
+/// The image builder `habitat-images` (tools/images), built as `hab_binary` is.
+pub fn images_binary() -> PathBuf {
+    built_binary("habitat-images", "habitat-images")
+}
+
 /// `bin` of `package` in the profile of this crate, after `cargo build` of it.
 fn built_binary(package: &str, bin: &str) -> PathBuf {
     let release = !cfg!(debug_assertions);
@@ -120,6 +130,59 @@ fn built_binary(package: &str, bin: &str) -> PathBuf {
         path.display()
     );
     path
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reading images with standard tools (tests/tests/export.rs, tests/tests/images.rs)
+
+/// A tool the image tests need (skopeo, umoci, busybox), by its path; missing is a failure
+/// that says how to get it.
+pub fn image_tool(name: &str) -> PathBuf {
+    std::env::var_os("PATH")
+        .iter()
+        .flat_map(std::env::split_paths)
+        .map(|dir| dir.join(name))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| {
+            panic!(
+                "{name} not found in PATH: the image tests read images with skopeo and umoci \
+                 and put busybox in them (scripts/test installs them: apt-get install skopeo \
+                 umoci busybox-static)"
+            )
+        })
+}
+
+/// Runs `cmd` and returns its stdout; panics with its stderr when it fails.
+pub fn run_ok(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}\n{}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// `skopeo ARGS` (an `inspect`), its JSON output parsed.
+pub fn skopeo_json(args: &[&str]) -> Value {
+    // No policy or registry configuration is read for local transports, but skopeo still
+    // wants a policy file: an insecure-accept-anything one of our own keeps the host's out.
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("policy.json");
+    fs::write(
+        &policy,
+        r#"{"default":[{"type":"insecureAcceptAnything"}]}"#,
+    )
+    .unwrap();
+    let text = run_ok(
+        Command::new(image_tool("skopeo"))
+            .arg("--policy")
+            .arg(&policy)
+            .args(args),
+    );
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("skopeo {args:?}: {e}: {text}"))
 }
 
 /// The example package whose service group is `hello.default`.

@@ -13,7 +13,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
-use habitat_e2e::{copy_dir, hab_binary, hello_package, http_get, ip, wait_for, HTTP_PORT};
+use habitat_e2e::{
+    copy_dir, hab_binary, hello_package, http_get, image_tool as tool, ip, run_ok as run,
+    skopeo_json, wait_for, HTTP_PORT,
+};
 use serde_json::Value;
 
 /// Loopback block of the supervisor started from the unpacked image.
@@ -116,52 +119,6 @@ impl Fixture {
             .unwrap_or_else(|| panic!("no manifest digest in {stdout}"))
             .to_string()
     }
-}
-
-/// A tool the tests need, by its path; missing is a failure that says how to get it.
-fn tool(name: &str) -> PathBuf {
-    std::env::var_os("PATH")
-        .iter()
-        .flat_map(std::env::split_paths)
-        .map(|dir| dir.join(name))
-        .find(|p| p.is_file())
-        .unwrap_or_else(|| {
-            panic!(
-                "{name} not found in PATH: these tests read exported images with skopeo and \
-                 umoci and put busybox in one (scripts/test installs them: apt-get install \
-                 skopeo umoci busybox-static)"
-            )
-        })
-}
-
-/// Runs `cmd` and returns its stdout; panics with its stderr when it fails.
-fn run(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {}\n{}{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-fn skopeo_json(args: &[&str]) -> Value {
-    // No policy or registry configuration is read for local transports, but skopeo still
-    // wants a policy file: an insecure-accept-anything one of our own keeps the host's out.
-    let dir = tempfile::tempdir().unwrap();
-    let policy = dir.path().join("policy.json");
-    fs::write(
-        &policy,
-        r#"{"default":[{"type":"insecureAcceptAnything"}]}"#,
-    )
-    .unwrap();
-    let text = run(Command::new(tool("skopeo"))
-        .arg("--policy")
-        .arg(&policy)
-        .args(args));
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("skopeo {args:?}: {e}: {text}"))
 }
 
 #[test]
