@@ -230,7 +230,10 @@ fn copy_into(from: &Path, dest_dir: &Path, name: &str) -> Result<PathBuf> {
         std::io::copy(&mut input, &mut out).map_err(|e| Error::io(&temp, e))?;
         out.flush().map_err(|e| Error::io(&temp, e))?;
         out.sync_all().map_err(|e| Error::io(&temp, e))?;
-        std::fs::rename(&temp, &dest).map_err(|e| Error::io(&dest, e))
+        std::fs::rename(&temp, &dest).map_err(|e| Error::io(&dest, e))?;
+        std::fs::File::open(dest_dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| Error::io(dest_dir, e))
     })();
     if let Err(e) = copied {
         let _ = std::fs::remove_file(&temp);
@@ -274,5 +277,69 @@ pub(crate) mod test_harts {
                 (state >> 56) as u8
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::test_harts::make_hart;
+    use super::*;
+
+    #[test]
+    fn urls_name_a_directory_or_an_http_depot_and_anything_else_is_refused() {
+        assert!(matches!(
+            Depot::from_url("file:///srv/depot", None).unwrap(),
+            Depot::Dir(_)
+        ));
+        let http = Depot::from_url("http://127.0.0.1:9636", Some("t".into())).unwrap();
+        assert_eq!(http.name(), "http://127.0.0.1:9636");
+        assert!(!format!("{http:?}").contains("\"t\""), "{http:?}");
+        for bad in [
+            "file://relative/dir",
+            "https://bldr.habitat.sh",
+            "ftp://host",
+            "http://host:99999",
+            "http://user@host:1",
+            "bldr.habitat.sh",
+            "",
+        ] {
+            let err = Depot::from_url(bad, None).unwrap_err().to_string();
+            assert!(err.contains("expected http://HOST:PORT"), "{bad}: {err}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_directory_depot_uploads_promotes_and_fetches_whole_files() {
+        let work = tempfile::tempdir().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("file://{}", dir.path().display());
+        let depot = Depot::from_url(&url, None).unwrap();
+        let hart = make_hart(work.path(), "core/app/1.0/20260101000000");
+        let ident = depot.upload(&hart, Some("stable")).await.unwrap();
+        let id: PackageIdent = "core/app".parse().unwrap();
+        assert_eq!(
+            depot.latest(&id, "stable").await.unwrap(),
+            Some(ident.clone())
+        );
+        assert_eq!(
+            depot.channels(&ident).await.unwrap(),
+            ["unstable", "stable"]
+        );
+        let err = depot.demote(&ident, "unstable").await.unwrap_err();
+        assert!(
+            matches!(err, Error::Depot(DepotError::DemoteUnstable { .. })),
+            "{err}"
+        );
+        let dest = tempfile::tempdir().unwrap();
+        let fetched = depot.fetch(&ident, dest.path()).await.unwrap();
+        assert_eq!(
+            std::fs::read(&fetched).unwrap(),
+            std::fs::read(&hart).unwrap()
+        );
+        assert_eq!(std::fs::read_dir(dest.path()).unwrap().count(), 1);
+        let missing: PackageIdent = "core/app/2.0/20260101000000".parse().unwrap();
+        assert!(depot.fetch(&missing, dest.path()).await.is_err());
+        assert_eq!(std::fs::read_dir(dest.path()).unwrap().count(), 1);
     }
 }

@@ -247,6 +247,34 @@ async fn writes_without_the_right_token_are_refused_counted_and_store_nothing() 
     );
 }
 
+#[tokio::test]
+async fn a_large_upload_without_the_token_is_told_401_not_a_broken_connection() {
+    let running = start(Limits::default()).await;
+    let work = tempfile::tempdir().unwrap();
+    // Larger than socket buffers: the depot answers before the body is sent.
+    let hart = make_hart_with(
+        work.path(),
+        "core/big/1.0/20260101000000",
+        &noise(8 << 20, 3),
+    );
+    let err = running
+        .depot(Some("wrong"))
+        .upload(&hart, None)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Depot(DepotError::Unauthorized {
+                token_sent: true,
+                ..
+            })
+        ),
+        "{err}"
+    );
+    assert_eq!(running.files(), Vec::<String>::new());
+}
+
 fn err_text<T>(result: &Result<T>) -> String {
     result
         .as_ref()
