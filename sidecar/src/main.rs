@@ -12,7 +12,7 @@ use habitat_sidecar::cli::{
     Cli, Command, ConfigCommand, FileCommand, PlanCommand, RemoteSupArgs, RingCommand,
     RingKeyCommand, RunArgs, SupCommand, SvcCommand,
 };
-use habitat_sidecar::cli::{DepotCommand, PkgCommand};
+use habitat_sidecar::cli::{DepotCommand, PkgCommand, PkgDepotCommand};
 use habitat_sidecar::keys;
 use habitat_sidecar::plan;
 use habitat_sidecar::service::process;
@@ -287,8 +287,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?;
+            let keys = match &command {
+                PkgDepotCommand::Upload(args) => Some(cache_key_dir(&cli.root, &args.keys)),
+                _ => None,
+            };
             let (mut out, mut err) = (std::io::stdout(), std::io::stderr());
-            runtime.block_on(workstation::depot::run_pkg(&command, &mut out, &mut err))?;
+            let run = workstation::depot::run_pkg(&command, keys.as_deref(), &mut out, &mut err);
+            runtime.block_on(run)?;
             Ok(())
         }
         Command::Depot(DepotCommand::Serve(args)) => Ok(workstation::depot::serve(&args)?),

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use habitat_e2e::*;
 use habitat_sidecar::pkg::hart::build_hart_with_preset;
-use habitat_sidecar::pkg::keys::SigSecretKey;
+use habitat_sidecar::pkg::keys::{render_sig_public_key, SigSecretKey};
 
 const BLOCK_DEPOT: u8 = 150;
 const TOKEN: &str = "e2e-depot-token";
@@ -116,6 +116,12 @@ fn upload_promote_demote_and_channels_through_hab_depot_serve() {
         "acme/app/1.10.0/20260102000000",
     );
 
+    // The signer's public key in the key cache goes up with the first upload.
+    let keys = work.path().join("keys");
+    fs::create_dir(&keys).unwrap();
+    let public = SigSecretKey::from_seed("acme", "20260101000000", [9; 32]).public_key();
+    let key_text = render_sig_public_key(&public);
+    fs::write(keys.join("acme-20260101000000.pub"), &key_text).unwrap();
     let uploaded = hab_pkg(
         &[
             "pkg",
@@ -123,11 +129,18 @@ fn upload_promote_demote_and_channels_through_hab_depot_serve() {
             old.to_str().unwrap(),
             "--channel",
             "stable",
-        ],
+        ]
+        .into_iter()
+        .chain(["--cache-key-path", keys.to_str().unwrap()])
+        .collect::<Vec<_>>(),
         &url,
         TOKEN,
     );
     assert_ok(&uploaded);
+    assert_eq!(
+        fs::read_to_string(depot_dir.join("keys/acme-20260101000000.pub")).unwrap(),
+        key_text
+    );
     assert!(
         uploaded.2.contains(&format!("Upload of {old_id} complete")),
         "{}",

@@ -203,6 +203,56 @@ impl Depot {
     }
 }
 
+impl Depot {
+    /// Stores origin public key `<origin>-<revision>` (its `SIG-PUB-1` file's content) so that
+    /// installers can fetch it; `false` when the depot already has a key of that name.
+    pub async fn upload_origin_key(&self, name_rev: &str, content: Vec<u8>) -> Result<bool> {
+        let (origin, revision) = split_key_name(name_rev)?;
+        match self {
+            Depot::Dir(store) => {
+                let name_rev = name_rev.to_string();
+                blocking(store, move |s| {
+                    let (origin, revision) = split_key_name(&name_rev)?;
+                    match s.put_origin_key(origin, revision, &content) {
+                        Err(Error::Depot(DepotError::Conflict { .. })) => Ok(false),
+                        other => other,
+                    }
+                })
+                .await
+            }
+            Depot::Http(http) => http.upload_origin_key(origin, revision, content).await,
+        }
+    }
+
+    /// Downloads origin public key `<origin>-<revision>` into `dest_dir` (a key cache) as
+    /// `<origin>-<revision>.pub`, atomically.
+    pub async fn fetch_origin_key(&self, name_rev: &str, dest_dir: &Path) -> Result<PathBuf> {
+        let (origin, revision) = split_key_name(name_rev)?;
+        match self {
+            Depot::Dir(store) => {
+                let (name_rev, dest_dir) = (name_rev.to_string(), dest_dir.to_path_buf());
+                blocking(store, move |s| {
+                    let (origin, revision) = split_key_name(&name_rev)?;
+                    let from = s.origin_key(origin, revision)?;
+                    copy_into(&from, &dest_dir, &format!("{name_rev}.pub"))
+                })
+                .await
+            }
+            Depot::Http(http) => http.fetch_origin_key(origin, revision, dest_dir).await,
+        }
+    }
+}
+
+/// `(origin, revision)` of a key name `<origin>-<YYYYMMDDhhmmss>`.
+fn split_key_name(name_rev: &str) -> Result<(&str, &str)> {
+    crate::pkg::keys::split_name_rev(name_rev).ok_or_else(|| {
+        Error::invalid(
+            format!("origin key {name_rev:?}"),
+            "expected <origin>-<YYYYMMDDhhmmss>",
+        )
+    })
+}
+
 /// Runs a store operation off the async threads (it does blocking file I/O).
 async fn blocking<T: Send + 'static>(
     store: &Arc<Store>,

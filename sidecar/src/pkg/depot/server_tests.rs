@@ -183,6 +183,37 @@ async fn upload_promote_demote_latest_channels_and_download_over_http() {
     assert_eq!(fs::read(&fetched).unwrap(), fs::read(&new).unwrap());
     assert_eq!(fs::read_dir(dest.path()).unwrap().count(), 1);
 
+    // Origin public keys: stored once, fetched into a key cache whole.
+    let key = b"SIG-PUB-1\ncore-20260101000000\n\nAAAA\n".to_vec();
+    assert!(depot
+        .upload_origin_key("core-20260101000000", key.clone())
+        .await
+        .unwrap());
+    assert!(!depot
+        .upload_origin_key("core-20260101000000", key.clone())
+        .await
+        .unwrap());
+    let err = running
+        .depot(None)
+        .upload_origin_key("core-20260101000001", key.clone())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::Depot(DepotError::Unauthorized { .. })),
+        "{err}"
+    );
+    let cache = tempfile::tempdir().unwrap();
+    let fetched = reader
+        .fetch_origin_key("core-20260101000000", cache.path())
+        .await
+        .unwrap();
+    assert_eq!(fetched, cache.path().join("core-20260101000000.pub"));
+    assert_eq!(fs::read(&fetched).unwrap(), key);
+    assert!(reader
+        .fetch_origin_key("core-20990101000000", cache.path())
+        .await
+        .is_err());
+
     // The package document carries Builder's fields, with the file's BLAKE2b checksum.
     let (status, body) = raw(
         running.served.addr,
