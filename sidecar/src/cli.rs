@@ -51,7 +51,11 @@ pub enum Command {
     /// User encryption keys.
     #[command(subcommand)]
     User(UserCommand),
-    /// Packages: upload to a depot, promote, demote, channels.
+    /// Origin signing keys.
+    #[command(subcommand)]
+    Origin(OriginCommand),
+    /// Packages: .hart files (build, sign, install, verify, info) and depots (upload, promote,
+    /// demote, channels).
     #[command(subcommand)]
     Pkg(PkgCommand),
     /// A package depot with channels, served from a directory.
@@ -335,6 +339,87 @@ pub enum UserKeyCommand {
     },
 }
 
+#[derive(Subcommand, Debug)]
+pub enum OriginCommand {
+    #[command(subcommand)]
+    Key(OriginKeyCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum OriginKeyCommand {
+    /// Generates an origin signing key pair, ORIGIN-<YYYYMMDDhhmmss>.sig.key (secret, 0600) and
+    /// .pub, in the key cache.
+    Generate {
+        /// The origin name (a-z 0-9 _ -).
+        #[arg(value_name = "ORIGIN", env = "HAB_ORIGIN")]
+        origin: String,
+        #[command(flatten)]
+        keys: CacheKeyPathArgs,
+    },
+    /// Outputs the latest origin key contents to stdout.
+    Export {
+        /// The origin name.
+        #[arg(value_name = "ORIGIN")]
+        origin: String,
+        /// Export either the 'public' or 'secret' key. The 'secret' key is the origin private key.
+        #[arg(long = "type", short = 't', value_enum, default_value = "public")]
+        key_type: crate::workstation::pkg::KeyType,
+        #[command(flatten)]
+        keys: CacheKeyPathArgs,
+    },
+    /// Reads a stdin stream containing a public or secret origin key's contents and writes the
+    /// key to disk.
+    Import {
+        #[command(flatten)]
+        keys: CacheKeyPathArgs,
+    },
+}
+
+/// `hab pkg build`.
+#[derive(Args, Debug)]
+pub struct PkgBuildArgs {
+    /// A package directory (Habitat layout, with a fully qualified IDENT).
+    #[arg(value_name = "PKG_DIR")]
+    pub dir: PathBuf,
+    /// The signing key: ORIGIN for its newest key, or ORIGIN-<YYYYMMDDhhmmss> [default: the
+    /// newest key of the package's origin].
+    #[arg(long, short = 'k', value_name = "NAME")]
+    pub origin_key: Option<String>,
+    /// Where the .hart goes.
+    #[arg(
+        long = "output",
+        short = 'o',
+        value_name = "OUT_DIR",
+        default_value = "results"
+    )]
+    pub out_dir: PathBuf,
+    #[command(flatten)]
+    pub keys: CacheKeyPathArgs,
+}
+
+/// `hab pkg install`.
+#[derive(Args, Debug)]
+pub struct PkgInstallArgs {
+    /// One or more Habitat package identifiers (ex: acme/redis) and/or paths to a Habitat
+    /// Artifact (ex: /home/acme-redis-3.0.7-21120102031201-x86_64-linux.hart).
+    #[arg(value_name = "PKG_IDENT_OR_ARTIFACT", required = true)]
+    pub targets: Vec<String>,
+    /// Install from the specified release channel.
+    #[arg(
+        long,
+        short = 'c',
+        value_name = "CHANNEL",
+        env = "HAB_BLDR_CHANNEL",
+        default_value = "stable"
+    )]
+    pub channel: String,
+    /// The depot idents are installed from (--url, HAB_BLDR_URL).
+    #[command(flatten)]
+    pub depot: DepotArgs,
+    #[command(flatten)]
+    pub keys: CacheKeyPathArgs,
+}
+
 fn parse_topology(text: &str) -> Result<Topology, String> {
     text.parse()
 }
@@ -517,6 +602,41 @@ pub struct CensusArgs {
 
 #[derive(Subcommand, Debug)]
 pub enum PkgCommand {
+    /// Signs a package directory as it is (no studio) into
+    /// OUT_DIR/<origin>-<name>-<version>-<release>-x86_64-linux.hart and prints its path.
+    Build(PkgBuildArgs),
+    /// Signs an archive with an origin key, generating a Habitat Artifact.
+    Sign {
+        /// Origin key used to create signature (ORIGIN for its newest key, or
+        /// ORIGIN-<YYYYMMDDhhmmss>).
+        #[arg(long, value_name = "ORIGIN", env = "HAB_ORIGIN")]
+        origin: String,
+        /// A path to a source archive file (ex: /home/acme-redis-3.0.7-21120102031201.tar.xz).
+        #[arg(value_name = "SOURCE")]
+        source: PathBuf,
+        /// The destination path to the signed Habitat Artifact.
+        #[arg(value_name = "DEST")]
+        dest: PathBuf,
+        #[command(flatten)]
+        keys: CacheKeyPathArgs,
+    },
+    /// Installs a package from a Habitat Artifact (verified against the origin's public key in
+    /// the key cache before anything is unpacked) into <root>/pkgs, or by ident from a depot.
+    Install(PkgInstallArgs),
+    /// Verifies a Habitat Artifact with an origin key.
+    Verify {
+        /// A path to a Habitat Artifact (ex: /home/acme-redis-3.0.7-21120102031201-x86_64-linux.hart).
+        #[arg(value_name = "SOURCE")]
+        source: PathBuf,
+        #[command(flatten)]
+        keys: CacheKeyPathArgs,
+    },
+    /// Returns the Habitat Artifact's header and package ident (no signature check).
+    Info {
+        /// A path to a Habitat Artifact.
+        #[arg(value_name = "SOURCE")]
+        source: PathBuf,
+    },
     #[command(flatten)]
     Depot(PkgDepotCommand),
 }

@@ -299,6 +299,13 @@ fn verify_signature(hart: &Path, cache: &Path) -> Result<(HartHeader, [u8; 32])>
     Ok((header, expected))
 }
 
+/// Checks only the signature of `hart` (any signed file, as `hab pkg verify` does): returns the
+/// signing key's `<origin>-<revision>` and the verified lowercase hex hash.
+pub fn check_signature(hart: &Path, cache: &Path) -> Result<(String, String)> {
+    let (header, hash) = verify_signature(hart, cache)?;
+    Ok((header.signer, lower_hex(&hash)))
+}
+
 /// Checks the signature of `hart` against the public keys in `cache`; returns the package's
 /// fully qualified ident.
 pub fn verify(hart: &Path, cache: &Path) -> Result<PackageIdent> {
@@ -491,6 +498,45 @@ pub fn build_hart_with_preset(
     written.map(|()| dest)
 }
 
+/// Signs any file (Habitat's `hab pkg sign`: a `.tar.xz` made by hand) into a .hart at `dest`,
+/// written through a temporary file beside it.
+pub fn sign_archive(src: &Path, key: &SigSecretKey, dest: &Path) -> Result<()> {
+    let mut hashing = HashingReader {
+        inner: File::open(src).map_err(|e| Error::io(src, e))?,
+        hasher: Hasher::new(),
+    };
+    io::copy(&mut hashing, &mut io::sink()).map_err(|e| Error::io(src, e))?;
+    let hash = lower_hex(&hashing.hasher.finalize());
+    let dir = dest
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let file_name = dest.file_name().unwrap_or_default().to_string_lossy();
+    let tmp = dir.join(format!(".{file_name}.{}.hab-tmp", std::process::id()));
+    let written = (|| {
+        let io_err = |e| Error::io(&tmp, e);
+        let mut out = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o644)
+            .open(&tmp)
+            .map_err(io_err)?;
+        out.write_all(header_text(key.name_rev(), &key.sign_combined(hash.as_bytes())).as_bytes())
+            .map_err(io_err)?;
+        io::copy(
+            &mut File::open(src).map_err(|e| Error::io(src, e))?,
+            &mut out,
+        )
+        .map_err(io_err)?;
+        out.sync_all().map_err(io_err)?;
+        fs::rename(&tmp, dest).map_err(|e| Error::io(dest, e))
+    })();
+    if written.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    written
+}
+
 fn header_text(signer: &str, signature: &[u8]) -> String {
     format!(
         "{HART_FORMAT}\n{signer}\n{HASH_TYPE}\n{}\n\n",
@@ -543,7 +589,7 @@ fn write_hart(
 }
 
 /// Appends `dir` and everything under it, as `prefix/...`, in sorted order (reproducible), with
-/// the files' modes and times, owner root.
+/// the files' modes and times, owner root; and a `TARGET` file when `dir` has none.
 fn append_tree<W: Write>(tar: &mut tar::Builder<W>, dir: &Path, prefix: &Path) -> Result<()> {
     let mut stack = vec![(dir.to_path_buf(), prefix.to_path_buf())];
     while let Some((src, name)) = stack.pop() {
@@ -560,6 +606,16 @@ fn append_tree<W: Write>(tar: &mut tar::Builder<W>, dir: &Path, prefix: &Path) -
             header.set_size(0);
             tar.append_data(&mut header, &name, io::empty())
                 .map_err(io_err)?;
+            if src == dir && fs::symlink_metadata(dir.join("TARGET")).is_err() {
+                // Habitat's tools refuse a package without TARGET; Habitat's build writes it.
+                let content = format!("{TARGET}\n");
+                let mut target = header.clone();
+                target.set_entry_type(tar::EntryType::Regular);
+                target.set_mode(0o644);
+                target.set_size(content.len() as u64);
+                tar.append_data(&mut target, name.join("TARGET"), content.as_bytes())
+                    .map_err(io_err)?;
+            }
             let mut children: Vec<_> = fs::read_dir(&src)
                 .map_err(io_err)?
                 .map(|e| e.map(|e| e.file_name()))

@@ -464,20 +464,20 @@ mod tests {
         UNIX_EPOCH + Duration::from_secs(secs)
     }
 
-    /// Habitat's own test key pair (components/core/tests/fixtures/keys/origin-key-valid-*),
-    /// made by libsodium.
-    const HABITAT_SECRET: &str = "SIG-SEC-1\norigin-key-valid-20160509190508\n\nhHsCBdPbqEBzrCUQchDxUTKRwohmBwmP3WtncX6pneDxfAc+vVXY06HIiljO6kEN+IHwABybTRXiyWWX0bvX5A==";
+    /// A key pair Habitat's `hab` generated (libsodium), see testdata/README.md.
+    const HABITAT_SECRET: &str = include_str!("testdata/habinterop-20261206140906.sig.key");
+    const HABITAT_PUBLIC: &str = include_str!("testdata/habinterop-20261206140906.pub");
 
     #[test]
     fn a_libsodium_secret_key_parses_and_renders_back_byte_for_byte() {
         let key = parse_sig_secret_key(HABITAT_SECRET, "fixture").unwrap();
-        assert_eq!(key.name_rev(), "origin-key-valid-20160509190508");
-        assert_eq!(key.origin(), "origin-key-valid");
+        assert_eq!(key.name_rev(), "habinterop-20261206140906");
+        assert_eq!(key.origin(), "habinterop");
         assert_eq!(render_sig_secret_key(&key), HABITAT_SECRET);
-        let public = render_sig_public_key(&key.public_key());
-        assert!(public.starts_with("SIG-PUB-1\norigin-key-valid-20160509190508\n\n"));
+        // The public file Habitat wrote is the public half of its secret key, byte for byte.
+        assert_eq!(render_sig_public_key(&key.public_key()), HABITAT_PUBLIC);
         assert_eq!(
-            parse_sig_public_key(&public, "x").unwrap(),
+            parse_sig_public_key(HABITAT_PUBLIC, "x").unwrap(),
             key.public_key()
         );
     }
@@ -485,7 +485,7 @@ mod tests {
     #[test]
     fn a_secret_key_whose_halves_disagree_is_refused() {
         let mut bytes = STANDARD
-            .decode("hHsCBdPbqEBzrCUQchDxUTKRwohmBwmP3WtncX6pneDxfAc+vVXY06HIiljO6kEN+IHwABybTRXiyWWX0bvX5A==")
+            .decode(HABITAT_SECRET.lines().nth(3).unwrap())
             .unwrap();
         bytes[40] ^= 1;
         let text = format!(
@@ -504,8 +504,8 @@ mod tests {
 
     #[test]
     fn a_box_key_is_not_a_signing_key() {
-        let text = "BOX-PUB-1\ncore-20260101000000\n\nYFt55lgI3l/vcTEp/7IFGIXgnrLr5bWMADbIvuHKkoY=";
-        let err = parse_sig_public_key(text, "core.pub")
+        let text = HABITAT_PUBLIC.replace("SIG-PUB-1", "BOX-PUB-1");
+        let err = parse_sig_public_key(&text, "core.pub")
             .unwrap_err()
             .to_string();
         assert!(

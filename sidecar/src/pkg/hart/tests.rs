@@ -183,6 +183,11 @@ fn a_built_package_verifies_and_installs_with_its_modes_and_links() {
             "{file}"
         );
     }
+    // Habitat's tools need TARGET; the build adds it when the directory has none.
+    assert_eq!(
+        fs::read_to_string(dest.join("TARGET")).unwrap(),
+        "x86_64-linux\n"
+    );
     let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode(&dest.join("hooks/run")), 0o755);
     assert_eq!(mode(&dest.join("default.toml")), 0o644);
@@ -488,4 +493,94 @@ fn malformed_headers_name_the_line() {
         let err = message(read_header(&hart));
         assert!(err.contains(expected), "expected {expected:?} in: {err}");
     }
+}
+
+/// Habitat's `hab pkg sign` made this one (testdata/README.md).
+const FIXTURE: &str = "habinterop-hello-0.1.0-20261206140000-x86_64-linux.hart";
+const FIXTURE_KEY: &str = "habinterop-20261206140906";
+
+fn testdata(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("src/pkg/testdata")
+        .join(name)
+}
+
+/// A key cache with only the fixture's public key, imported as a user would.
+fn fixture_cache() -> tempfile::TempDir {
+    let cache = tempfile::tempdir().unwrap();
+    let public = fs::read_to_string(testdata(&format!("{FIXTURE_KEY}.pub"))).unwrap();
+    crate::pkg::keys::import_key(&public, "fixture", cache.path()).unwrap();
+    cache
+}
+
+#[test]
+fn a_hart_signed_by_habitat_verifies_and_installs() {
+    let cache = fixture_cache();
+    let hart = testdata(FIXTURE);
+    let header = read_header(&hart).unwrap();
+    assert_eq!(header.signer, FIXTURE_KEY);
+    let ident: PackageIdent = "habinterop/hello/0.1.0/20261206140000".parse().unwrap();
+    assert_eq!(verify(&hart, cache.path()).unwrap(), ident);
+    let (signer, hash) = check_signature(&hart, cache.path()).unwrap();
+    assert_eq!(signer, FIXTURE_KEY);
+    assert_eq!(header.signed_hash(), Some(hash.as_str()));
+
+    let root = tempfile::tempdir().unwrap();
+    let dest = install(&hart, root.path(), cache.path()).unwrap();
+    assert_eq!(
+        dest,
+        root.path()
+            .join("pkgs/habinterop/hello/0.1.0/20261206140000")
+    );
+    assert_eq!(
+        fs::read_to_string(dest.join("TARGET")).unwrap(),
+        "x86_64-linux\n"
+    );
+    assert_eq!(
+        fs::read_to_string(dest.join("config/hello.conf")).unwrap(),
+        "message={{cfg.message}}\n"
+    );
+    let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&dest.join("hooks/run")), 0o755);
+    assert_eq!(mode(&dest.join("bin/hello")), 0o755);
+    assert_eq!(mode(&dest.join("default.toml")), 0o644);
+    assert_eq!(
+        fs::read_link(dest.join("bin/hi")).unwrap(),
+        Path::new("hello")
+    );
+    let package = Package::load(&dest).unwrap();
+    assert_eq!(package.ident, ident);
+    assert_eq!(package.default_toml["port"].as_integer(), Some(8080));
+}
+
+#[test]
+fn a_habitat_hart_with_one_byte_changed_is_refused() {
+    let cache = fixture_cache();
+    let original = fs::read(testdata(FIXTURE)).unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let hart = work.path().join(FIXTURE);
+    let root = tempfile::tempdir().unwrap();
+
+    // A byte of the payload.
+    let mut bytes = original.clone();
+    let payload_byte = bytes.len() - 100;
+    bytes[payload_byte] ^= 1;
+    fs::write(&hart, &bytes).unwrap();
+    assert!(message(verify(&hart, cache.path())).contains("BLAKE2b hash is"));
+    assert!(install(&hart, root.path(), cache.path()).is_err());
+    assert_empty(root.path());
+
+    // A byte of the signature (base64 'A' <-> 'B').
+    let mut bytes = original;
+    let signature_byte = read_header(&testdata(FIXTURE)).unwrap().payload_offset as usize - 60;
+    bytes[signature_byte] = if bytes[signature_byte] == b'A' {
+        b'B'
+    } else {
+        b'A'
+    };
+    fs::write(&hart, &bytes).unwrap();
+    let err = message(verify(&hart, cache.path()));
+    assert!(err.contains("does not verify"), "{err}");
+    assert!(install(&hart, root.path(), cache.path()).is_err());
+    assert_empty(root.path());
 }
