@@ -5,6 +5,7 @@
 use std::fs;
 
 use super::*;
+use crate::connection_slots::SlotLimits;
 use crate::pkg::depot::test_harts::{make_hart, make_hart_with, noise};
 use crate::pkg::depot::{Depot, DepotError};
 
@@ -489,4 +490,70 @@ fn a_token_file_others_can_read_is_refused() {
     assert_eq!(read_token_file(&path).unwrap(), TOKEN);
     fs::write(&path, "\n").unwrap();
     assert!(read_token_file(&path).is_err());
+}
+
+#[tokio::test]
+async fn connections_past_the_cap_are_closed_and_silent_clients_time_out() {
+    use crate::gossip::transport::closed_by_server;
+    let running = start(Limits {
+        connections: SlotLimits {
+            max: 2,
+            per_source: 2,
+        },
+        header_read_timeout: Duration::from_millis(300),
+        ..Limits::default()
+    })
+    .await;
+    let addr = running.served.addr;
+    let mut idle: Vec<tokio::net::TcpStream> = Vec::new();
+    for _ in 0..2 {
+        idle.push(tokio::net::TcpStream::connect(addr).await.unwrap());
+    }
+    // The cap counts a connection once it is accepted: wait until the third is refused.
+    let mut third = tokio::net::TcpStream::connect(addr).await.unwrap();
+    assert!(
+        closed_by_server(&mut third).await,
+        "a third connection stayed open"
+    );
+    // The two that never sent headers are closed after the header deadline...
+    for stream in &mut idle {
+        assert!(
+            closed_by_server(stream).await,
+            "an idle connection stayed open"
+        );
+    }
+    // ... which frees their slots.
+    let (status, _) = raw(addr, "GET", "/metrics", &[], b"").await;
+    assert_eq!(status, 200);
+}
+
+#[tokio::test]
+async fn an_upload_that_stalls_is_answered_408_and_leaves_nothing() {
+    let running = start(Limits {
+        body_idle_timeout: Duration::from_millis(300),
+        ..Limits::default()
+    })
+    .await;
+    let mut stream = tokio::net::TcpStream::connect(running.served.addr)
+        .await
+        .unwrap();
+    let head = format!(
+        "POST /v1/depot/pkgs/core/app/1.0/20260101000000 HTTP/1.1\r\nHost: d\r\n\
+         Authorization: Bearer {TOKEN}\r\nContent-Length: 100000\r\n\r\nHART-1\n"
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(20), async {
+        let mut buf = [0u8; 1024];
+        while !answer.windows(4).any(|w| w == b"\r\n\r\n") {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => answer.extend_from_slice(&buf[..n]),
+            }
+        }
+    });
+    read.await.unwrap();
+    let text = String::from_utf8_lossy(&answer);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    assert_eq!(running.files(), Vec::<String>::new());
 }
