@@ -729,6 +729,9 @@ pub struct PkgUploadArgs {
     pub channel: Option<String>,
     #[command(flatten)]
     pub depot: DepotArgs,
+    /// The signer's public key, when in the key cache, is uploaded too (for installers).
+    #[command(flatten)]
+    pub keys: CacheKeyPathArgs,
 }
 
 #[derive(Args, Debug)]

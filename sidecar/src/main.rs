@@ -12,7 +12,7 @@ use habitat_sidecar::cli::{
     Cli, Command, ConfigCommand, FileCommand, PlanCommand, RemoteSupArgs, RingCommand,
     RingKeyCommand, RunArgs, SupCommand, SvcCommand,
 };
-use habitat_sidecar::cli::{DepotCommand, PkgCommand, PkgInstallArgs};
+use habitat_sidecar::cli::{DepotCommand, PkgCommand, PkgDepotCommand, PkgInstallArgs};
 use habitat_sidecar::cli::{OriginCommand, OriginKeyCommand};
 use habitat_sidecar::cli::{PkgExportCommand, PkgExportContainerArgs};
 use habitat_sidecar::keys;
@@ -418,8 +418,13 @@ fn pkg(root: &std::path::Path, command: PkgCommand) -> anyhow::Result<()> {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?;
+            let keys = match &command {
+                PkgDepotCommand::Upload(args) => Some(cache_key_dir(root, &args.keys)),
+                _ => None,
+            };
             let mut err = std::io::stderr();
-            runtime.block_on(workstation::depot::run_pkg(&command, &mut out, &mut err))?;
+            let run = workstation::depot::run_pkg(&command, keys.as_deref(), &mut out, &mut err);
+            runtime.block_on(run)?;
         }
         PkgCommand::Export(PkgExportCommand::Container(args)) => export_container(root, &args)?,
     }
