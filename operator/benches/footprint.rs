@@ -8,19 +8,79 @@
 //!    `hab config apply` sends `FOOTPRINT_CONFIGS` (default 10) new configs, one a second, each
 //!    rendered by every member before the next; VmHWM for the peak.
 //!
-//! `cargo bench -p habitat-operator --bench footprint` (no root needed). The last line printed
-//! is one JSON object. The figures include the supervised service (the example's run hook is
-//! a shell loop) only as far as it is the supervisor's child: only the supervisor's own pid
-//! is read.
+//! `cargo bench -p habitat-operator --bench footprint` (no root needed) measures this profile's
+//! `hab`; `FOOTPRINT_HAB=/path/to/hab` measures that binary instead (e.g. a release build with
+//! the bench itself run as `cargo bench --profile dev`). The last line printed is one JSON
+//! object. Only the supervisor's own pid is read: the service it runs (the example's run hook)
+//! is the application's share.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::Path;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use habitat_e2e::{run_hab, start_ring, wait_until, Supervisor, CTL_PORT, HELLO_GROUP};
+use habitat_e2e::{wait_until, CTL_PORT, HELLO_GROUP};
 
 const BLOCK: u8 = 220;
 const SOON: Duration = Duration::from_secs(60);
+const MEMBERS: u8 = 3;
+
+/// One `hab sup run` of the example package at 127.0.BLOCK.`host`, default timings.
+struct Member {
+    ip: Ipv4Addr,
+    root: tempfile::TempDir,
+    child: Child,
+}
+
+impl Member {
+    fn start(hab: &Path, host: u8) -> Member {
+        let ip = Ipv4Addr::new(127, 0, BLOCK, host);
+        let root = tempfile::Builder::new()
+            .prefix("hab-footprint-")
+            .tempdir()
+            .unwrap();
+        let log = std::fs::File::create(root.path().join("hab.log")).unwrap();
+        let mut cmd = Command::new(hab);
+        cmd.args(["sup", "run"])
+            .arg(habitat_e2e::hello_package())
+            .arg("--root")
+            .arg(root.path())
+            .args(["--listen-gossip", &format!("{ip}:9638")])
+            .args(["--listen-http", &format!("{ip}:9631")])
+            .args(["--listen-ctl", &format!("{ip}:{CTL_PORT}")])
+            .args(["--node-name", &format!("footprint-{host}")]);
+        for peer in (1..=MEMBERS).filter(|&h| h != host) {
+            cmd.args(["--peer", &format!("127.0.{BLOCK}.{peer}:9638")]);
+        }
+        for key in [
+            "HAB_ROOT",
+            "HAB_RING_KEY",
+            "HAB_NODE_NAME",
+            "HAB_CTL_SECRET",
+        ] {
+            cmd.env_remove(key);
+        }
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("{}: {e}", hab.display()));
+        Member { ip, root, child }
+    }
+
+    fn root(&self) -> &Path {
+        self.root.path()
+    }
+}
+
+impl Drop for Member {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
 
 fn env_u64(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -66,7 +126,7 @@ fn millicores(ticks: u64, over: Duration, hz: f64) -> f64 {
     (cpu_secs / over.as_secs_f64() * 1000.0 * 10.0).round() / 10.0
 }
 
-fn rendered(sup: &Supervisor) -> String {
+fn rendered(sup: &Member) -> String {
     std::fs::read_to_string(sup.root().join("svc/hello/config/hello.conf")).unwrap_or_default()
 }
 
@@ -78,9 +138,12 @@ fn main() {
     let idle_secs = env_u64("FOOTPRINT_IDLE_SECS", 30);
     let configs = env_u64("FOOTPRINT_CONFIGS", 10);
     let hz = ticks_per_second();
-    let ring = start_ring(BLOCK, 3, |_, b| b.default_timings());
+    let hab: PathBuf = std::env::var_os("FOOTPRINT_HAB")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| habitat_e2e::hab_binary().to_owned());
+    let ring: Vec<Member> = (1..=MEMBERS).map(|h| Member::start(&hab, h)).collect();
     let first = &ring[0];
-    let pid = first.pid().expect("the first member runs");
+    let pid = first.child.id();
     wait_until(SOON, "every member renders the package's config", || {
         ring.iter().all(|s| !rendered(s).is_empty())
     });
@@ -106,26 +169,26 @@ fn main() {
         .unwrap()
         .trim()
         .to_owned();
-    let remote = format!("{}:{CTL_PORT}", first.ip());
+    let remote = format!("{}:{CTL_PORT}", first.ip);
     let config_start = (Instant::now(), cpu_ticks(pid));
     for n in 1..=configs {
         let marker = format!("footprint {n}");
         let path = scratch.path().join(format!("{n}.toml"));
         std::fs::write(&path, format!("message = \"{marker}\"\n")).unwrap();
         let version = (n + 100).to_string();
-        let (status, _, err) = run_hab(
-            &[
-                "config",
-                "apply",
-                HELLO_GROUP,
-                &version,
-                path.to_str().unwrap(),
-                "--remote-sup",
-                &remote,
-            ],
-            &[("HAB_CTL_SECRET", &secret)],
+        let out = Command::new(&hab)
+            .args(["config", "apply", HELLO_GROUP, &version])
+            .arg(&path)
+            .args(["--remote-sup", &remote])
+            .env("HAB_CTL_SECRET", &secret)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "config apply {n}: {}",
+            String::from_utf8_lossy(&out.stderr)
         );
-        assert!(status.success(), "config apply {n}: {err}");
         wait_until(SOON, &format!("every member renders config {n}"), || {
             ring.iter().all(|s| rendered(s).contains(&marker))
         });
@@ -139,16 +202,16 @@ fn main() {
     let config_ticks = cpu_ticks(pid) - config_start.1;
     let config_rss = status_mb(pid, "VmRSS:");
     let peak_rss = status_mb(pid, "VmHWM:");
-    let binary = habitat_e2e::hab_binary();
-    let profile = if cfg!(debug_assertions) {
-        "debug"
-    } else {
+    // The profile of the measured binary, as cargo lays out its target directory.
+    let profile = if hab.components().any(|c| c.as_os_str() == "release") {
         "release"
+    } else {
+        "debug"
     };
 
     println!(
         "hab {} ({profile}), member pid {pid}, CLK_TCK {hz}",
-        Path::new(binary).display()
+        hab.display()
     );
     println!(
         "idle: {idle_secs} s, RSS {idle_rss:.1} MB, CPU {} millicores ({idle_ticks} ticks over {:.1} s)",
