@@ -40,7 +40,8 @@ pub const FAST_TIMINGS: [&str; 10] = [
     "1",
 ];
 /// Environment variables of the test process that must not leak into a supervisor.
-const SCRUBBED_ENV: [&str; 6] = [
+const SCRUBBED_ENV: [&str; 7] = [
+    "HAB_BLDR_URL",
     "HAB_CACHE_KEY_PATH",
     "HAB_RING_KEY",
     "HAB_ROOT",

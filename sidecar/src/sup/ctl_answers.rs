@@ -322,7 +322,12 @@ impl LoopState {
             ));
         }
         let base = loaded.map_or_else(|| SpecFile::new(""), |s| s.spec_file.clone());
-        let spec = spec_from_load(base, r)?;
+        let mut spec = spec_from_load(base, r)?;
+        if let Some(loaded) = loaded.filter(|s| ident_matches(ident, &s.spec.package.ident)) {
+            // The package it runs, named as much as typed: it stays loaded from where it was
+            // (a package directory, or a more qualified ident).
+            spec.ident.clone_from(&loaded.spec_file.ident);
+        }
         check_update_settings(&spec)?;
         if let Some(loaded) = loaded {
             if same_but_update_settings(&loaded.spec_file, &spec) {

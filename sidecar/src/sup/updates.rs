@@ -295,10 +295,12 @@ impl LoopState {
                     Some(p) => Ok(p),
                     None => Package::resolve(&self.config.root, &to),
                 };
+                let failed_dir = service.spec.package.path.clone();
                 match package {
                     Ok(package) => {
                         self.metrics.count_update("rolled_back");
                         self.restart_into(name, package, false);
+                        self.uninstall(failed_dir);
                     }
                     Err(e) => tracing::error!(
                         service_group = %group, error = %e, "cannot roll back"
@@ -307,6 +309,37 @@ impl LoopState {
                 self.sync_update_rumor(name);
             }
         }
+    }
+
+    /// Removes a release that failed and was rolled back from, so that a restarted supervisor
+    /// (which runs the newest release installed) does not start it again. Only releases under
+    /// `<root>/pkgs` (installed by updates), never a package directory the user gave.
+    fn uninstall(&self, dir: PathBuf) {
+        let pkgs = self.config.root.join("pkgs");
+        if !dir.starts_with(&pkgs) || dir == pkgs {
+            return;
+        }
+        // Moved aside first (out of every origin's tree), so a half-removed tree is never
+        // taken for an installed release.
+        let flat: Vec<String> = dir
+            .strip_prefix(&pkgs)
+            .map(|rel| {
+                rel.iter()
+                    .map(|c| c.to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let aside = pkgs.join(format!(".rolled-back-{}", flat.join("-")));
+        tokio::task::spawn_blocking(move || {
+            let removed =
+                std::fs::rename(&dir, &aside).and_then(|()| std::fs::remove_dir_all(&aside));
+            match removed {
+                Ok(()) => tracing::info!(release = %dir.display(), "failed release uninstalled"),
+                Err(e) => tracing::warn!(
+                    release = %dir.display(), error = %e, "cannot uninstall the failed release"
+                ),
+            }
+        });
     }
 
     /// Restarts a running service into `package`: the process stops (signal, timeout,
