@@ -51,6 +51,16 @@ pub enum Command {
     /// User encryption keys.
     #[command(subcommand)]
     User(UserCommand),
+    /// Origin signing keys.
+    #[command(subcommand)]
+    Origin(OriginCommand),
+    /// Packages: .hart files (build, sign, install, verify, info) and depots (upload, promote,
+    /// demote, channels).
+    #[command(subcommand)]
+    Pkg(PkgCommand),
+    /// A package depot with channels, served from a directory.
+    #[command(subcommand)]
+    Depot(DepotCommand),
 }
 
 /// The ctl gateway a workstation command talks to.
@@ -361,6 +371,87 @@ pub enum UserKeyCommand {
     },
 }
 
+#[derive(Subcommand, Debug)]
+pub enum OriginCommand {
+    #[command(subcommand)]
+    Key(OriginKeyCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum OriginKeyCommand {
+    /// Generates an origin signing key pair, ORIGIN-<YYYYMMDDhhmmss>.sig.key (secret, 0600) and
+    /// .pub, in the key cache.
+    Generate {
+        /// The origin name (a-z 0-9 _ -).
+        #[arg(value_name = "ORIGIN", env = "HAB_ORIGIN")]
+        origin: String,
+        #[command(flatten)]
+        keys: CacheKeyPathArgs,
+    },
+    /// Outputs the latest origin key contents to stdout.
+    Export {
+        /// The origin name.
+        #[arg(value_name = "ORIGIN")]
+        origin: String,
+        /// Export either the 'public' or 'secret' key. The 'secret' key is the origin private key.
+        #[arg(long = "type", short = 't', value_enum, default_value = "public")]
+        key_type: crate::workstation::pkg::KeyType,
+        #[command(flatten)]
+        keys: CacheKeyPathArgs,
+    },
+    /// Reads a stdin stream containing a public or secret origin key's contents and writes the
+    /// key to disk.
+    Import {
+        #[command(flatten)]
+        keys: CacheKeyPathArgs,
+    },
+}
+
+/// `hab pkg build`.
+#[derive(Args, Debug)]
+pub struct PkgBuildArgs {
+    /// A package directory (Habitat layout, with a fully qualified IDENT).
+    #[arg(value_name = "PKG_DIR")]
+    pub dir: PathBuf,
+    /// The signing key: ORIGIN for its newest key, or ORIGIN-<YYYYMMDDhhmmss> [default: the
+    /// newest key of the package's origin].
+    #[arg(long, short = 'k', value_name = "NAME")]
+    pub origin_key: Option<String>,
+    /// Where the .hart goes.
+    #[arg(
+        long = "output",
+        short = 'o',
+        value_name = "OUT_DIR",
+        default_value = "results"
+    )]
+    pub out_dir: PathBuf,
+    #[command(flatten)]
+    pub keys: CacheKeyPathArgs,
+}
+
+/// `hab pkg install`.
+#[derive(Args, Debug)]
+pub struct PkgInstallArgs {
+    /// One or more Habitat package identifiers (ex: acme/redis) and/or paths to a Habitat
+    /// Artifact (ex: /home/acme-redis-3.0.7-21120102031201-x86_64-linux.hart).
+    #[arg(value_name = "PKG_IDENT_OR_ARTIFACT", required = true)]
+    pub targets: Vec<String>,
+    /// Install from the specified release channel.
+    #[arg(
+        long,
+        short = 'c',
+        value_name = "CHANNEL",
+        env = "HAB_BLDR_CHANNEL",
+        default_value = "stable"
+    )]
+    pub channel: String,
+    /// The depot idents are installed from (--url, HAB_BLDR_URL).
+    #[command(flatten)]
+    pub depot: DepotArgs,
+    #[command(flatten)]
+    pub keys: CacheKeyPathArgs,
+}
+
 fn parse_topology(text: &str) -> Result<Topology, String> {
     text.parse()
 }
@@ -544,6 +635,139 @@ pub struct CensusArgs {
     /// Redraw whenever the census changes (polled every second) until Ctrl-C.
     #[arg(long, short = 'w')]
     pub watch: bool,
+}
+
+// `hab pkg upload|promote|demote|channels` and `hab depot serve` (workstation/depot.rs).
+
+#[derive(Subcommand, Debug)]
+pub enum PkgCommand {
+    /// Signs a package directory as it is (no studio) into
+    /// OUT_DIR/<origin>-<name>-<version>-<release>-x86_64-linux.hart and prints its path.
+    Build(PkgBuildArgs),
+    /// Signs an archive with an origin key, generating a Habitat Artifact.
+    Sign {
+        /// Origin key used to create signature (ORIGIN for its newest key, or
+        /// ORIGIN-<YYYYMMDDhhmmss>).
+        #[arg(long, value_name = "ORIGIN", env = "HAB_ORIGIN")]
+        origin: String,
+        /// A path to a source archive file (ex: /home/acme-redis-3.0.7-21120102031201.tar.xz).
+        #[arg(value_name = "SOURCE")]
+        source: PathBuf,
+        /// The destination path to the signed Habitat Artifact.
+        #[arg(value_name = "DEST")]
+        dest: PathBuf,
+        #[command(flatten)]
+        keys: CacheKeyPathArgs,
+    },
+    /// Installs a package from a Habitat Artifact (verified against the origin's public key in
+    /// the key cache before anything is unpacked) into <root>/pkgs, or by ident from a depot.
+    Install(PkgInstallArgs),
+    /// Verifies a Habitat Artifact with an origin key.
+    Verify {
+        /// A path to a Habitat Artifact (ex: /home/acme-redis-3.0.7-21120102031201-x86_64-linux.hart).
+        #[arg(value_name = "SOURCE")]
+        source: PathBuf,
+        #[command(flatten)]
+        keys: CacheKeyPathArgs,
+    },
+    /// Returns the Habitat Artifact's header and package ident (no signature check).
+    Info {
+        /// A path to a Habitat Artifact.
+        #[arg(value_name = "SOURCE")]
+        source: PathBuf,
+    },
+    #[command(flatten)]
+    Depot(PkgDepotCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum PkgDepotCommand {
+    /// Uploads .hart files to a depot: each lands in unstable (and with --channel there too).
+    Upload(PkgUploadArgs),
+    /// Promotes a release to a channel (created if it does not exist).
+    Promote(PkgChannelArgs),
+    /// Demotes a release from a channel (never from unstable).
+    Demote(PkgChannelArgs),
+    /// Lists the channels a release is in (one per line).
+    Channels(PkgChannelsArgs),
+}
+
+/// The depot a `hab pkg` command talks to.
+#[derive(Args, Debug)]
+pub struct DepotArgs {
+    /// The depot: http://HOST:PORT of a `hab depot serve`, or file:///DIR (a directory of .hart
+    /// files).
+    #[arg(long, short = 'u', env = "HAB_BLDR_URL", value_name = "BLDR_URL")]
+    pub url: Option<String>,
+    /// Token for writes to an HTTP depot (the one its --token-file holds).
+    #[arg(
+        long,
+        short = 'z',
+        env = "HAB_AUTH_TOKEN",
+        hide_env_values = true,
+        value_name = "AUTH_TOKEN"
+    )]
+    pub auth: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct PkgUploadArgs {
+    /// One or more .hart files (ex: core-redis-7.2.4-20240101000000-x86_64-linux.hart).
+    #[arg(value_name = "HART_FILE", required = true)]
+    pub hart_files: Vec<PathBuf>,
+    /// An additional release channel; packages always land in unstable.
+    #[arg(long, short = 'c', value_name = "CHANNEL")]
+    pub channel: Option<String>,
+    #[command(flatten)]
+    pub depot: DepotArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct PkgChannelArgs {
+    /// A fully qualified package identifier (ex: core/busybox-static/1.42.2/20170513215502).
+    #[arg(value_name = "PKG_IDENT")]
+    pub pkg_ident: String,
+    /// The release channel.
+    #[arg(value_name = "CHANNEL")]
+    pub channel: String,
+    #[command(flatten)]
+    pub depot: DepotArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct PkgChannelsArgs {
+    /// A fully qualified package identifier (ex: core/busybox-static/1.42.2/20170513215502).
+    #[arg(value_name = "PKG_IDENT")]
+    pub pkg_ident: String,
+    #[command(flatten)]
+    pub depot: DepotArgs,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum DepotCommand {
+    /// Serves DIR (created if missing) as a depot over HTTP, with Builder's API paths, until
+    /// SIGINT or SIGTERM. Layout and API: docs/depot.md.
+    Serve(DepotServeArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct DepotServeArgs {
+    /// The depot directory: .hart files and channels/ (a plain directory of .hart files works).
+    #[arg(value_name = "DIR")]
+    pub dir: PathBuf,
+    /// Where to listen, IP:PORT (9636 is Builder API's port).
+    #[arg(long, default_value = "127.0.0.1:9636", value_name = "IP:PORT")]
+    pub listen: SocketAddr,
+    /// A file holding the token writes (upload, promote, demote) need; it must not be readable
+    /// by others. Without it anyone who can connect may write. Reads are always open.
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+    /// The largest .hart accepted.
+    #[arg(long, value_name = "BYTES", default_value_t = 2 << 30)]
+    pub max_upload_bytes: u64,
+    /// Open connections at most (more are closed at once).
+    #[arg(long, value_name = "N", default_value_t = 256)]
+    pub max_connections: usize,
 }
 
 #[cfg(test)]

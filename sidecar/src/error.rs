@@ -40,6 +40,10 @@ pub enum Error {
     /// A package directory or ident is malformed.
     #[error("package {path}: {problem}")]
     Package { path: PathBuf, problem: String },
+    /// A `.hart` package file is malformed, unsigned by a known key, tampered with, or holds
+    /// something that may not be installed.
+    #[error("package archive {path}: {problem}")]
+    Hart { path: PathBuf, problem: String },
     /// A `BOX-1` message (config or file sealed for a service group) could not be opened: it is
     /// malformed, a key it names is missing, or it was tampered with. Never quotes the payload.
     #[error("cannot decrypt: {problem}")]
@@ -47,6 +51,9 @@ pub enum Error {
     /// A config layer (`default.toml`, `HAB_<PKG>`, `user.toml`, gossiped config) is unusable.
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
+    /// A package depot refused a request or could not be reached.
+    #[error(transparent)]
+    Depot(#[from] crate::pkg::depot::DepotError),
 }
 
 impl Error {

@@ -61,13 +61,14 @@ pub fn parse_sym_key(content: &str, source_name: &str) -> Result<RingKey> {
 }
 
 /// The four lines every Habitat key file has: `header`, `<name>-<YYYYMMDDhhmmss>`, an empty line,
-/// a 32-byte key in base64. Returns (name, revision, key bytes); `name_ok` judges the name.
-fn parse_key_text<'a>(
+/// an `N`-byte key in base64 (32 for ring and box keys, 32 or 64 for signing keys). Returns (name,
+/// revision, key bytes); `name_ok` judges the name.
+pub(crate) fn parse_key_text<'a, const N: usize>(
     content: &'a str,
     source_name: &str,
     header: &str,
     name_ok: impl Fn(&str) -> bool,
-) -> Result<(&'a str, &'a str, [u8; KEY_LEN])> {
+) -> Result<(&'a str, &'a str, [u8; N])> {
     let problem = |problem: String| Error::KeyFile {
         source_name: source_name.to_owned(),
         problem,
@@ -129,12 +130,10 @@ fn parse_key_text<'a>(
     let key = STANDARD.decode(encoded).map_err(|_| {
         problem("line 4: key is not valid base64 (standard alphabet, padded)".to_owned())
     })?;
-    let key: [u8; KEY_LEN] = key.as_slice().try_into().map_err(|_| {
-        problem(format!(
-            "line 4: key is {} bytes, expected {KEY_LEN}",
-            key.len()
-        ))
-    })?;
+    let key: [u8; N] = key
+        .as_slice()
+        .try_into()
+        .map_err(|_| problem(format!("line 4: key is {} bytes, expected {N}", key.len())))?;
 
     if let Some((index, _)) = lines.enumerate().find(|(_, line)| !line.is_empty()) {
         return Err(problem(format!(
@@ -202,7 +201,12 @@ pub fn generate_ring_key(
 /// Writes `content` to `path` (in `keys_dir`) with `mode`: first to a temporary file in
 /// `keys_dir`, synced, then linked into place, so readers see either no file or the whole key; an
 /// existing file (same name, same second) is never replaced.
-fn write_new_key_file(keys_dir: &Path, path: &Path, content: &[u8], mode: u32) -> Result<()> {
+pub(crate) fn write_new_key_file(
+    keys_dir: &Path,
+    path: &Path,
+    content: &[u8],
+    mode: u32,
+) -> Result<()> {
     fs::create_dir_all(keys_dir).map_err(|e| Error::io(keys_dir, e))?;
     if path.exists() {
         return Err(already_exists(path));
@@ -230,7 +234,7 @@ fn write_new_key_file(keys_dir: &Path, path: &Path, content: &[u8], mode: u32) -
     sync_dir(keys_dir).map_err(|e| Error::io(keys_dir, e))
 }
 
-fn already_exists(path: &Path) -> Error {
+pub(crate) fn already_exists(path: &Path) -> Error {
     Error::io(
         path,
         io::Error::new(
@@ -301,7 +305,11 @@ pub fn load_ring_keys(keys_dir: &Path, name: &str) -> Result<Vec<RingKey>> {
 
 /// (revision, path) of every file `<name>-<YYYYMMDDhhmmss><suffix>` in `keys_dir`, newest first;
 /// none when the directory does not exist.
-fn key_files(keys_dir: &Path, name: &str, suffix: &str) -> Result<Vec<(String, PathBuf)>> {
+pub(crate) fn key_files(
+    keys_dir: &Path,
+    name: &str,
+    suffix: &str,
+) -> Result<Vec<(String, PathBuf)>> {
     let entries = match fs::read_dir(keys_dir) {
         Ok(entries) => entries,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -322,7 +330,7 @@ fn key_files(keys_dir: &Path, name: &str, suffix: &str) -> Result<Vec<(String, P
     Ok(files)
 }
 
-fn read_key_text(path: &Path, header: &str) -> Result<String> {
+pub(crate) fn read_key_text(path: &Path, header: &str) -> Result<String> {
     let bytes = fs::read(path).map_err(|e| Error::io(path, e))?;
     String::from_utf8(bytes).map_err(|_| Error::KeyFile {
         source_name: path.display().to_string(),
@@ -331,7 +339,7 @@ fn read_key_text(path: &Path, header: &str) -> Result<String> {
 }
 
 /// Line 2 of a key file must repeat the name and revision its file name gives.
-fn check_matches_file_name(
+pub(crate) fn check_matches_file_name(
     source_name: &str,
     name: &str,
     revision: &str,
@@ -359,13 +367,13 @@ fn revision_in_file_name<'a>(file_name: &'a str, name: &str, suffix: &str) -> Op
     is_revision(revision).then_some(revision)
 }
 
-fn is_revision(s: &str) -> bool {
+pub(crate) fn is_revision(s: &str) -> bool {
     s.len() == REVISION_LEN && s.bytes().all(|b| b.is_ascii_digit())
 }
 
 /// Shows a line in an error only when it looks like a header or a name, never like key material
 /// (base64 of a 32-byte key always ends in `=`, outside the alphabet shown).
-fn describe(line: &str, quoted: bool) -> String {
+pub(crate) fn describe(line: &str, quoted: bool) -> String {
     let safe = line.len() <= 64
         && !line.is_empty()
         && line
@@ -379,7 +387,7 @@ fn describe(line: &str, quoted: bool) -> String {
     }
 }
 
-fn truncated(s: &str) -> String {
+pub(crate) fn truncated(s: &str) -> String {
     s.chars().take(64).collect()
 }
 

@@ -18,6 +18,7 @@ pub mod http;
 pub mod keys;
 pub mod metrics;
 pub mod package;
+pub mod pkg;
 pub mod plan;
 pub mod service;
 pub mod sup;

@@ -12,6 +12,8 @@ use habitat_sidecar::cli::{
     Cli, Command, ConfigCommand, FileCommand, PlanCommand, RemoteSupArgs, RingCommand,
     RingKeyCommand, RunArgs, SupCommand, SvcCommand,
 };
+use habitat_sidecar::cli::{DepotCommand, PkgCommand, PkgInstallArgs};
+use habitat_sidecar::cli::{OriginCommand, OriginKeyCommand};
 use habitat_sidecar::keys;
 use habitat_sidecar::plan;
 use habitat_sidecar::service::process;
@@ -254,6 +256,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             );
             Ok(())
         }
+        Command::Origin(OriginCommand::Key(command)) => origin_key(&cli.root, command),
+        Command::Pkg(command) => pkg(&cli.root, command),
         Command::Plan(PlanCommand::Render(args)) => {
             plan::run_render(&args, &mut std::io::stdout(), &mut std::io::stderr())?;
             Ok(())
@@ -293,6 +297,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Depot(DepotCommand::Serve(args)) => Ok(workstation::depot::serve(&args)?),
         // `is_workstation_command` names them, and `main` sends them to `run_workstation`.
         _ => anyhow::bail!("workstation commands run in run_workstation"),
     }
@@ -327,6 +332,117 @@ fn cache_key_dir(root: &std::path::Path, args: &CacheKeyPathArgs) -> std::path::
                 .as_deref(),
         ),
     }
+}
+
+/// `hab origin key ...`: the workstation's key cache, as `hab svc key generate` uses.
+fn origin_key(root: &std::path::Path, command: OriginKeyCommand) -> anyhow::Result<()> {
+    use habitat_sidecar::workstation::pkg as ws;
+    let mut out = std::io::stdout().lock();
+    match command {
+        OriginKeyCommand::Generate { origin, keys } => {
+            ws::origin_key_generate(&origin, &cache_key_dir(root, &keys), &mut out)?;
+        }
+        OriginKeyCommand::Export {
+            origin,
+            key_type,
+            keys,
+        } => ws::origin_key_export(&origin, key_type, &cache_key_dir(root, &keys), &mut out)?,
+        OriginKeyCommand::Import { keys } => {
+            let mut content = String::new();
+            // A key file is a few hundred bytes; more is not a key.
+            std::io::Read::read_to_string(
+                &mut std::io::Read::take(std::io::stdin().lock(), 64 * 1024),
+                &mut content,
+            )?;
+            ws::origin_key_import(&content, &cache_key_dir(root, &keys), &mut out)?;
+        }
+    }
+    Ok(())
+}
+
+/// `hab pkg ...`: packages go under the supervisor's root, keys come from the key cache.
+fn pkg(root: &std::path::Path, command: PkgCommand) -> anyhow::Result<()> {
+    use habitat_sidecar::workstation::pkg as ws;
+    let mut out = std::io::stdout().lock();
+    match command {
+        PkgCommand::Build(args) => {
+            ws::pkg_build(
+                &args.dir,
+                args.origin_key.as_deref(),
+                &args.out_dir,
+                &cache_key_dir(root, &args.keys),
+                &mut out,
+            )?;
+        }
+        PkgCommand::Sign {
+            origin,
+            source,
+            dest,
+            keys,
+        } => ws::pkg_sign(
+            &source,
+            &dest,
+            &origin,
+            &cache_key_dir(root, &keys),
+            &mut out,
+        )?,
+        PkgCommand::Install(args) => pkg_install(root, &args, &mut out)?,
+        PkgCommand::Verify { source, keys } => {
+            ws::pkg_verify(&source, &cache_key_dir(root, &keys), &mut out)?
+        }
+        PkgCommand::Info { source } => ws::pkg_info(&source, &mut out)?,
+        PkgCommand::Depot(command) => {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            let mut err = std::io::stderr();
+            runtime.block_on(workstation::depot::run_pkg(&command, &mut out, &mut err))?;
+        }
+    }
+    Ok(())
+}
+
+/// `hab pkg install FILE.hart|IDENT...`, in the order given.
+fn pkg_install(
+    root: &std::path::Path,
+    args: &PkgInstallArgs,
+    out: &mut impl std::io::Write,
+) -> anyhow::Result<()> {
+    use habitat_sidecar::workstation::pkg as ws;
+    let cache = cache_key_dir(root, &args.keys);
+    let mut runtime = None;
+    for target in &args.targets {
+        if ws::is_hart_path(target) {
+            ws::pkg_install_file(std::path::Path::new(target), root, &cache, out)?;
+            continue;
+        }
+        let ident: habitat_sidecar::package::PackageIdent =
+            target.parse().map_err(anyhow::Error::msg)?;
+        let Some(url) = &args.depot.url else {
+            anyhow::bail!(
+                "{ident}: installing by ident needs a depot: give --url (or HAB_BLDR_URL), \
+                 http://HOST:PORT or file:///DIR, or install a .hart file"
+            );
+        };
+        let depot = habitat_sidecar::pkg::depot::Depot::from_url(url, args.depot.auth.clone())?;
+        let runtime = match &mut runtime {
+            Some(runtime) => runtime,
+            None => runtime.insert(
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()?,
+            ),
+        };
+        runtime.block_on(ws::pkg_install_ident(
+            &depot,
+            &ident,
+            &args.channel,
+            root,
+            &cache,
+            out,
+        ))?;
+    }
+    Ok(())
 }
 
 /// `--user USER` with the key cache it reads.

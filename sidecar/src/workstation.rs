@@ -19,7 +19,9 @@ use crate::ctl::messages::{
 use crate::ctl::Error as CtlError;
 
 pub mod census;
+pub mod depot;
 pub mod http_get;
+pub mod pkg;
 pub mod sup_term;
 pub mod svc;
 #[cfg(test)]
