@@ -16,6 +16,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 pub mod k8s;
 pub mod node_agent;
+pub mod update;
 
 use serde_json::Value;
 

@@ -3,34 +3,20 @@
 //! (releases built with `hab pkg build`, served from a `file://` depot directory).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use serde_json::Value;
-
-use habitat_e2e::{run_hab, wait_for, Supervisor, CTL_PORT};
+use habitat_e2e::update::{
+    all_up_on, ctl, ring, service, update_doc, Depot, Recording, GROUP, V1, V2, V3_BAD,
+};
+use habitat_e2e::{agreed_leader, holds_throughout, wait_for, Supervisor};
 
 const BLOCK_SETTINGS: u8 = 95;
+const BLOCK_ROLLING: u8 = 96;
+const BLOCK_AT_ONCE: u8 = 97;
+const BLOCK_FAILING: u8 = 98;
 const SOON: Duration = Duration::from_secs(30);
-
-/// `hab ARGS --remote-sup SUP` with SUP's secret: exit code, stdout, stderr.
-fn ctl(sup: &Supervisor, args: &[&str]) -> (i32, String, String) {
-    let remote = format!("{}:{CTL_PORT}", sup.ip());
-    let secret = std::fs::read_to_string(sup.root().join("sup/default/CTL_SECRET")).unwrap();
-    let mut all = args.to_vec();
-    all.extend(["--remote-sup", &remote]);
-    let (status, out, err) = run_hab(&all, &[("HAB_CTL_SECRET", secret.trim())]);
-    (status.code().unwrap_or(-1), out, err)
-}
-
-/// The supervisor's only `/services` entry.
-fn service(sup: &Supervisor) -> Result<Value, String> {
-    let services = sup.get_json("/services")?;
-    services
-        .as_array()
-        .and_then(|a| a.first())
-        .cloned()
-        .ok_or_else(|| format!("no service in {services}"))
-}
+/// A whole roll of three members on a loaded machine.
+const ROLL: Duration = Duration::from_secs(90);
 
 /// The pid of the supervisor's only service, once it runs.
 fn service_pid(sup: &Supervisor) -> Result<u64, String> {
@@ -157,4 +143,148 @@ fn update_settings_change_without_restarting_the_service_and_a_strategy_needs_a_
         Ok(new) if new != pid => Ok(()),
         other => Err(format!("{other:?}")),
     });
+}
+
+#[test]
+fn rolling_updates_members_one_at_a_time_with_the_leader_last() {
+    let depot = Depot::new();
+    let sups = ring(BLOCK_ROLLING, 3);
+    for sup in &sups {
+        depot.load(sup, "rolling", "leader");
+    }
+    let ring: Vec<&Supervisor> = sups.iter().collect();
+    let loaded = Instant::now();
+    wait_for(ROLL, "every member runs V1, healthy", || {
+        all_up_on(&ring, V1)
+    });
+    println!("V1 up everywhere after {:?}", loaded.elapsed());
+    let leader = wait_for(SOON, "one leader", || agreed_leader(&ring, GROUP));
+    wait_for(SOON, "the update leader announced V1", || {
+        let update = update_doc(&sups[0])?;
+        (update["target"] == V1 && update["status"] == "done")
+            .then_some(())
+            .ok_or_else(|| update.to_string())
+    });
+    println!("V1 announced after {:?}", loaded.elapsed());
+
+    depot.upload_to_stable(V2);
+    let started = Instant::now();
+    let mut recording = Recording::default();
+    wait_for(ROLL, "every member runs V2, healthy", || {
+        recording.take(&ring, V2)
+    });
+    let took = started.elapsed();
+
+    let mut expected: Vec<String> = sups
+        .iter()
+        .map(Supervisor::member_id)
+        .filter(|id| *id != leader)
+        .collect();
+    expected.sort();
+    expected.push(leader.clone());
+    assert_eq!(
+        recording.order_up_on(V2),
+        expected,
+        "members update in member id order, the leader ({leader}) last"
+    );
+    recording.assert_never_two_down();
+    let update = wait_for(SOON, "the roll is done", || {
+        let update = update_doc(&sups[0])?;
+        (update["status"] == "done")
+            .then_some(update.clone())
+            .ok_or_else(|| update.to_string())
+    });
+    assert_eq!(update["target"], V2, "{update}");
+    assert_eq!(
+        agreed_leader(&ring, GROUP),
+        Ok(leader),
+        "the leader kept leading"
+    );
+    println!("rolled 3 members in {took:?}");
+}
+
+#[test]
+fn at_once_updates_every_member() {
+    let depot = Depot::new();
+    let sups = ring(BLOCK_AT_ONCE, 3);
+    for sup in &sups {
+        depot.load(sup, "at-once", "standalone");
+    }
+    let ring: Vec<&Supervisor> = sups.iter().collect();
+    wait_for(ROLL, "every member runs V1, healthy", || {
+        all_up_on(&ring, V1)
+    });
+    depot.upload_to_stable(V2);
+    wait_for(ROLL, "every member runs V2, healthy", || {
+        all_up_on(&ring, V2)
+    });
+    for sup in &sups {
+        let metrics = sup.metrics().unwrap();
+        assert!(
+            metrics.contains("updates_total{event=\"restarted\"} 1"),
+            "{}: {metrics}",
+            sup.name()
+        );
+    }
+}
+
+#[test]
+fn a_release_whose_health_check_fails_stops_the_roll_and_is_rolled_back() {
+    let depot = Depot::new();
+    let sups = ring(BLOCK_FAILING, 3);
+    for sup in &sups {
+        depot.load(sup, "rolling", "standalone");
+    }
+    let ring: Vec<&Supervisor> = sups.iter().collect();
+    wait_for(ROLL, "every member runs V1, healthy", || {
+        all_up_on(&ring, V1)
+    });
+    wait_for(SOON, "the update leader announced V1", || {
+        let update = update_doc(&sups[0])?;
+        (update["target"] == V1)
+            .then_some(())
+            .ok_or_else(|| update.to_string())
+    });
+    let mut ids: Vec<String> = sups.iter().map(Supervisor::member_id).collect();
+    ids.sort();
+    let first = ids[0].clone();
+
+    depot.upload_to_stable(V3_BAD);
+    let mut recording = Recording::default();
+    let failed = wait_for(ROLL, "the roll stops at the first member", || {
+        let _ = recording.take(&ring, V1);
+        let update = update_doc(&sups[0])?;
+        (update["status"] == "failed")
+            .then_some(update.clone())
+            .ok_or_else(|| update.to_string())
+    });
+    assert_eq!(failed["target"], V3_BAD, "{failed}");
+    assert_eq!(failed["member"], first.as_str(), "{failed}");
+    let failed_sup = sups.iter().find(|s| s.member_id() == first).unwrap();
+    wait_for(SOON, "the failed member runs V1 again, healthy", || {
+        recording.take(&ring, V1)
+    });
+    let svc = service(failed_sup).unwrap();
+    assert_eq!(svc["update"]["status"], "failed", "{svc}");
+    // Several update periods later nobody else tried the failed release.
+    holds_throughout(Duration::from_secs(4), "nobody else updates to V3", || {
+        recording.take(&ring, V1)
+    });
+    for (id, samples) in &recording.samples {
+        if *id != first {
+            assert!(
+                samples.iter().all(|(_, s)| s.package != V3_BAD),
+                "{id} ran the failed release"
+            );
+        }
+    }
+    assert!(
+        !failed_sup
+            .root()
+            .join("pkgs/test/web/1.2.0")
+            .read_dir()
+            .is_ok_and(|mut d| d.next().is_some()),
+        "the failed release is uninstalled"
+    );
+    recording.assert_never_two_down();
 }

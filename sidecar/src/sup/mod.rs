@@ -231,7 +231,6 @@ pub async fn run(config: SupervisorConfig) -> anyhow::Result<Exit> {
         election_tick,
         membership_seen: None,
         persist_at: None,
-        releases: Arc::new(updates::DepotReleases),
         update_events,
     };
     // `hab sup run PKG` loads PKG with the flags given (and saves its spec, replacing any
@@ -352,8 +351,6 @@ struct LoopState {
     election_tick: Duration,
     /// The membership fingerprint and `knows_ring` as the census and elections last saw them.
     membership_seen: Option<(u64, bool)>,
-    /// Where package updates come from.
-    releases: Arc<dyn updates::ReleaseSource>,
     /// What update polls and installs report back (see `updates`).
     update_events: mpsc::Sender<updates::UpdateEvent>,
 }

@@ -1,18 +1,17 @@
 //! Package updates of the loaded services (strategies at-once and rolling): the loop polls the
 //! depot when a service's `PollClock` is due, asks `service::update::Updater` what to do when
-//! the census or a poll changes, installs releases off the loop (`ReleaseSource`), restarts the
+//! the census or a poll changes, installs releases off the loop, restarts the
 //! service into the new release (same elections, no tombstone: only its process restarts), and
 //! publishes the member's update rumor (its health check, the roll's target when it is the
 //! update leader, a release it failed on).
 //!
 //! Invariants: at most one poll and one install per service in flight; the decisions are the
-//! pure `Updater`'s; a service whose update settings change keeps its process.
+//! pure `Updater`'s; a service whose update settings change keeps its process. Releases come
+//! from `pkg::depot` (a `file://` directory or an HTTP depot) and install with `pkg::hart`.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Instant;
 
-use futures::future::BoxFuture;
 use rand::RngExt;
 
 use super::specs::SpecFile;
@@ -21,31 +20,14 @@ use crate::census::CensusGroup;
 use crate::election::{ElectionConfig, GroupElections, ViewStatus};
 use crate::error::{Error, Result};
 use crate::gossip::rumor::{CheckHealth, Rumor, RumorKey, UpdateRumor};
+use crate::keys;
 use crate::package::{Package, PackageIdent};
+use crate::pkg::depot::Depot;
+use crate::pkg::hart;
 use crate::service::runtime as service_runtime;
 use crate::service::status::ServiceStatus;
 use crate::service::update::{Action, PollClock, Seen, Updater};
 use crate::service::UpdateStrategy;
-
-/// Where releases come from: the depot at `url` (`file:///dir` or `http://host:port`).
-pub trait ReleaseSource: Send + Sync {
-    /// The newest release of `ident` (origin/name) in `channel`, if the channel has one.
-    fn latest<'a>(
-        &'a self,
-        url: &'a str,
-        ident: &'a PackageIdent,
-        channel: &'a str,
-    ) -> BoxFuture<'a, Result<Option<PackageIdent>>>;
-
-    /// Fetches release `ident` (fully qualified) and installs it under `<root>/pkgs`; its
-    /// directory.
-    fn install<'a>(
-        &'a self,
-        url: &'a str,
-        ident: &'a PackageIdent,
-        root: &'a Path,
-    ) -> BoxFuture<'a, Result<PathBuf>>;
-}
 
 /// What the poll and install tasks report to the loop.
 pub(super) enum UpdateEvent {
@@ -136,11 +118,10 @@ impl LoopState {
                 ..service.spec.package.ident.clone()
             };
             let channel = spec.channel.clone();
-            let source = Arc::clone(&self.releases);
             let events = self.update_events.clone();
             let service = name.clone();
             tokio::spawn(async move {
-                let result = source.latest(&url, &ident, &channel).await;
+                let result = latest(&url, &ident, &channel).await;
                 let _ = events.send(UpdateEvent::Latest { service, result }).await;
             });
         }
@@ -266,12 +247,11 @@ impl LoopState {
                     self.metrics.count_update("found");
                 }
                 service.updates.updater.on_installing(&release);
-                let source = Arc::clone(&self.releases);
                 let events = self.update_events.clone();
                 let root = self.config.root.clone();
                 let service = name.to_string();
                 tokio::spawn(async move {
-                    let result = source.install(&url, &ident, &root).await;
+                    let result = install(&url, &ident, &root).await;
                     let event = UpdateEvent::Installed {
                         service,
                         release,
@@ -486,36 +466,36 @@ impl LoopState {
     }
 }
 
-/// The depot as `pkg::depot` and `pkg::hart` provide it, once merged; until then every call
-/// says so (see the stand-in's note in the report).
-pub(super) struct DepotReleases;
+/// The newest release of `ident` (origin/name) in `channel` of the depot at `url`.
+async fn latest(url: &str, ident: &PackageIdent, channel: &str) -> Result<Option<PackageIdent>> {
+    Depot::from_url(url, None)?.latest(ident, channel).await
+}
 
-impl ReleaseSource for DepotReleases {
-    fn latest<'a>(
-        &'a self,
-        url: &'a str,
-        _ident: &'a PackageIdent,
-        _channel: &'a str,
-    ) -> BoxFuture<'a, Result<Option<PackageIdent>>> {
-        Box::pin(async move {
-            Err(Error::invalid(
-                format!("--url {url}"),
-                "this build has no depot client yet",
-            ))
-        })
+/// Fetches release `ident` (fully qualified) from the depot at `url` into
+/// `<root>/cache/artifacts` and installs it under `<root>/pkgs`, verified against the origin
+/// keys in `<root>/cache/keys`; its directory. A release already installed is not fetched.
+async fn install(url: &str, ident: &PackageIdent, root: &Path) -> Result<PathBuf> {
+    let (Some(version), Some(release)) = (&ident.version, &ident.release) else {
+        return Err(Error::invalid(
+            format!("release {ident}"),
+            "expected a fully qualified ident (origin/name/version/release)",
+        ));
+    };
+    let dir = root
+        .join("pkgs")
+        .join(&ident.origin)
+        .join(&ident.name)
+        .join(version)
+        .join(release);
+    if dir.join("IDENT").is_file() {
+        return Ok(dir);
     }
-
-    fn install<'a>(
-        &'a self,
-        url: &'a str,
-        _ident: &'a PackageIdent,
-        _root: &'a Path,
-    ) -> BoxFuture<'a, Result<PathBuf>> {
-        Box::pin(async move {
-            Err(Error::invalid(
-                format!("--url {url}"),
-                "this build has no depot client yet",
-            ))
-        })
-    }
+    let depot = Depot::from_url(url, None)?;
+    let hart = depot
+        .fetch(ident, &root.join("cache").join("artifacts"))
+        .await?;
+    let root = root.to_path_buf();
+    tokio::task::spawn_blocking(move || hart::install(&hart, &root, &keys::keys_dir(&root)))
+        .await
+        .map_err(|e| Error::invalid(format!("installing {}", dir.display()), e.to_string()))?
 }
