@@ -4,13 +4,15 @@
 //! and health over time (order of updates, members down at once).
 
 use std::collections::BTreeMap;
+use std::net::{SocketAddr, TcpStream};
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
-use std::time::Instant;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::{run_hab, Supervisor, SupervisorBuilder, CTL_PORT};
+use crate::{hab_binary, run_hab, wait_until, Supervisor, SupervisorBuilder, CTL_PORT};
 
 pub const GROUP: &str = "web.default";
 pub const V1: &str = "test/web/1.0.0/20260101000000";
@@ -150,9 +152,37 @@ impl Depot {
         assert!(status.success(), "{out}{err}");
     }
 
+    /// Serves the depot directory with `hab depot serve` at `addr` (killed when dropped); its
+    /// URL is `http://ADDR`. Uploads through `file://` show there too (one directory).
+    pub fn serve(&self, addr: SocketAddr) -> DepotServer {
+        let log = self.work.path().join("depot-serve.log");
+        let child = Command::new(hab_binary())
+            .args(["depot", "serve", self.dir().to_str().unwrap(), "--listen"])
+            .arg(addr.to_string())
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&log).unwrap())
+            .stderr(std::fs::File::create(log.with_extension("err")).unwrap())
+            .spawn()
+            .expect("start hab depot serve");
+        let mut server = DepotServer { child, addr };
+        wait_until(Duration::from_secs(30), "the depot listens", || {
+            assert!(
+                server.child.try_wait().unwrap().is_none(),
+                "hab depot serve exited"
+            );
+            TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
+        });
+        server
+    }
+
     /// Installs V1 on `sup` (as `hab pkg install` does), puts the origin's public key in its
     /// key cache, and loads the service with `strategy` from this depot, polled every second.
     pub fn load(&self, sup: &Supervisor, strategy: &str, topology: &str) {
+        self.load_from(sup, strategy, topology, &self.url());
+    }
+
+    /// `load`, following the depot at `url`.
+    pub fn load_from(&self, sup: &Supervisor, strategy: &str, topology: &str, url: &str) {
         let root = sup.root().to_str().unwrap().to_string();
         let hart = self.hart(V1);
         let keys = self.keys();
@@ -177,7 +207,6 @@ impl Depot {
                 std::fs::copy(&path, sup_keys.join(path.file_name().unwrap())).unwrap();
             }
         }
-        let url = self.url();
         let (code, out, err) = ctl(
             sup,
             &[
@@ -189,7 +218,7 @@ impl Depot {
                 "--topology",
                 topology,
                 "--url",
-                &url,
+                url,
                 "--update-period",
                 "1",
                 "--health-check-interval",
@@ -197,6 +226,25 @@ impl Depot {
             ],
         );
         assert_eq!(code, 0, "{out}{err}");
+    }
+}
+
+/// A `hab depot serve` process, killed when dropped.
+pub struct DepotServer {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl DepotServer {
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+impl Drop for DepotServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 

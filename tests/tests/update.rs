@@ -1,14 +1,16 @@
 //! Package updates with real `hab sup run` processes: update settings change in place (the
 //! service keeps its process), and the strategies at-once and rolling follow a depot's channel
-//! (releases built with `hab pkg build`, served from a `file://` depot directory).
+//! (releases built with `hab pkg build`, uploaded to a depot directory that supervisors read as
+//! `file://` or through `hab depot serve`).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use habitat_e2e::update::{
     all_up_on, ctl, ring, service, update_doc, Depot, Recording, GROUP, V1, V2, V3_BAD,
 };
-use habitat_e2e::{agreed_leader, holds_throughout, wait_for, Supervisor};
+use habitat_e2e::{agreed_leader, holds_throughout, ip, wait_for, Supervisor};
 
 const BLOCK_SETTINGS: u8 = 95;
 const BLOCK_ROLLING: u8 = 96;
@@ -203,12 +205,14 @@ fn rolling_updates_members_one_at_a_time_with_the_leader_last() {
     println!("rolled 3 members in {took:?}");
 }
 
+/// Over an HTTP depot (`hab depot serve`), the release uploaded into its directory.
 #[test]
 fn at_once_updates_every_member() {
     let depot = Depot::new();
+    let server = depot.serve(SocketAddr::from((ip(BLOCK_AT_ONCE, 100), 9636)));
     let sups = ring(BLOCK_AT_ONCE, 3);
     for sup in &sups {
-        depot.load(sup, "at-once", "standalone");
+        depot.load_from(sup, "at-once", "standalone", &server.url());
     }
     let ring: Vec<&Supervisor> = sups.iter().collect();
     wait_for(ROLL, "every member runs V1, healthy", || {

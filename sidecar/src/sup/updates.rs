@@ -360,7 +360,8 @@ impl LoopState {
         let Some(service) = self.services.get_mut(name) else {
             return;
         };
-        if service.spec_file.update_strategy == UpdateStrategy::None {
+        // Only rolling members read each other's (at-once decides alone).
+        if service.spec_file.update_strategy != UpdateStrategy::Rolling {
             return;
         }
         let status = service.status.borrow().clone();

@@ -67,3 +67,57 @@ impl UpdateRumor {
         .all(|s| s.len() <= MAX_IDENT_LEN)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::gossip::rumor::tests::group;
+    use crate::gossip::rumor::{Merge, Rumor, RumorKey};
+    use crate::gossip::wire::{decode_rumor, encode_rumor};
+
+    fn rumor(incarnation: u64, target: Option<&str>) -> Rumor {
+        Rumor::Update(UpdateRumor {
+            member_id: MemberId([7; 16]),
+            service_group: group("web.default"),
+            incarnation,
+            package: "core/web/1.0.0/20260101000000".into(),
+            health: CheckHealth::Ok,
+            target: target.map(String::from),
+            failed: None,
+        })
+    }
+
+    #[test]
+    fn a_higher_incarnation_wins_and_equal_incarnations_with_other_content_conflict() {
+        let a = rumor(1, None);
+        assert_eq!(
+            a.key(),
+            RumorKey::Update {
+                group: group("web.default"),
+                member: MemberId([7; 16])
+            }
+        );
+        assert!(matches!(a.merge(&rumor(2, Some("x"))), Merge::Replace(_)));
+        assert_eq!(rumor(2, None).merge(&a), Merge::Stale);
+        assert_eq!(a.merge(&a.clone()), Merge::Stale);
+        assert_eq!(a.merge(&rumor(1, Some("x"))), Merge::Conflict);
+    }
+
+    #[test]
+    fn it_round_trips_on_the_wire_after_every_older_variant() {
+        let r = rumor(3, Some("core/web/1.1.0/20260102000000"));
+        let bytes = encode_rumor(&r);
+        assert_eq!(bytes[0], 7, "appended after Retirement (6)");
+        assert_eq!(decode_rumor(&bytes).unwrap(), r);
+        assert!(r.is_plausible());
+        let Rumor::Update(mut long) = r else {
+            unreachable!()
+        };
+        long.failed = Some("x".repeat(MAX_IDENT_LEN + 1));
+        assert!(
+            !Rumor::Update(long).is_plausible(),
+            "oversized idents are dropped"
+        );
+    }
+}
