@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 use habitat_e2e::update::{
     all_up_on, ctl, ring, service, update_doc, Depot, Recording, GROUP, V1, V2, V3_BAD,
 };
-use habitat_e2e::{agreed_leader, holds_throughout, ip, wait_for, Supervisor};
+use habitat_e2e::{
+    agreed_leader, hello_package, holds_throughout, ip, run_hab, wait_for, Supervisor,
+};
 
 const BLOCK_SETTINGS: u8 = 95;
 const BLOCK_ROLLING: u8 = 96;
@@ -34,6 +36,23 @@ fn spec_text(sup: &Supervisor) -> String {
 
 #[test]
 fn update_settings_change_without_restarting_the_service_and_a_strategy_needs_a_url() {
+    // `hab sup run` refuses a strategy without a depot before it listens, naming the flag.
+    let root = tempfile::tempdir().unwrap();
+    let (status, _, err) = run_hab(
+        &[
+            "sup",
+            "run",
+            hello_package().to_str().unwrap(),
+            "--root",
+            root.path().to_str().unwrap(),
+            "--strategy",
+            "at-once",
+        ],
+        &[],
+    );
+    assert_eq!(status.code(), Some(1), "{err}");
+    assert!(err.contains("--url"), "{err}");
+
     let sup = Supervisor::at(BLOCK_SETTINGS, 1).start();
     let pid = wait_for(SOON, "the service runs", || service_pid(&sup));
     let svc = service(&sup).unwrap();

@@ -122,6 +122,8 @@ pub enum Action {
 struct Probation {
     from: String,
     to: String,
+    /// When this member was first seen running `to`.
+    since: Option<Instant>,
 }
 
 /// One member's update state for one service.
@@ -148,6 +150,10 @@ pub struct Seen<'a> {
     pub health: CheckHealth,
     /// The service's group in the census (rolling); `None` before its rumor came back.
     pub group: Option<&'a CensusGroup>,
+    pub now: Instant,
+    /// How long a new release may take to pass its first health check before it counts as
+    /// failed.
+    pub probation: Duration,
 }
 
 impl Updater {
@@ -177,6 +183,7 @@ impl Updater {
         self.probation = Some(Probation {
             from: from.to_string(),
             to: to.to_string(),
+            since: None,
         });
     }
 
@@ -192,21 +199,25 @@ impl Updater {
         if strategy == UpdateStrategy::None || self.installing.is_some() {
             return Vec::new();
         }
-        if let Some(probation) = &self.probation {
+        if let Some(probation) = &mut self.probation {
             if seen.running != probation.to {
                 // The restart has not happened yet.
                 return Vec::new();
             }
-            match seen.health {
-                CheckHealth::Critical => {
-                    let failed = probation.to.clone();
-                    let to = probation.from.clone();
-                    self.probation = None;
-                    self.failed = Some(failed.clone());
-                    return vec![Action::RollBack { failed, to }];
-                }
-                health if health.passing() => self.probation = None,
-                _ => return Vec::new(),
+            let since = *probation.since.get_or_insert(seen.now);
+            // A release that never passes (a crash loop, a hanging check) fails too, or the
+            // roll would wait for it for ever.
+            let overdue = seen.now.saturating_duration_since(since) >= seen.probation;
+            if seen.health.passing() {
+                self.probation = None;
+            } else if seen.health == CheckHealth::Critical || overdue {
+                let failed = probation.to.clone();
+                let to = probation.from.clone();
+                self.probation = None;
+                self.failed = Some(failed.clone());
+                return vec![Action::RollBack { failed, to }];
+            } else {
+                return Vec::new();
             }
         }
         let wanted = |release: &str, this: &Updater| {
@@ -274,10 +285,14 @@ mod tests {
         MemberId([n; 16])
     }
 
+    const PROBATION: Duration = Duration::from_secs(60);
+
     /// A simulated group: member n runs `packages[n-1]`, with health `ok` on it; member
     /// `leader` is the application leader, `update_leader` announces `target`.
     struct Sim {
         group: CensusGroup,
+        /// The simulated clock.
+        now: Instant,
     }
 
     impl Sim {
@@ -303,7 +318,10 @@ mod tests {
             group.leader_id = leader.map(id);
             group.update_leader_id = Some(id(update_leader));
             group.updates.get_mut(&id(update_leader)).unwrap().target = target.map(String::from);
-            Sim { group }
+            Sim {
+                group,
+                now: Instant::now(),
+            }
         }
 
         fn run(&mut self, n: u8, package: &str, health: CheckHealth) {
@@ -326,6 +344,8 @@ mod tests {
                 running: &m.package,
                 health: self.group.health_check(m),
                 group: Some(&self.group),
+                now: self.now,
+                probation: PROBATION,
             }
         }
     }
@@ -386,6 +406,8 @@ mod tests {
             running: V1,
             health: CheckHealth::Ok,
             group: None,
+            now: Instant::now(),
+            probation: PROBATION,
         };
         assert!(u.decide(UpdateStrategy::AtOnce, seen).is_empty());
         u.on_latest(Some(V1.into()));
@@ -487,6 +509,29 @@ mod tests {
             "member id order, the application leader last"
         );
         assert_eq!(sim.group.roll(V2), Roll::Done);
+    }
+
+    #[test]
+    fn a_release_that_never_passes_its_health_check_fails_after_the_probation() {
+        let mut sim = Sim::new(2, None, 2, Some(V2));
+        let mut u1 = Updater::default();
+        assert_eq!(
+            u1.decide(UpdateStrategy::Rolling, sim.seen(1)),
+            [Action::Update(V2.into())]
+        );
+        u1.on_installed(V1, V2);
+        sim.run(1, V2, CheckHealth::Unknown);
+        assert!(u1.decide(UpdateStrategy::Rolling, sim.seen(1)).is_empty());
+        sim.now += PROBATION - Duration::from_secs(1);
+        assert!(u1.decide(UpdateStrategy::Rolling, sim.seen(1)).is_empty());
+        sim.now += Duration::from_secs(1);
+        assert_eq!(
+            u1.decide(UpdateStrategy::Rolling, sim.seen(1)),
+            [Action::RollBack {
+                failed: V2.into(),
+                to: V1.into()
+            }]
+        );
     }
 
     #[test]

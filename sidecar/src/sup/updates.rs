@@ -58,6 +58,14 @@ pub(super) struct ServiceUpdates {
     pub rumor: Option<UpdateRumor>,
 }
 
+/// How long a new release may take to pass its first health check: ten checks, at least a
+/// minute (a slow start is not a failure).
+fn probation(health_check_interval: std::time::Duration) -> std::time::Duration {
+    health_check_interval
+        .saturating_mul(10)
+        .max(std::time::Duration::from_secs(60))
+}
+
 fn jitter_unit() -> f64 {
     rand::rng().random::<f64>()
 }
@@ -97,6 +105,9 @@ impl LoopState {
                 continue;
             }
             clock.polled(now, jitter_unit());
+            // The updaters look again each period even when nothing changed (a release on
+            // probation that never reports health fails by the clock).
+            self.view_dirty = true;
             let spec = &service.spec_file;
             let leads = service
                 .election
@@ -209,6 +220,8 @@ impl LoopState {
                 running: &running,
                 health,
                 group,
+                now: Instant::now(),
+                probation: probation(service.spec_file.health_check_interval),
             };
             let strategy = service.spec_file.update_strategy;
             let actions = service.updates.updater.decide(strategy, seen);
