@@ -481,8 +481,20 @@ impl LoopState {
 }
 
 /// The newest release of `ident` (origin/name) in `channel` of the depot at `url`.
+/// A poll that takes longer than this is given up (the next period tries again), so a depot
+/// that trickles its answer cannot stop a service's updates.
+const POLL_DEADLINE: std::time::Duration = std::time::Duration::from_secs(60);
+
 async fn latest(url: &str, ident: &PackageIdent, channel: &str) -> Result<Option<PackageIdent>> {
-    Depot::from_url(url, None)?.latest(ident, channel).await
+    let depot = Depot::from_url(url, None)?;
+    tokio::time::timeout(POLL_DEADLINE, depot.latest(ident, channel))
+        .await
+        .map_err(|_| {
+            Error::invalid(
+                format!("depot {url}"),
+                format!("no answer to the latest release of {ident} within {POLL_DEADLINE:?}"),
+            )
+        })?
 }
 
 /// Fetches release `ident` (fully qualified) from the depot at `url` into
