@@ -103,7 +103,12 @@ impl Depot {
             ("IDENT", format!("{ident}\n")),
             ("default.toml", "port = 8000\n".to_string()),
             ("hooks/run", RUN.to_string()),
-            ("hooks/health-check", format!("#!/bin/sh\nexit {health}\n")),
+            // A check that takes a moment, as real ones do: a member is visibly "not yet
+            // healthy" after each restart, so the recording sees every one.
+            (
+                "hooks/health-check",
+                format!("#!/bin/sh\nsleep 0.3\nexit {health}\n"),
+            ),
         ] {
             let path = pkg.join(relative);
             std::fs::create_dir_all(path.parent().unwrap()).unwrap();
