@@ -379,6 +379,7 @@ mod tests {
             update_election_term: None,
             electorate: None,
             retired_members: Vec::new(),
+            update: None,
         }
     }
 

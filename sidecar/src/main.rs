@@ -118,9 +118,20 @@ async fn workstation_command(cli: Cli) -> Result<(), workstation::Error> {
                 binds: args.binds.clone(),
                 binding_mode: args.binding_mode,
                 health_check_interval: args.health_check_interval,
+                update_period: args.update_period,
                 force: args.force,
             };
             svc::svc_load(&remote(&args.remote)?, &load, &mut out).await
+        }
+        Command::Svc(SvcCommand::Update(args)) => {
+            let update = svc::SvcUpdate {
+                pkg_ident: args.pkg_ident.clone(),
+                strategy: args.strategy,
+                channel: args.channel.clone(),
+                url: args.url.clone(),
+                update_period: args.update_period,
+            };
+            svc::svc_update(&remote(&args.remote)?, &update, &mut out).await
         }
         Command::Svc(SvcCommand::Unload(args)) => {
             svc::svc_action(
@@ -529,6 +540,8 @@ fn supervisor_config(root: std::path::PathBuf, args: RunArgs) -> anyhow::Result<
         topology: args.topology,
         update_strategy: args.strategy,
         channel: args.channel,
+        bldr_url: args.url.filter(|u| !u.trim().is_empty()),
+        update_period: args.update_period,
         binds: args.binds,
         binding_mode: args.binding_mode,
         health_check_interval: args.health_check_interval,
