@@ -124,6 +124,9 @@ pub fn census_status(
     CensusStatus {
         election_status: Some(group.election_status.clone()),
         leader,
+        election_term: group
+            .election_term
+            .map(|t| i64::try_from(t).unwrap_or(i64::MAX)),
         ready: Some(format!("{alive}/{count}")),
         config_incarnation: group
             .service_config
@@ -204,6 +207,79 @@ pub fn census_problem(census: &CensusStatus) -> Option<(&'static str, String)> {
         ));
     }
     None
+}
+
+/// An event about the resource that a change of its census tells.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CensusEvent {
+    /// `LeaderElected`, `MemberDead` or `ConfigApplied`.
+    pub reason: &'static str,
+    /// What `kubectl describe` shows, e.g. `db-1, term 7`.
+    pub note: String,
+    /// The pod the event is about, when one is.
+    pub pod: Option<String>,
+    /// A Warning (a member confirmed dead) rather than Normal.
+    pub warning: bool,
+}
+
+/// The events going from the census `previous` (as status had it, so an operator restart
+/// starts from what was written and repeats nothing) to `next`: `LeaderElected <pod>, term
+/// <t>` when the leader is another member, `MemberDead <pod or member id>` for each member
+/// newly confirmed dead, `ConfigApplied incarnation <n>` when the config incarnation rose.
+pub fn census_events(previous: Option<&CensusStatus>, next: &CensusStatus) -> Vec<CensusEvent> {
+    let mut events = Vec::new();
+    if let Some(leader) = &next.leader {
+        let before = previous.and_then(|p| p.leader.as_ref());
+        if before.is_none_or(|b| b.member_id != leader.member_id) {
+            let who = leader
+                .pod
+                .clone()
+                .unwrap_or_else(|| leader.member_id.clone());
+            let note = match next.election_term {
+                Some(term) => format!("{who}, term {term}"),
+                None => who,
+            };
+            events.push(CensusEvent {
+                reason: "LeaderElected",
+                note,
+                pod: leader.pod.clone(),
+                warning: false,
+            });
+        }
+    }
+    let confirmed = Some(Health::Confirmed.as_str());
+    for member in &next.members {
+        if member.health.as_deref() != confirmed {
+            continue;
+        }
+        let was_dead = previous
+            .into_iter()
+            .flat_map(|p| &p.members)
+            .any(|m| m.member_id == member.member_id && m.health.as_deref() == confirmed);
+        if !was_dead {
+            events.push(CensusEvent {
+                reason: "MemberDead",
+                note: member
+                    .pod
+                    .clone()
+                    .unwrap_or_else(|| member.member_id.clone()),
+                pod: member.pod.clone(),
+                warning: true,
+            });
+        }
+    }
+    if let Some(incarnation) = next.config_incarnation {
+        let before = previous.and_then(|p| p.config_incarnation);
+        if before.is_none_or(|b| incarnation > b) {
+            events.push(CensusEvent {
+                reason: "ConfigApplied",
+                note: format!("incarnation {incarnation}"),
+                pod: None,
+                warning: false,
+            });
+        }
+    }
+    events
 }
 
 /// Whether an election of the group has finished with a leader.
@@ -303,6 +379,7 @@ mod tests {
             update_election_term: None,
             electorate: None,
             retired_members: Vec::new(),
+            update: None,
         }
     }
 
@@ -509,6 +586,98 @@ mod tests {
         );
         assert!(!same_census(Some(&first), Some(&failed)));
         assert!(!same_census(None, Some(&first)));
+    }
+
+    fn event_census(
+        leader: Option<(&str, &str)>,
+        term: Option<i64>,
+        dead: &[&str],
+        config: Option<i64>,
+    ) -> CensusStatus {
+        CensusStatus {
+            leader: leader.map(|(id, pod)| CensusLeader {
+                member_id: id.to_owned(),
+                pod: Some(pod.to_owned()).filter(|p| !p.is_empty()),
+            }),
+            election_term: term,
+            config_incarnation: config,
+            members: ["a", "b", "c"]
+                .iter()
+                .enumerate()
+                .map(|(n, id)| CensusMember {
+                    member_id: (*id).to_owned(),
+                    pod: Some(format!("db-{n}")).filter(|_| *id != "c"),
+                    health: Some(
+                        if dead.contains(id) {
+                            "Confirmed"
+                        } else {
+                            "Alive"
+                        }
+                        .to_owned(),
+                    ),
+                    ..CensusMember::default()
+                })
+                .collect(),
+            ..CensusStatus::default()
+        }
+    }
+
+    fn reasons_and_notes(events: &[CensusEvent]) -> Vec<(&str, &str)> {
+        events.iter().map(|e| (e.reason, e.note.as_str())).collect()
+    }
+
+    #[test]
+    fn a_new_leader_a_member_confirmed_dead_and_a_higher_config_are_events() {
+        let before = event_census(Some(("a", "db-0")), Some(6), &[], Some(11));
+        let after = event_census(Some(("b", "db-1")), Some(7), &["a", "c"], Some(12));
+        let events = census_events(Some(&before), &after);
+        assert_eq!(
+            reasons_and_notes(&events),
+            [
+                ("LeaderElected", "db-1, term 7"),
+                ("MemberDead", "db-0"),
+                // A member no pod matches is named by its id.
+                ("MemberDead", "c"),
+                ("ConfigApplied", "incarnation 12"),
+            ]
+        );
+        assert_eq!(events[0].pod.as_deref(), Some("db-1"));
+        assert!(!events[0].warning && events[1].warning && !events[3].warning);
+        // A leader without a pod or a term is named by its id alone.
+        let bare = event_census(Some(("c", "")), None, &[], None);
+        assert_eq!(
+            reasons_and_notes(&census_events(Some(&before), &bare)),
+            [("LeaderElected", "c")]
+        );
+    }
+
+    #[test]
+    fn an_unchanged_census_or_a_restart_from_the_written_status_tells_nothing_again() {
+        let census = event_census(Some(("b", "db-1")), Some(7), &["a"], Some(12));
+        assert!(census_events(Some(&census), &census).is_empty());
+        // The same leader in a later term, a dead member still dead, a config incarnation
+        // that did not rise (or fell, as read from a member that lags): nothing.
+        let mut later = census.clone();
+        later.election_term = Some(8);
+        later.config_incarnation = Some(10);
+        assert!(census_events(Some(&census), &later).is_empty());
+        // Losing the leader is no event; its return is one.
+        let none = event_census(None, Some(7), &["a"], Some(12));
+        assert!(census_events(Some(&census), &none).is_empty());
+        assert_eq!(
+            reasons_and_notes(&census_events(Some(&none), &census)),
+            [("LeaderElected", "db-1, term 7")]
+        );
+        // The first census of a resource tells what it found.
+        let first = census_events(None, &census);
+        assert_eq!(
+            reasons_and_notes(&first),
+            [
+                ("LeaderElected", "db-1, term 7"),
+                ("MemberDead", "db-0"),
+                ("ConfigApplied", "incarnation 12")
+            ]
+        );
     }
 
     #[test]

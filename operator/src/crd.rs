@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::core::v1::{
     Affinity, EnvVar, LocalObjectReference, PodSecurityContext, ResourceRequirements, Toleration,
 };
+use k8s_openapi::api::networking::v1::NetworkPolicyPeer;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::{CustomResource, CustomResourceExt, KubeSchema};
 use schemars::{json_schema, JsonSchema, Schema, SchemaGenerator};
@@ -68,6 +69,20 @@ pub const LEGACY_FINALIZER: &str = "habitat.sh/cleanup";
         description = "Pod of the elected leader (leader topologies)"
     ),
     printcolumn(
+        name = "Election",
+        type_ = "string",
+        json_path = ".status.census.electionStatus",
+        description = "Election status of the service group",
+        priority = "1"
+    ),
+    printcolumn(
+        name = "Config",
+        type_ = "integer",
+        json_path = ".status.census.configIncarnation",
+        description = "Incarnation of the gossiped service config",
+        priority = "1"
+    ),
+    printcolumn(
         name = "Age",
         type_ = "date",
         json_path = ".metadata.creationTimestamp"
@@ -122,6 +137,40 @@ pub struct HabitatSpec {
     /// (`service.strategy: at-once` replaces every outdated pod at once).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollout: Option<RolloutSpec>,
+
+    /// A NetworkPolicy `<name>` that keeps other pods off the supervisors' ports: gossip
+    /// (9638 TCP and UDP) only from pods of the same ring (this resource and the resources
+    /// bound to it, transitively), the HTTP gateway (9631) only from the operator's namespace
+    /// and the node (kubelet probes), the ctl gateway (9632) only from the operator's pods and
+    /// `ctlFrom`. Off by default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network_policy: Option<NetworkPolicySpec>,
+}
+
+/// `spec.networkPolicy`.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct NetworkPolicySpec {
+    /// Create the NetworkPolicy (deleted again when set back to false).
+    #[serde(default)]
+    pub enabled: bool,
+    /// Further sources allowed to reach the ctl gateway (9632), e.g. the pods of a
+    /// workstation namespace that runs `hab config apply --remote-sup`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32))]
+    pub ctl_from: Vec<NetworkPolicyPeer>,
+    /// When false (default) every other port (the application's) stays open to any source
+    /// (port ranges around the supervisor's three); when true only the supervisor's ports are
+    /// let in, and the application's clients need a NetworkPolicy of your own.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub close_other_ports: bool,
+}
+
+impl HabitatSpec {
+    /// Whether `spec.networkPolicy.enabled`.
+    pub fn network_policy_enabled(&self) -> bool {
+        self.network_policy.as_ref().is_some_and(|n| n.enabled)
+    }
 }
 
 /// How a rollout of a new pod template proceeds.
@@ -493,9 +542,20 @@ pub struct PodOverrides {
     /// Node selector of the pods.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub node_selector: BTreeMap<String, String>,
-    /// Affinity of the pods.
+    /// Resources of the init container that copies the `hab` binary into the pod (it runs
+    /// `cp` once; small requests are set when this is not given).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub init_resources: Option<ResourceRequirements>,
+    /// Affinity of the pods. When not given, leader and initializer topologies get a
+    /// preferred podAntiAffinity on `kubernetes.io/hostname` (members of one group on
+    /// different nodes where possible, so one node failure does not take the quorum); a value
+    /// here replaces that default entirely.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub affinity: Option<Affinity>,
+    /// Spread the members over zones (`topology.kubernetes.io/zone`): a
+    /// topologySpreadConstraint with maxSkew 1 and `whenUnsatisfiable: ScheduleAnyway`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub spread_over_zones: bool,
     /// Tolerations of the pods.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tolerations: Vec<Toleration>,
@@ -599,6 +659,9 @@ pub struct CensusStatus {
     /// The elected leader (leader topologies, once an election finished).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub leader: Option<CensusLeader>,
+    /// Term of the last election the reporting member knows of (leader topologies).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub election_term: Option<i64>,
     /// Alive members in the census against `spec.count`, e.g. `3/3`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ready: Option<String>,
@@ -762,7 +825,25 @@ mod tests {
             .flatten()
             .map(|c| c.name.as_str())
             .collect();
-        assert_eq!(columns, ["Topology", "Count", "Ready", "Leader", "Age"]);
+        assert_eq!(
+            columns,
+            ["Topology", "Count", "Ready", "Leader", "Election", "Config", "Age"]
+        );
+        // The census columns show with `-o wide` only.
+        let wide: Vec<_> = v
+            .additional_printer_columns
+            .iter()
+            .flatten()
+            .filter(|c| c.priority == Some(1))
+            .map(|c| (c.name.as_str(), c.json_path.as_str()))
+            .collect();
+        assert_eq!(
+            wide,
+            [
+                ("Election", ".status.census.electionStatus"),
+                ("Config", ".status.census.configIncarnation")
+            ]
+        );
     }
 
     #[test]

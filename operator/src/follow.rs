@@ -17,10 +17,12 @@ use std::time::Duration;
 
 use habitat_sidecar::census::doc::GroupDoc;
 use habitat_sidecar::ctl::messages::ErrCode;
+use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{ListParams, Patch, PatchParams};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter as EventReporter};
 use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Client, Resource};
 use tokio::sync::watch;
@@ -28,7 +30,7 @@ use tokio::time::Instant;
 use tracing::{debug, info, warn, Instrument};
 
 use crate::build::{CTL_PORT, HTTP_PORT, SELECTOR_LABEL};
-use crate::census::{census_status, same_census, PodView, Reporter};
+use crate::census::{census_events, census_status, same_census, CensusEvent, PodView, Reporter};
 use crate::config::{self, config_step, file_step, Desired, Step};
 use crate::crd::{AppliedStatus, CensusStatus, Habitat};
 use crate::depart;
@@ -112,6 +114,7 @@ pub struct Followers {
     tasks: Mutex<HashMap<ObjectRef<Habitat>, Handle>>,
     timing: Timing,
     metrics: Arc<Metrics>,
+    events: Option<EventReporter>,
 }
 
 impl Followers {
@@ -121,7 +124,14 @@ impl Followers {
             tasks: Mutex::default(),
             timing,
             metrics,
+            events: None,
         }
+    }
+
+    /// Streams that publish the events census changes tell (`census_events`) as `reporter`.
+    pub fn with_events(mut self, reporter: EventReporter) -> Followers {
+        self.events = Some(reporter);
+        self
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<ObjectRef<Habitat>, Handle>> {
@@ -165,6 +175,7 @@ impl Followers {
             written,
             timing: self.timing,
             metrics: Arc::clone(&self.metrics),
+            events: self.events.clone(),
         };
         let task = tokio::spawn(stream.run().instrument(span));
         tasks.insert(key, Handle { uid, tx, task });
@@ -252,6 +263,7 @@ struct Stream {
     written: Written,
     timing: Timing,
     metrics: Arc<Metrics>,
+    events: Option<EventReporter>,
 }
 
 /// Why one round of the stream ended.
@@ -547,6 +559,13 @@ impl Stream {
         {
             Ok(_) => {
                 self.metrics.census_writes.inc();
+                // Told once written: a failed write is retried with the next census, and a
+                // restarted operator starts from what was written.
+                if let Some(next) = &census {
+                    for event in census_events(self.written.census.as_ref(), next) {
+                        self.publish(follow, event).await;
+                    }
+                }
                 self.written = Written { census, applied };
                 true
             }
@@ -559,6 +578,49 @@ impl Stream {
                 warn!(%error, "writing status.census");
                 true
             }
+        }
+    }
+}
+
+impl Stream {
+    /// Publishes `event` on the resource (and about its pod, when it names one).
+    async fn publish(&self, follow: &Follow, event: CensusEvent) {
+        let Some(reporter) = &self.events else {
+            return;
+        };
+        info!(reason = event.reason, note = %event.note, "census event");
+        let regarding = ObjectReference {
+            api_version: Some(Habitat::api_version(&()).into_owned()),
+            kind: Some(Habitat::kind(&()).into_owned()),
+            name: Some(follow.name.clone()),
+            namespace: Some(follow.namespace.clone()),
+            uid: Some(follow.uid.clone()),
+            ..ObjectReference::default()
+        };
+        let secondary = event.pod.as_ref().map(|pod| ObjectReference {
+            api_version: Some("v1".to_owned()),
+            kind: Some("Pod".to_owned()),
+            name: Some(pod.clone()),
+            namespace: Some(follow.namespace.clone()),
+            ..ObjectReference::default()
+        });
+        let k8s_event = Event {
+            type_: if event.warning {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            },
+            reason: event.reason.to_owned(),
+            note: Some(event.note),
+            action: "Census".to_owned(),
+            secondary,
+        };
+        // A recorder per event: one kept would fold the same reason about the same object
+        // into a series that keeps the first note (a second `ConfigApplied` would still say
+        // the first incarnation), and each of these is a happening of its own.
+        let recorder = Recorder::new(self.client.clone(), reporter.clone());
+        if let Err(error) = recorder.publish(&k8s_event, &regarding).await {
+            warn!(%error, reason = event.reason, "could not publish event");
         }
     }
 }

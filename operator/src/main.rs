@@ -1,5 +1,6 @@
 //! `habitat-operator`: `run` starts the controller, `crd` prints the CustomResourceDefinition.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -7,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use habitat_operator::build::{BuildConfig, DEFAULT_SIDECAR_IMAGE};
+use habitat_operator::build::{self, BuildConfig, DEFAULT_SIDECAR_IMAGE};
 use habitat_operator::http::{router, HttpState};
 use habitat_operator::leader::{Attempt, LeaseLock, Next, Renewal, Timing};
 use habitat_operator::metrics::Metrics;
@@ -31,7 +32,7 @@ enum Command {
     /// Prints the Habitat CustomResourceDefinition as YAML.
     Crd,
     /// Runs the controller (in-cluster config, or KUBECONFIG).
-    Run(RunArgs),
+    Run(Box<RunArgs>),
 }
 
 #[derive(Parser)]
@@ -65,6 +66,14 @@ struct RunArgs {
     /// given (2 s).
     #[arg(long)]
     retry_period: Option<u64>,
+    /// Namespace the operator's pods run in, which NetworkPolicies (`spec.networkPolicy`) let
+    /// reach the gateways; defaults to POD_NAMESPACE, else `default`.
+    #[arg(long, env = "POD_NAMESPACE")]
+    operator_namespace: Option<String>,
+    /// Labels of the operator's pods, `k=v[,k=v]...`, which NetworkPolicies let reach the ctl
+    /// gateway; defaults to `app.kubernetes.io/name=habitat-operator`.
+    #[arg(long, env = "HABITAT_OPERATOR_POD_LABELS", value_parser = build::parse_labels)]
+    operator_pod_labels: Option<BTreeMap<String, String>>,
     /// Identity of this replica in the Lease and in events; defaults to POD_NAME or the host name.
     #[arg(long, env = "POD_NAME")]
     identity: Option<String>,
@@ -78,7 +87,7 @@ async fn main() -> anyhow::Result<()> {
             print!("{}", habitat_operator::crd::crd_yaml());
             Ok(())
         }
-        Command::Run(args) => run(args).await,
+        Command::Run(args) => run(*args).await,
     }
 }
 
@@ -250,6 +259,14 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         client,
         BuildConfig {
             sidecar_image: args.sidecar_image.clone(),
+            operator_namespace: args
+                .operator_namespace
+                .clone()
+                .unwrap_or_else(|| build::DEFAULT_OPERATOR_NAMESPACE.to_owned()),
+            operator_pod_labels: args
+                .operator_pod_labels
+                .clone()
+                .unwrap_or_else(build::default_operator_pod_labels),
         },
         metrics.clone(),
         &identity,

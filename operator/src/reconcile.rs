@@ -33,13 +33,15 @@ use futures::{Future, StreamExt};
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::api::core::v1::{Pod, Secret, Service};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use k8s_openapi::NamespaceResourceScope;
 use kube::api::{
-    DeleteParams, ListParams, PartialObjectMeta, Patch, PatchParams, PostParams, Preconditions,
+    DeleteParams, GetParams, ListParams, PartialObjectMeta, Patch, PatchParams, PostParams,
+    Preconditions,
 };
 use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
@@ -51,7 +53,7 @@ use serde::Serialize;
 use tracing::{info, instrument, warn};
 
 use crate::backoff::Backoff;
-use crate::build::{self, pdb, secrets, services, statefulset, BuildConfig, HTTP_PORT};
+use crate::build::{self, netpol, pdb, secrets, services, statefulset, BuildConfig, HTTP_PORT};
 use crate::config::{desired_config, Content, Desired};
 use crate::crd::{Habitat, RolloutStatus, LEGACY_FINALIZER};
 use crate::follow::{Follow, Followers, Timing};
@@ -97,11 +99,12 @@ impl Context {
             instance: Some(instance.to_owned()),
         };
         Self {
-            recorder: Recorder::new(client.clone(), reporter),
+            recorder: Recorder::new(client.clone(), reporter.clone()),
             client,
             build,
             backoff: Backoff::default(),
-            followers: Followers::new(Arc::clone(&metrics), Timing::default()),
+            followers: Followers::new(Arc::clone(&metrics), Timing::default())
+                .with_events(reporter),
             metrics,
         }
     }
@@ -163,6 +166,10 @@ pub async fn run(
         )
         .owns(
             api::<PartialObjectMeta<PodDisruptionBudget>>(client, &namespace),
+            managed.clone(),
+        )
+        .owns(
+            api::<PartialObjectMeta<NetworkPolicy>>(client, &namespace),
             managed,
         )
         // A resource whose service group others bind to: they peer with its pods.
@@ -485,7 +492,9 @@ async fn apply_children(
     server_side_apply(&ctx.client, ns, &services::peers_service(hab)).await?;
     server_side_apply(&ctx.client, ns, &services::client_service(hab)).await?;
     server_side_apply(&ctx.client, ns, &pdb::pdb(hab)).await?;
-    let bound = bound_peers(hab, ctx, ns).await?;
+    let others = others_if_needed(hab, ctx, ns).await?;
+    let bound = statefulset::bound_peers(hab, &others);
+    apply_network_policy(hab, ctx, ns, &others).await?;
     let sts = server_side_apply(
         &ctx.client,
         ns,
@@ -512,10 +521,10 @@ async fn apply_children(
     Ok((sts, follow))
 }
 
-/// Peers of the service groups `hab` binds to, from the resources of its namespace that run
-/// them (`statefulset::bound_peers`); none without binds (no list then).
-async fn bound_peers(hab: &Habitat, ctx: &Context, ns: &str) -> Result<Vec<String>> {
-    if hab.spec.service.binds.is_empty() {
+/// The resources of `hab`'s namespace when its children depend on them: its binds' peers,
+/// its NetworkPolicy's ring. None otherwise (no list then).
+async fn others_if_needed(hab: &Habitat, ctx: &Context, ns: &str) -> Result<Vec<Habitat>> {
+    if hab.spec.service.binds.is_empty() && !hab.spec.network_policy_enabled() {
         return Ok(Vec::new());
     }
     let api: Api<Habitat> = Api::namespaced(ctx.client.clone(), ns);
@@ -523,16 +532,61 @@ async fn bound_peers(hab: &Habitat, ctx: &Context, ns: &str) -> Result<Vec<Strin
         .list(&ListParams::default())
         .await
         .map_err(|e| api_error("list", "Habitat", ns, "", e))?;
-    Ok(statefulset::bound_peers(hab, &others.items))
+    Ok(others.items)
+}
+
+/// Applies the NetworkPolicy when `spec.networkPolicy.enabled`, deletes it (when the resource
+/// owns it) otherwise. The API server holds the policy only while asked: a resource that
+/// turns it off gets its pods' ports open again at the next reconcile.
+async fn apply_network_policy(
+    hab: &Habitat,
+    ctx: &Context,
+    ns: &str,
+    others: &[Habitat],
+) -> Result<()> {
+    let name = build::network_policy_name(hab);
+    if hab.spec.network_policy_enabled() {
+        let ring = netpol::ring_of(hab, others);
+        server_side_apply(
+            &ctx.client,
+            ns,
+            &netpol::network_policy(hab, &ctx.build, &ring),
+        )
+        .await?;
+        return Ok(());
+    }
+    let api: Api<PartialObjectMeta<NetworkPolicy>> = Api::namespaced(ctx.client.clone(), ns);
+    // Served from the API server's watch cache (resourceVersion 0): a resource without a
+    // policy costs no read of etcd. A stale answer is corrected at the next reconcile.
+    let existing = match api.get_metadata_opt_with(&name, &GetParams::any()).await {
+        Ok(existing) => existing,
+        // Without RBAC for NetworkPolicies the operator cannot have created one.
+        Err(kube::Error::Api(status)) if status.code == 403 => None,
+        Err(e) => return Err(api_error("get", "NetworkPolicy", ns, &name, e)),
+    };
+    if let Some(existing) = existing {
+        if owned_by(&existing.metadata, hab) {
+            match api.delete(&name, &DeleteParams::default()).await {
+                Ok(_) => {
+                    info!(policy = %name, "deleted the NetworkPolicy (networkPolicy disabled)");
+                }
+                Err(kube::Error::Api(status)) if status.code == 404 => {}
+                Err(e) => return Err(api_error("delete", "NetworkPolicy", ns, &name, e)),
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The resources of `store` that bind to the service group `changed` runs (in its
 /// namespace): a bound group's resource appearing, changing its count or going changes
-/// their peers.
+/// their peers; and those with a NetworkPolicy in `changed`'s ring. (A resource that leaves a
+/// ring by dropping a bind is no longer in it: the policies it left keep naming it until
+/// their next resync, which only lets in more than needed.)
 fn binders_of(store: &Store<Habitat>, changed: &Habitat) -> Vec<ObjectRef<Habitat>> {
+    let state = store.state();
     let service = &changed.spec.service;
-    store
-        .state()
+    let binders = state
         .iter()
         .filter(|hab| {
             hab.namespace() == changed.namespace() && hab.name_any() != changed.name_any()
@@ -543,9 +597,23 @@ fn binders_of(store: &Store<Habitat>, changed: &Habitat) -> Vec<ObjectRef<Habita
                 .binds
                 .iter()
                 .any(|b| b.service == service.name && b.group == service.group)
-        })
+        });
+    // Resources with a NetworkPolicy in `changed`'s ring: a member joining (or changing its
+    // binds) changes which pods may gossip with theirs.
+    let ring = netpol::ring_of(changed, state.iter().map(|h| &**h));
+    let guarded = state.iter().filter(|hab| {
+        hab.spec.network_policy_enabled()
+            && hab.namespace() == changed.namespace()
+            && hab.name_any() != changed.name_any()
+            && ring.contains(&hab.name_any())
+    });
+    let mut refs: Vec<ObjectRef<Habitat>> = binders
+        .chain(guarded)
         .map(|hab| ObjectRef::from_obj(&**hab))
-        .collect()
+        .collect();
+    refs.sort_by_key(|r| r.name.clone());
+    refs.dedup();
+    refs
 }
 
 /// The config and files `hab` asks to be gossiped: `service.config`, or key `user.toml` of
@@ -947,6 +1015,7 @@ fn kind_name<K: Resource<DynamicType = ()>>() -> &'static str {
         "StatefulSet" => "StatefulSet",
         "Service" => "Service",
         "PodDisruptionBudget" => "PodDisruptionBudget",
+        "NetworkPolicy" => "NetworkPolicy",
         "Secret" => "Secret",
         "Habitat" => "Habitat",
         "Pod" => "Pod",

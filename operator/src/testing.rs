@@ -29,6 +29,7 @@ impl Habitat {
                 pod: None,
                 paused: false,
                 rollout: None,
+                network_policy: None,
             },
         );
         hab.metadata = ObjectMeta {
@@ -56,6 +57,12 @@ impl Habitat {
     /// Leader topology.
     pub fn leader(mut self) -> Self {
         self.spec.service.topology = Topology::Leader;
+        self
+    }
+
+    /// With `topology`.
+    pub fn topology(mut self, topology: Topology) -> Self {
+        self.spec.service.topology = topology;
         self
     }
 

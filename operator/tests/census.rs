@@ -21,6 +21,7 @@ use habitat_e2e::{copy_dir, hello_package, run_hab, Supervisor};
 use habitat_operator::build;
 use habitat_operator::crd::{CensusStatus, Habitat};
 use k8s_openapi::api::core::v1::{Pod, Secret};
+use k8s_openapi::api::events::v1::Event;
 use kube::api::{Patch, PatchParams, PostParams};
 use kube::{Api, ResourceExt};
 use serde_json::json;
@@ -321,6 +322,27 @@ async fn status_mirrors_the_census_and_config_reaches_the_ring_through_the_resou
         c.config_incarnation == Some(applied)
     })
     .await;
+    // `kubectl describe hab` tells both config changes (from the spec and from the
+    // workstation), each as an event of its own, and the member confirmed dead.
+    let events: Api<Event> = Api::namespaced(client.clone(), &ns);
+    for (reason, note) in [
+        ("ConfigApplied", format!("incarnation {changed}")),
+        ("ConfigApplied", format!("incarnation {applied}")),
+        ("MemberDead", leader_pod.clone()),
+    ] {
+        eventually(WAIT, &format!("event {reason} {note}"), || async {
+            let list = events.list(&Default::default()).await.ok()?;
+            list.items
+                .iter()
+                .any(|e| {
+                    e.reason.as_deref() == Some(reason)
+                        && e.note.as_deref() == Some(note.as_str())
+                        && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("hello")
+                })
+                .then_some(())
+        })
+        .await;
+    }
     for sup in &sups {
         eventually(WAIT, "the workstation's config rendered", || async {
             rendered(sup).contains("from a workstation").then_some(())

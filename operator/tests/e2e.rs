@@ -15,10 +15,14 @@ mod support;
 use std::time::{Duration, Instant};
 
 use habitat_e2e::run_hab;
-use habitat_operator::crd::{CensusStatus, Habitat};
+use habitat_operator::crd::{CensusStatus, Habitat, NetworkPolicySpec};
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Secret, Service};
+use k8s_openapi::api::events::v1::Event;
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
 use kube::{Api, ResourceExt};
 use serde_json::json;
@@ -158,6 +162,42 @@ async fn a_leader_group_runs_in_pods_its_status_names_the_leader_and_follows_fai
         "deleting {deleted_pod}: new leader {} in status after {handover:?}",
         leader_pod(&handed)
     );
+    // `kubectl describe hab` tells the handover: an event on the resource naming the new
+    // leader's pod and the election's term, read back through the API server. The census read
+    // again each time, so a later write (a next term) is matched too.
+    let events: Api<Event> = Api::namespaced(cluster.client.clone(), &cluster.ns);
+    let note = eventually(
+        WAIT,
+        "a LeaderElected event naming the new leader",
+        || async {
+            let census = cluster.census("hello").await?;
+            let leader = census.leader.clone()?;
+            if leader.member_id == deleted_id {
+                return None;
+            }
+            let expected = format!("{}, term {}", leader.pod?, census.election_term?);
+            let list = events.list(&ListParams::default()).await.ok()?;
+            list.items
+                .iter()
+                .filter(|e| e.reason.as_deref() == Some("LeaderElected"))
+                .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("hello"))
+                .find_map(|e| e.note.clone().filter(|n| *n == expected))
+        },
+    )
+    .await;
+    eprintln!("event: LeaderElected {note}");
+    // The wide columns show the election and the config incarnation.
+    let out = cluster
+        .cp
+        .kubectl(&["get", "hab", "hello", "-n", &cluster.ns, "-o", "wide"]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let header: Vec<&str> = text.lines().next().unwrap().split_whitespace().collect();
+    assert!(
+        header.contains(&"ELECTION") && header.contains(&"CONFIG"),
+        "{text}"
+    );
+    let row = text.lines().nth(1).unwrap();
+    assert!(row.contains("ElectionFinished"), "{text}");
     // The StatefulSet brings the pod back, as a new member replacing the old one.
     cluster.pods_ready("hello", 3, WAIT).await;
     cluster
@@ -447,7 +487,8 @@ async fn scaling_down_departs_the_removed_members_and_a_delete_leaves_the_rest_t
 }
 
 #[tokio::test]
-async fn a_web_group_bound_to_a_db_group_renders_the_db_leaders_address() {
+async fn a_web_group_bound_to_a_db_group_renders_the_db_leaders_address_and_the_dbs_policy_selects_the_ring(
+) {
     let _serial = SERIAL.lock().await;
     let Some(cluster) = Cluster::start("e2e-binds").await else {
         return;
@@ -456,6 +497,10 @@ async fn a_web_group_bound_to_a_db_group_renders_the_db_leaders_address() {
     // service group hello.default.
     let mut db = hello("db", 3);
     db.spec.service.name = "hello".into();
+    db.spec.network_policy = Some(NetworkPolicySpec {
+        enabled: true,
+        ..NetworkPolicySpec::default()
+    });
     cluster.create(db).await;
     let web = Habitat::test("web")
         .count(2)
@@ -483,4 +528,71 @@ async fn a_web_group_bound_to_a_db_group_renders_the_db_leaders_address() {
         })
         .await;
     }
+
+    // The db's NetworkPolicy as the API server stores it selects the running db pods, and lets
+    // gossip in from the pods of both resources of the ring (web binds to db). The node agent
+    // does not enforce policies: the selectors are checked against the pods instead.
+    let policies: Api<NetworkPolicy> = Api::namespaced(cluster.client.clone(), &cluster.ns);
+    let policy = eventually(WAIT, "NetworkPolicy db", || async {
+        policies.get_opt("db").await.ok().flatten()
+    })
+    .await;
+    assert_eq!(policy.owner_references()[0].name, "db");
+    let spec = policy.spec.clone().unwrap();
+    let selected = pod_names(&cluster, spec.pod_selector.as_ref().unwrap()).await;
+    assert_eq!(selected, names("db", 3));
+    let rules = spec.ingress.unwrap();
+    let gossip = rules
+        .iter()
+        .find(|r| {
+            r.ports.iter().flatten().any(|p| {
+                p.port == Some(IntOrString::Int(9638)) && p.protocol.as_deref() == Some("UDP")
+            })
+        })
+        .unwrap();
+    let from = gossip.from.clone().unwrap();
+    let mut peers = pod_names(&cluster, from[0].pod_selector.as_ref().unwrap()).await;
+    peers.sort();
+    let mut ring = names("db", 3);
+    ring.extend(names("web", 2));
+    assert_eq!(peers, ring);
+    // Turned off: the policy goes.
+    cluster
+        .habs()
+        .patch(
+            "db",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"networkPolicy": {"enabled": false}}})),
+        )
+        .await
+        .unwrap();
+    eventually(WAIT, "NetworkPolicy db deleted", || async {
+        policies.get_opt("db").await.ok()?.is_none().then_some(())
+    })
+    .await;
+}
+
+/// Names of the pods of the test's namespace that `selector` selects, sorted, listed by the
+/// API server with the selector as a label selector string.
+async fn pod_names(cluster: &Cluster, selector: &LabelSelector) -> Vec<String> {
+    let mut terms: Vec<String> = selector
+        .match_labels
+        .iter()
+        .flatten()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    for e in selector.match_expressions.iter().flatten() {
+        assert_eq!(e.operator, "In", "{e:?}");
+        let values = e.values.clone().unwrap_or_default().join(",");
+        terms.push(format!("{} in ({values})", e.key));
+    }
+    assert!(!terms.is_empty(), "an empty selector selects everything");
+    let list = cluster
+        .pods()
+        .list(&ListParams::default().labels(&terms.join(",")))
+        .await
+        .unwrap();
+    let mut names: Vec<String> = list.items.iter().map(ResourceExt::name_any).collect();
+    names.sort();
+    names
 }

@@ -262,6 +262,22 @@ async fn a_new_resource_gets_children_with_the_expected_spec() {
         want_pod.init_containers.unwrap()[0].command
     );
     assert_eq!(pod.automount_service_account_token, Some(false));
+    // Placement: the leader group's default anti-affinity, as stored.
+    assert!(pod.affinity.is_some());
+    assert_eq!(pod.affinity, want_pod.affinity);
+    let terms = pod
+        .affinity
+        .clone()
+        .unwrap()
+        .pod_anti_affinity
+        .unwrap()
+        .preferred_during_scheduling_ignored_during_execution
+        .unwrap();
+    assert_eq!(terms[0].weight, 100);
+    assert_eq!(
+        terms[0].pod_affinity_term.topology_key,
+        "kubernetes.io/hostname"
+    );
     let owner = &sts.owner_references()[0];
     assert_eq!(
         (owner.kind.as_str(), owner.name.as_str()),

@@ -107,6 +107,7 @@ fn group(name: &str, g: u8, package: &str, cfg: &str) -> CensusGroup {
         service_files: Vec::new(),
         electorate: None,
         retired_members: Vec::new(),
+        updates: Default::default(),
     }
 }
 

@@ -14,11 +14,11 @@ use serde_json::{json, Map, Value};
 use crate::election::{ElectionView, GroupViews, ViewStatus};
 use crate::gossip::member::{node_name_conflicts, Health, Identity, MemberId, MemberView};
 use crate::gossip::rumor::{
-    DepartureRumor, ElectionRumor, ElectionStatus, RetirementRumor, Rumor, RumorKind,
-    ServiceConfigRumor, ServiceFileRumor, ServiceGroup, ServiceRumor, SysInfo,
+    CheckHealth, DepartureRumor, ElectionRumor, ElectionStatus, RetirementRumor, Rumor, RumorKind,
+    ServiceConfigRumor, ServiceFileRumor, ServiceGroup, ServiceRumor, SysInfo, UpdateRumor,
 };
 use crate::gossip::store::Store;
-pub use doc::{CensusDoc, GroupDoc, MemberDoc, ServiceConfigDoc, ServiceFileDoc};
+pub use doc::{CensusDoc, GroupDoc, MemberDoc, ServiceConfigDoc, ServiceFileDoc, UpdateDoc};
 
 /// `election_status` / `update_election_status` when the group has no election rumor.
 pub const ELECTION_NONE: &str = "None";
@@ -225,6 +225,64 @@ pub struct CensusGroup {
     pub electorate: Option<Vec<MemberId>>,
     /// Members a leader retired from the electorate (and not back since), sorted.
     pub retired_members: Vec<MemberId>,
+    /// The listed members' update rumors, by member id.
+    pub updates: BTreeMap<MemberId, MemberUpdate>,
+}
+
+/// What a member tells its group about updates (its update rumor).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MemberUpdate {
+    /// The release `health` is of.
+    pub package: String,
+    pub health: CheckHealth,
+    /// Only the update leader's counts: the release the group rolls to.
+    pub target: Option<String>,
+    /// A release the member failed on and rolled back from.
+    pub failed: Option<String>,
+}
+
+/// How far a group's rolling update got (see `CensusGroup::roll`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Roll {
+    /// `member`'s turn: it is the first alive member, in roll order, that does not run the
+    /// target or does not pass its health check on it.
+    Rolling { member: MemberId },
+    /// Every alive member runs the target (or newer) and passes its health check.
+    Done,
+    /// `member` failed its health check on the target: nobody else updates to it.
+    Failed { member: MemberId },
+}
+
+impl Roll {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Roll::Rolling { .. } => "rolling",
+            Roll::Done => "done",
+            Roll::Failed { .. } => "failed",
+        }
+    }
+}
+
+/// Whether `running` is `target` or a later release of the same package (both full idents).
+pub fn release_at_least(running: &str, target: &str) -> bool {
+    if running == target {
+        return true;
+    }
+    let (Ok(a), Ok(b)) = (
+        running.parse::<crate::package::PackageIdent>(),
+        target.parse::<crate::package::PackageIdent>(),
+    ) else {
+        return false;
+    };
+    if (&a.origin, &a.name) != (&b.origin, &b.name) {
+        return false;
+    }
+    let (Some(va), Some(vb)) = (&a.version, &b.version) else {
+        return false;
+    };
+    crate::package::compare_versions(va, vb)
+        .then_with(|| a.release.cmp(&b.release))
+        .is_ge()
 }
 
 impl CensusGroup {
@@ -245,6 +303,7 @@ impl CensusGroup {
             service_files: Vec::new(),
             electorate: None,
             retired_members: Vec::new(),
+            updates: BTreeMap::new(),
         }
     }
 
@@ -259,6 +318,77 @@ impl CensusGroup {
 
     pub fn leader(&self) -> Option<&CensusMember> {
         self.leader_id.and_then(|id| self.member(id))
+    }
+
+    /// The release the group's update leader announced, if any.
+    pub fn update_target(&self) -> Option<&str> {
+        let leader = self.update_leader_id?;
+        self.updates.get(&leader)?.target.as_deref()
+    }
+
+    /// `member`'s health check of the release it runs now (`Unknown` until one ran).
+    pub fn health_check(&self, member: &CensusMember) -> CheckHealth {
+        self.updates
+            .get(&member.member_id)
+            .filter(|u| u.package == member.package)
+            .map_or(CheckHealth::Unknown, |u| u.health)
+    }
+
+    /// The order members update in: by member id, the application leader last (it keeps
+    /// leading until everyone else runs the new release).
+    pub fn roll_order(&self) -> Vec<&CensusMember> {
+        let mut order: Vec<&CensusMember> = self.members.iter().collect();
+        order.sort_by_key(|m| (Some(m.member_id) == self.leader_id, m.member_id));
+        order
+    }
+
+    /// How far the roll to `target` got. Members confirmed dead or departed are skipped: they
+    /// do not stall the roll (a suspect one may still answer, and is waited for).
+    pub fn roll(&self, target: &str) -> Roll {
+        if let Some(failed) = self.roll_order().into_iter().find(|m| {
+            self.updates
+                .get(&m.member_id)
+                .and_then(|u| u.failed.as_deref())
+                == Some(target)
+        }) {
+            return Roll::Failed {
+                member: failed.member_id,
+            };
+        }
+        self.roll_order()
+            .into_iter()
+            .filter(|m| !matches!(m.health, Health::Confirmed | Health::Departed))
+            .find(|m| !(release_at_least(&m.package, target) && self.health_check(m).passing()))
+            .map_or(Roll::Done, |m| Roll::Rolling {
+                member: m.member_id,
+            })
+    }
+
+    /// `update` of the group's `/census` entry, when any member publishes update rumors.
+    pub fn update_doc(&self) -> Option<UpdateDoc> {
+        if self.updates.is_empty() {
+            return None;
+        }
+        let target = self.update_target();
+        let roll = target.map(|t| self.roll(t));
+        Some(UpdateDoc {
+            target: target.map(str::to_string),
+            status: roll.map_or("idle", Roll::as_str).to_string(),
+            member: roll.and_then(|r| match r {
+                Roll::Rolling { member } | Roll::Failed { member } => Some(member.to_string()),
+                Roll::Done => None,
+            }),
+            health: self
+                .members
+                .iter()
+                .map(|m| {
+                    (
+                        m.member_id.to_string(),
+                        self.health_check(m).as_str().to_string(),
+                    )
+                })
+                .collect(),
+        })
     }
 
     /// The group as Habitat's `/census` shows it under `census_groups.<group>`.
@@ -312,6 +442,7 @@ impl CensusGroup {
                 .iter()
                 .map(ToString::to_string)
                 .collect(),
+            update: self.update_doc(),
         }
     }
 
@@ -387,6 +518,7 @@ struct GroupRumors<'a> {
     election: Option<&'a ElectionRumor>,
     update_election: Option<&'a ElectionRumor>,
     retired: Vec<&'a RetirementRumor>,
+    updates: Vec<&'a UpdateRumor>,
 }
 
 fn group_rumors(store: &Store) -> BTreeMap<ServiceGroup, GroupRumors<'_>> {
@@ -419,6 +551,11 @@ fn group_rumors(store: &Store) -> BTreeMap<ServiceGroup, GroupRumors<'_>> {
                 .entry(r.service_group.clone())
                 .or_default()
                 .retired
+                .push(r),
+            Rumor::Update(r) => groups
+                .entry(r.service_group.clone())
+                .or_default()
+                .updates
                 .push(r),
             Rumor::Service(_) | Rumor::Departure(_) => {}
         }
@@ -549,6 +686,20 @@ pub fn census_groups_with(input: &CensusInput<'_>, local: &LocalElections) -> Ve
                 .collect();
             retired_members.sort_unstable();
             let electorate = local.electorate.get(&service_group).cloned();
+            let updates = rumors
+                .updates
+                .iter()
+                .filter(|u| members.iter().any(|m| m.member_id == u.member_id))
+                .map(|u| {
+                    let update = MemberUpdate {
+                        package: u.package.clone(),
+                        health: u.health,
+                        target: u.target.clone(),
+                        failed: u.failed.clone(),
+                    };
+                    (u.member_id, update)
+                })
+                .collect();
             Some(CensusGroup {
                 service_group,
                 local_member_id: input.local.id,
@@ -563,6 +714,7 @@ pub fn census_groups_with(input: &CensusInput<'_>, local: &LocalElections) -> Ve
                 service_files,
                 electorate,
                 retired_members,
+                updates,
             })
         })
         .collect()
@@ -682,6 +834,8 @@ pub fn butterfly(input: &CensusInput<'_>) -> Value {
             Rumor::Departure(r) => {
                 departures.insert(r.member_id.to_string(), departure_json(r));
             }
+            // In the group's `update` of `/census` (ours); not a Habitat rumor kind.
+            Rumor::Update(_) => {}
             Rumor::Retirement(r) => {
                 if let Value::Object(group) = retirements
                     .entry(r.service_group.to_string())

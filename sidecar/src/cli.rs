@@ -153,6 +153,10 @@ pub enum SvcCommand {
     /// Stops a service and keeps it loaded, down (also after a restart), until `hab svc start`.
     #[command(after_help = SVC_EXIT_CODES)]
     Stop(SvcIdentArgs),
+    /// Changes how a loaded service follows new releases (strategy, channel, depot, period)
+    /// without restarting it.
+    #[command(after_help = SVC_EXIT_CODES)]
+    Update(Box<SvcUpdateArgs>),
     /// Service group encryption keys.
     #[command(subcommand)]
     Key(SvcKeyCommand),
@@ -192,9 +196,13 @@ pub struct SvcLoadArgs {
     /// The release channel the service follows.
     #[arg(long, value_name = "CHANNEL")]
     pub channel: Option<String>,
-    /// The package depot the service updates from.
+    /// The package depot the service updates from: file:///DIR or http://HOST:PORT (required
+    /// with --strategy at-once or rolling).
     #[arg(long, short = 'u', value_name = "URL", env = "HAB_BLDR_URL")]
     pub url: Option<String>,
+    /// Seconds between polls of the depot (whole seconds; each wait jittered by +-10%).
+    #[arg(long, value_name = "SECS", value_parser = parse_secs)]
+    pub update_period: Option<Duration>,
     /// Bind one of the package's binds to a service group (repeatable), NAME:SVC.GROUP.
     #[arg(long = "bind", value_name = "NAME:SVC.GROUP")]
     pub binds: Vec<BindSpec>,
@@ -204,9 +212,33 @@ pub struct SvcLoadArgs {
     /// Seconds between health checks (whole seconds).
     #[arg(long, short = 'i', value_name = "SECS", value_parser = parse_secs)]
     pub health_check_interval: Option<Duration>,
-    /// Replace a loaded service's settings with the flags given, and restart it.
+    /// Replace a loaded service's settings with the flags given. Only the update settings
+    /// changed (strategy, channel, url, update period): the service keeps running; anything
+    /// else: it restarts.
     #[arg(long)]
     pub force: bool,
+    #[command(flatten)]
+    pub remote: RemoteSupArgs,
+}
+
+/// `hab svc update`: flags left out keep the service's current settings.
+#[derive(Args, Debug)]
+pub struct SvcUpdateArgs {
+    /// The loaded service's package identifier (ex: core/redis).
+    #[arg(value_name = "PKG_IDENT")]
+    pub pkg_ident: String,
+    /// How the service follows new releases: none, at-once or rolling.
+    #[arg(long, short = 's', value_parser = parse_strategy)]
+    pub strategy: Option<UpdateStrategy>,
+    /// The release channel the service follows.
+    #[arg(long, value_name = "CHANNEL")]
+    pub channel: Option<String>,
+    /// The package depot: file:///DIR or http://HOST:PORT.
+    #[arg(long, short = 'u', value_name = "URL", env = "HAB_BLDR_URL")]
+    pub url: Option<String>,
+    /// Seconds between polls of the depot (whole seconds; each wait jittered by +-10%).
+    #[arg(long, value_name = "SECS", value_parser = parse_secs)]
+    pub update_period: Option<Duration>,
     #[command(flatten)]
     pub remote: RemoteSupArgs,
 }
@@ -540,6 +572,13 @@ pub struct RunArgs {
     /// The release channel the service follows.
     #[arg(long, default_value = "stable", value_name = "CHANNEL")]
     pub channel: String,
+    /// The package depot the service updates from: file:///DIR or http://HOST:PORT (required
+    /// with --strategy at-once or rolling).
+    #[arg(long, short = 'u', value_name = "URL", env = "HAB_BLDR_URL")]
+    pub url: Option<String>,
+    /// Seconds between polls of the depot (each wait jittered by +-10%).
+    #[arg(long, value_name = "SECS", default_value = "60", value_parser = parse_secs)]
+    pub update_period: Duration,
     /// Bind one of the package's binds to a service group (repeatable), NAME:SVC.GROUP.
     #[arg(long = "bind", value_name = "NAME:SVC.GROUP")]
     pub binds: Vec<BindSpec>,
@@ -729,6 +768,9 @@ pub struct PkgUploadArgs {
     pub channel: Option<String>,
     #[command(flatten)]
     pub depot: DepotArgs,
+    /// The signer's public key, when in the key cache, is uploaded too (for installers).
+    #[command(flatten)]
+    pub keys: CacheKeyPathArgs,
 }
 
 #[derive(Args, Debug)]
@@ -795,5 +837,52 @@ mod tests {
                 "{bad}: {err}"
             );
         }
+    }
+
+    #[test]
+    fn update_flags_default_to_no_url_and_a_minute_and_svc_update_parses() {
+        use clap::Parser;
+        let cli = Cli::try_parse_from(["hab", "sup", "run", "core/web"]).unwrap();
+        let Command::Sup(SupCommand::Run(run)) = cli.command else {
+            panic!("not sup run")
+        };
+        assert_eq!(run.update_period, Duration::from_secs(60));
+        assert_eq!(run.channel, "stable");
+        let cli = Cli::try_parse_from([
+            "hab",
+            "sup",
+            "run",
+            "core/web",
+            "--strategy",
+            "rolling",
+            "--url",
+            "file:///d",
+            "--update-period",
+            "1",
+        ])
+        .unwrap();
+        let Command::Sup(SupCommand::Run(run)) = cli.command else {
+            panic!("not sup run")
+        };
+        assert_eq!(run.strategy, UpdateStrategy::Rolling);
+        assert_eq!(run.url.as_deref(), Some("file:///d"));
+        assert_eq!(run.update_period, Duration::from_secs(1));
+        let cli = Cli::try_parse_from([
+            "hab",
+            "svc",
+            "update",
+            "core/web",
+            "--channel",
+            "beta",
+            "--update-period",
+            "5",
+        ])
+        .unwrap();
+        let Command::Svc(SvcCommand::Update(update)) = cli.command else {
+            panic!("not svc update")
+        };
+        assert_eq!(update.channel.as_deref(), Some("beta"));
+        assert_eq!(update.update_period, Some(Duration::from_secs(5)));
+        assert_eq!(update.strategy, None);
     }
 }

@@ -1030,6 +1030,38 @@ impl GroupElections {
         let update = self.update.as_mut().and_then(Election::resign);
         leader.into_iter().chain(update).collect()
     }
+
+    /// Starts or ends the update election when the strategy changes while the service runs
+    /// (`hab svc update`), leaving the leader election alone; the rumors to publish (a
+    /// withdrawal from the update election).
+    pub fn set_rolling(
+        &mut self,
+        group: &ServiceGroup,
+        me: MemberId,
+        config: &ElectionConfig,
+        rolling: bool,
+    ) -> Vec<Rumor> {
+        match (rolling, self.update.is_some()) {
+            (true, false) => {
+                let leader_topology = self.leader.is_some();
+                self.update =
+                    GroupElections::new(group, me, config, leader_topology, true, 0).update;
+                Vec::new()
+            }
+            (false, true) => self
+                .update
+                .take()
+                .and_then(|mut e| e.resign())
+                .into_iter()
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Whether neither election runs.
+    pub const fn is_empty(&self) -> bool {
+        self.leader.is_none() && self.update.is_none()
+    }
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@ use habitat_sidecar::cli::{
     Cli, Command, ConfigCommand, FileCommand, PlanCommand, RemoteSupArgs, RingCommand,
     RingKeyCommand, RunArgs, SupCommand, SvcCommand,
 };
-use habitat_sidecar::cli::{DepotCommand, PkgCommand, PkgInstallArgs};
+use habitat_sidecar::cli::{DepotCommand, PkgCommand, PkgDepotCommand, PkgInstallArgs};
 use habitat_sidecar::cli::{OriginCommand, OriginKeyCommand};
 use habitat_sidecar::cli::{PkgExportCommand, PkgExportContainerArgs};
 use habitat_sidecar::keys;
@@ -118,9 +118,20 @@ async fn workstation_command(cli: Cli) -> Result<(), workstation::Error> {
                 binds: args.binds.clone(),
                 binding_mode: args.binding_mode,
                 health_check_interval: args.health_check_interval,
+                update_period: args.update_period,
                 force: args.force,
             };
             svc::svc_load(&remote(&args.remote)?, &load, &mut out).await
+        }
+        Command::Svc(SvcCommand::Update(args)) => {
+            let update = svc::SvcUpdate {
+                pkg_ident: args.pkg_ident.clone(),
+                strategy: args.strategy,
+                channel: args.channel.clone(),
+                url: args.url.clone(),
+                update_period: args.update_period,
+            };
+            svc::svc_update(&remote(&args.remote)?, &update, &mut out).await
         }
         Command::Svc(SvcCommand::Unload(args)) => {
             svc::svc_action(
@@ -418,8 +429,13 @@ fn pkg(root: &std::path::Path, command: PkgCommand) -> anyhow::Result<()> {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?;
+            let keys = match &command {
+                PkgDepotCommand::Upload(args) => Some(cache_key_dir(root, &args.keys)),
+                _ => None,
+            };
             let mut err = std::io::stderr();
-            runtime.block_on(workstation::depot::run_pkg(&command, &mut out, &mut err))?;
+            let run = workstation::depot::run_pkg(&command, keys.as_deref(), &mut out, &mut err);
+            runtime.block_on(run)?;
         }
         PkgCommand::Export(PkgExportCommand::Container(args)) => export_container(root, &args)?,
     }
@@ -524,6 +540,8 @@ fn supervisor_config(root: std::path::PathBuf, args: RunArgs) -> anyhow::Result<
         topology: args.topology,
         update_strategy: args.strategy,
         channel: args.channel,
+        bldr_url: args.url.filter(|u| !u.trim().is_empty()),
+        update_period: args.update_period,
         binds: args.binds,
         binding_mode: args.binding_mode,
         health_check_interval: args.health_check_interval,

@@ -32,6 +32,7 @@ pub struct Metrics {
     last_retirements: u64,
     ctl_refused: Family<Labels, Counter>,
     last_ctl: (u64, u64),
+    updates: Family<Labels, Counter>,
 }
 
 impl Default for Metrics {
@@ -58,6 +59,13 @@ impl Metrics {
         let name_conflicts = Gauge::default();
         let retirements = Counter::default();
         let ctl_refused = Family::<Labels, Counter>::default();
+        let updates = Family::<Labels, Counter>::default();
+        registry.register(
+            "updates",
+            "Package updates of the services, by event (found, installed, restarted, failed, \
+             rolled_back)",
+            updates.clone(),
+        );
         registry.register("members", "Ring members by health", members.clone());
         registry.register("bytes", "Gossip bytes by direction", bytes.clone());
         registry.register(
@@ -122,7 +130,15 @@ impl Metrics {
             last_retirements: 0,
             ctl_refused,
             last_ctl: (0, 0),
+            updates,
         }
+    }
+
+    /// One package update event of a service (`updates` in `sup/updates.rs`).
+    pub fn count_update(&self, event: &'static str) {
+        self.updates
+            .get_or_create(&vec![("event", event.to_string())])
+            .inc();
     }
 
     /// Brings the ctl gateway's counts (as its tasks keep them) into the metrics.

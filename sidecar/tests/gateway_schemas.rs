@@ -12,8 +12,8 @@ use support::{assert_valid, read_json, Schemas};
 use habitat_sidecar::census::{self, CensusInput, ELECTION_FINISHED};
 use habitat_sidecar::gossip::member::{Health, Identity, MemberId, MemberView};
 use habitat_sidecar::gossip::rumor::{
-    DepartureRumor, ElectionRumor, ElectionStatus, RetirementRumor, Rumor, ServiceConfigRumor,
-    ServiceFileRumor, ServiceGroup, ServiceRumor, SysInfo,
+    CheckHealth, DepartureRumor, ElectionRumor, ElectionStatus, RetirementRumor, Rumor,
+    ServiceConfigRumor, ServiceFileRumor, ServiceGroup, ServiceRumor, SysInfo, UpdateRumor,
 };
 use habitat_sidecar::gossip::store::Store;
 use serde_json::{json, Value};
@@ -246,6 +246,16 @@ impl Ring {
             Rumor::Election(election),
             Rumor::ElectionUpdate(ElectionRumor::new(id(4), group("web.prod@acme"), 1, 0)),
             Rumor::Departure(DepartureRumor { member_id: id(5) }),
+            // A rolling update of postgres.default: member 2 failed on the target.
+            Rumor::Update(UpdateRumor {
+                member_id: id(2),
+                service_group: group("postgres.default"),
+                incarnation: 2,
+                package: "core/postgresql/15.2/20260101000000".into(),
+                health: CheckHealth::Ok,
+                target: None,
+                failed: Some("core/postgresql/15.3/20260301000000".into()),
+            }),
         ] {
             store.insert(rumor, 0);
         }
@@ -523,7 +533,8 @@ fn census_fields_come_in_habitats_order_and_config_in_its_written_order() {
             "election_term",
             "update_election_term",
             "electorate",
-            "retired_members"
+            "retired_members",
+            "update"
         ]
     );
     let member = &group["population"][id(1).to_string()];
@@ -570,6 +581,17 @@ fn census_shows_leader_health_pkg_and_parsed_config() {
     assert_eq!(pg["update_election_status"], "None");
     assert_eq!(pg["update_leader_id"], Value::Null);
     assert_eq!(pg["changed_service_files"], json!([]));
+    // Ours: a group with update rumors shows them (no update leader yet: no target).
+    assert_eq!(pg["update"]["status"], "idle");
+    assert_eq!(pg["update"]["target"], Value::Null);
+    assert_eq!(pg["update"]["health"][id(2).to_string()], "Ok");
+    assert_eq!(pg["update"]["health"][id(1).to_string()], "Unknown");
+    assert!(
+        doc["census_groups"]["web.prod@acme"]
+            .get("update")
+            .is_none(),
+        "a group without update rumors shows exactly Habitat's fields"
+    );
     assert_eq!(pg["service_config"]["incarnation"], 1_534_943_508);
     assert_eq!(
         pg["service_config"]["value"],

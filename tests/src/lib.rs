@@ -16,6 +16,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 pub mod k8s;
 pub mod node_agent;
+pub mod update;
 
 use serde_json::Value;
 
@@ -40,7 +41,8 @@ pub const FAST_TIMINGS: [&str; 10] = [
     "1",
 ];
 /// Environment variables of the test process that must not leak into a supervisor.
-const SCRUBBED_ENV: [&str; 6] = [
+const SCRUBBED_ENV: [&str; 7] = [
+    "HAB_BLDR_URL",
     "HAB_CACHE_KEY_PATH",
     "HAB_RING_KEY",
     "HAB_ROOT",

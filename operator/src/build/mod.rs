@@ -4,6 +4,7 @@
 //!
 //! Every child carries the same labels and a controller owner reference to the resource.
 
+pub mod netpol;
 pub mod pdb;
 pub mod secrets;
 pub mod services;
@@ -35,14 +36,46 @@ pub const CTL_PORT: i32 = 9632;
 pub struct BuildConfig {
     /// Image holding the static `hab` binary at `/bin/hab` (and a `cp`).
     pub sidecar_image: String,
+    /// Namespace the operator runs in: NetworkPolicies let its pods reach the gateways.
+    pub operator_namespace: String,
+    /// Labels of the operator's pods: NetworkPolicies let them reach the ctl gateway.
+    pub operator_pod_labels: BTreeMap<String, String>,
 }
 
 impl Default for BuildConfig {
     fn default() -> Self {
         Self {
             sidecar_image: DEFAULT_SIDECAR_IMAGE.to_owned(),
+            operator_namespace: DEFAULT_OPERATOR_NAMESPACE.to_owned(),
+            operator_pod_labels: default_operator_pod_labels(),
         }
     }
+}
+
+/// Namespace of the operator when it is not told (nor runs in a pod that says).
+pub const DEFAULT_OPERATOR_NAMESPACE: &str = "default";
+
+/// Labels of the operator's pods when it is not told: the chart's `app.kubernetes.io/name`.
+pub fn default_operator_pod_labels() -> BTreeMap<String, String> {
+    BTreeMap::from([("app.kubernetes.io/name".to_owned(), MANAGED_BY.to_owned())])
+}
+
+/// Parses `k=v[,k=v]...` (the `--operator-pod-labels` flag).
+pub fn parse_labels(text: &str) -> Result<BTreeMap<String, String>, String> {
+    let mut labels = BTreeMap::new();
+    for pair in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (key, value) = pair
+            .split_once('=')
+            .ok_or_else(|| format!("label {pair:?}: expected key=value"))?;
+        if key.is_empty() {
+            return Err(format!("label {pair:?}: empty key, expected key=value"));
+        }
+        labels.insert(key.to_owned(), value.to_owned());
+    }
+    if labels.is_empty() {
+        return Err("expected at least one key=value label".to_owned());
+    }
+    Ok(labels)
 }
 
 /// Sidecar image used when the operator is not told another.
@@ -121,6 +154,29 @@ pub fn ctl_secret_name(hab: &Habitat) -> String {
 /// Name of the Secret that holds the HTTP gateway's bearer token.
 pub fn gateway_secret_name(hab: &Habitat) -> String {
     format!("{}-gateway", hab.name_any())
+}
+
+/// Name of the NetworkPolicy of the resource.
+pub fn network_policy_name(hab: &Habitat) -> String {
+    hab.name_any()
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn operator_pod_labels_parse_as_key_value_pairs() {
+        let labels =
+            parse_labels("app.kubernetes.io/name=habitat-operator, app.kubernetes.io/instance=ops")
+                .unwrap();
+        assert_eq!(labels.len(), 2);
+        assert_eq!(labels["app.kubernetes.io/instance"], "ops");
+        assert!(parse_labels("novalue").unwrap_err().contains("key=value"));
+        assert!(parse_labels("=x").is_err());
+        assert!(parse_labels("").is_err());
+    }
 }
 
 #[cfg(test)]

@@ -12,10 +12,11 @@ use k8s_openapi::api::apps::v1::{
     StatefulSetUpdateStrategy,
 };
 use k8s_openapi::api::core::v1::{
-    Container, ContainerPort, EmptyDirVolumeSource, EnvVar, EnvVarSource, HTTPGetAction, KeyToPath,
-    ObjectFieldSelector, PersistentVolumeClaim, PersistentVolumeClaimSpec, PodSpec,
-    PodTemplateSpec, Probe, SecretKeySelector, SecretVolumeSource, Volume, VolumeMount,
-    VolumeResourceRequirements,
+    Affinity, Container, ContainerPort, EmptyDirVolumeSource, EnvVar, EnvVarSource, HTTPGetAction,
+    KeyToPath, ObjectFieldSelector, PersistentVolumeClaim, PersistentVolumeClaimSpec,
+    PodAffinityTerm, PodAntiAffinity, PodSpec, PodTemplateSpec, Probe, ResourceRequirements,
+    SecretKeySelector, SecretVolumeSource, TopologySpreadConstraint, Volume, VolumeMount,
+    VolumeResourceRequirements, WeightedPodAffinityTerm,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
@@ -52,6 +53,77 @@ const RESERVED_ENV: [&str; 5] = [
 /// (8 s by default, as in Habitat), runs the post-stop hook, then hands over leadership and
 /// gossips its departure; 60 s leaves room for a post-stop hook of half a minute.
 pub const DEFAULT_TERMINATION_GRACE_SECONDS: i64 = 60;
+/// Node label the default anti-affinity spreads a leader group over.
+pub const HOSTNAME_TOPOLOGY_KEY: &str = "kubernetes.io/hostname";
+/// Node label `pod.spreadOverZones` spreads the members over.
+pub const ZONE_TOPOLOGY_KEY: &str = "topology.kubernetes.io/zone";
+
+/// Affinity of the pods: the spec's `pod.affinity` as given, else for topologies that elect a
+/// leader a preferred anti-affinity to the resource's own pods on the node. Preferred, not
+/// required: a cluster with fewer nodes than members still runs them all, but a scheduler
+/// that can spread them keeps one node's failure from taking the quorum.
+pub fn affinity(hab: &Habitat) -> Option<Affinity> {
+    if let Some(affinity) = hab.spec.pod.as_ref().and_then(|p| p.affinity.clone()) {
+        return Some(affinity);
+    }
+    hab.spec.service.topology.elects_leader().then(|| Affinity {
+        pod_anti_affinity: Some(PodAntiAffinity {
+            preferred_during_scheduling_ignored_during_execution: Some(vec![
+                WeightedPodAffinityTerm {
+                    weight: 100,
+                    pod_affinity_term: PodAffinityTerm {
+                        label_selector: Some(LabelSelector {
+                            match_labels: Some(selector_labels(hab)),
+                            ..LabelSelector::default()
+                        }),
+                        topology_key: HOSTNAME_TOPOLOGY_KEY.to_owned(),
+                        ..PodAffinityTerm::default()
+                    },
+                },
+            ]),
+            ..PodAntiAffinity::default()
+        }),
+        ..Affinity::default()
+    })
+}
+
+/// `pod.spreadOverZones`: members spread over zones as evenly as the scheduler can, never
+/// left unscheduled for it (ScheduleAnyway).
+fn topology_spread(hab: &Habitat) -> Option<Vec<TopologySpreadConstraint>> {
+    let spread = hab.spec.pod.as_ref().is_some_and(|p| p.spread_over_zones);
+    spread.then(|| {
+        vec![TopologySpreadConstraint {
+            max_skew: 1,
+            topology_key: ZONE_TOPOLOGY_KEY.to_owned(),
+            when_unsatisfiable: "ScheduleAnyway".to_owned(),
+            label_selector: Some(LabelSelector {
+                match_labels: Some(selector_labels(hab)),
+                ..LabelSelector::default()
+            }),
+            ..TopologySpreadConstraint::default()
+        }]
+    })
+}
+
+/// Requests of the init container when `pod.initResources` is not given: it runs one `cp`
+/// of a ~20 MB binary, and a request keeps quota-enforcing namespaces from refusing the pod.
+fn init_resources(hab: &Habitat) -> ResourceRequirements {
+    hab.spec
+        .pod
+        .as_ref()
+        .and_then(|p| p.init_resources.clone())
+        .unwrap_or_else(|| ResourceRequirements {
+            requests: Some(BTreeMap::from([
+                ("cpu".to_owned(), Quantity("10m".to_owned())),
+                ("memory".to_owned(), Quantity("16Mi".to_owned())),
+            ])),
+            limits: Some(BTreeMap::from([(
+                "memory".to_owned(),
+                Quantity("64Mi".to_owned()),
+            )])),
+            ..ResourceRequirements::default()
+        })
+}
 
 /// The StatefulSet of `hab`, whose binds name no other resource's pods.
 pub fn statefulset(hab: &Habitat, config: &BuildConfig) -> StatefulSet {
@@ -139,11 +211,12 @@ pub fn statefulset_bound(
                     security_context: pod.security_context.clone(),
                     node_selector: (!pod.node_selector.is_empty())
                         .then(|| pod.node_selector.clone()),
-                    affinity: pod.affinity.clone(),
+                    affinity: affinity(hab),
+                    topology_spread_constraints: topology_spread(hab),
                     tolerations: (!pod.tolerations.is_empty()).then(|| pod.tolerations.clone()),
                     image_pull_secrets: (!pod.image_pull_secrets.is_empty())
                         .then(|| pod.image_pull_secrets.clone()),
-                    init_containers: Some(vec![install_hab_container(config)]),
+                    init_containers: Some(vec![install_hab_container(hab, config)]),
                     containers: vec![app_container(hab, bound_peers)],
                     volumes: Some(volumes(hab)),
                     ..PodSpec::default()
@@ -157,7 +230,7 @@ pub fn statefulset_bound(
 }
 
 /// Copies `hab` from the sidecar image into the shared emptyDir.
-fn install_hab_container(config: &BuildConfig) -> Container {
+fn install_hab_container(hab: &Habitat, config: &BuildConfig) -> Container {
     Container {
         name: "install-hab".to_owned(),
         image: Some(config.sidecar_image.clone()),
@@ -171,6 +244,7 @@ fn install_hab_container(config: &BuildConfig) -> Container {
             mount_path: HAB_BIN_DIR.to_owned(),
             ..VolumeMount::default()
         }]),
+        resources: Some(init_resources(hab)),
         ..Container::default()
     }
 }
@@ -487,7 +561,7 @@ mod tests {
         assert_golden("statefulset-channel", &build(&hab));
     }
     use crate::build::golden::assert_golden;
-    use crate::crd::PodOverrides;
+    use crate::crd::{PodOverrides, Topology};
     use k8s_openapi::api::core::v1::Toleration;
 
     fn build(hab: &Habitat) -> StatefulSet {
@@ -526,6 +600,81 @@ mod tests {
                 ..PodOverrides::default()
             });
         assert_golden("statefulset-full", &build(&hab));
+    }
+
+    #[test]
+    fn leader_groups_prefer_distinct_nodes_and_standalone_groups_get_no_affinity() {
+        for hab in [
+            Habitat::test("db").leader().count(3),
+            Habitat::test("db").count(3).topology(Topology::Initializer),
+        ] {
+            let affinity = pod_spec(&build(&hab)).affinity.expect("default affinity");
+            let anti = affinity.pod_anti_affinity.expect("podAntiAffinity");
+            assert!(anti
+                .required_during_scheduling_ignored_during_execution
+                .is_none());
+            let terms = anti
+                .preferred_during_scheduling_ignored_during_execution
+                .unwrap();
+            assert_eq!(terms.len(), 1);
+            assert_eq!(terms[0].weight, 100);
+            let term = &terms[0].pod_affinity_term;
+            assert_eq!(term.topology_key, "kubernetes.io/hostname");
+            assert_eq!(
+                term.label_selector.clone().unwrap().match_labels,
+                Some(selector_labels(&hab))
+            );
+            assert!(affinity.node_affinity.is_none() && affinity.pod_affinity.is_none());
+        }
+        let standalone = pod_spec(&build(&Habitat::test("web").count(3)));
+        assert!(standalone.affinity.is_none());
+        assert!(standalone.topology_spread_constraints.is_none());
+    }
+
+    #[test]
+    fn the_pods_affinity_replaces_the_default_and_zones_spread_only_when_asked() {
+        let own = Affinity {
+            node_affinity: Some(k8s_openapi::api::core::v1::NodeAffinity::default()),
+            ..Affinity::default()
+        };
+        let hab = Habitat::test("db").leader().count(3).pod(PodOverrides {
+            affinity: Some(own.clone()),
+            spread_over_zones: true,
+            ..PodOverrides::default()
+        });
+        let spec = pod_spec(&build(&hab));
+        assert_eq!(spec.affinity, Some(own));
+        let spread = spec.topology_spread_constraints.unwrap();
+        assert_eq!(spread.len(), 1);
+        assert_eq!(spread[0].topology_key, "topology.kubernetes.io/zone");
+        assert_eq!(spread[0].when_unsatisfiable, "ScheduleAnyway");
+        assert_eq!(spread[0].max_skew, 1);
+        assert_eq!(
+            spread[0].label_selector.clone().unwrap().match_labels,
+            Some(selector_labels(&hab))
+        );
+        assert_golden("statefulset-placement", &build(&hab));
+    }
+
+    #[test]
+    fn the_init_container_has_resources_by_default_and_as_asked() {
+        let spec = pod_spec(&build(&Habitat::test("web")));
+        let init = &spec.init_containers.unwrap()[0];
+        let requests = init.resources.clone().unwrap().requests.unwrap();
+        assert_eq!(requests["cpu"].0, "10m");
+        let asked = ResourceRequirements {
+            requests: Some(BTreeMap::from([(
+                "cpu".to_owned(),
+                Quantity("100m".to_owned()),
+            )])),
+            ..ResourceRequirements::default()
+        };
+        let hab = Habitat::test("web").pod(PodOverrides {
+            init_resources: Some(asked.clone()),
+            ..PodOverrides::default()
+        });
+        let init = &pod_spec(&build(&hab)).init_containers.unwrap()[0];
+        assert_eq!(init.resources, Some(asked));
     }
 
     #[test]

@@ -74,6 +74,26 @@ pub struct GroupDoc {
     /// Members a leader retired from the electorate (ours).
     #[serde(default)]
     pub retired_members: Vec<String>,
+    /// Package updates of the group (ours; only when a member publishes update rumors, so a
+    /// group without updates shows exactly Habitat's fields).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub update: Option<UpdateDoc>,
+}
+
+/// `update` of a group: the release the group rolls to and how far it got.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpdateDoc {
+    /// The release the update leader announced, if any.
+    pub target: Option<String>,
+    /// `rolling` (some alive member does not run the target yet), `done`, `failed` (a member's
+    /// health check failed on the target: the roll stopped), or `idle` (no target).
+    pub status: String,
+    /// With `rolling`, the member whose turn it is; with `failed`, the member that failed.
+    pub member: Option<String>,
+    /// Each member's health check of the release it runs, by member id (`Ok`, `Warning`,
+    /// `Critical`, `Unknown`).
+    #[serde(default)]
+    pub health: BTreeMap<String, String>,
 }
 
 /// `service_config` of a group.

@@ -403,6 +403,10 @@ pub struct SvcLoad {
     pub shutdown_timeout: Option<u32>,
     #[prost(enumeration = "UpdateCondition", optional, tag = "17")]
     pub update_condition: Option<i32>,
+    /// Seconds between depot polls (ours, `--update-period`; a tag far from Habitat's, which
+    /// its supervisor skips as unknown).
+    #[prost(uint64, optional, tag = "1001")]
+    pub update_period: Option<u64>,
 }
 
 #[derive(Clone, PartialEq, Eq, Hash, prost::Message)]
@@ -431,6 +435,9 @@ pub struct SvcUpdate {
     pub shutdown_timeout: Option<u32>,
     #[prost(enumeration = "UpdateCondition", optional, tag = "12")]
     pub update_condition: Option<i32>,
+    /// Seconds between depot polls (ours, as in `SvcLoad`).
+    #[prost(uint64, optional, tag = "1001")]
+    pub update_period: Option<u64>,
 }
 
 #[derive(Clone, PartialEq, Eq, Hash, prost::Message)]

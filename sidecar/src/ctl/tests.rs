@@ -205,6 +205,7 @@ fn every_message_round_trips_in_a_frame() {
             health_check_interval: Some(HealthCheckInterval { seconds: 5 }),
             shutdown_timeout: Some(8),
             update_condition: Some(UpdateCondition::TrackChannel as i32),
+            update_period: Some(60),
         },
         SvcLoad::default(),
         SvcUpdate {
@@ -222,6 +223,7 @@ fn every_message_round_trips_in_a_frame() {
             health_check_interval: Some(HealthCheckInterval { seconds: 1 }),
             shutdown_timeout: Some(2),
             update_condition: Some(UpdateCondition::Latest as i32),
+            update_period: Some(1),
         },
         SvcUnload {
             ident: Some(full_ident()),
@@ -853,6 +855,7 @@ fn habitats_svc_load_sends_its_defaults_explicitly() {
             health_check_interval: Some(HealthCheckInterval { seconds: 30 }),
             shutdown_timeout: None,
             update_condition: Some(UpdateCondition::Latest as i32),
+            update_period: None,
         })
     );
 }

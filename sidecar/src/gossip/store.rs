@@ -361,7 +361,8 @@ impl Store {
             .keys()
             .filter(|k| {
                 matches!(k, RumorKey::Service { member: m, .. }
-                    | RumorKey::Retirement { member: m, .. } if *m == member)
+                    | RumorKey::Retirement { member: m, .. }
+                    | RumorKey::Update { member: m, .. } if *m == member)
             })
             .cloned()
             .collect()

@@ -658,9 +658,10 @@ pub fn install(hart: &Path, root: &Path, cache: &Path) -> Result<PathBuf> {
     let pkgs = root.join("pkgs");
     let created_pkgs = !pkgs.exists();
     fs::create_dir_all(&pkgs).map_err(|e| Error::io(&pkgs, e))?;
+    remove_stale_staging(&pkgs, STALE_STAGING_AGE);
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let staging = pkgs.join(format!(
-        ".install-{}-{}.hab-tmp",
+        "{STAGING_PREFIX}{}-{}{STAGING_SUFFIX}",
         std::process::id(),
         COUNTER.fetch_add(1, Ordering::Relaxed)
     ));
@@ -674,6 +675,37 @@ pub fn install(hart: &Path, root: &Path, cache: &Path) -> Result<PathBuf> {
         let _ = fs::remove_dir(&pkgs);
     }
     result
+}
+
+const STAGING_PREFIX: &str = ".install-";
+const STAGING_SUFFIX: &str = ".hab-tmp";
+/// A staging directory untouched this long was left by an install that crashed (an install
+/// writes into its staging directory all along, and takes seconds, not hours).
+const STALE_STAGING_AGE: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// Removes staging directories in `pkgs` older than `age`; best effort.
+fn remove_stale_staging(pkgs: &Path, age: std::time::Duration) {
+    let Ok(entries) = fs::read_dir(pkgs) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if !(name.starts_with(STAGING_PREFIX) && name.ends_with(STAGING_SUFFIX)) {
+            continue;
+        }
+        let old = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|elapsed| elapsed >= age);
+        if old {
+            let path = entry.path();
+            let _ = make_writable(&path);
+            let _ = fs::remove_dir_all(&path);
+        }
+    }
 }
 
 /// Directories made read-only by their archive modes would keep `remove_dir_all` out.

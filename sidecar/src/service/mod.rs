@@ -13,6 +13,7 @@ pub mod status;
 pub mod strategy;
 pub mod supervisor;
 pub mod topology;
+pub mod update;
 
 pub use strategy::UpdateStrategy;
 pub use topology::Topology;

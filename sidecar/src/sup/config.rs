@@ -29,6 +29,10 @@ pub struct SupervisorConfig {
     pub topology: Topology,
     pub update_strategy: UpdateStrategy,
     pub channel: String,
+    /// `--url`: the depot the service updates from.
+    pub bldr_url: Option<String>,
+    /// `--update-period`.
+    pub update_period: Duration,
     pub binds: Vec<BindSpec>,
     pub binding_mode: BindingMode,
     pub health_check_interval: Duration,

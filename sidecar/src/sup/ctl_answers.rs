@@ -125,6 +125,7 @@ impl LoopState {
                 ))
             }
             Request::SvcLoad(r) => self.ctl_load(&r),
+            Request::SvcUpdate(r) => self.ctl_update(&r),
             Request::SvcUnload(r) => self.ctl_unload(r.ident.as_ref()),
             Request::SvcStart(r) => self.ctl_set_desired(r.ident.as_ref(), specs::DesiredState::Up),
             Request::SvcStop(r) => {
@@ -301,8 +302,9 @@ impl LoopState {
     }
 
     /// `hab svc load`: the package must be installed under `<root>/pkgs`. A service already
-    /// loaded is only replaced with `--force` (then the fields given change its spec and the
-    /// service restarts with it).
+    /// loaded is only replaced with `--force`: then the fields given change its spec, and the
+    /// service restarts with it unless only its update settings changed (strategy, channel,
+    /// url, update period), which apply in place.
     fn ctl_load(&mut self, r: &ctl::SvcLoad) -> Result<Vec<Reply>, Vec<Reply>> {
         let ident = r
             .ident
@@ -320,7 +322,18 @@ impl LoopState {
             ));
         }
         let base = loaded.map_or_else(|| SpecFile::new(""), |s| s.spec_file.clone());
-        let spec = spec_from_load(base, r)?;
+        let mut spec = spec_from_load(base, r)?;
+        if let Some(loaded) = loaded.filter(|s| ident_matches(ident, &s.spec.package.ident)) {
+            // The package it runs, named as much as typed: it stays loaded from where it was
+            // (a package directory, or a more qualified ident).
+            spec.ident.clone_from(&loaded.spec_file.ident);
+        }
+        check_update_settings(&spec)?;
+        if let Some(loaded) = loaded {
+            if same_but_update_settings(&loaded.spec_file, &spec) {
+                return self.change_update_settings(&ident.name, spec);
+            }
+        }
         let service = self.prepare_service(spec.clone()).map_err(|e| match e {
             crate::error::Error::Package { .. } => refuse(
                 ErrCode::NotFound,
@@ -338,6 +351,74 @@ impl LoopState {
         self.unload_service(&name);
         self.insert_service(service);
         Ok(ok_saying(format!("Loaded {}", spec.ident)))
+    }
+
+    /// `hab svc update`: changes the update settings of a loaded service in place (its process
+    /// keeps running). Other fields are refused by name: `hab svc load --force` changes them.
+    fn ctl_update(&mut self, r: &ctl::SvcUpdate) -> Result<Vec<Reply>, Vec<Reply>> {
+        let name = self.loaded_name(r.ident.as_ref())?;
+        let others = [
+            ("--group", r.group.is_some()),
+            ("--topology", r.topology.is_some()),
+            ("--bind", r.binds.is_some()),
+            ("--binding-mode", r.binding_mode.is_some()),
+            ("--health-check-interval", r.health_check_interval.is_some()),
+            ("--shutdown-timeout", r.shutdown_timeout.is_some()),
+        ];
+        let given: Vec<&str> = others.iter().filter(|(_, s)| *s).map(|(f, _)| *f).collect();
+        if !given.is_empty() {
+            return Err(refuse(
+                ErrCode::NotSupported,
+                format!(
+                    "hab svc update changes --strategy, --channel, --url and --update-period \
+                     here; use hab svc load --force for {}",
+                    given.join(", ")
+                ),
+            ));
+        }
+        let Some(service) = self.services.get(&name) else {
+            return Err(refuse(
+                ErrCode::NotFound,
+                format!("Service not loaded, {name}"),
+            ));
+        };
+        let mut spec = service.spec_file.clone();
+        if let Some(strategy) = r.update_strategy {
+            spec.update_strategy = strategy_from_ctl(strategy)?;
+        }
+        if let Some(channel) = &r.bldr_channel {
+            spec.channel.clone_from(channel);
+        }
+        if let Some(url) = &r.bldr_url {
+            spec.bldr_url = Some(url.clone());
+        }
+        if let Some(secs) = r.update_period {
+            spec.update_period = period_from_ctl(secs)?;
+        }
+        check_update_settings(&spec)?;
+        self.change_update_settings(&name, spec)
+    }
+
+    /// Saves `spec` (differing from the loaded one in its update settings only) and applies it
+    /// to the running service without a restart.
+    fn change_update_settings(
+        &mut self,
+        name: &str,
+        spec: SpecFile,
+    ) -> Result<Vec<Reply>, Vec<Reply>> {
+        specs::save(&self.specs_dir(), name, &spec)
+            .map_err(|e| refuse(ErrCode::Io, e.to_string()))?;
+        let line = format!(
+            "Updated {}: strategy {}, channel {}, url {}, update period {} s (the service keeps \
+             running)",
+            spec.ident,
+            spec.update_strategy,
+            spec.channel,
+            spec.bldr_url.as_deref().unwrap_or("-"),
+            spec.update_period.as_secs_f64()
+        );
+        self.set_update_settings(name, spec);
+        Ok(ok_saying(line))
     }
 
     /// `hab svc unload`: the spec goes first, then the service stops (in the background).
@@ -436,12 +517,10 @@ fn spec_from_load(base: SpecFile, r: &ctl::SvcLoad) -> Result<SpecFile, Vec<Repl
         };
     }
     if let Some(strategy) = r.update_strategy {
-        spec.update_strategy = match strategy {
-            0 => UpdateStrategy::None,
-            1 => UpdateStrategy::AtOnce,
-            2 => UpdateStrategy::Rolling,
-            other => return Err(bad("update strategy", other)),
-        };
+        spec.update_strategy = strategy_from_ctl(strategy)?;
+    }
+    if let Some(secs) = r.update_period {
+        spec.update_period = period_from_ctl(secs)?;
     }
     if let Some(mode) = r.binding_mode {
         spec.binding_mode = match mode {
@@ -484,4 +563,46 @@ fn spec_from_load(base: SpecFile, r: &ctl::SvcLoad) -> Result<SpecFile, Vec<Repl
         spec.bldr_url = Some(url.clone());
     }
     Ok(spec)
+}
+
+/// Habitat's `UpdateStrategy` enum value.
+fn strategy_from_ctl(value: i32) -> Result<UpdateStrategy, Vec<Reply>> {
+    match value {
+        0 => Ok(UpdateStrategy::None),
+        1 => Ok(UpdateStrategy::AtOnce),
+        2 => Ok(UpdateStrategy::Rolling),
+        other => Err(refuse(
+            ErrCode::BadPayload,
+            format!("unknown update strategy {other} in the request"),
+        )),
+    }
+}
+
+/// `update_period` (ours): whole seconds, 1 s to a day.
+fn period_from_ctl(secs: u64) -> Result<Duration, Vec<Reply>> {
+    if secs == 0 || secs > 24 * 3600 {
+        return Err(refuse(
+            ErrCode::InvalidPayload,
+            format!("update period {secs} s: expected 1 s to a day"),
+        ));
+    }
+    Ok(Duration::from_secs(secs))
+}
+
+/// A strategy that updates needs a depot to update from.
+fn check_update_settings(spec: &SpecFile) -> Result<(), Vec<Reply>> {
+    match specs::update_settings(spec).problem() {
+        Some(problem) => Err(refuse(ErrCode::InvalidPayload, problem)),
+        None => Ok(()),
+    }
+}
+
+/// Whether `new` differs from `old` in its update settings at most (then no restart is due).
+fn same_but_update_settings(old: &SpecFile, new: &SpecFile) -> bool {
+    let mut same = new.clone();
+    same.update_strategy = old.update_strategy;
+    same.channel.clone_from(&old.channel);
+    same.bldr_url.clone_from(&old.bldr_url);
+    same.update_period = old.update_period;
+    same == *old
 }

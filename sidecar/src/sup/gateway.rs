@@ -34,13 +34,18 @@ impl snapshot::Source for LoopState {
                     .iter()
                     .find(|g| g.service_group == service.spec.service_group)
                     .map_or(census::ELECTION_NONE, |g| g.election_status);
-                service_gateway::service_json(
+                let mut json = service_gateway::service_json(
                     &service.spec,
                     &status,
                     &service.pkg_ctx,
                     &self.dirs.sup,
                     election,
-                )
+                );
+                let group = groups
+                    .iter()
+                    .find(|g| g.service_group == service.spec.service_group);
+                add_update_settings(&mut json, &service.spec_file, group);
+                json
             })
             .collect()
     }
@@ -71,6 +76,38 @@ impl snapshot::Source for LoopState {
         );
         Bytes::from(text)
     }
+}
+
+/// The service's update settings in Habitat's `/services` fields (`bldr_url`, `channel`,
+/// `update_strategy`), and ours under `update`: the period, and the group's roll as `/census`
+/// shows it (`target`, `status`, `member`).
+fn add_update_settings(
+    json: &mut serde_json::Value,
+    spec: &super::specs::SpecFile,
+    group: Option<&census::CensusGroup>,
+) {
+    let serde_json::Value::Object(map) = json else {
+        return;
+    };
+    map.insert(
+        "bldr_url".into(),
+        serde_json::json!(spec.bldr_url.clone().unwrap_or_default()),
+    );
+    map.insert("channel".into(), serde_json::json!(spec.channel));
+    map.insert(
+        "update_strategy".into(),
+        serde_json::json!(spec.update_strategy.as_str()),
+    );
+    let roll = group.and_then(census::CensusGroup::update_doc);
+    map.insert(
+        "update".into(),
+        serde_json::json!({
+            "period": spec.update_period.as_secs_f64(),
+            "target": roll.as_ref().and_then(|r| r.target.clone()),
+            "status": roll.as_ref().map_or("idle", |r| r.status.as_str()),
+            "member": roll.as_ref().and_then(|r| r.member.clone()),
+        }),
+    );
 }
 
 fn json_bytes(doc: &serde_json::Value) -> Bytes {

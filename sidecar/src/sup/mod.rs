@@ -20,6 +20,7 @@ mod peers;
 mod ring_keys;
 mod services;
 pub mod specs;
+mod updates;
 
 pub use config::{PeerSpec, SupervisorConfig, SUP_VERSION};
 use identity::{advertised_ip, persist_incarnation};
@@ -125,6 +126,9 @@ pub async fn run(config: SupervisorConfig) -> anyhow::Result<Exit> {
         }
         None => {}
     }
+    if let Some(problem) = specs::update_settings(&services::spec_from_run(&config, "")).problem() {
+        anyhow::bail!(problem);
+    }
 
     let udp = UdpSocket::bind(config.listen_gossip)
         .await
@@ -200,6 +204,7 @@ pub async fn run(config: SupervisorConfig) -> anyhow::Result<Exit> {
     node.start(now_ms(), housekeeping.resolved.clone());
     let store_writer = store::StoreWriter::spawn(dirs.rumor_file());
     let election_tick = config.gossip.swim.gossip_interval;
+    let (update_events, mut update_rx) = mpsc::channel::<updates::UpdateEvent>(64);
     let mut loop_state = LoopState {
         node,
         udp,
@@ -226,6 +231,7 @@ pub async fn run(config: SupervisorConfig) -> anyhow::Result<Exit> {
         election_tick,
         membership_seen: None,
         persist_at: None,
+        update_events,
     };
     // `hab sup run PKG` loads PKG with the flags given (and saves its spec, replacing any
     // earlier one); the services saved before come back as they were.
@@ -251,6 +257,7 @@ pub async fn run(config: SupervisorConfig) -> anyhow::Result<Exit> {
             loop_state.timers.next_due(),
             loop_state.persist_at,
             loop_state.election_at,
+            loop_state.update_due(),
             housekeeping.next_due(),
             gateway.next_due(),
         ]
@@ -283,6 +290,7 @@ pub async fn run(config: SupervisorConfig) -> anyhow::Result<Exit> {
                 }
             }
             () = loop_state.service_events.notified() => loop_state.on_service_events(),
+            Some(event) = update_rx.recv() => loop_state.on_update_event(event),
             _ = sigterm.recv() => break,
             _ = sigint.recv() => break,
             _ = sighup.recv() => tracing::info!("SIGHUP received: ignored, the supervisor runs on"),
@@ -343,6 +351,8 @@ struct LoopState {
     election_tick: Duration,
     /// The membership fingerprint and `knows_ring` as the census and elections last saw them.
     membership_seen: Option<(u64, bool)>,
+    /// What update polls and installs report back (see `updates`).
+    update_events: mpsc::Sender<updates::UpdateEvent>,
 }
 
 impl LoopState {
@@ -424,6 +434,7 @@ impl LoopState {
             self.election_at = None;
             self.election_dirty = true;
         }
+        self.poll_updates(now);
     }
 
     /// Member health moves without rumor changes (foca marks suspects silently): the census

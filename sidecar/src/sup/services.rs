@@ -27,6 +27,7 @@ use crate::package::Package;
 use crate::service::hooks::HookKind;
 use crate::service::runtime::{self as service_runtime, RingView, ServiceSpec};
 use crate::service::status::ServiceStatus;
+use crate::service::update::PollClock;
 use crate::service::{Topology, UpdateStrategy};
 use crate::template::context::{PkgContext, SysContext};
 
@@ -47,13 +48,15 @@ pub(super) struct Service {
     /// The task ended without being asked to (it could not even set up its directory): not
     /// started again until `hab svc start` or a new load.
     pub halted: bool,
+    /// Package updates (strategies at-once and rolling).
+    pub updates: super::updates::ServiceUpdates,
 }
 
 /// A running service's task and the channels the loop talks to it through.
 pub(super) struct Running {
     view: watch::Sender<RingView>,
-    stop: watch::Sender<bool>,
-    task: JoinHandle<()>,
+    pub stop: watch::Sender<bool>,
+    pub task: JoinHandle<()>,
 }
 
 /// A task told to stop, kept until it ended (its service may be unloaded already).
@@ -62,6 +65,16 @@ pub(super) struct Stopping {
     task: JoinHandle<()>,
     /// Past this, the task is aborted at supervisor shutdown.
     deadline: Instant,
+}
+
+impl Stopping {
+    pub fn new(name: String, task: JoinHandle<()>, deadline: Instant) -> Stopping {
+        Stopping {
+            name,
+            task,
+            deadline,
+        }
+    }
 }
 
 impl Service {
@@ -74,7 +87,7 @@ impl Service {
     }
 
     /// How long a stop may take: the package's shutdown timeout, the post-stop hook, a margin.
-    fn stop_allowance(&self) -> Duration {
+    pub fn stop_allowance(&self) -> Duration {
         self.spec.package.shutdown_timeout
             + self.spec.hook_timeouts.get(HookKind::PostStop)
             + Duration::from_secs(2)
@@ -120,6 +133,8 @@ pub(super) fn spec_from_run(config: &SupervisorConfig, ident: &str) -> SpecFile 
         topology: config.topology,
         update_strategy: config.update_strategy,
         channel: config.channel.clone(),
+        bldr_url: config.bldr_url.clone(),
+        update_period: config.update_period,
         binds: config.binds.clone(),
         binding_mode: config.binding_mode,
         health_check_interval: config.health_check_interval,
@@ -152,6 +167,10 @@ impl LoopState {
         };
         let pkg_ctx = service_runtime::pkg_context(&spec);
         let (_, status) = watch::channel(ServiceStatus::default());
+        let mut updates = super::updates::ServiceUpdates::default();
+        if spec_file.update_strategy != UpdateStrategy::None {
+            updates.poll = Some(PollClock::new(Instant::now(), spec_file.update_period));
+        }
         Ok(Service {
             spec_file,
             spec,
@@ -161,6 +180,7 @@ impl LoopState {
             status,
             running: None,
             halted: false,
+            updates,
         })
     }
 
@@ -229,7 +249,8 @@ impl LoopState {
         };
         let leader_topology = service.spec.topology != Topology::Standalone;
         let rolling = service.spec_file.update_strategy == UpdateStrategy::Rolling;
-        if leader_topology || rolling {
+        // A restart into a new release keeps the elections it runs.
+        if (leader_topology || rolling) && service.election.is_none() {
             // Until the suitability hook answers, every member is equally suitable and ties
             // break by member id.
             service.election = Some(GroupElections::new(
@@ -383,6 +404,8 @@ impl LoopState {
                 tracing::warn!(error = %e, "cannot publish the service rumor");
             }
         }
+        // The health check goes into the update rumor (rolling waits on it).
+        self.sync_update_rumor(name);
     }
 
     /// Runs the election engines over the current ring view and publishes what they decide.
@@ -456,6 +479,7 @@ impl LoopState {
             return;
         }
         let groups = self.census_groups();
+        self.step_updates(&groups);
         for running in self.services.values().filter_map(|s| s.running.as_ref()) {
             running.view.send_if_modified(|view| {
                 if view.groups == groups {

@@ -49,6 +49,8 @@ pub struct SpecFile {
     pub binding_mode: BindingMode,
     pub health_check_interval: Duration,
     pub desired_state: DesiredState,
+    /// Seconds between depot polls (ours: `update_period`; absent in older specs).
+    pub update_period: Duration,
 }
 
 impl SpecFile {
@@ -65,6 +67,7 @@ impl SpecFile {
             binding_mode: BindingMode::Strict,
             health_check_interval: DEFAULT_HEALTH_CHECK_INTERVAL,
             desired_state: DesiredState::Up,
+            update_period: crate::service::update::DEFAULT_UPDATE_PERIOD,
         }
     }
 
@@ -87,15 +90,12 @@ impl SpecFile {
             toml::Value::Array(self.binds.iter().map(|b| b.to_string().into()).collect()),
         );
         put("binding_mode", self.binding_mode.to_string().into());
-        let secs = self.health_check_interval.as_secs_f64();
-        // Whole seconds as an integer, as Habitat writes them.
-        let interval = if secs.fract() == 0.0 && secs <= i64::MAX as f64 {
-            toml::Value::Integer(secs as i64)
-        } else {
-            toml::Value::Float(secs)
-        };
-        put("health_check_interval", interval);
+        put(
+            "health_check_interval",
+            seconds_value(self.health_check_interval),
+        );
         put("desired_state", self.desired_state.as_str().into());
+        put("update_period", seconds_value(self.update_period));
         toml::to_string(&table).unwrap_or_default()
     }
 
@@ -155,16 +155,26 @@ impl SpecFile {
             Some("relaxed") => BindingMode::Relaxed,
             Some(_) => return Err(bad("binding_mode", "strict or relaxed")),
         };
-        if let Some(interval) = field("health_check_interval") {
-            let secs = match interval {
+        let seconds = |key: &str| -> Result<Option<Duration>> {
+            let Some(value) = field(key) else {
+                return Ok(None);
+            };
+            let secs = match value {
                 toml::Value::Integer(n) => *n as f64,
                 toml::Value::Float(f) => *f,
-                _ => return Err(bad("health_check_interval", "a number of seconds")),
+                _ => return Err(bad(key, "a number of seconds")),
             };
-            spec.health_check_interval = Some(secs)
+            Some(secs)
                 .filter(|s| s.is_finite() && *s > 0.0)
                 .and_then(|s| Duration::try_from_secs_f64(s).ok())
-                .ok_or_else(|| bad("health_check_interval", "a positive number of seconds"))?;
+                .map(Some)
+                .ok_or_else(|| bad(key, "a positive number of seconds"))
+        };
+        if let Some(interval) = seconds("health_check_interval")? {
+            spec.health_check_interval = interval;
+        }
+        if let Some(period) = seconds("update_period")? {
+            spec.update_period = period;
         }
         spec.desired_state = match string("desired_state")?.as_deref() {
             None | Some("up") => DesiredState::Up,
@@ -172,6 +182,26 @@ impl SpecFile {
             Some(_) => return Err(bad("desired_state", "up or down")),
         };
         Ok(spec)
+    }
+}
+
+/// The update settings a spec names.
+pub fn update_settings(spec: &SpecFile) -> crate::service::update::UpdateSettings {
+    crate::service::update::UpdateSettings {
+        strategy: spec.update_strategy,
+        channel: spec.channel.clone(),
+        url: spec.bldr_url.clone(),
+        period: spec.update_period,
+    }
+}
+
+/// Whole seconds as an integer, as Habitat writes them; a fraction as a float.
+fn seconds_value(duration: Duration) -> toml::Value {
+    let secs = duration.as_secs_f64();
+    if secs.fract() == 0.0 && secs <= i64::MAX as f64 {
+        toml::Value::Integer(secs as i64)
+    } else {
+        toml::Value::Float(secs)
     }
 }
 
@@ -245,6 +275,7 @@ mod tests {
             binding_mode: BindingMode::Relaxed,
             health_check_interval: Duration::from_millis(2500),
             desired_state: DesiredState::Down,
+            update_period: Duration::from_secs(5),
         }
     }
 
@@ -256,6 +287,7 @@ mod tests {
         assert!(text.contains("update_strategy = \"rolling\""), "{text}");
         assert!(text.contains("binds = [\"backend:pg.default\"]"), "{text}");
         assert!(text.contains("health_check_interval = 2.5"), "{text}");
+        assert!(text.contains("update_period = 5\n"), "{text}");
         assert_eq!(SpecFile::parse(&text, "s").unwrap(), spec);
 
         let plain = SpecFile::new("core/redis");
@@ -276,6 +308,11 @@ mod tests {
         assert_eq!(spec.ident, "core/redis");
         assert_eq!(spec.bldr_url.as_deref(), Some("https://bldr.habitat.sh"));
         assert_eq!(spec.health_check_interval, Duration::from_secs(30));
+        assert_eq!(
+            spec.update_period,
+            Duration::from_secs(60),
+            "a spec without update_period (older, or Habitat's) polls every minute"
+        );
     }
 
     #[test]
@@ -299,6 +336,7 @@ mod tests {
                 "ident = \"a/b\"\nhealth_check_interval = 1e300",
                 "health_check_interval",
             ),
+            ("ident = \"a/b\"\nupdate_period = 0", "update_period"),
             ("ident = ", "not a spec file"),
         ] {
             let err = SpecFile::parse(text, "/hab/sup/default/specs/b.spec")

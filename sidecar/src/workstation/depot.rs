@@ -49,8 +49,10 @@ fn qualified(text: &str) -> Result<PackageIdent> {
 }
 
 /// Runs one `hab pkg` depot command.
+/// `keys_dir`: the key cache `hab pkg upload` takes the signer's public key from.
 pub async fn run_pkg(
     command: &PkgDepotCommand,
+    keys_dir: Option<&Path>,
     out: &mut dyn Write,
     progress: &mut dyn Write,
 ) -> Result<()> {
@@ -59,7 +61,7 @@ pub async fn run_pkg(
         PkgDepotCommand::Upload(args) => {
             let depot = depot_from_args(&args.depot)?;
             for hart in &args.hart_files {
-                upload(&depot, hart, args.channel.as_deref(), progress).await?;
+                upload(&depot, hart, args.channel.as_deref(), keys_dir, progress).await?;
             }
             Ok(())
         }
@@ -103,6 +105,7 @@ async fn upload(
     depot: &Depot,
     hart: &Path,
     channel: Option<&str>,
+    keys_dir: Option<&Path>,
     progress: &mut dyn Write,
 ) -> Result<()> {
     let io = |e: std::io::Error| Error::invalid("output", e.to_string());
@@ -111,6 +114,9 @@ async fn upload(
             hart.display().to_string(),
             "no such file: expected a .hart file (ex: core-redis-7.2.4-20240101000000-x86_64-linux.hart)",
         ));
+    }
+    if let Some(keys_dir) = keys_dir {
+        upload_signer_key(depot, hart, keys_dir, progress).await?;
     }
     writeln!(progress, "↑ Uploading {}", hart.display()).map_err(io)?;
     let ident = depot.upload(hart, None).await?;
@@ -121,6 +127,33 @@ async fn upload(
         writeln!(progress, "✓ Promoted {ident}").map_err(io)?;
     }
     writeln!(progress, "★ Upload of {ident} complete.").map_err(io)
+}
+
+/// Uploads the public key that signed `hart`, when the key cache has it (as Habitat's `hab`
+/// does, so that installers can fetch it from the depot); a missing key is only reported.
+async fn upload_signer_key(
+    depot: &Depot,
+    hart: &Path,
+    keys_dir: &Path,
+    progress: &mut dyn Write,
+) -> Result<()> {
+    let io = |e: std::io::Error| Error::invalid("output", e.to_string());
+    let signer = crate::pkg::hart::read_header(hart)?.signer;
+    let file = keys_dir.join(format!("{signer}.pub"));
+    if crate::pkg::keys::public_key(&signer, keys_dir).is_err() {
+        return writeln!(
+            progress,
+            "» No public origin key {} here: not uploaded (installers need it from elsewhere)",
+            file.display()
+        )
+        .map_err(io);
+    }
+    let content = std::fs::read(&file).map_err(|e| Error::io(&file, e))?;
+    if depot.upload_origin_key(&signer, content).await? {
+        writeln!(progress, "✓ Uploaded public origin key {signer}.pub").map_err(io)
+    } else {
+        writeln!(progress, "→ Using existing public origin key {signer}.pub").map_err(io)
+    }
 }
 
 /// `hab depot serve DIR`: serves until SIGINT or SIGTERM.

@@ -23,7 +23,68 @@ pub struct SvcLoad {
     pub binds: Vec<BindSpec>,
     pub binding_mode: Option<BindingMode>,
     pub health_check_interval: Option<Duration>,
+    pub update_period: Option<Duration>,
     pub force: bool,
+}
+
+/// `hab svc update PKG_IDENT [flags]`: only the flags given are sent.
+#[derive(Clone, Debug, Default)]
+pub struct SvcUpdate {
+    pub pkg_ident: String,
+    pub strategy: Option<UpdateStrategy>,
+    pub channel: Option<String>,
+    pub url: Option<String>,
+    pub update_period: Option<Duration>,
+}
+
+impl SvcUpdate {
+    /// The request, in Habitat's field numbers (`update_period` is ours).
+    pub fn request(&self) -> Result<msg::SvcUpdate, Error> {
+        Ok(msg::SvcUpdate {
+            ident: Some(parse_package_ident(&self.pkg_ident)?),
+            bldr_url: self.url.clone(),
+            bldr_channel: self.channel.clone(),
+            update_strategy: self.strategy.map(strategy_value),
+            update_period: whole_seconds("--update-period", self.update_period)?,
+            ..msg::SvcUpdate::default()
+        })
+    }
+}
+
+/// `hab svc update`.
+pub async fn svc_update(
+    remote: &Remote,
+    update: &SvcUpdate,
+    out: &mut dyn Write,
+) -> Result<(), Error> {
+    send_printing(remote, update.request()?, out).await
+}
+
+/// Habitat's `UpdateStrategy` enum value.
+fn strategy_value(strategy: UpdateStrategy) -> i32 {
+    match strategy {
+        UpdateStrategy::None => msg::UpdateStrategy::None as i32,
+        UpdateStrategy::AtOnce => msg::UpdateStrategy::AtOnce as i32,
+        UpdateStrategy::Rolling => msg::UpdateStrategy::Rolling as i32,
+    }
+}
+
+/// A duration the ctl protocol carries in whole seconds; `flag` names it in the error.
+fn whole_seconds(flag: &str, duration: Option<Duration>) -> Result<Option<u64>, Error> {
+    duration
+        .map(|d| {
+            if d.as_secs() == 0 || d.subsec_nanos() != 0 {
+                return Err(Error::Invalid {
+                    what: flag.to_string(),
+                    problem: format!(
+                        "expected a whole number of seconds (the ctl protocol carries \
+                         seconds), found {d:?}"
+                    ),
+                });
+            }
+            Ok(d.as_secs())
+        })
+        .transpose()
 }
 
 impl SvcLoad {
@@ -70,11 +131,7 @@ impl SvcLoad {
                 Topology::Leader => msg::Topology::Leader as i32,
                 Topology::Initializer => 2,
             }),
-            update_strategy: self.strategy.map(|s| match s {
-                UpdateStrategy::None => msg::UpdateStrategy::None as i32,
-                UpdateStrategy::AtOnce => msg::UpdateStrategy::AtOnce as i32,
-                UpdateStrategy::Rolling => msg::UpdateStrategy::Rolling as i32,
-            }),
+            update_strategy: self.strategy.map(strategy_value),
             binding_mode: self.binding_mode.map(|m| match m {
                 BindingMode::Relaxed => msg::BindingMode::Relaxed as i32,
                 BindingMode::Strict => msg::BindingMode::Strict as i32,
@@ -82,6 +139,7 @@ impl SvcLoad {
             health_check_interval,
             shutdown_timeout: None,
             update_condition: None,
+            update_period: whole_seconds("--update-period", self.update_period)?,
         })
     }
 }
@@ -192,6 +250,29 @@ mod tests {
         let bind = &full.binds.unwrap().binds[0];
         assert_eq!(bind.name, "db");
         assert_eq!(bind.service_group.organization.as_deref(), Some("acme"));
+    }
+
+    #[test]
+    fn svc_update_sends_only_the_update_settings_given() {
+        let update = SvcUpdate {
+            pkg_ident: "core/web".to_string(),
+            strategy: Some(UpdateStrategy::AtOnce),
+            update_period: Some(Duration::from_secs(5)),
+            ..SvcUpdate::default()
+        }
+        .request()
+        .unwrap();
+        assert_eq!(update.update_strategy, Some(1));
+        assert_eq!(update.update_period, Some(5));
+        assert_eq!((update.bldr_url, update.bldr_channel), (None, None));
+        let err = SvcUpdate {
+            pkg_ident: "core/web".to_string(),
+            update_period: Some(Duration::from_millis(500)),
+            ..SvcUpdate::default()
+        }
+        .request()
+        .unwrap_err();
+        assert!(err.to_string().contains("--update-period"), "{err}");
     }
 
     #[test]

@@ -11,6 +11,7 @@ pub mod retirement;
 pub mod service;
 pub mod service_config;
 pub mod service_file;
+pub mod update;
 
 use std::fmt;
 
@@ -22,6 +23,7 @@ pub use retirement::RetirementRumor;
 pub use service::{ServiceRumor, SysInfo};
 pub use service_config::ServiceConfigRumor;
 pub use service_file::ServiceFileRumor;
+pub use update::{CheckHealth, UpdateRumor};
 
 use super::member::MemberId;
 
@@ -113,10 +115,11 @@ pub enum RumorKind {
     ElectionUpdate,
     Departure,
     Retirement,
+    Update,
 }
 
 impl RumorKind {
-    pub const ALL: [RumorKind; 7] = [
+    pub const ALL: [RumorKind; 8] = [
         RumorKind::Service,
         RumorKind::ServiceConfig,
         RumorKind::ServiceFile,
@@ -124,6 +127,7 @@ impl RumorKind {
         RumorKind::ElectionUpdate,
         RumorKind::Departure,
         RumorKind::Retirement,
+        RumorKind::Update,
     ];
 
     pub const fn as_str(self) -> &'static str {
@@ -135,6 +139,7 @@ impl RumorKind {
             RumorKind::ElectionUpdate => "election_update",
             RumorKind::Departure => "departure",
             RumorKind::Retirement => "retirement",
+            RumorKind::Update => "update",
         }
     }
 }
@@ -166,6 +171,10 @@ pub enum RumorKey {
         group: ServiceGroup,
         member: MemberId,
     },
+    Update {
+        group: ServiceGroup,
+        member: MemberId,
+    },
 }
 
 impl RumorKey {
@@ -178,6 +187,7 @@ impl RumorKey {
             RumorKey::ElectionUpdate { .. } => RumorKind::ElectionUpdate,
             RumorKey::Departure { .. } => RumorKind::Departure,
             RumorKey::Retirement { .. } => RumorKind::Retirement,
+            RumorKey::Update { .. } => RumorKind::Update,
         }
     }
 }
@@ -193,6 +203,8 @@ pub enum Rumor {
     Departure(DepartureRumor),
     /// Appended last: an older member drops it alone (protocol §13).
     Retirement(RetirementRumor),
+    /// Appended after `Retirement`, for the same reason.
+    Update(UpdateRumor),
 }
 
 /// The result of offering an incoming rumor against the stored one of the same key.
@@ -233,6 +245,10 @@ impl Rumor {
                 group: r.service_group.clone(),
                 member: r.member_id,
             },
+            Rumor::Update(r) => RumorKey::Update {
+                group: r.service_group.clone(),
+                member: r.member_id,
+            },
         }
     }
 
@@ -255,6 +271,7 @@ impl Rumor {
             Rumor::ElectionUpdate(_) => RumorKind::ElectionUpdate,
             Rumor::Departure(_) => RumorKind::Departure,
             Rumor::Retirement(_) => RumorKind::Retirement,
+            Rumor::Update(_) => RumorKind::Update,
         }
     }
 
@@ -272,6 +289,9 @@ impl Rumor {
                 by_incarnation(a.incarnation, b.incarnation, a == b, incoming)
             }
             (Rumor::ServiceFile(a), Rumor::ServiceFile(b)) => {
+                by_incarnation(a.incarnation, b.incarnation, a == b, incoming)
+            }
+            (Rumor::Update(a), Rumor::Update(b)) => {
                 by_incarnation(a.incarnation, b.incarnation, a == b, incoming)
             }
             (Rumor::Election(a), Rumor::Election(b)) => match a.merge(b) {
@@ -307,6 +327,7 @@ impl Rumor {
                 r.incarnation <= crate::gossip::member::MAX_INCARNATION
                     && r.term >> 32 <= election::MAX_ROUND
             }
+            Rumor::Update(r) => r.within_limits(),
             _ => true,
         }
     }

@@ -361,20 +361,32 @@ impl HttpDepot {
 
     pub async fn fetch(&self, ident: &PackageIdent, dest_dir: &Path) -> Result<PathBuf> {
         let path = format!("{}/download?target={TARGET}", pkg_path(ident));
+        let name = hart::hart_file_name(ident);
+        let limit = self.options.max_download_bytes;
+        self.download(&path, &format!("package {ident}"), dest_dir, &name, limit)
+            .await
+    }
+
+    /// `GET path` into `dest_dir/name` through a temporary file renamed into place.
+    async fn download(
+        &self,
+        path: &str,
+        what: &str,
+        dest_dir: &Path,
+        name: &str,
+        limit: u64,
+    ) -> Result<PathBuf> {
         let progress = Progress::new();
         let body = Empty::<Bytes>::new().map_err(|e| match e {}).boxed();
-        let answer = self.send(Method::GET, &path, body, None, &progress).await?;
-        let answer = self
-            .check(answer, &format!("package {ident}"), &progress)
-            .await?;
-        let name = hart::hart_file_name(ident);
+        let answer = self.send(Method::GET, path, body, None, &progress).await?;
+        let answer = self.check(answer, what, &progress).await?;
         tokio::fs::create_dir_all(dest_dir)
             .await
             .map_err(|e| Error::io(dest_dir, e))?;
-        let dest = dest_dir.join(&name);
+        let dest = dest_dir.join(name);
         let temp = dest_dir.join(format!(".{name}.{:016x}.tmp", rand::random::<u64>()));
         let written = self
-            .body_to_file(answer.into_body(), &temp, &progress)
+            .body_to_file(answer.into_body(), &temp, limit, &progress)
             .await;
         let placed = match written {
             Ok(()) => tokio::fs::rename(&temp, &dest)
@@ -388,10 +400,62 @@ impl HttpDepot {
         placed.map(|()| dest)
     }
 
+    /// Stores an origin public key; `false` when the depot already has one of that name.
+    pub async fn upload_origin_key(
+        &self,
+        origin: &str,
+        revision: &str,
+        content: Vec<u8>,
+    ) -> Result<bool> {
+        let path = format!("/depot/origins/{origin}/keys/{revision}");
+        let progress = Progress::new();
+        let len = u64::try_from(content.len()).unwrap_or(u64::MAX);
+        let body = http_body_util::Full::new(Bytes::from(content))
+            .map_err(|e| match e {})
+            .boxed();
+        let answer = self
+            .send(Method::POST, &path, body, Some(len), &progress)
+            .await?;
+        match self
+            .check(
+                answer,
+                &format!("origin key {origin}-{revision}"),
+                &progress,
+            )
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(Error::Depot(DepotError::Conflict { .. })) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Downloads origin public key `<origin>-<revision>.pub` into `dest_dir`.
+    pub async fn fetch_origin_key(
+        &self,
+        origin: &str,
+        revision: &str,
+        dest_dir: &Path,
+    ) -> Result<PathBuf> {
+        let path = format!("/depot/origins/{origin}/keys/{revision}");
+        let name = format!("{origin}-{revision}.pub");
+        let limit = store::MAX_KEY_BYTES as u64;
+        self.download(
+            &path,
+            &format!("origin key {origin}-{revision}"),
+            dest_dir,
+            &name,
+            limit,
+        )
+        .await
+    }
+
+    /// Writes a body of at most `limit` bytes to a new file `temp`, synced.
     async fn body_to_file(
         &self,
         mut body: Incoming,
         temp: &Path,
+        limit: u64,
         progress: &Progress,
     ) -> Result<()> {
         let mut file = tokio::fs::OpenOptions::new()
@@ -401,7 +465,6 @@ impl HttpDepot {
             .await
             .map_err(|e| Error::io(temp, e))?;
         let mut received: u64 = 0;
-        let limit = self.options.max_download_bytes;
         while let Some(bytes) = self.next_chunk(&mut body, progress).await? {
             received = u64::try_from(bytes.len())
                 .ok()

@@ -203,6 +203,56 @@ impl Depot {
     }
 }
 
+impl Depot {
+    /// Stores origin public key `<origin>-<revision>` (its `SIG-PUB-1` file's content) so that
+    /// installers can fetch it; `false` when the depot already has a key of that name.
+    pub async fn upload_origin_key(&self, name_rev: &str, content: Vec<u8>) -> Result<bool> {
+        let (origin, revision) = split_key_name(name_rev)?;
+        match self {
+            Depot::Dir(store) => {
+                let name_rev = name_rev.to_string();
+                blocking(store, move |s| {
+                    let (origin, revision) = split_key_name(&name_rev)?;
+                    match s.put_origin_key(origin, revision, &content) {
+                        Err(Error::Depot(DepotError::Conflict { .. })) => Ok(false),
+                        other => other,
+                    }
+                })
+                .await
+            }
+            Depot::Http(http) => http.upload_origin_key(origin, revision, content).await,
+        }
+    }
+
+    /// Downloads origin public key `<origin>-<revision>` into `dest_dir` (a key cache) as
+    /// `<origin>-<revision>.pub`, atomically.
+    pub async fn fetch_origin_key(&self, name_rev: &str, dest_dir: &Path) -> Result<PathBuf> {
+        let (origin, revision) = split_key_name(name_rev)?;
+        match self {
+            Depot::Dir(store) => {
+                let (name_rev, dest_dir) = (name_rev.to_string(), dest_dir.to_path_buf());
+                blocking(store, move |s| {
+                    let (origin, revision) = split_key_name(&name_rev)?;
+                    let from = s.origin_key(origin, revision)?;
+                    copy_into(&from, &dest_dir, &format!("{name_rev}.pub"))
+                })
+                .await
+            }
+            Depot::Http(http) => http.fetch_origin_key(origin, revision, dest_dir).await,
+        }
+    }
+}
+
+/// `(origin, revision)` of a key name `<origin>-<YYYYMMDDhhmmss>`.
+fn split_key_name(name_rev: &str) -> Result<(&str, &str)> {
+    crate::pkg::keys::split_name_rev(name_rev).ok_or_else(|| {
+        Error::invalid(
+            format!("origin key {name_rev:?}"),
+            "expected <origin>-<YYYYMMDDhhmmss>",
+        )
+    })
+}
+
 /// Runs a store operation off the async threads (it does blocking file I/O).
 async fn blocking<T: Send + 'static>(
     store: &Arc<Store>,
@@ -230,7 +280,10 @@ fn copy_into(from: &Path, dest_dir: &Path, name: &str) -> Result<PathBuf> {
         std::io::copy(&mut input, &mut out).map_err(|e| Error::io(&temp, e))?;
         out.flush().map_err(|e| Error::io(&temp, e))?;
         out.sync_all().map_err(|e| Error::io(&temp, e))?;
-        std::fs::rename(&temp, &dest).map_err(|e| Error::io(&dest, e))
+        std::fs::rename(&temp, &dest).map_err(|e| Error::io(&dest, e))?;
+        std::fs::File::open(dest_dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| Error::io(dest_dir, e))
     })();
     if let Err(e) = copied {
         let _ = std::fs::remove_file(&temp);
@@ -274,5 +327,69 @@ pub(crate) mod test_harts {
                 (state >> 56) as u8
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::test_harts::make_hart;
+    use super::*;
+
+    #[test]
+    fn urls_name_a_directory_or_an_http_depot_and_anything_else_is_refused() {
+        assert!(matches!(
+            Depot::from_url("file:///srv/depot", None).unwrap(),
+            Depot::Dir(_)
+        ));
+        let http = Depot::from_url("http://127.0.0.1:9636", Some("t".into())).unwrap();
+        assert_eq!(http.name(), "http://127.0.0.1:9636");
+        assert!(!format!("{http:?}").contains("\"t\""), "{http:?}");
+        for bad in [
+            "file://relative/dir",
+            "https://bldr.habitat.sh",
+            "ftp://host",
+            "http://host:99999",
+            "http://user@host:1",
+            "bldr.habitat.sh",
+            "",
+        ] {
+            let err = Depot::from_url(bad, None).unwrap_err().to_string();
+            assert!(err.contains("expected http://HOST:PORT"), "{bad}: {err}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_directory_depot_uploads_promotes_and_fetches_whole_files() {
+        let work = tempfile::tempdir().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("file://{}", dir.path().display());
+        let depot = Depot::from_url(&url, None).unwrap();
+        let hart = make_hart(work.path(), "core/app/1.0/20260101000000");
+        let ident = depot.upload(&hart, Some("stable")).await.unwrap();
+        let id: PackageIdent = "core/app".parse().unwrap();
+        assert_eq!(
+            depot.latest(&id, "stable").await.unwrap(),
+            Some(ident.clone())
+        );
+        assert_eq!(
+            depot.channels(&ident).await.unwrap(),
+            ["unstable", "stable"]
+        );
+        let err = depot.demote(&ident, "unstable").await.unwrap_err();
+        assert!(
+            matches!(err, Error::Depot(DepotError::DemoteUnstable { .. })),
+            "{err}"
+        );
+        let dest = tempfile::tempdir().unwrap();
+        let fetched = depot.fetch(&ident, dest.path()).await.unwrap();
+        assert_eq!(
+            std::fs::read(&fetched).unwrap(),
+            std::fs::read(&hart).unwrap()
+        );
+        assert_eq!(std::fs::read_dir(dest.path()).unwrap().count(), 1);
+        let missing: PackageIdent = "core/app/2.0/20260101000000".parse().unwrap();
+        assert!(depot.fetch(&missing, dest.path()).await.is_err());
+        assert_eq!(std::fs::read_dir(dest.path()).unwrap().count(), 1);
     }
 }

@@ -5,6 +5,7 @@
 use std::fs;
 
 use super::*;
+use crate::connection_slots::SlotLimits;
 use crate::pkg::depot::test_harts::{make_hart, make_hart_with, noise};
 use crate::pkg::depot::{Depot, DepotError};
 
@@ -183,6 +184,37 @@ async fn upload_promote_demote_latest_channels_and_download_over_http() {
     assert_eq!(fs::read(&fetched).unwrap(), fs::read(&new).unwrap());
     assert_eq!(fs::read_dir(dest.path()).unwrap().count(), 1);
 
+    // Origin public keys: stored once, fetched into a key cache whole.
+    let key = b"SIG-PUB-1\ncore-20260101000000\n\nAAAA\n".to_vec();
+    assert!(depot
+        .upload_origin_key("core-20260101000000", key.clone())
+        .await
+        .unwrap());
+    assert!(!depot
+        .upload_origin_key("core-20260101000000", key.clone())
+        .await
+        .unwrap());
+    let err = running
+        .depot(None)
+        .upload_origin_key("core-20260101000001", key.clone())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::Depot(DepotError::Unauthorized { .. })),
+        "{err}"
+    );
+    let cache = tempfile::tempdir().unwrap();
+    let fetched = reader
+        .fetch_origin_key("core-20260101000000", cache.path())
+        .await
+        .unwrap();
+    assert_eq!(fetched, cache.path().join("core-20260101000000.pub"));
+    assert_eq!(fs::read(&fetched).unwrap(), key);
+    assert!(reader
+        .fetch_origin_key("core-20990101000000", cache.path())
+        .await
+        .is_err());
+
     // The package document carries Builder's fields, with the file's BLAKE2b checksum.
     let (status, body) = raw(
         running.served.addr,
@@ -245,6 +277,34 @@ async fn writes_without_the_right_token_are_refused_counted_and_store_nothing() 
         metrics.contains("hab_depot_unauthorized_total 5"),
         "{metrics}"
     );
+}
+
+#[tokio::test]
+async fn a_large_upload_without_the_token_is_told_401_not_a_broken_connection() {
+    let running = start(Limits::default()).await;
+    let work = tempfile::tempdir().unwrap();
+    // Larger than socket buffers: the depot answers before the body is sent.
+    let hart = make_hart_with(
+        work.path(),
+        "core/big/1.0/20260101000000",
+        &noise(8 << 20, 3),
+    );
+    let err = running
+        .depot(Some("wrong"))
+        .upload(&hart, None)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Depot(DepotError::Unauthorized {
+                token_sent: true,
+                ..
+            })
+        ),
+        "{err}"
+    );
+    assert_eq!(running.files(), Vec::<String>::new());
 }
 
 fn err_text<T>(result: &Result<T>) -> String {
@@ -430,4 +490,70 @@ fn a_token_file_others_can_read_is_refused() {
     assert_eq!(read_token_file(&path).unwrap(), TOKEN);
     fs::write(&path, "\n").unwrap();
     assert!(read_token_file(&path).is_err());
+}
+
+#[tokio::test]
+async fn connections_past_the_cap_are_closed_and_silent_clients_time_out() {
+    use crate::gossip::transport::closed_by_server;
+    let running = start(Limits {
+        connections: SlotLimits {
+            max: 2,
+            per_source: 2,
+        },
+        header_read_timeout: Duration::from_millis(300),
+        ..Limits::default()
+    })
+    .await;
+    let addr = running.served.addr;
+    let mut idle: Vec<tokio::net::TcpStream> = Vec::new();
+    for _ in 0..2 {
+        idle.push(tokio::net::TcpStream::connect(addr).await.unwrap());
+    }
+    // The cap counts a connection once it is accepted: wait until the third is refused.
+    let mut third = tokio::net::TcpStream::connect(addr).await.unwrap();
+    assert!(
+        closed_by_server(&mut third).await,
+        "a third connection stayed open"
+    );
+    // The two that never sent headers are closed after the header deadline...
+    for stream in &mut idle {
+        assert!(
+            closed_by_server(stream).await,
+            "an idle connection stayed open"
+        );
+    }
+    // ... which frees their slots.
+    let (status, _) = raw(addr, "GET", "/metrics", &[], b"").await;
+    assert_eq!(status, 200);
+}
+
+#[tokio::test]
+async fn an_upload_that_stalls_is_answered_408_and_leaves_nothing() {
+    let running = start(Limits {
+        body_idle_timeout: Duration::from_millis(300),
+        ..Limits::default()
+    })
+    .await;
+    let mut stream = tokio::net::TcpStream::connect(running.served.addr)
+        .await
+        .unwrap();
+    let head = format!(
+        "POST /v1/depot/pkgs/core/app/1.0/20260101000000 HTTP/1.1\r\nHost: d\r\n\
+         Authorization: Bearer {TOKEN}\r\nContent-Length: 100000\r\n\r\nHART-1\n"
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(20), async {
+        let mut buf = [0u8; 1024];
+        while !answer.windows(4).any(|w| w == b"\r\n\r\n") {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => answer.extend_from_slice(&buf[..n]),
+            }
+        }
+    });
+    read.await.unwrap();
+    let text = String::from_utf8_lossy(&answer);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    assert_eq!(running.files(), Vec::<String>::new());
 }

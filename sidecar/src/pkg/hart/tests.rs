@@ -211,6 +211,33 @@ fn a_built_package_verifies_and_installs_with_its_modes_and_links() {
 }
 
 #[test]
+fn staging_left_by_a_crashed_install_is_removed_once_old() {
+    let (cache, key) = key_cache();
+    let (_work, hart) = built(&key);
+    let root = tempfile::tempdir().unwrap();
+    let pkgs = root.path().join("pkgs");
+    let old = pkgs.join(".install-1-0.hab-tmp");
+    let recent = pkgs.join(".install-2-0.hab-tmp");
+    for dir in [&old, &recent] {
+        fs::create_dir_all(dir.join("sub")).unwrap();
+        fs::write(dir.join("sub/f"), "x").unwrap();
+    }
+    // Read-only inside, as a crash after the modes were applied would leave it.
+    fs::set_permissions(old.join("sub"), fs::Permissions::from_mode(0o555)).unwrap();
+    let two_hours_ago = std::time::SystemTime::now() - Duration::from_secs(7200);
+    File::open(&old)
+        .unwrap()
+        .set_modified(two_hours_ago)
+        .unwrap();
+    install(&hart, root.path(), cache.path()).unwrap();
+    assert!(!old.exists(), "the old staging directory is gone");
+    assert!(
+        recent.exists(),
+        "a recent one may belong to an install still running"
+    );
+}
+
+#[test]
 fn builds_are_reproducible_for_the_same_tree() {
     let (_cache, key) = key_cache();
     let work = tempfile::tempdir().unwrap();
