@@ -824,6 +824,9 @@ async fn require_token(State(app): State<App>, request: Request, next: Next) -> 
                 refused,
                 "depot: write refused (missing or wrong token)"
             );
+            // A client still sending an upload would otherwise meet a reset connection instead
+            // of this answer (hyper closes on an unread body), depending on timing.
+            drain_refused_body(request.into_body(), app.limits.body_idle_timeout).await;
             let mut answer = fail(StatusCode::UNAUTHORIZED, "missing or wrong bearer token");
             answer
                 .headers_mut()
@@ -832,6 +835,20 @@ async fn require_token(State(app): State<App>, request: Request, next: Next) -> 
         }
     }
     next.run(request).await
+}
+
+/// How much of a refused request's body is read (and dropped) so its client hears the answer.
+const REFUSED_BODY_DRAIN_BYTES: u64 = 64 << 20;
+
+async fn drain_refused_body(body: Body, idle: Duration) {
+    let mut stream = body.into_data_stream();
+    let mut read: u64 = 0;
+    while read < REFUSED_BODY_DRAIN_BYTES {
+        match tokio::time::timeout(idle, stream.next()).await {
+            Ok(Some(Ok(chunk))) => read = read.saturating_add(chunk.len() as u64),
+            _ => break,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -283,7 +283,7 @@ async fn writes_without_the_right_token_are_refused_counted_and_store_nothing() 
 async fn a_large_upload_without_the_token_is_told_401_not_a_broken_connection() {
     let running = start(Limits::default()).await;
     let work = tempfile::tempdir().unwrap();
-    // Larger than socket buffers: the depot answers before the body is sent.
+    // Larger than socket buffers: the depot reads what it refuses, so the client hears the 401.
     let hart = make_hart_with(
         work.path(),
         "core/big/1.0/20260101000000",
