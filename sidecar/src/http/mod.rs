@@ -364,14 +364,35 @@ pub fn spawn(listener: TcpListener, snapshot: Reader, token: Option<String>) {
 
 /// Serves `app` on `listener` within `limits` (see `Limits`).
 fn serve(listener: TcpListener, app: Router, limits: Limits) {
-    let slots = ConnectionSlots::new(limits.connections);
+    serve_http1(
+        listener,
+        app,
+        limits.connections,
+        limits.header_read_timeout,
+        limits.connection_deadline,
+        "http gateway",
+    );
+}
+
+/// Serves `app` on `listener` over HTTP/1 with the limits every listener of ours keeps: at most
+/// `connections` open (each source its share), headers within `header_read_timeout`, and any
+/// connection closed after `connection_deadline`. `what` names the listener in logs.
+pub(crate) fn serve_http1(
+    listener: TcpListener,
+    app: Router,
+    connections: SlotLimits,
+    header_read_timeout: Duration,
+    connection_deadline: Duration,
+    what: &'static str,
+) {
+    let slots = ConnectionSlots::new(connections);
     tokio::spawn(async move {
         loop {
             let (stream, from) = match listener.accept().await {
                 Ok(accepted) => accepted,
                 Err(e) => {
                     // Out of file descriptors, say: wait instead of spinning.
-                    tracing::debug!(error = %e, "http gateway accept");
+                    tracing::debug!(error = %e, "{what} accept");
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 }
@@ -379,7 +400,7 @@ fn serve(listener: TcpListener, app: Router, limits: Limits) {
             let permit = match slots.take(from.ip()) {
                 Ok(slot) => slot,
                 Err(refused) => {
-                    tracing::debug!(%from, ?refused, "http gateway: connection refused");
+                    tracing::debug!(%from, ?refused, "{what}: connection refused");
                     continue;
                 }
             };
@@ -387,9 +408,9 @@ fn serve(listener: TcpListener, app: Router, limits: Limits) {
             tokio::spawn(async move {
                 let connection = hyper::server::conn::http1::Builder::new()
                     .timer(TokioTimer::new())
-                    .header_read_timeout(limits.header_read_timeout)
+                    .header_read_timeout(header_read_timeout)
                     .serve_connection(TokioIo::new(stream), service);
-                let _ = tokio::time::timeout(limits.connection_deadline, connection).await;
+                let _ = tokio::time::timeout(connection_deadline, connection).await;
                 drop(permit);
             });
         }

@@ -36,15 +36,13 @@ use axum::{Json, Router};
 use blake2::digest::consts::U32;
 use blake2::{Blake2b, Digest};
 use futures::StreamExt;
-use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::service::TowerToHyperService;
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
 use super::store::{self, ChannelEntry, Store};
 use super::{hart, DepotError};
-use crate::connection_slots::{ConnectionSlots, SlotLimits};
+use crate::connection_slots::SlotLimits;
 use crate::error::{Error, Result};
 use crate::package::PackageIdent;
 
@@ -217,33 +215,14 @@ fn router(app: App) -> Router {
 
 /// Serves `app` on `listener` within `limits`.
 fn serve(listener: TcpListener, app: Router, limits: Limits) {
-    let slots = ConnectionSlots::new(limits.connections);
-    tokio::spawn(async move {
-        loop {
-            let (stream, from) = match listener.accept().await {
-                Ok(accepted) => accepted,
-                Err(e) => {
-                    // Out of file descriptors, say: wait instead of spinning.
-                    tracing::debug!(error = %e, "depot accept");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            };
-            let Ok(slot) = slots.take(from.ip()) else {
-                tracing::debug!(%from, "depot: connection refused, at the cap");
-                continue;
-            };
-            let service = TowerToHyperService::new(app.clone());
-            tokio::spawn(async move {
-                let connection = hyper::server::conn::http1::Builder::new()
-                    .timer(TokioTimer::new())
-                    .header_read_timeout(limits.header_read_timeout)
-                    .serve_connection(TokioIo::new(stream), service);
-                let _ = tokio::time::timeout(limits.connection_deadline, connection).await;
-                drop(slot);
-            });
-        }
-    });
+    crate::http::serve_http1(
+        listener,
+        app,
+        limits.connections,
+        limits.header_read_timeout,
+        limits.connection_deadline,
+        "depot",
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
